@@ -1,0 +1,615 @@
+//! Portable f32 reference kernels (NHWC). These are the specification every optimized kernel is
+//! tested against: plain loops, obviously right, no unsafe.
+
+use crate::format::MAX_RANK;
+use crate::ops::{BinaryKind, UnaryKind};
+
+/// Convolution geometry shared by conv and pooling kernels.
+#[derive(Clone, Copy, Debug)]
+pub struct Conv2dParams {
+    /// Stride (h, w).
+    pub stride: [usize; 2],
+    /// Dilation (h, w).
+    pub dilation: [usize; 2],
+    /// Padding top, left, bottom, right.
+    pub pad: [usize; 4],
+    /// Groups (`in_channels` for depthwise).
+    pub groups: usize,
+    /// Fused activation clamp.
+    pub act: [f32; 2],
+}
+
+#[inline]
+fn clamp(v: f32, act: [f32; 2]) -> f32 {
+    // `max`/`min` rather than `clamp` so that NaN stays NaN-free only when bounds are finite.
+    v.max(act[0]).min(act[1])
+}
+
+/// 2-D convolution. `x` is `[n, h, w, ci]`, `w` is `[co, kh, kw, ci/groups]`, `y` is
+/// `[n, oh, ow, co]`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d(
+    x: &[f32],
+    xs: [usize; 4],
+    w: &[f32],
+    ws: [usize; 4],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    ys: [usize; 4],
+    p: &Conv2dParams,
+) {
+    let [n, h, wd, ci] = xs;
+    let [co, kh, kw, cig] = ws;
+    let [_, oh, ow, _] = ys;
+    let cog = co / p.groups;
+    for b in 0..n {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let out = &mut y[((b * oh + oy) * ow + ox) * co..][..co];
+                for (oc, o) in out.iter_mut().enumerate() {
+                    let g = oc / cog;
+                    let mut acc = bias.map_or(0.0, |bb| bb[oc]);
+                    for ky in 0..kh {
+                        let iy =
+                            (oy * p.stride[0] + ky * p.dilation[0]) as isize - p.pad[0] as isize;
+                        if iy < 0 || iy >= h as isize {
+                            continue;
+                        }
+                        for kx in 0..kw {
+                            let ix = (ox * p.stride[1] + kx * p.dilation[1]) as isize
+                                - p.pad[1] as isize;
+                            if ix < 0 || ix >= wd as isize {
+                                continue;
+                            }
+                            let xrow = &x
+                                [((b * h + iy as usize) * wd + ix as usize) * ci + g * cig..]
+                                [..cig];
+                            let wrow = &w[((oc * kh + ky) * kw + kx) * cig..][..cig];
+                            for (a, bw) in xrow.iter().zip(wrow) {
+                                acc += a * bw;
+                            }
+                        }
+                    }
+                    *o = clamp(acc, p.act);
+                }
+            }
+        }
+    }
+}
+
+/// Fully connected: `y[r, m] = bias[m] + sum_k x[r, k] * w[m, k]`.
+pub fn dense(
+    x: &[f32],
+    k: usize,
+    w: &[f32],
+    m: usize,
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    act: [f32; 2],
+) {
+    for (xr, yr) in x.chunks_exact(k).zip(y.chunks_exact_mut(m)) {
+        for (j, o) in yr.iter_mut().enumerate() {
+            let wr = &w[j * k..][..k];
+            let mut acc = bias.map_or(0.0, |b| b[j]);
+            for (a, b) in xr.iter().zip(wr) {
+                acc += a * b;
+            }
+            *o = clamp(acc, act);
+        }
+    }
+}
+
+/// Pooling geometry.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolParams {
+    /// Window (h, w).
+    pub kernel: [usize; 2],
+    /// Stride (h, w).
+    pub stride: [usize; 2],
+    /// Padding top, left, bottom, right.
+    pub pad: [usize; 4],
+    /// Rows/columns of the bottom/right padding added for ceil mode (never counted).
+    pub ceil_extra: [usize; 2],
+    /// Average pooling divides by the window size including padding.
+    pub count_include_pad: bool,
+    /// Fused activation clamp.
+    pub act: [f32; 2],
+}
+
+/// Max (`is_max`) or average pooling over NHWC.
+pub fn pool2d(
+    x: &[f32],
+    xs: [usize; 4],
+    y: &mut [f32],
+    ys: [usize; 4],
+    p: &PoolParams,
+    is_max: bool,
+) {
+    let [n, h, w, c] = xs;
+    let [_, oh, ow, _] = ys;
+    for b in 0..n {
+        for oy in 0..oh {
+            let y0 = (oy * p.stride[0]) as isize - p.pad[0] as isize;
+            let y1 = y0 + p.kernel[0] as isize;
+            let (vy0, vy1) = (y0.max(0) as usize, y1.min(h as isize).max(0) as usize);
+            for ox in 0..ow {
+                let x0 = (ox * p.stride[1]) as isize - p.pad[1] as isize;
+                let x1 = x0 + p.kernel[1] as isize;
+                let (vx0, vx1) = (x0.max(0) as usize, x1.min(w as isize).max(0) as usize);
+                let count = if p.count_include_pad {
+                    let ylim = (h + p.pad[2] - p.ceil_extra[0]) as isize;
+                    let xlim = (w + p.pad[3] - p.ceil_extra[1]) as isize;
+                    ((y1.min(ylim) - y0).max(0) * (x1.min(xlim) - x0).max(0)) as usize
+                } else {
+                    vy1.saturating_sub(vy0) * vx1.saturating_sub(vx0)
+                };
+                for ch in 0..c {
+                    let mut acc = if is_max { f32::NEG_INFINITY } else { 0.0 };
+                    for iy in vy0..vy1 {
+                        for ix in vx0..vx1 {
+                            let v = x[((b * h + iy) * w + ix) * c + ch];
+                            if is_max {
+                                acc = acc.max(v);
+                            } else {
+                                acc += v;
+                            }
+                        }
+                    }
+                    if !is_max {
+                        acc = if count > 0 { acc / count as f32 } else { 0.0 };
+                    }
+                    y[((b * oh + oy) * ow + ox) * c + ch] = clamp(acc, p.act);
+                }
+            }
+        }
+    }
+}
+
+/// Row-major strides of `dims`.
+pub fn strides(dims: &[usize; MAX_RANK]) -> [usize; MAX_RANK] {
+    let mut s = [1usize; MAX_RANK];
+    for i in (0..MAX_RANK - 1).rev() {
+        s[i] = s[i + 1] * dims[i + 1];
+    }
+    s
+}
+
+/// Right-aligns `shape` into six dims (leading 1s).
+pub fn pad6(shape: &[usize]) -> [usize; MAX_RANK] {
+    let mut d = [1usize; MAX_RANK];
+    d[MAX_RANK - shape.len()..].copy_from_slice(shape);
+    d
+}
+
+/// Calls `f(out_index, in_offsets...)` for every element of a 6-D iteration space; each operand is
+/// described by its strides (0 on broadcast axes).
+fn for_each_index<const K: usize>(
+    dims: [usize; MAX_RANK],
+    st: [[usize; MAX_RANK]; K],
+    mut f: impl FnMut(usize, [usize; K]),
+) {
+    let mut out = 0;
+    for i0 in 0..dims[0] {
+        for i1 in 0..dims[1] {
+            for i2 in 0..dims[2] {
+                for i3 in 0..dims[3] {
+                    for i4 in 0..dims[4] {
+                        for i5 in 0..dims[5] {
+                            let idx = [i0, i1, i2, i3, i4, i5];
+                            let mut offs = [0usize; K];
+                            for (o, s) in offs.iter_mut().zip(st.iter()) {
+                                *o = idx.iter().zip(s).map(|(a, b)| a * b).sum();
+                            }
+                            f(out, offs);
+                            out += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Strides of `shape` broadcast into the six-dim output space (0 on broadcast axes).
+pub fn broadcast_strides(shape: &[usize]) -> [usize; MAX_RANK] {
+    let d = pad6(shape);
+    let mut s = strides(&d);
+    for i in 0..MAX_RANK {
+        if d[i] == 1 {
+            s[i] = 0;
+        }
+    }
+    s
+}
+
+/// Applies a binary op.
+pub fn binary_op(kind: BinaryKind, a: f32, b: f32) -> f32 {
+    match kind {
+        BinaryKind::Add => a + b,
+        BinaryKind::Sub => a - b,
+        BinaryKind::Mul => a * b,
+        BinaryKind::Div => a / b,
+        BinaryKind::Max => a.max(b),
+        BinaryKind::Min => a.min(b),
+        BinaryKind::Pow => libm::powf(a, b),
+    }
+}
+
+/// Broadcasting binary op.
+#[allow(clippy::too_many_arguments)]
+pub fn binary(
+    kind: BinaryKind,
+    a: &[f32],
+    ash: &[usize],
+    b: &[f32],
+    bsh: &[usize],
+    y: &mut [f32],
+    ysh: &[usize],
+    act: [f32; 2],
+) {
+    if ash == ysh && bsh == ysh {
+        for ((o, &p), &q) in y.iter_mut().zip(a).zip(b) {
+            *o = clamp(binary_op(kind, p, q), act);
+        }
+        return;
+    }
+    let sa = broadcast_strides(ash);
+    let sb = broadcast_strides(bsh);
+    for_each_index(pad6(ysh), [sa, sb], |o, [ia, ib]| {
+        y[o] = clamp(binary_op(kind, a[ia], b[ib]), act);
+    });
+}
+
+/// Applies a unary function with parameters `a`, `b`.
+pub fn unary_op(kind: UnaryKind, x: f32, a: f32, b: f32) -> f32 {
+    match kind {
+        UnaryKind::Relu => x.max(0.0),
+        UnaryKind::Clip => x.max(a).min(b),
+        UnaryKind::LeakyRelu => {
+            if x >= 0.0 {
+                x
+            } else {
+                a * x
+            }
+        }
+        UnaryKind::Sigmoid => 1.0 / (1.0 + libm::expf(-x)),
+        UnaryKind::Tanh => libm::tanhf(x),
+        UnaryKind::HardSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
+        UnaryKind::HardSigmoid => (a * x + b).clamp(0.0, 1.0),
+        UnaryKind::Exp => libm::expf(x),
+        UnaryKind::Abs => x.abs(),
+        UnaryKind::Neg => -x,
+        UnaryKind::Sqrt => libm::sqrtf(x),
+        UnaryKind::Elu => {
+            if x > 0.0 {
+                x
+            } else {
+                a * (libm::expf(x) - 1.0)
+            }
+        }
+        UnaryKind::Log => libm::logf(x),
+        UnaryKind::Reciprocal => 1.0 / x,
+        UnaryKind::Floor => libm::floorf(x),
+        UnaryKind::Ceil => libm::ceilf(x),
+        UnaryKind::Softplus => {
+            // Stable form: max(x, 0) + ln(1 + e^-|x|).
+            x.max(0.0) + libm::log1pf(libm::expf(-x.abs()))
+        }
+        UnaryKind::Identity => x,
+        UnaryKind::Selu => {
+            b * if x > 0.0 {
+                x
+            } else {
+                a * (libm::expf(x) - 1.0)
+            }
+        }
+    }
+}
+
+/// Element-wise function.
+pub fn unary(kind: UnaryKind, x: &[f32], y: &mut [f32], a: f32, b: f32) {
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o = unary_op(kind, v, a, b);
+    }
+}
+
+/// Softmax (or log-softmax) along `axis`, split as `[outer, n, inner]`.
+pub fn softmax(
+    x: &[f32],
+    y: &mut [f32],
+    outer: usize,
+    n: usize,
+    inner: usize,
+    beta: f32,
+    log: bool,
+) {
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |k: usize| (o * n + k) * inner + i;
+            let mut mx = f32::NEG_INFINITY;
+            for k in 0..n {
+                mx = mx.max(x[at(k)]);
+            }
+            let mut sum = 0.0f32;
+            for k in 0..n {
+                let e = libm::expf((x[at(k)] - mx) * beta);
+                y[at(k)] = e;
+                sum += e;
+            }
+            if log {
+                let ls = libm::logf(sum);
+                for k in 0..n {
+                    y[at(k)] = (x[at(k)] - mx) * beta - ls;
+                }
+            } else {
+                let inv = 1.0 / sum;
+                for k in 0..n {
+                    y[at(k)] *= inv;
+                }
+            }
+        }
+    }
+}
+
+/// Reduction of `x` (shape `xs`) over the axes in `mask`; `y` holds the kept elements in order.
+/// Reducers: 0 mean, 1 sum, 2 max, 3 min, 4 prod.
+pub fn reduce(x: &[f32], xs: &[usize], mask: u32, reducer: i32, y: &mut [f32]) {
+    let init = match reducer {
+        2 => f32::NEG_INFINITY,
+        3 => f32::INFINITY,
+        4 => 1.0,
+        _ => 0.0,
+    };
+    y.iter_mut().for_each(|v| *v = init);
+    let off = MAX_RANK - xs.len();
+    let mut od = pad6(xs);
+    let mut count = 1usize;
+    for a in 0..xs.len() {
+        if mask & (1 << a) != 0 {
+            od[off + a] = 1;
+            count *= xs[a];
+        }
+    }
+    let mut ost = strides(&od);
+    for a in 0..MAX_RANK {
+        if od[a] == 1 {
+            ost[a] = 0;
+        }
+    }
+    for_each_index(pad6(xs), [ost], |i, [o]| {
+        let v = x[i];
+        let acc = &mut y[o];
+        *acc = match reducer {
+            2 => acc.max(v),
+            3 => acc.min(v),
+            4 => *acc * v,
+            _ => *acc + v,
+        };
+    });
+    if reducer == 0 {
+        let inv = 1.0 / count as f32;
+        y.iter_mut().for_each(|v| *v *= inv);
+    }
+}
+
+/// Concatenation: copies each input's `[outer, d_k * inner]` blocks side by side.
+pub fn concat_block(
+    x: &[f32],
+    y: &mut [f32],
+    outer: usize,
+    chunk: usize,
+    y_chunk: usize,
+    y_off: usize,
+) {
+    for o in 0..outer {
+        y[o * y_chunk + y_off..][..chunk].copy_from_slice(&x[o * chunk..][..chunk]);
+    }
+}
+
+/// Axis permutation: `y` dim `d` is `x` dim `perm[d]`.
+pub fn transpose(x: &[f32], xs: &[usize], perm: &[usize], y: &mut [f32]) {
+    let r = xs.len();
+    let xst = strides(&pad6(xs));
+    let off = MAX_RANK - r;
+    let mut yd = [1usize; MAX_RANK];
+    let mut st = [0usize; MAX_RANK];
+    for d in 0..r {
+        yd[off + d] = xs[perm[d]];
+        st[off + d] = xst[off + perm[d]];
+    }
+    for_each_index(yd, [st], |o, [i]| y[o] = x[i]);
+}
+
+/// Strided slice: `y[i] = x[begin + i * step]` per axis.
+pub fn slice(x: &[f32], xs: &[usize], begin: &[i64], step: &[i64], y: &mut [f32], ys: &[usize]) {
+    let r = xs.len();
+    let off = MAX_RANK - r;
+    let xst = strides(&pad6(xs));
+    let yd = pad6(ys);
+    let mut base: i64 = 0;
+    for d in 0..r {
+        base += begin[d] * xst[off + d] as i64;
+    }
+    let mut o = 0;
+    let mut idx = [0usize; MAX_RANK];
+    loop {
+        let mut i = base;
+        for d in 0..r {
+            i += idx[off + d] as i64 * step[d] * xst[off + d] as i64;
+        }
+        y[o] = x[i as usize];
+        o += 1;
+        // Odometer increment over the output.
+        let mut d = MAX_RANK;
+        loop {
+            if d == 0 {
+                return;
+            }
+            d -= 1;
+            idx[d] += 1;
+            if idx[d] < yd[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+}
+
+/// Padding modes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PadMode {
+    /// Fill with a constant.
+    Constant(f32),
+    /// Mirror without repeating the edge.
+    Reflect,
+    /// Repeat the edge.
+    Edge,
+}
+
+/// Pads `x` into `y` with `pads[d] = (before, after)`.
+pub fn pad(
+    x: &[f32],
+    xs: &[usize],
+    pads: &[(usize, usize)],
+    mode: PadMode,
+    y: &mut [f32],
+    ys: &[usize],
+) {
+    let r = xs.len();
+    let off = MAX_RANK - r;
+    let xst = strides(&pad6(xs));
+    let mut idx = [0usize; MAX_RANK];
+    let yd = pad6(ys);
+    for o in y.iter_mut() {
+        let mut src = 0usize;
+        let mut inside = true;
+        for d in 0..r {
+            let n = xs[d] as isize;
+            let mut i = idx[off + d] as isize - pads[d].0 as isize;
+            if i < 0 || i >= n {
+                match mode {
+                    PadMode::Constant(_) => inside = false,
+                    PadMode::Edge => i = i.clamp(0, n - 1),
+                    PadMode::Reflect => {
+                        if n == 1 {
+                            i = 0;
+                        } else {
+                            let period = 2 * (n - 1);
+                            i = i.rem_euclid(period);
+                            if i >= n {
+                                i = period - i;
+                            }
+                        }
+                    }
+                }
+            }
+            src += i.max(0) as usize * xst[off + d];
+        }
+        *o = match (inside, mode) {
+            (false, PadMode::Constant(v)) => v,
+            _ => x[src],
+        };
+        let mut d = MAX_RANK;
+        while d > 0 {
+            d -= 1;
+            idx[d] += 1;
+            if idx[d] < yd[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+}
+
+/// Batched matrix product with broadcast batch dims: `y[.., m, n] = sum_k a[.., m, k] b[.., k, n]`.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    a: &[f32],
+    ash: &[usize],
+    b: &[f32],
+    bsh: &[usize],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    ysh: &[usize],
+    act: [f32; 2],
+) {
+    let (m, k) = (ash[ash.len() - 2], ash[ash.len() - 1]);
+    let n = bsh[bsh.len() - 1];
+    let batch_y = &ysh[..ysh.len() - 2];
+    let sa = broadcast_strides(&ash[..ash.len() - 2]);
+    let sb = broadcast_strides(&bsh[..bsh.len() - 2]);
+    for_each_index(pad6(batch_y), [sa, sb], |o, [ia, ib]| {
+        let am = &a[ia * m * k..][..m * k];
+        let bm = &b[ib * k * n..][..k * n];
+        let ym = &mut y[o * m * n..][..m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut acc = bias.map_or(0.0, |bb| bb[j]);
+                for t in 0..k {
+                    acc += am[i * k + t] * bm[t * n + j];
+                }
+                ym[i * n + j] = clamp(acc, act);
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conv_1x1_is_dense() {
+        // 1x2x2x3 input, 2 output channels, 1x1 kernel.
+        let x: [f32; 12] = core::array::from_fn(|i| i as f32);
+        let w = [1.0, 0.0, -1.0, 0.5, 0.5, 0.5];
+        let mut y = [0.0; 8];
+        let p = Conv2dParams {
+            stride: [1, 1],
+            dilation: [1, 1],
+            pad: [0; 4],
+            groups: 1,
+            act: [f32::NEG_INFINITY, f32::INFINITY],
+        };
+        conv2d(
+            &x,
+            [1, 2, 2, 3],
+            &w,
+            [2, 1, 1, 3],
+            Some(&[1.0, 0.0]),
+            &mut y,
+            [1, 2, 2, 2],
+            &p,
+        );
+        let mut d = [0.0; 8];
+        dense(
+            &x,
+            3,
+            &w,
+            2,
+            Some(&[1.0, 0.0]),
+            &mut d,
+            [f32::NEG_INFINITY, f32::INFINITY],
+        );
+        assert_eq!(y, d);
+        assert_eq!(y[0], 1.0 + 0.0 - 2.0);
+    }
+
+    #[test]
+    fn pad_reflect_and_edge() {
+        let x = [1.0, 2.0, 3.0];
+        let mut y = [0.0; 7];
+        pad(&x, &[3], &[(2, 2)], PadMode::Reflect, &mut y, &[7]);
+        assert_eq!(y, [3.0, 2.0, 1.0, 2.0, 3.0, 2.0, 1.0]);
+        pad(&x, &[3], &[(2, 2)], PadMode::Edge, &mut y, &[7]);
+        assert_eq!(y, [1.0, 1.0, 1.0, 2.0, 3.0, 3.0, 3.0]);
+    }
+
+    #[test]
+    fn slice_negative_step() {
+        let x = [0.0, 1.0, 2.0, 3.0, 4.0];
+        let mut y = [0.0; 3];
+        slice(&x, &[5], &[4], &[-2], &mut y, &[3]);
+        assert_eq!(y, [4.0, 2.0, 0.0]);
+    }
+}

@@ -1,0 +1,579 @@
+//! Zero-copy, validate-once view of a `.kiln` file.
+
+use crate::error::{Error, Result};
+use crate::format::{
+    self, header, op, range_ok, rd_i32, rd_u16, rd_u32, tensor, DType, Storage, ALIGN, HEADER_LEN,
+    MAX_ELEMENTS, MAX_RANK, NO_TENSOR, OP_PARAMS, OP_RECORD_LEN, TENSOR_DESC_LEN,
+};
+use crate::ops::{self, OpKind};
+
+/// Quantization parameters of a tensor.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Quant {
+    /// Not quantized.
+    None,
+    /// One scale and zero point for the whole tensor: `real = scale * (q - zero_point)`.
+    PerTensor {
+        /// Scale.
+        scale: f32,
+        /// Zero point.
+        zero_point: i32,
+    },
+    /// One scale per slice along `axis` (zero point 0, as TFLite's symmetric weights); the scales
+    /// are the f32 constant tensor `scales`.
+    PerAxis {
+        /// Quantized axis.
+        axis: u32,
+        /// Index of the f32 constant tensor holding the scales.
+        scales: u32,
+    },
+}
+
+/// A decoded tensor descriptor.
+#[derive(Clone, Copy, Debug)]
+pub struct TensorInfo<'m> {
+    /// Element type.
+    pub dtype: DType,
+    /// Number of dimensions.
+    pub rank: usize,
+    /// Dimensions; entries past `rank` are 1.
+    pub dims: [usize; MAX_RANK],
+    /// Arena or constant.
+    pub storage: Storage,
+    /// Byte offset: into the file for constants, into the arena otherwise.
+    pub offset: usize,
+    /// Byte length.
+    pub byte_len: usize,
+    /// Name as in the source model.
+    pub name: &'m str,
+    /// Quantization parameters.
+    pub quant: Quant,
+}
+
+impl TensorInfo<'_> {
+    /// The dimensions as a slice of length `rank`.
+    pub fn shape(&self) -> &[usize] {
+        &self.dims[..self.rank]
+    }
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.dims[..self.rank].iter().product()
+    }
+    /// True when the tensor has no elements (never for a validated model).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A decoded op record.
+#[derive(Clone, Copy, Debug)]
+pub struct OpInfo<'m> {
+    /// Position in execution order.
+    pub index: u32,
+    /// What the op computes.
+    pub kind: OpKind,
+    /// Kind-specific parameters (see `FORMAT.md`).
+    pub params: [i32; OP_PARAMS],
+    /// Name as in the source model.
+    pub name: &'m str,
+    n_in: u8,
+    n_out: u8,
+    io_start: u32,
+}
+
+impl OpInfo<'_> {
+    /// Number of inputs (including absent optional ones).
+    pub fn num_inputs(&self) -> usize {
+        self.n_in as usize
+    }
+    /// Number of outputs.
+    pub fn num_outputs(&self) -> usize {
+        self.n_out as usize
+    }
+    /// Parameter `i` reinterpreted as `f32`.
+    pub fn param_f32(&self, i: usize) -> f32 {
+        f32::from_bits(self.params[i] as u32)
+    }
+}
+
+/// A validated `.kiln` model borrowed from its bytes.
+///
+/// `from_bytes` checks every offset, length, shape, dtype and op parameter once; after that the
+/// model is trusted and [`crate::Session`] runs it without further checks that could fail.
+#[derive(Clone, Copy, Debug)]
+pub struct Model<'m> {
+    bytes: &'m [u8],
+    num_tensors: usize,
+    tensors_off: usize,
+    num_ops: usize,
+    ops_off: usize,
+    io_off: usize,
+    io_len: usize,
+    num_inputs: usize,
+    num_outputs: usize,
+    arena_size: usize,
+    strings_off: usize,
+    strings_len: usize,
+}
+
+fn tensor_err(index: usize, problem: &'static str) -> Error {
+    Error::Tensor {
+        index: index as u32,
+        problem,
+    }
+}
+
+impl<'m> Model<'m> {
+    /// Parses and validates a model. The bytes must start at a 16-byte aligned address (use
+    /// [`crate::AlignedBytes`] or `include_bytes!` into an aligned wrapper); they are borrowed, not
+    /// copied.
+    pub fn from_bytes(bytes: &'m [u8]) -> Result<Model<'m>> {
+        if (bytes.as_ptr() as usize) % ALIGN != 0 {
+            return Err(Error::MisalignedBuffer);
+        }
+        let file_len = format::check_header(bytes)?;
+        let u = |off| rd_u32(bytes, off) as usize;
+        let m = Model {
+            bytes,
+            num_tensors: u(header::NUM_TENSORS),
+            tensors_off: u(header::TENSORS_OFF),
+            num_ops: u(header::NUM_OPS),
+            ops_off: u(header::OPS_OFF),
+            io_off: u(header::IO_OFF),
+            io_len: u(header::IO_LEN),
+            num_inputs: rd_u16(bytes, header::NUM_INPUTS) as usize,
+            num_outputs: rd_u16(bytes, header::NUM_OUTPUTS) as usize,
+            arena_size: u(header::ARENA_SIZE),
+            strings_off: u(header::STRINGS_OFF),
+            strings_len: u(header::STRINGS_LEN),
+        };
+        let sections = [
+            (m.tensors_off, m.num_tensors.checked_mul(TENSOR_DESC_LEN)),
+            (m.ops_off, m.num_ops.checked_mul(OP_RECORD_LEN)),
+            (m.io_off, m.io_len.checked_mul(4)),
+            (m.strings_off, Some(m.strings_len)),
+            (u(header::DATA_OFF), Some(u(header::DATA_LEN))),
+        ];
+        for (off, len) in sections {
+            let len = len.ok_or(Error::Header("section length overflows"))?;
+            if off < HEADER_LEN || !range_ok(off, len, file_len) {
+                return Err(Error::Header("section lies outside the file"));
+            }
+            if off % 4 != 0 {
+                return Err(Error::Header("section is not 4-byte aligned"));
+            }
+        }
+        if m.num_inputs == 0 || m.num_outputs == 0 {
+            return Err(Error::Header("model has no inputs or no outputs"));
+        }
+        if m.num_inputs + m.num_outputs > m.io_len {
+            return Err(Error::Header(
+                "io list is shorter than the graph inputs and outputs",
+            ));
+        }
+        if m.arena_size % ALIGN != 0 {
+            return Err(Error::Header("arena size is not a multiple of 16"));
+        }
+        for i in 0..m.num_tensors {
+            m.validate_tensor(i)?;
+        }
+        for k in 0..m.num_inputs + m.num_outputs {
+            let t = m.io(k);
+            if t as usize >= m.num_tensors {
+                return Err(Error::Header(
+                    "graph input/output names a tensor that does not exist",
+                ));
+            }
+            if m.tensor(t as usize).storage != Storage::Arena {
+                return Err(tensor_err(t as usize, "graph input/output is a constant"));
+            }
+        }
+        if m.num_ops == 0 {
+            return Err(Error::Header("model has no ops"));
+        }
+        for i in 0..m.num_ops {
+            m.validate_op(i)?;
+        }
+        m.validate_dataflow()?;
+        Ok(m)
+    }
+
+    fn validate_tensor(&self, i: usize) -> Result<()> {
+        let d = &self.bytes[self.tensors_off + i * TENSOR_DESC_LEN..][..TENSOR_DESC_LEN];
+        let dtype = DType::from_u8(d[tensor::DTYPE]).ok_or(tensor_err(i, "unknown dtype"))?;
+        let rank = d[tensor::RANK] as usize;
+        if rank > MAX_RANK {
+            return Err(tensor_err(i, "rank above 6"));
+        }
+        let mut count: usize = 1;
+        for k in 0..MAX_RANK {
+            let dim = rd_u32(d, tensor::SHAPE + 4 * k) as usize;
+            if k < rank {
+                if dim == 0 {
+                    return Err(tensor_err(i, "zero-sized dimension"));
+                }
+                count = count
+                    .checked_mul(dim)
+                    .filter(|&c| c <= MAX_ELEMENTS)
+                    .ok_or(tensor_err(i, "element count overflows"))?;
+            } else if dim != 1 {
+                return Err(tensor_err(i, "dimension past the rank is not 1"));
+            }
+        }
+        let byte_len = rd_u32(d, tensor::BYTE_LEN) as usize;
+        if count * dtype.size() != byte_len {
+            return Err(tensor_err(i, "byte length does not match shape and dtype"));
+        }
+        let offset = rd_u32(d, tensor::OFFSET) as usize;
+        if offset % ALIGN != 0 {
+            return Err(tensor_err(i, "data offset is not 16-byte aligned"));
+        }
+        match d[tensor::STORAGE] {
+            0 => {
+                if !range_ok(offset, byte_len, self.arena_size) {
+                    return Err(tensor_err(i, "arena slot lies past the arena size"));
+                }
+            }
+            1 => {
+                if offset < HEADER_LEN || !range_ok(offset, byte_len, self.bytes.len()) {
+                    return Err(tensor_err(i, "constant data lies outside the file"));
+                }
+            }
+            _ => return Err(tensor_err(i, "unknown storage kind")),
+        }
+        let name_off = rd_u32(d, tensor::NAME_OFF) as usize;
+        let name_len = rd_u32(d, tensor::NAME_LEN) as usize;
+        self.string(name_off, name_len).ok_or(tensor_err(
+            i,
+            "name lies outside the string section or is not UTF-8",
+        ))?;
+        match d[tensor::QUANT] {
+            0 => {}
+            1 => {
+                let scale = f32::from_bits(rd_u32(d, tensor::SCALE));
+                if !(scale.is_finite() && scale > 0.0) {
+                    return Err(tensor_err(i, "quantization scale is not a positive number"));
+                }
+            }
+            2 => {
+                let axis = rd_u32(d, tensor::QUANT_AXIS) as usize;
+                let scales = rd_u32(d, tensor::QUANT_SCALES) as usize;
+                if axis >= rank {
+                    return Err(tensor_err(i, "quantized axis past the rank"));
+                }
+                if scales >= self.num_tensors || scales == i {
+                    return Err(tensor_err(i, "per-axis scale tensor does not exist"));
+                }
+                // The scale tensor must be validated on its own; check its basic shape here.
+                let sd = &self.bytes[self.tensors_off + scales * TENSOR_DESC_LEN..];
+                if sd[tensor::DTYPE] != DType::F32 as u8
+                    || sd[tensor::STORAGE] != 1
+                    || rd_u32(sd, tensor::BYTE_LEN) as usize
+                        != 4 * rd_u32(d, tensor::SHAPE + 4 * axis) as usize
+                {
+                    return Err(tensor_err(i, "per-axis scales are not one f32 per channel"));
+                }
+            }
+            _ => return Err(tensor_err(i, "unknown quantization kind")),
+        }
+        Ok(())
+    }
+
+    fn string(&self, off: usize, len: usize) -> Option<&'m str> {
+        if !range_ok(off, len, self.strings_len) {
+            return None;
+        }
+        let start = self.strings_off + off;
+        core::str::from_utf8(&self.bytes[start..start + len]).ok()
+    }
+
+    fn validate_op(&self, i: usize) -> Result<()> {
+        let r = &self.bytes[self.ops_off + i * OP_RECORD_LEN..][..OP_RECORD_LEN];
+        let code = rd_u16(r, op::KIND);
+        let err = |problem| Error::Op {
+            index: i as u32,
+            kind: code,
+            problem,
+        };
+        OpKind::from_u16(code).ok_or(err("unknown op kind"))?;
+        let n = r[op::N_IN] as usize + r[op::N_OUT] as usize;
+        let start = rd_u32(r, op::IO_START) as usize;
+        if !range_ok(start, n, self.io_len) {
+            return Err(err("input/output list lies outside the io section"));
+        }
+        if r[op::N_OUT] == 0 {
+            return Err(err("op has no outputs"));
+        }
+        for k in 0..n {
+            let t = self.io(start + k);
+            let is_input = k < r[op::N_IN] as usize;
+            if t == NO_TENSOR && is_input {
+                continue;
+            }
+            if t as usize >= self.num_tensors {
+                return Err(err("names a tensor that does not exist"));
+            }
+            if !is_input && self.tensor(t as usize).storage != Storage::Arena {
+                return Err(err("writes to a constant tensor"));
+            }
+        }
+        let name_off = rd_u32(r, op::NAME_OFF) as usize;
+        let name_len = rd_u32(r, op::NAME_LEN) as usize;
+        self.string(name_off, name_len)
+            .ok_or(err("name lies outside the string section or is not UTF-8"))?;
+        ops::validate(self, &self.op(i))
+    }
+
+    /// Checks that every arena tensor an op reads was written before (or is a graph input), and
+    /// that no op's output slot overlaps a tensor that is still live.
+    fn validate_dataflow(&self) -> Result<()> {
+        for j in 0..self.num_ops {
+            let o = self.op(j);
+            let err = |problem| Error::Op {
+                index: j as u32,
+                kind: o.kind as u16,
+                problem,
+            };
+            for k in 0..o.num_inputs() {
+                let Some(t) = self.op_input(&o, k) else {
+                    continue;
+                };
+                if self.tensor(t).storage == Storage::Arena
+                    && self.producer(t).is_none_or(|p| p >= j)
+                    && !self.is_graph_input(t)
+                {
+                    return Err(err("reads a tensor that no earlier op writes"));
+                }
+            }
+            for k in 0..o.num_outputs() {
+                let out = self.op_output(&o, k);
+                if self.is_graph_input(out) || self.producer(out) != Some(j) {
+                    return Err(err("output tensor is written by more than one op"));
+                }
+                let ot = self.tensor(out);
+                for t in 0..self.num_tensors {
+                    if t == out {
+                        continue;
+                    }
+                    let tt = self.tensor(t);
+                    if tt.storage != Storage::Arena
+                        || !overlaps(ot.offset, ot.byte_len, tt.offset, tt.byte_len)
+                    {
+                        continue;
+                    }
+                    let alias = o.kind == OpKind::Reshape
+                        && self.op_input(&o, 0) == Some(t)
+                        && tt.offset == ot.offset
+                        && tt.byte_len == ot.byte_len;
+                    if alias {
+                        continue;
+                    }
+                    let born = if self.is_graph_input(t) {
+                        Some(0)
+                    } else {
+                        self.producer(t).map(|p| p + 1)
+                    };
+                    let Some(born) = born else { continue };
+                    let last = self.last_use(t);
+                    if born <= j && j <= last {
+                        return Err(err("output slot overlaps a tensor that is still live"));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn is_graph_input(&self, t: usize) -> bool {
+        (0..self.num_inputs).any(|k| self.io(k) as usize == t)
+    }
+
+    fn is_graph_output(&self, t: usize) -> bool {
+        (0..self.num_outputs).any(|k| self.io(self.num_inputs + k) as usize == t)
+    }
+
+    /// The op that writes tensor `t` (the first, if a malformed file has several).
+    fn producer(&self, t: usize) -> Option<usize> {
+        (0..self.num_ops).find(|&j| {
+            let o = self.op(j);
+            (0..o.num_outputs()).any(|k| self.op_output(&o, k) == t)
+        })
+    }
+
+    /// The last op that reads `t` (ops are inclusive), or `num_ops` for graph outputs.
+    fn last_use(&self, t: usize) -> usize {
+        if self.is_graph_output(t) {
+            return self.num_ops;
+        }
+        let mut last = 0;
+        for j in 0..self.num_ops {
+            let o = self.op(j);
+            if (0..o.num_inputs()).any(|k| self.op_input(&o, k) == Some(t)) {
+                last = j;
+            }
+            // A reshape that aliases `t` keeps it alive as long as its output.
+            if o.kind == OpKind::Reshape && self.op_input(&o, 0) == Some(t) {
+                let out = self.op_output(&o, 0);
+                let (a, b) = (self.tensor(t), self.tensor(out));
+                if a.offset == b.offset && a.byte_len == b.byte_len {
+                    last = last.max(self.last_use(out));
+                }
+            }
+        }
+        last
+    }
+
+    #[inline]
+    fn io(&self, k: usize) -> u32 {
+        rd_u32(self.bytes, self.io_off + 4 * k)
+    }
+
+    /// The raw bytes of the model.
+    pub fn bytes(&self) -> &'m [u8] {
+        self.bytes
+    }
+
+    /// Bytes of arena a [`crate::Session`] needs: allocate this much (16-byte aligned).
+    pub fn arena_size(&self) -> usize {
+        self.arena_size
+    }
+
+    /// Number of tensors.
+    pub fn num_tensors(&self) -> usize {
+        self.num_tensors
+    }
+
+    /// Number of ops.
+    pub fn num_ops(&self) -> usize {
+        self.num_ops
+    }
+
+    /// Number of graph inputs.
+    pub fn num_inputs(&self) -> usize {
+        self.num_inputs
+    }
+
+    /// Number of graph outputs.
+    pub fn num_outputs(&self) -> usize {
+        self.num_outputs
+    }
+
+    /// Tensor index of graph input `k`.
+    pub fn input_tensor(&self, k: usize) -> Result<usize> {
+        if k >= self.num_inputs {
+            return Err(Error::NoSuchTensor { index: k });
+        }
+        Ok(self.io(k) as usize)
+    }
+
+    /// Tensor index of graph output `k`.
+    pub fn output_tensor(&self, k: usize) -> Result<usize> {
+        if k >= self.num_outputs {
+            return Err(Error::NoSuchTensor { index: k });
+        }
+        Ok(self.io(self.num_inputs + k) as usize)
+    }
+
+    /// Decodes tensor `i`. Panics if `i >= num_tensors()`; use [`Model::get_tensor`] for a checked
+    /// lookup.
+    pub fn tensor(&self, i: usize) -> TensorInfo<'m> {
+        let d = &self.bytes[self.tensors_off + i * TENSOR_DESC_LEN..][..TENSOR_DESC_LEN];
+        let rank = d[tensor::RANK] as usize;
+        let mut dims = [1usize; MAX_RANK];
+        for (k, dim) in dims.iter_mut().enumerate().take(rank) {
+            *dim = rd_u32(d, tensor::SHAPE + 4 * k) as usize;
+        }
+        let quant = match d[tensor::QUANT] {
+            1 => Quant::PerTensor {
+                scale: f32::from_bits(rd_u32(d, tensor::SCALE)),
+                zero_point: rd_i32(d, tensor::ZERO_POINT),
+            },
+            2 => Quant::PerAxis {
+                axis: rd_u32(d, tensor::QUANT_AXIS),
+                scales: rd_u32(d, tensor::QUANT_SCALES),
+            },
+            _ => Quant::None,
+        };
+        TensorInfo {
+            dtype: DType::from_u8(d[tensor::DTYPE]).unwrap_or(DType::F32),
+            rank,
+            dims,
+            storage: if d[tensor::STORAGE] == 1 {
+                Storage::Constant
+            } else {
+                Storage::Arena
+            },
+            offset: rd_u32(d, tensor::OFFSET) as usize,
+            byte_len: rd_u32(d, tensor::BYTE_LEN) as usize,
+            name: self
+                .string(
+                    rd_u32(d, tensor::NAME_OFF) as usize,
+                    rd_u32(d, tensor::NAME_LEN) as usize,
+                )
+                .unwrap_or(""),
+            quant,
+        }
+    }
+
+    /// Checked variant of [`Model::tensor`].
+    pub fn get_tensor(&self, i: usize) -> Option<TensorInfo<'m>> {
+        (i < self.num_tensors).then(|| self.tensor(i))
+    }
+
+    /// Decodes op `i` (execution order). Panics if `i >= num_ops()`.
+    pub fn op(&self, i: usize) -> OpInfo<'m> {
+        let r = &self.bytes[self.ops_off + i * OP_RECORD_LEN..][..OP_RECORD_LEN];
+        let mut params = [0i32; OP_PARAMS];
+        for (k, p) in params.iter_mut().enumerate() {
+            *p = rd_i32(r, op::PARAMS + 4 * k);
+        }
+        OpInfo {
+            index: i as u32,
+            kind: OpKind::from_u16(rd_u16(r, op::KIND)).unwrap_or(OpKind::Reshape),
+            params,
+            name: self
+                .string(
+                    rd_u32(r, op::NAME_OFF) as usize,
+                    rd_u32(r, op::NAME_LEN) as usize,
+                )
+                .unwrap_or(""),
+            n_in: r[op::N_IN],
+            n_out: r[op::N_OUT],
+            io_start: rd_u32(r, op::IO_START),
+        }
+    }
+
+    /// Tensor index of input `k` of `op`, or `None` for an absent optional input.
+    pub fn op_input(&self, op: &OpInfo<'_>, k: usize) -> Option<usize> {
+        if k >= op.num_inputs() {
+            return None;
+        }
+        let t = self.io(op.io_start as usize + k);
+        (t != NO_TENSOR).then_some(t as usize)
+    }
+
+    /// Tensor index of output `k` of `op`.
+    pub fn op_output(&self, op: &OpInfo<'_>, k: usize) -> usize {
+        self.io(op.io_start as usize + op.num_inputs() + k) as usize
+    }
+
+    /// The raw bytes of a constant tensor (empty for arena tensors).
+    pub fn constant_bytes(&self, t: &TensorInfo<'_>) -> &'m [u8] {
+        match t.storage {
+            Storage::Constant => &self.bytes[t.offset..t.offset + t.byte_len],
+            Storage::Arena => &[],
+        }
+    }
+
+    /// A constant tensor's data as `f32` (empty if it is not an f32 constant).
+    pub fn constant_f32(&self, t: &TensorInfo<'_>) -> &'m [f32] {
+        if t.dtype != DType::F32 {
+            return &[];
+        }
+        crate::cast::bytes_as_f32(self.constant_bytes(t))
+    }
+}
+
+fn overlaps(a: usize, alen: usize, b: usize, blen: usize) -> bool {
+    a < b + blen && b < a + alen
+}

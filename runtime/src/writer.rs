@@ -1,0 +1,366 @@
+//! The `.kiln` writer (feature `alloc`): the exact inverse of [`crate::Model::from_bytes`].
+
+extern crate alloc;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::format::{
+    crc32, header, op, tensor, DType, ALIGN, HEADER_LEN, MAGIC, MAX_RANK, NO_TENSOR, OP_PARAMS,
+    OP_RECORD_LEN, TENSOR_DESC_LEN, VERSION,
+};
+use crate::model::Quant;
+use crate::ops::OpKind;
+
+/// Where a tensor described to the writer lives.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TensorData {
+    /// An activation at this arena offset (multiple of 16).
+    Arena {
+        /// Offset in the arena.
+        offset: usize,
+    },
+    /// Constant bytes stored in the file (little-endian elements).
+    Constant(Vec<u8>),
+}
+
+/// A tensor to write.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorSpec {
+    /// Name (from the source model).
+    pub name: String,
+    /// Element type.
+    pub dtype: DType,
+    /// Shape, at most six dims, every dim at least 1.
+    pub shape: Vec<usize>,
+    /// Storage.
+    pub data: TensorData,
+    /// Quantization parameters.
+    pub quant: Quant,
+}
+
+/// An op to write.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OpSpec {
+    /// Kind.
+    pub kind: OpKind,
+    /// Name (from the source model).
+    pub name: String,
+    /// Input tensor indices; `None` for an absent optional input.
+    pub inputs: Vec<Option<u32>>,
+    /// Output tensor indices.
+    pub outputs: Vec<u32>,
+    /// Parameter words.
+    pub params: [i32; OP_PARAMS],
+}
+
+/// A whole model to write: tensors, ops in execution order, graph inputs/outputs, arena size.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ModelSpec {
+    /// Tensor table.
+    pub tensors: Vec<TensorSpec>,
+    /// Ops in execution order.
+    pub ops: Vec<OpSpec>,
+    /// Graph input tensor indices.
+    pub inputs: Vec<u32>,
+    /// Graph output tensor indices.
+    pub outputs: Vec<u32>,
+    /// Arena size in bytes (multiple of 16).
+    pub arena_size: usize,
+}
+
+fn put_u16(b: &mut [u8], off: usize, v: u16) {
+    b[off..off + 2].copy_from_slice(&v.to_le_bytes());
+}
+fn put_u32(b: &mut [u8], off: usize, v: u32) {
+    b[off..off + 4].copy_from_slice(&v.to_le_bytes());
+}
+fn align_up(v: usize) -> usize {
+    v.div_ceil(ALIGN) * ALIGN
+}
+
+/// Why a spec could not be written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WriteError {
+    /// A tensor has more than six dims.
+    RankTooHigh(usize),
+    /// An op has more than 255 inputs or outputs.
+    TooManyOperands(usize),
+    /// The file would exceed 4 GiB.
+    TooLarge,
+    /// More than 65535 graph inputs or outputs.
+    TooManyGraphIo,
+}
+
+impl core::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            WriteError::RankTooHigh(i) => write!(f, "tensor #{i} has more than 6 dimensions"),
+            WriteError::TooManyOperands(i) => write!(f, "op #{i} has more than 255 operands"),
+            WriteError::TooLarge => write!(f, "model would exceed 4 GiB"),
+            WriteError::TooManyGraphIo => write!(f, "more than 65535 graph inputs/outputs"),
+        }
+    }
+}
+
+/// Serializes `spec`. The result loads with [`crate::Model::from_bytes`] if the spec is
+/// consistent (the reader validates shapes and params; the writer only lays out bytes).
+pub fn write(spec: &ModelSpec) -> Result<Vec<u8>, WriteError> {
+    let nt = spec.tensors.len();
+    let no = spec.ops.len();
+    let io_len = spec.inputs.len()
+        + spec.outputs.len()
+        + spec
+            .ops
+            .iter()
+            .map(|o| o.inputs.len() + o.outputs.len())
+            .sum::<usize>();
+    if spec.inputs.len() > u16::MAX as usize || spec.outputs.len() > u16::MAX as usize {
+        return Err(WriteError::TooManyGraphIo);
+    }
+    let mut strings: Vec<u8> = Vec::new();
+    let mut name_at = |s: &str| {
+        let off = strings.len();
+        strings.extend_from_slice(s.as_bytes());
+        (off as u32, s.len() as u32)
+    };
+    let tnames: Vec<(u32, u32)> = spec.tensors.iter().map(|t| name_at(&t.name)).collect();
+    let onames: Vec<(u32, u32)> = spec.ops.iter().map(|o| name_at(&o.name)).collect();
+
+    let tensors_off = HEADER_LEN;
+    let ops_off = tensors_off + nt * TENSOR_DESC_LEN;
+    let io_off = ops_off + no * OP_RECORD_LEN;
+    let strings_off = io_off + io_len * 4;
+    let data_off = align_up(strings_off + strings.len());
+    let mut data_len = 0usize;
+    let mut const_offsets = Vec::with_capacity(nt);
+    for t in &spec.tensors {
+        if let TensorData::Constant(d) = &t.data {
+            const_offsets.push(data_off + data_len);
+            data_len = align_up(data_len + d.len());
+        } else {
+            const_offsets.push(0);
+        }
+    }
+    let file_len = data_off + data_len;
+    if file_len > u32::MAX as usize {
+        return Err(WriteError::TooLarge);
+    }
+    let mut b = alloc::vec![0u8; file_len];
+    b[header::MAGIC..header::MAGIC + 4].copy_from_slice(&MAGIC);
+    put_u16(&mut b, header::VERSION, VERSION);
+    put_u16(&mut b, header::HEADER_LEN, HEADER_LEN as u16);
+    put_u32(&mut b, header::FILE_LEN, file_len as u32);
+    put_u32(&mut b, header::NUM_TENSORS, nt as u32);
+    put_u32(&mut b, header::TENSORS_OFF, tensors_off as u32);
+    put_u32(&mut b, header::NUM_OPS, no as u32);
+    put_u32(&mut b, header::OPS_OFF, ops_off as u32);
+    put_u32(&mut b, header::IO_OFF, io_off as u32);
+    put_u32(&mut b, header::IO_LEN, io_len as u32);
+    put_u16(&mut b, header::NUM_INPUTS, spec.inputs.len() as u16);
+    put_u16(&mut b, header::NUM_OUTPUTS, spec.outputs.len() as u16);
+    put_u32(&mut b, header::ARENA_SIZE, spec.arena_size as u32);
+    put_u32(&mut b, header::STRINGS_OFF, strings_off as u32);
+    put_u32(&mut b, header::STRINGS_LEN, strings.len() as u32);
+    put_u32(&mut b, header::DATA_OFF, data_off as u32);
+    put_u32(&mut b, header::DATA_LEN, data_len as u32);
+
+    for (i, t) in spec.tensors.iter().enumerate() {
+        if t.shape.len() > MAX_RANK {
+            return Err(WriteError::RankTooHigh(i));
+        }
+        let d = tensors_off + i * TENSOR_DESC_LEN;
+        b[d + tensor::DTYPE] = t.dtype as u8;
+        b[d + tensor::RANK] = t.shape.len() as u8;
+        for k in 0..MAX_RANK {
+            let dim = t.shape.get(k).copied().unwrap_or(1);
+            put_u32(&mut b, d + tensor::SHAPE + 4 * k, dim as u32);
+        }
+        let count: usize = t.shape.iter().product();
+        put_u32(
+            &mut b,
+            d + tensor::BYTE_LEN,
+            (count * t.dtype.size()) as u32,
+        );
+        match &t.data {
+            TensorData::Arena { offset } => {
+                b[d + tensor::STORAGE] = 0;
+                put_u32(&mut b, d + tensor::OFFSET, *offset as u32);
+            }
+            TensorData::Constant(bytes) => {
+                b[d + tensor::STORAGE] = 1;
+                let off = const_offsets[i];
+                put_u32(&mut b, d + tensor::OFFSET, off as u32);
+                b[off..off + bytes.len()].copy_from_slice(bytes);
+            }
+        }
+        put_u32(&mut b, d + tensor::NAME_OFF, tnames[i].0);
+        put_u32(&mut b, d + tensor::NAME_LEN, tnames[i].1);
+        put_u32(&mut b, d + tensor::QUANT_SCALES, NO_TENSOR);
+        match t.quant {
+            Quant::None => {}
+            Quant::PerTensor { scale, zero_point } => {
+                b[d + tensor::QUANT] = 1;
+                put_u32(&mut b, d + tensor::SCALE, scale.to_bits());
+                put_u32(&mut b, d + tensor::ZERO_POINT, zero_point as u32);
+            }
+            Quant::PerAxis { axis, scales } => {
+                b[d + tensor::QUANT] = 2;
+                put_u32(&mut b, d + tensor::QUANT_AXIS, axis);
+                put_u32(&mut b, d + tensor::QUANT_SCALES, scales);
+            }
+        }
+    }
+    let mut io = Vec::with_capacity(io_len);
+    io.extend(spec.inputs.iter().copied());
+    io.extend(spec.outputs.iter().copied());
+    for (i, o) in spec.ops.iter().enumerate() {
+        if o.inputs.len() > 255 || o.outputs.len() > 255 {
+            return Err(WriteError::TooManyOperands(i));
+        }
+        let r = ops_off + i * OP_RECORD_LEN;
+        put_u16(&mut b, r + op::KIND, o.kind as u16);
+        b[r + op::N_IN] = o.inputs.len() as u8;
+        b[r + op::N_OUT] = o.outputs.len() as u8;
+        put_u32(&mut b, r + op::IO_START, io.len() as u32);
+        put_u32(&mut b, r + op::NAME_OFF, onames[i].0);
+        put_u32(&mut b, r + op::NAME_LEN, onames[i].1);
+        for (k, p) in o.params.iter().enumerate() {
+            put_u32(&mut b, r + op::PARAMS + 4 * k, *p as u32);
+        }
+        io.extend(o.inputs.iter().map(|t| t.unwrap_or(NO_TENSOR)));
+        io.extend(o.outputs.iter().copied());
+    }
+    for (k, t) in io.iter().enumerate() {
+        put_u32(&mut b, io_off + 4 * k, *t);
+    }
+    b[strings_off..strings_off + strings.len()].copy_from_slice(&strings);
+    let crc = crc32(&b[16..]);
+    put_u32(&mut b, header::CRC, crc);
+    Ok(b)
+}
+
+/// Recomputes the CRC of a file whose bytes were edited (tests and tools that patch models).
+pub fn reseal(bytes: &mut [u8]) {
+    if bytes.len() >= HEADER_LEN {
+        let crc = crc32(&bytes[16..]);
+        put_u32(bytes, header::CRC, crc);
+    }
+}
+
+/// An owned, 16-byte aligned copy of a model's bytes (a `Vec<u8>` gives no alignment promise).
+#[derive(Clone, Debug)]
+pub struct AlignedBuf {
+    words: Vec<u128>,
+    len: usize,
+}
+
+impl AlignedBuf {
+    /// Copies `bytes` into aligned storage.
+    pub fn new(bytes: &[u8]) -> AlignedBuf {
+        let mut words = alloc::vec![0u128; bytes.len().div_ceil(16)];
+        let mut buf_len = 0;
+        for (w, chunk) in words.iter_mut().zip(bytes.chunks(16)) {
+            let mut a = [0u8; 16];
+            a[..chunk.len()].copy_from_slice(chunk);
+            *w = u128::from_ne_bytes(a);
+            buf_len += chunk.len();
+        }
+        AlignedBuf {
+            words,
+            len: buf_len,
+        }
+    }
+    /// Zero-filled aligned storage of `len` bytes (an arena).
+    pub fn zeroed(len: usize) -> AlignedBuf {
+        AlignedBuf {
+            words: alloc::vec![0u128; len.div_ceil(16)],
+            len,
+        }
+    }
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: u128 storage is plain bytes; `len` never exceeds `words.len() * 16`.
+        unsafe { core::slice::from_raw_parts(self.words.as_ptr() as *const u8, self.len) }
+    }
+    /// The bytes, mutably.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as above, borrowed mutably through `self`.
+        unsafe { core::slice::from_raw_parts_mut(self.words.as_mut_ptr() as *mut u8, self.len) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Model, Session};
+    use alloc::vec;
+
+    fn f32_bytes(v: &[f32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    /// y = relu(x @ W^T + b), 1x3 -> 1x2.
+    pub(crate) fn tiny_dense() -> ModelSpec {
+        let mut params = [0i32; OP_PARAMS];
+        params[crate::ops::P_ACT_MIN] = 0f32.to_bits() as i32;
+        params[crate::ops::P_ACT_MAX] = f32::INFINITY.to_bits() as i32;
+        ModelSpec {
+            tensors: vec![
+                TensorSpec {
+                    name: "x".into(),
+                    dtype: DType::F32,
+                    shape: vec![1, 3],
+                    data: TensorData::Arena { offset: 0 },
+                    quant: Quant::None,
+                },
+                TensorSpec {
+                    name: "w".into(),
+                    dtype: DType::F32,
+                    shape: vec![2, 3],
+                    data: TensorData::Constant(f32_bytes(&[1.0, 2.0, 3.0, -1.0, -1.0, -1.0])),
+                    quant: Quant::None,
+                },
+                TensorSpec {
+                    name: "b".into(),
+                    dtype: DType::F32,
+                    shape: vec![2],
+                    data: TensorData::Constant(f32_bytes(&[0.5, 0.25])),
+                    quant: Quant::None,
+                },
+                TensorSpec {
+                    name: "y".into(),
+                    dtype: DType::F32,
+                    shape: vec![1, 2],
+                    data: TensorData::Arena { offset: 16 },
+                    quant: Quant::None,
+                },
+            ],
+            ops: vec![OpSpec {
+                kind: OpKind::Dense,
+                name: "fc".into(),
+                inputs: vec![Some(0), Some(1), Some(2)],
+                outputs: vec![3],
+                params,
+            }],
+            inputs: vec![0],
+            outputs: vec![3],
+            arena_size: 32,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_run() {
+        let bytes = write(&tiny_dense()).unwrap();
+        let buf = AlignedBuf::new(&bytes);
+        let m = Model::from_bytes(buf.as_slice()).unwrap();
+        assert_eq!(m.arena_size(), 32);
+        assert_eq!(m.tensor(1).name, "w");
+        assert_eq!(m.op(0).name, "fc");
+        let mut arena = AlignedBuf::zeroed(m.arena_size());
+        let mut s = Session::new(&m, arena.as_mut_slice()).unwrap();
+        let mut y = [0.0; 2];
+        s.run(&[1.0, 1.0, 1.0], &mut y).unwrap();
+        assert_eq!(y, [6.5, 0.0]);
+    }
+}
