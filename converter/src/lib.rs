@@ -1,1 +1,68 @@
-pub fn x() {}
+//! # kiln-converter
+//!
+//! Imports ONNX (through `tract-onnx`) and TFLite (a direct reader of the official schema)
+//! models into kiln's graph, runs the optimization passes, plans the arena and writes `.kiln`
+//! files. The `kiln` binary is the command-line front end.
+
+pub mod emit;
+pub mod fsutil;
+pub mod input;
+pub mod ir;
+pub mod npy;
+pub mod onnx;
+pub mod passes;
+pub mod plan;
+pub mod tflite;
+
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+
+/// Source model formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceFormat {
+    /// ONNX protobuf.
+    Onnx,
+    /// TFLite flatbuffer.
+    Tflite,
+}
+
+/// Guesses the format from the extension, then from the content.
+pub fn detect_format(path: &Path, bytes: &[u8]) -> Result<SourceFormat> {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+    {
+        Some(e) if e == "onnx" => return Ok(SourceFormat::Onnx),
+        Some(e) if e == "tflite" => return Ok(SourceFormat::Tflite),
+        _ => {}
+    }
+    if bytes.len() >= 8 && &bytes[4..8] == b"TFL3" {
+        return Ok(SourceFormat::Tflite);
+    }
+    if bytes.first() == Some(&0x08) {
+        return Ok(SourceFormat::Onnx);
+    }
+    bail!(
+        "{}: cannot tell the model format (expected .onnx or .tflite)",
+        path.display()
+    )
+}
+
+/// Imports and optimizes a model file into a kiln graph.
+pub fn import_file(path: &Path) -> Result<ir::Graph> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut g = match detect_format(path, &bytes)? {
+        SourceFormat::Tflite => tflite::import(&bytes),
+        SourceFormat::Onnx => onnx::import(path),
+    }
+    .with_context(|| format!("importing {}", path.display()))?;
+    passes::optimize(&mut g)?;
+    Ok(g)
+}
+
+/// Imports, optimizes and serializes a model file.
+pub fn convert_file(path: &Path) -> Result<Vec<u8>> {
+    let g = import_file(path)?;
+    Ok(emit::emit(&g)?.0)
+}

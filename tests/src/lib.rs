@@ -1,1 +1,62 @@
+//! Shared helpers for kiln's integration tests.
 
+use anyhow::{bail, Context, Result};
+use kiln_runtime::writer::AlignedBuf;
+use kiln_runtime::{Model, Session};
+use std::path::{Path, PathBuf};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// `../shared/assets`, or `$KILN_ASSETS`. When the variable is set the directory must exist
+/// (tests fail rather than skip); when unset, `None` means "not available on this machine".
+pub fn assets() -> Option<PathBuf> {
+    match std::env::var_os("KILN_ASSETS") {
+        Some(p) => {
+            let p = PathBuf::from(p);
+            assert!(
+                p.join("MANIFEST.md").is_file(),
+                "KILN_ASSETS={} is set but holds no MANIFEST.md",
+                p.display()
+            );
+            Some(p)
+        }
+        None => {
+            let p = workspace().join("../shared/assets");
+            p.join("MANIFEST.md").is_file().then_some(p)
+        }
+    }
+}
+
+/// Runs a `.kiln` model on one f32 input and returns output 0.
+pub fn run_f32(bytes: &[u8], input: &[f32]) -> Result<Vec<f32>> {
+    let buf = AlignedBuf::new(bytes);
+    let model = Model::from_bytes(buf.as_slice()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut arena = AlignedBuf::zeroed(model.arena_size());
+    let mut s = Session::new(&model, arena.as_mut_slice()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    s.set_input_f32(0, input)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    s.invoke().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(s.output_f32(0)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .to_vec())
+}
+
+/// `max |a - b| / max |b|`: the error measure used against reference engines.
+pub fn rel_err(a: &[f32], b: &[f32]) -> f32 {
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+}
+
+/// Loads an `.npy` file with context.
+pub fn npy(path: &Path) -> Result<kiln_converter::npy::NpyArray> {
+    if !path.is_file() {
+        bail!("missing test data {}", path.display());
+    }
+    kiln_converter::npy::read(path).with_context(|| format!("loading {}", path.display()))
+}

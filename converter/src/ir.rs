@@ -1,0 +1,269 @@
+//! The converter's graph: kiln ops over named tensors with concrete shapes. Importers build it,
+//! passes rewrite it, the planner places it and `emit` writes it as a `.kiln` file.
+
+use anyhow::{bail, Result};
+use kiln_runtime::format::OP_PARAMS;
+use kiln_runtime::ops::{P_ACT_MAX, P_ACT_MIN};
+use kiln_runtime::{DType, OpKind, Quant};
+
+/// Tensor id: index into [`Graph::tensors`].
+pub type TId = usize;
+
+/// Constant data of a tensor, little-endian.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Data {
+    /// f32 values.
+    F32(Vec<f32>),
+    /// i32 values.
+    I32(Vec<i32>),
+    /// i8 values.
+    I8(Vec<i8>),
+    /// Raw bytes in the tensor's dtype (u8, f16, i16).
+    Raw(Vec<u8>),
+}
+
+impl Data {
+    /// Little-endian bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            Data::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            Data::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            Data::I8(v) => v.iter().map(|&x| x as u8).collect(),
+            Data::Raw(v) => v.clone(),
+        }
+    }
+    /// The f32 values, if this is f32 data.
+    pub fn as_f32(&self) -> Option<&[f32]> {
+        match self {
+            Data::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// A tensor in the graph.
+#[derive(Clone, Debug)]
+pub struct Tensor {
+    /// Name from the source model (made unique by the importer when needed).
+    pub name: String,
+    /// Element type.
+    pub dtype: DType,
+    /// Concrete shape.
+    pub shape: Vec<usize>,
+    /// Constant data, or `None` for activations.
+    pub data: Option<Data>,
+    /// Quantization parameters.
+    pub quant: Quant,
+}
+
+impl Tensor {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+    /// True for an empty tensor.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Bytes of data.
+    pub fn byte_len(&self) -> usize {
+        self.len() * self.dtype.size()
+    }
+}
+
+/// An op in the graph.
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// Name from the source model.
+    pub name: String,
+    /// Kind.
+    pub kind: OpKind,
+    /// Inputs (`None` for an absent optional input).
+    pub inputs: Vec<Option<TId>>,
+    /// Outputs.
+    pub outputs: Vec<TId>,
+    /// Parameter words, as in the file.
+    pub params: [i32; OP_PARAMS],
+}
+
+impl Node {
+    /// A node with no fused activation (clamp to ±inf).
+    pub fn new(
+        name: impl Into<String>,
+        kind: OpKind,
+        inputs: Vec<Option<TId>>,
+        outputs: Vec<TId>,
+    ) -> Node {
+        let mut params = [0; OP_PARAMS];
+        params[P_ACT_MIN] = f32::NEG_INFINITY.to_bits() as i32;
+        params[P_ACT_MAX] = f32::INFINITY.to_bits() as i32;
+        Node {
+            name: name.into(),
+            kind,
+            inputs,
+            outputs,
+            params,
+        }
+    }
+    /// Sets parameter word `i`.
+    pub fn with(mut self, i: usize, v: i32) -> Node {
+        self.params[i] = v;
+        self
+    }
+    /// Sets parameter word `i` to the bits of `v`.
+    pub fn with_f32(self, i: usize, v: f32) -> Node {
+        self.with(i, v.to_bits() as i32)
+    }
+    /// The fused activation clamp.
+    pub fn act(&self) -> (f32, f32) {
+        (
+            f32::from_bits(self.params[P_ACT_MIN] as u32),
+            f32::from_bits(self.params[P_ACT_MAX] as u32),
+        )
+    }
+    /// Sets the fused activation clamp.
+    pub fn set_act(&mut self, lo: f32, hi: f32) {
+        self.params[P_ACT_MIN] = lo.to_bits() as i32;
+        self.params[P_ACT_MAX] = hi.to_bits() as i32;
+    }
+    /// Input `k`, if present.
+    pub fn input(&self, k: usize) -> Option<TId> {
+        self.inputs.get(k).copied().flatten()
+    }
+}
+
+/// A whole model.
+#[derive(Clone, Debug, Default)]
+pub struct Graph {
+    /// All tensors (some may become unused after passes; `emit` drops those).
+    pub tensors: Vec<Tensor>,
+    /// Ops in execution order.
+    pub nodes: Vec<Node>,
+    /// Graph inputs.
+    pub inputs: Vec<TId>,
+    /// Graph outputs.
+    pub outputs: Vec<TId>,
+}
+
+impl Graph {
+    /// Adds an activation tensor.
+    pub fn add_tensor(&mut self, name: impl Into<String>, dtype: DType, shape: Vec<usize>) -> TId {
+        self.tensors.push(Tensor {
+            name: name.into(),
+            dtype,
+            shape,
+            data: None,
+            quant: Quant::None,
+        });
+        self.tensors.len() - 1
+    }
+    /// Adds an f32 constant.
+    pub fn add_const_f32(
+        &mut self,
+        name: impl Into<String>,
+        shape: Vec<usize>,
+        v: Vec<f32>,
+    ) -> TId {
+        debug_assert_eq!(shape.iter().product::<usize>(), v.len());
+        self.tensors.push(Tensor {
+            name: name.into(),
+            dtype: DType::F32,
+            shape,
+            data: Some(Data::F32(v)),
+            quant: Quant::None,
+        });
+        self.tensors.len() - 1
+    }
+    /// Appends a node.
+    pub fn push(&mut self, node: Node) {
+        self.nodes.push(node);
+    }
+    /// The constant f32 data of tensor `t`, if it is one.
+    pub fn const_f32(&self, t: TId) -> Option<&[f32]> {
+        self.tensors[t].data.as_ref().and_then(|d| d.as_f32())
+    }
+    /// Indices of the nodes that read tensor `t`.
+    pub fn consumers(&self, t: TId) -> Vec<usize> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.inputs.contains(&Some(t)))
+            .map(|(i, _)| i)
+            .collect()
+    }
+    /// Index of the node that writes tensor `t`.
+    pub fn producer(&self, t: TId) -> Option<usize> {
+        self.nodes.iter().position(|n| n.outputs.contains(&t))
+    }
+    /// Replaces every read of `from` by `to` (nodes and graph outputs).
+    pub fn replace_uses(&mut self, from: TId, to: TId) {
+        for n in &mut self.nodes {
+            for i in n.inputs.iter_mut().flatten() {
+                if *i == from {
+                    *i = to;
+                }
+            }
+        }
+        for o in &mut self.outputs {
+            if *o == from {
+                *o = to;
+            }
+        }
+    }
+    /// Checks the graph is in execution order and every tensor read is defined.
+    pub fn check(&self) -> Result<()> {
+        let mut defined = vec![false; self.tensors.len()];
+        for &i in &self.inputs {
+            defined[i] = true;
+        }
+        for (t, tensor) in self.tensors.iter().enumerate() {
+            if tensor.data.is_some() {
+                defined[t] = true;
+            }
+        }
+        for n in &self.nodes {
+            for i in n.inputs.iter().flatten() {
+                if !defined[*i] {
+                    bail!(
+                        "internal: node '{}' reads tensor '{}' before it is written",
+                        n.name,
+                        self.tensors[*i].name
+                    );
+                }
+            }
+            for &o in &n.outputs {
+                defined[o] = true;
+            }
+        }
+        for &o in &self.outputs {
+            if !defined[o] {
+                bail!(
+                    "internal: graph output '{}' is never written",
+                    self.tensors[o].name
+                );
+            }
+        }
+        Ok(())
+    }
+    /// Multiply-accumulates of node `i` (for `inspect` and reports).
+    pub fn macs(&self, i: usize) -> u64 {
+        let n = &self.nodes[i];
+        let out = n.outputs.first().map_or(0, |&o| self.tensors[o].len()) as u64;
+        match n.kind {
+            OpKind::Conv2d => {
+                let w = &self.tensors[n.input(1).unwrap_or(0)].shape;
+                out * (w[1] * w[2] * w[3]) as u64
+            }
+            OpKind::Dense => {
+                let w = &self.tensors[n.input(1).unwrap_or(0)].shape;
+                out * w[1] as u64
+            }
+            OpKind::MatMul => {
+                let a = &self.tensors[n.input(0).unwrap_or(0)].shape;
+                out * a[a.len() - 1] as u64
+            }
+            OpKind::MaxPool | OpKind::AvgPool => out * (n.params[2] * n.params[3]) as u64,
+            _ => 0,
+        }
+    }
+}

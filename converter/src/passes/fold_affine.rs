@@ -1,0 +1,103 @@
+//! Folds per-channel affine ops (what batch norm becomes) into the preceding conv/dense:
+//! `conv(x) * s + b` becomes a conv with scaled weights and bias.
+
+use crate::ir::{Graph, TId};
+use kiln_runtime::ops::BinaryKind;
+use kiln_runtime::OpKind;
+
+/// Runs the pass until nothing changes.
+pub fn run(g: &mut Graph) {
+    while fold_once(g) {}
+}
+
+/// Per-output-channel values of a constant that broadcasts along the last axis only, or a scalar.
+fn per_channel(g: &Graph, c: TId, channels: usize, out_rank: usize) -> Option<Vec<f32>> {
+    let t = &g.tensors[c];
+    let v = g.const_f32(c)?;
+    if t.shape.len() > out_rank {
+        return None;
+    }
+    if v.len() == 1 {
+        return Some(vec![v[0]; channels]);
+    }
+    let last = *t.shape.last()?;
+    if last == channels && t.len() == channels {
+        return Some(v.to_vec());
+    }
+    None
+}
+
+fn fold_once(g: &mut Graph) -> bool {
+    for i in 0..g.nodes.len() {
+        let n = &g.nodes[i];
+        if n.kind != OpKind::Binary {
+            continue;
+        }
+        let Some(kind) = BinaryKind::from_i32(n.params[0]) else {
+            continue;
+        };
+        if !matches!(kind, BinaryKind::Mul | BinaryKind::Add | BinaryKind::Sub) {
+            continue;
+        }
+        let (Some(a), Some(b)) = (n.input(0), n.input(1)) else {
+            continue;
+        };
+        let (y, c, y_first) = match (g.const_f32(a).is_some(), g.const_f32(b).is_some()) {
+            (false, true) => (a, b, true),
+            (true, false) if kind != BinaryKind::Sub => (b, a, false),
+            _ => continue,
+        };
+        let Some(p) = g.producer(y) else { continue };
+        let pn = &g.nodes[p];
+        if !matches!(pn.kind, OpKind::Conv2d | OpKind::Dense)
+            || pn.act() != (f32::NEG_INFINITY, f32::INFINITY)
+            || g.consumers(y).len() != 1
+            || g.outputs.contains(&y)
+        {
+            continue;
+        }
+        let out = n.outputs[0];
+        if g.tensors[out].shape != g.tensors[y].shape {
+            continue; // the constant broadcasts the result to a bigger shape
+        }
+        let Some(wt) = pn.input(1) else { continue };
+        let Some(w) = g.const_f32(wt).map(|w| w.to_vec()) else {
+            continue;
+        };
+        let channels = g.tensors[wt].shape[0];
+        let Some(cv) = per_channel(g, c, channels, g.tensors[y].shape.len()) else {
+            continue;
+        };
+        let bias: Vec<f32> = match pn.input(2) {
+            Some(bt) => match g.const_f32(bt) {
+                Some(b) => b.to_vec(),
+                None => continue,
+            },
+            None => vec![0.0; channels],
+        };
+        let (w, bias) = match kind {
+            BinaryKind::Mul => {
+                let per = w.len() / channels;
+                let w: Vec<f32> = w.iter().enumerate().map(|(k, v)| v * cv[k / per]).collect();
+                let bias: Vec<f32> = bias.iter().zip(&cv).map(|(b, s)| b * s).collect();
+                (w, bias)
+            }
+            BinaryKind::Add => (w, bias.iter().zip(&cv).map(|(b, s)| b + s).collect()),
+            _ => {
+                debug_assert!(y_first);
+                (w, bias.iter().zip(&cv).map(|(b, s)| b - s).collect())
+            }
+        };
+        let wshape = g.tensors[wt].shape.clone();
+        let wname = format!("{}.folded_w", g.nodes[p].name);
+        let bname = format!("{}.folded_b", g.nodes[p].name);
+        let new_w = g.add_const_f32(wname, wshape, w);
+        let new_b = g.add_const_f32(bname, vec![channels], bias);
+        let pn = &mut g.nodes[p];
+        pn.inputs = vec![pn.inputs[0], Some(new_w), Some(new_b)];
+        pn.outputs[0] = out;
+        g.nodes.remove(i);
+        return true;
+    }
+    false
+}

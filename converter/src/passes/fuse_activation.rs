@@ -1,0 +1,48 @@
+//! Fuses ReLU / ReLU6 / Clip into the clamp of the op that produces their input.
+
+use crate::ir::Graph;
+use kiln_runtime::ops::UnaryKind;
+use kiln_runtime::OpKind;
+
+/// Runs the pass.
+pub fn run(g: &mut Graph) {
+    let mut i = 0;
+    while i < g.nodes.len() {
+        let n = &g.nodes[i];
+        let bounds = match (n.kind, UnaryKind::from_i32(n.params[0])) {
+            (OpKind::Unary, Some(UnaryKind::Relu)) => Some((0.0, f32::INFINITY)),
+            (OpKind::Unary, Some(UnaryKind::Clip)) => Some((
+                f32::from_bits(n.params[1] as u32),
+                f32::from_bits(n.params[2] as u32),
+            )),
+            _ => None,
+        };
+        let (Some((lo, hi)), Some(x)) = (bounds, n.input(0)) else {
+            i += 1;
+            continue;
+        };
+        let y = n.outputs[0];
+        let Some(p) = g.producer(x) else {
+            i += 1;
+            continue;
+        };
+        let fusable = matches!(
+            g.nodes[p].kind,
+            OpKind::Conv2d
+                | OpKind::Dense
+                | OpKind::MaxPool
+                | OpKind::AvgPool
+                | OpKind::Binary
+                | OpKind::MatMul
+        );
+        if !fusable || g.consumers(x).len() != 1 || g.outputs.contains(&x) || lo > hi {
+            i += 1;
+            continue;
+        }
+        let (plo, phi) = g.nodes[p].act();
+        g.nodes[p].set_act(plo.max(lo), phi.min(hi));
+        g.nodes[p].outputs[0] = y;
+        g.nodes.remove(i);
+        // x is no longer written; y now comes from p, which precedes i.
+    }
+}

@@ -1,0 +1,19 @@
+//! Graph passes, one per file; each takes the graph and rewrites it in place.
+
+pub mod dce;
+pub mod fold_affine;
+pub mod fuse_activation;
+pub mod simplify_reshape;
+
+use crate::ir::Graph;
+use anyhow::Result;
+
+/// The standard pipeline run on every imported graph.
+pub fn optimize(g: &mut Graph) -> Result<()> {
+    dce::run(g);
+    simplify_reshape::run(g);
+    fold_affine::run(g);
+    fuse_activation::run(g);
+    dce::run(g);
+    g.check()
+}

@@ -1,0 +1,1068 @@
+//! TFLite import, reading the official schema directly with a small flatbuffers reader (every
+//! scale, zero point and axis stays exactly as stored). TFLite is already NHWC, like kiln.
+
+pub mod flatbuf;
+
+use crate::ir::{Graph, Node, TId};
+use anyhow::{anyhow, bail, Context, Result};
+use flatbuf::Table;
+use kiln_runtime::ops::{BinaryKind, UnaryKind};
+use kiln_runtime::{DType, OpKind};
+use std::collections::HashMap;
+
+/// TFLite builtin operator codes used here (schema.fbs `BuiltinOperator`).
+#[allow(missing_docs)]
+pub mod code {
+    pub const ADD: i32 = 0;
+    pub const AVERAGE_POOL_2D: i32 = 1;
+    pub const CONCATENATION: i32 = 2;
+    pub const CONV_2D: i32 = 3;
+    pub const DEPTHWISE_CONV_2D: i32 = 4;
+    pub const DEQUANTIZE: i32 = 6;
+    pub const FULLY_CONNECTED: i32 = 9;
+    pub const LOGISTIC: i32 = 14;
+    pub const MAX_POOL_2D: i32 = 17;
+    pub const MUL: i32 = 18;
+    pub const RELU: i32 = 19;
+    pub const RELU_N1_TO_1: i32 = 20;
+    pub const RELU6: i32 = 21;
+    pub const RESHAPE: i32 = 22;
+    pub const SOFTMAX: i32 = 25;
+    pub const TANH: i32 = 28;
+    pub const PAD: i32 = 34;
+    pub const TRANSPOSE: i32 = 39;
+    pub const MEAN: i32 = 40;
+    pub const SUB: i32 = 41;
+    pub const DIV: i32 = 42;
+    pub const SQUEEZE: i32 = 43;
+    pub const STRIDED_SLICE: i32 = 45;
+    pub const EXP: i32 = 47;
+    pub const MAXIMUM: i32 = 55;
+    pub const MINIMUM: i32 = 57;
+    pub const NEG: i32 = 59;
+    pub const PADV2: i32 = 60;
+    pub const EXPAND_DIMS: i32 = 70;
+    pub const LOG: i32 = 73;
+    pub const SUM: i32 = 74;
+    pub const SQRT: i32 = 75;
+    pub const SHAPE: i32 = 77;
+    pub const REDUCE_PROD: i32 = 81;
+    pub const REDUCE_MAX: i32 = 82;
+    pub const PACK: i32 = 83;
+    pub const REDUCE_MIN: i32 = 89;
+    pub const LEAKY_RELU: i32 = 98;
+    pub const ABS: i32 = 101;
+    pub const ELU: i32 = 111;
+    pub const HARD_SWISH: i32 = 117;
+}
+
+/// Name of a builtin code, for error messages.
+pub fn op_name(c: i32) -> String {
+    let known: &[(i32, &str)] = &[
+        (0, "ADD"),
+        (1, "AVERAGE_POOL_2D"),
+        (2, "CONCATENATION"),
+        (3, "CONV_2D"),
+        (4, "DEPTHWISE_CONV_2D"),
+        (5, "DEPTH_TO_SPACE"),
+        (6, "DEQUANTIZE"),
+        (8, "FLOOR"),
+        (9, "FULLY_CONNECTED"),
+        (11, "L2_NORMALIZATION"),
+        (14, "LOGISTIC"),
+        (16, "LSTM"),
+        (17, "MAX_POOL_2D"),
+        (18, "MUL"),
+        (19, "RELU"),
+        (20, "RELU_N1_TO_1"),
+        (21, "RELU6"),
+        (22, "RESHAPE"),
+        (23, "RESIZE_BILINEAR"),
+        (25, "SOFTMAX"),
+        (26, "SPACE_TO_DEPTH"),
+        (28, "TANH"),
+        (32, "CUSTOM"),
+        (34, "PAD"),
+        (36, "GATHER"),
+        (39, "TRANSPOSE"),
+        (40, "MEAN"),
+        (41, "SUB"),
+        (42, "DIV"),
+        (43, "SQUEEZE"),
+        (45, "STRIDED_SLICE"),
+        (47, "EXP"),
+        (49, "SPLIT"),
+        (53, "CAST"),
+        (54, "PRELU"),
+        (55, "MAXIMUM"),
+        (57, "MINIMUM"),
+        (59, "NEG"),
+        (60, "PADV2"),
+        (67, "TRANSPOSE_CONV"),
+        (70, "EXPAND_DIMS"),
+        (73, "LOG"),
+        (74, "SUM"),
+        (75, "SQRT"),
+        (77, "SHAPE"),
+        (82, "REDUCE_MAX"),
+        (83, "PACK"),
+        (97, "RESIZE_NEAREST_NEIGHBOR"),
+        (98, "LEAKY_RELU"),
+        (101, "ABS"),
+        (111, "ELU"),
+        (114, "QUANTIZE"),
+        (117, "HARD_SWISH"),
+        (126, "BATCH_MATMUL"),
+    ];
+    known
+        .iter()
+        .find(|(k, _)| *k == c)
+        .map_or(format!("BUILTIN_{c}"), |(_, n)| n.to_string())
+}
+
+#[derive(Clone, Debug)]
+struct TfTensor {
+    name: String,
+    shape: Vec<usize>,
+    ttype: u8,
+    buffer: usize,
+    scales: Vec<f32>,
+    zero_points: Vec<i64>,
+    quant_axis: usize,
+}
+
+struct TfOp<'a> {
+    code: i32,
+    inputs: Vec<i32>,
+    outputs: Vec<i32>,
+    options: Option<Table<'a>>,
+}
+
+/// TensorType codes.
+const T_FLOAT32: u8 = 0;
+const T_FLOAT16: u8 = 1;
+const T_INT32: u8 = 2;
+const T_INT64: u8 = 4;
+const T_INT8: u8 = 9;
+
+fn type_name(t: u8) -> &'static str {
+    match t {
+        0 => "float32",
+        1 => "float16",
+        2 => "int32",
+        3 => "uint8",
+        4 => "int64",
+        7 => "int16",
+        9 => "int8",
+        _ => "other",
+    }
+}
+
+struct Importer<'a> {
+    tensors: Vec<TfTensor>,
+    buffers: Vec<&'a [u8]>,
+    g: Graph,
+    map: HashMap<usize, TId>,
+}
+
+/// Reads a TFLite flatbuffer into a kiln graph (float models).
+pub fn import(bytes: &[u8]) -> Result<Graph> {
+    if bytes.len() < 8 || &bytes[4..8] != b"TFL3" {
+        bail!("not a TFLite model (missing the TFL3 identifier)");
+    }
+    let model = Table::root(bytes)?;
+    let opcodes = model
+        .vector(1, 4)?
+        .ok_or_else(|| anyhow!("model has no operator codes"))?;
+    let mut codes = Vec::new();
+    for i in 0..opcodes.len() {
+        let oc = opcodes.table(i)?;
+        let dep = oc.u8(0, 0)? as i8 as i32;
+        let builtin = oc.i32(3, 0)?;
+        codes.push(dep.max(builtin));
+    }
+    let subgraphs = model
+        .vector(2, 4)?
+        .ok_or_else(|| anyhow!("model has no subgraphs"))?;
+    if subgraphs.len() != 1 {
+        bail!(
+            "model has {} subgraphs; kiln imports single-subgraph models",
+            subgraphs.len()
+        );
+    }
+    let sg = subgraphs.table(0)?;
+    let bufvec = model
+        .vector(4, 4)?
+        .ok_or_else(|| anyhow!("model has no buffers"))?;
+    let mut buffers = Vec::new();
+    for i in 0..bufvec.len() {
+        let b = bufvec.table(i)?;
+        let data = match b.vector(0, 1)? {
+            Some(v) => v.bytes(1),
+            None => {
+                let (off, size) = (b.u64(1, 0)? as usize, b.u64(2, 0)? as usize);
+                if off > 1 && size > 0 {
+                    bytes
+                        .get(off..off + size)
+                        .ok_or_else(|| anyhow!("buffer {i} lies outside the file"))?
+                } else {
+                    &[][..]
+                }
+            }
+        };
+        buffers.push(data);
+    }
+    let tvec = sg
+        .vector(0, 4)?
+        .ok_or_else(|| anyhow!("subgraph has no tensors"))?;
+    let mut tensors = Vec::new();
+    for i in 0..tvec.len() {
+        let t = tvec.table(i)?;
+        let shape: Vec<usize> = match t.vector(0, 4)? {
+            Some(v) => v.i32s().iter().map(|&d| d.max(1) as usize).collect(),
+            None => vec![],
+        };
+        let (mut scales, mut zero_points, mut quant_axis) = (vec![], vec![], 0);
+        if let Some(q) = t.table(4)? {
+            if let Some(s) = q.vector(2, 4)? {
+                scales = s.f32s();
+            }
+            if let Some(z) = q.vector(3, 8)? {
+                zero_points = z.i64s();
+            }
+            quant_axis = q.i32(6, 0)?.max(0) as usize;
+        }
+        tensors.push(TfTensor {
+            name: t.string(3)?.unwrap_or("").to_string(),
+            shape,
+            ttype: t.u8(1, 0)?,
+            buffer: t.u32(2, 0)? as usize,
+            scales,
+            zero_points,
+            quant_axis,
+        });
+    }
+    let ovec = sg
+        .vector(3, 4)?
+        .ok_or_else(|| anyhow!("subgraph has no operators"))?;
+    let mut ops = Vec::new();
+    for i in 0..ovec.len() {
+        let o = ovec.table(i)?;
+        let idx = o.u32(0, 0)? as usize;
+        let code = *codes
+            .get(idx)
+            .ok_or_else(|| anyhow!("operator {i} uses opcode {idx}, which does not exist"))?;
+        ops.push(TfOp {
+            code,
+            inputs: o.vector(1, 4)?.map(|v| v.i32s()).unwrap_or_default(),
+            outputs: o.vector(2, 4)?.map(|v| v.i32s()).unwrap_or_default(),
+            options: o.table(4)?,
+        });
+    }
+    for o in &ops {
+        for &t in o.inputs.iter().chain(&o.outputs) {
+            if t >= 0 && t as usize >= tensors.len() {
+                bail!(
+                    "an operator names tensor {t}, but the model has {} tensors",
+                    tensors.len()
+                );
+            }
+        }
+    }
+    let inputs: Vec<usize> = sg
+        .vector(1, 4)?
+        .map(|v| v.i32s())
+        .unwrap_or_default()
+        .iter()
+        .map(|&t| t as usize)
+        .collect();
+    let outputs: Vec<usize> = sg
+        .vector(2, 4)?
+        .map(|v| v.i32s())
+        .unwrap_or_default()
+        .iter()
+        .map(|&t| t as usize)
+        .collect();
+    if inputs.iter().chain(&outputs).any(|&t| t >= tensors.len()) {
+        bail!("graph inputs/outputs name tensors that do not exist");
+    }
+    for t in &tensors {
+        if t.buffer >= buffers.len() {
+            bail!(
+                "tensor '{}' names buffer {}, but the model has {}",
+                t.name,
+                t.buffer,
+                buffers.len()
+            );
+        }
+    }
+
+    // Liveness from the outputs; shape-only inputs (RESHAPE's new shape) are not data.
+    let mut live_t = vec![false; tensors.len()];
+    for &o in &outputs {
+        live_t[o] = true;
+    }
+    let mut live_op = vec![false; ops.len()];
+    for (i, o) in ops.iter().enumerate().rev() {
+        if o.outputs.iter().any(|&t| t >= 0 && live_t[t as usize]) {
+            live_op[i] = true;
+            let data_inputs = if o.code == code::RESHAPE {
+                &o.inputs[..1.min(o.inputs.len())]
+            } else {
+                &o.inputs[..]
+            };
+            for &t in data_inputs {
+                if t >= 0 {
+                    live_t[t as usize] = true;
+                }
+            }
+        }
+    }
+    let unsupported: Vec<String> = ops
+        .iter()
+        .enumerate()
+        .filter(|(i, o)| live_op[*i] && !supported(o.code))
+        .map(|(_, o)| {
+            let out = o
+                .outputs
+                .first()
+                .and_then(|&t| tensors.get(t as usize))
+                .map_or("?", |t| t.name.as_str());
+            format!("{} (node producing '{}')", op_name(o.code), out)
+        })
+        .collect();
+    if !unsupported.is_empty() {
+        bail!(
+            "unsupported TFLite ops ({}):\n  {}",
+            unsupported.len(),
+            unsupported.join("\n  ")
+        );
+    }
+
+    let mut imp = Importer {
+        tensors,
+        buffers,
+        g: Graph::default(),
+        map: HashMap::new(),
+    };
+    for &i in &inputs {
+        let t = imp.activation(i)?;
+        imp.g.inputs.push(t);
+    }
+    for (i, o) in ops.iter().enumerate() {
+        if live_op[i] {
+            imp.convert(o).with_context(|| {
+                let out = o
+                    .outputs
+                    .first()
+                    .and_then(|&t| imp.tensors.get(t as usize))
+                    .map_or("?".into(), |t| t.name.clone());
+                format!("converting {} (node producing '{out}')", op_name(o.code))
+            })?;
+        }
+    }
+    for &o in &outputs {
+        let t = imp.tensor(o)?;
+        imp.g.outputs.push(t);
+    }
+    imp.g.check()?;
+    Ok(imp.g)
+}
+
+fn supported(c: i32) -> bool {
+    use code::*;
+    matches!(
+        c,
+        ADD | AVERAGE_POOL_2D
+            | CONCATENATION
+            | CONV_2D
+            | DEPTHWISE_CONV_2D
+            | DEQUANTIZE
+            | FULLY_CONNECTED
+            | LOGISTIC
+            | MAX_POOL_2D
+            | MUL
+            | RELU
+            | RELU_N1_TO_1
+            | RELU6
+            | RESHAPE
+            | SOFTMAX
+            | TANH
+            | PAD
+            | TRANSPOSE
+            | MEAN
+            | SUB
+            | DIV
+            | SQUEEZE
+            | STRIDED_SLICE
+            | EXP
+            | MAXIMUM
+            | MINIMUM
+            | NEG
+            | PADV2
+            | EXPAND_DIMS
+            | LOG
+            | SUM
+            | SQRT
+            | REDUCE_PROD
+            | REDUCE_MAX
+            | REDUCE_MIN
+            | LEAKY_RELU
+            | ABS
+            | ELU
+            | HARD_SWISH
+    )
+}
+
+/// Explicit (before, after) padding and output size for TF's SAME/VALID along one axis.
+fn tf_padding(
+    input: usize,
+    k: usize,
+    stride: usize,
+    dil: usize,
+    same: bool,
+) -> (usize, usize, usize) {
+    let extent = (k - 1) * dil + 1;
+    if same {
+        let out = input.div_ceil(stride);
+        let needed = ((out - 1) * stride + extent).saturating_sub(input);
+        (needed / 2, needed - needed / 2, out)
+    } else {
+        (0, 0, (input.saturating_sub(extent)) / stride + 1)
+    }
+}
+
+impl<'a> Importer<'a> {
+    fn info(&self, t: usize) -> &TfTensor {
+        &self.tensors[t]
+    }
+
+    fn is_const(&self, t: usize) -> bool {
+        !self.buffers[self.tensors[t].buffer].is_empty()
+    }
+
+    fn activation(&mut self, t: usize) -> Result<TId> {
+        if let Some(&id) = self.map.get(&t) {
+            return Ok(id);
+        }
+        let info = self.info(t).clone();
+        if info.ttype != T_FLOAT32 {
+            bail!(
+                "tensor '{}' is {}: only float32 activations are imported so far (quantized models need the int8 runtime)",
+                info.name,
+                type_name(info.ttype)
+            );
+        }
+        let shape = if info.shape.is_empty() {
+            vec![1]
+        } else {
+            info.shape.clone()
+        };
+        let id = self.g.add_tensor(info.name.clone(), DType::F32, shape);
+        self.map.insert(t, id);
+        Ok(id)
+    }
+
+    /// A tensor as a graph tensor: constants are decoded (and dequantized) to f32.
+    fn tensor(&mut self, t: usize) -> Result<TId> {
+        if let Some(&id) = self.map.get(&t) {
+            return Ok(id);
+        }
+        if self.is_const(t) {
+            let v = self.const_f32(t)?;
+            let info = self.info(t);
+            let shape = if info.shape.is_empty() {
+                vec![1]
+            } else {
+                info.shape.clone()
+            };
+            let id = self.g.add_const_f32(info.name.clone(), shape, v);
+            self.map.insert(t, id);
+            return Ok(id);
+        }
+        bail!(
+            "tensor '{}' is read before any operator writes it",
+            self.info(t).name
+        )
+    }
+
+    fn raw(&self, t: usize) -> &'a [u8] {
+        self.buffers[self.tensors[t].buffer]
+    }
+
+    /// A constant's values as f32; int8 weights (hybrid models) are dequantized with their
+    /// stored scales, float16 widened.
+    fn const_f32(&self, t: usize) -> Result<Vec<f32>> {
+        let info = self.info(t);
+        let raw = self.raw(t);
+        let n: usize = info.shape.iter().product::<usize>().max(1);
+        let v: Vec<f32> = match info.ttype {
+            T_FLOAT32 => raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            T_FLOAT16 => raw
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            T_INT32 => raw
+                .chunks_exact(4)
+                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32)
+                .collect(),
+            T_INT8 => {
+                if info.scales.is_empty() {
+                    bail!("int8 constant '{}' has no quantization scale", info.name);
+                }
+                let axis = info.quant_axis.min(info.shape.len().saturating_sub(1));
+                let inner: usize = info.shape[axis + 1..].iter().product();
+                let dim = info.shape.get(axis).copied().unwrap_or(1);
+                raw.iter()
+                    .enumerate()
+                    .map(|(i, &q)| {
+                        let ch = if info.scales.len() > 1 {
+                            (i / inner) % dim
+                        } else {
+                            0
+                        };
+                        let zp = info.zero_points.get(ch).copied().unwrap_or(0) as f32;
+                        (q as i8 as f32 - zp) * info.scales[ch.min(info.scales.len() - 1)]
+                    })
+                    .collect()
+            }
+            other => bail!(
+                "constant '{}' has unsupported type {}",
+                info.name,
+                type_name(other)
+            ),
+        };
+        if v.len() != n {
+            bail!(
+                "constant '{}' holds {} values but its shape {:?} needs {n}",
+                info.name,
+                v.len(),
+                info.shape
+            );
+        }
+        Ok(v)
+    }
+
+    /// An int32/int64 constant (axes, paddings, perms).
+    fn const_ints(&self, t: i32) -> Result<Vec<i64>> {
+        if t < 0 || !self.is_const(t as usize) {
+            bail!("a parameter input is not a constant");
+        }
+        let info = self.info(t as usize);
+        let raw = self.raw(t as usize);
+        Ok(match info.ttype {
+            T_INT32 => raw
+                .chunks_exact(4)
+                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64)
+                .collect(),
+            T_INT64 => raw
+                .chunks_exact(8)
+                .map(|c| {
+                    let mut a = [0u8; 8];
+                    a.copy_from_slice(c);
+                    i64::from_le_bytes(a)
+                })
+                .collect(),
+            other => bail!(
+                "parameter tensor '{}' has type {}, expected int32",
+                info.name,
+                type_name(other)
+            ),
+        })
+    }
+
+    fn out(&mut self, o: &TfOp) -> Result<TId> {
+        let t = *o
+            .outputs
+            .first()
+            .ok_or_else(|| anyhow!("operator has no outputs"))?;
+        self.activation(t as usize)
+    }
+
+    fn input(&mut self, o: &TfOp, k: usize) -> Result<TId> {
+        let t = *o
+            .inputs
+            .get(k)
+            .ok_or_else(|| anyhow!("missing input {k}"))?;
+        if t < 0 {
+            bail!("required input {k} is absent");
+        }
+        self.tensor(t as usize)
+    }
+
+    fn shape(&self, t: TId) -> Vec<usize> {
+        self.g.tensors[t].shape.clone()
+    }
+
+    fn opt(&self, o: &TfOp<'a>) -> Result<Table<'a>> {
+        o.options
+            .ok_or_else(|| anyhow!("operator has no options table"))
+    }
+
+    /// Applies a TFLite fused activation to `node` (clamp) or appends an op (tanh).
+    fn push_with_act(&mut self, mut node: Node, act: u8) -> Result<()> {
+        match act {
+            0 => {}
+            1 => node.set_act(0.0, f32::INFINITY),
+            2 => node.set_act(-1.0, 1.0),
+            3 => node.set_act(0.0, 6.0),
+            4 => {
+                let y = node.outputs[0];
+                let tmp =
+                    self.g
+                        .add_tensor(format!("{}.pre_tanh", node.name), DType::F32, self.shape(y));
+                node.outputs[0] = tmp;
+                let name = node.name.clone();
+                self.g.push(node);
+                self.g.push(
+                    Node::new(
+                        format!("{name}.tanh"),
+                        OpKind::Unary,
+                        vec![Some(tmp)],
+                        vec![y],
+                    )
+                    .with(0, UnaryKind::Tanh as i32),
+                );
+                return Ok(());
+            }
+            a => bail!("fused activation {a} is not supported"),
+        }
+        self.g.push(node);
+        Ok(())
+    }
+
+    fn name_of(&self, o: &TfOp) -> String {
+        o.outputs
+            .first()
+            .and_then(|&t| self.tensors.get(t as usize))
+            .map_or(String::new(), |t| t.name.clone())
+    }
+
+    fn convert(&mut self, o: &TfOp<'a>) -> Result<()> {
+        use code::*;
+        let name = self.name_of(o);
+        match o.code {
+            CONV_2D | DEPTHWISE_CONV_2D => {
+                let opt = self.opt(o)?;
+                let depthwise = o.code == DEPTHWISE_CONV_2D;
+                let x = self.input(o, 0)?;
+                let w_tf = self.input(o, 1)?;
+                let bias = match o.inputs.get(2) {
+                    Some(&b) if b >= 0 => Some(self.tensor(b as usize)?),
+                    _ => None,
+                };
+                let y = self.out(o)?;
+                let (xs, ws, ys) = (self.shape(x), self.shape(w_tf), self.shape(y));
+                if xs.len() != 4 || ws.len() != 4 {
+                    bail!("expects 4-D input and weights, got {xs:?} and {ws:?}");
+                }
+                let same = opt.u8(0, 0)? == 0;
+                let sw = opt.i32(1, 1)?.max(1) as usize;
+                let sh = opt.i32(2, 1)?.max(1) as usize;
+                let (act, dw, dh) = if depthwise {
+                    (
+                        opt.u8(4, 0)?,
+                        opt.i32(5, 1)?.max(1) as usize,
+                        opt.i32(6, 1)?.max(1) as usize,
+                    )
+                } else {
+                    (
+                        opt.u8(3, 0)?,
+                        opt.i32(4, 1)?.max(1) as usize,
+                        opt.i32(5, 1)?.max(1) as usize,
+                    )
+                };
+                let (w, groups) = if depthwise {
+                    // [1, kh, kw, co] -> [co, kh, kw, 1]
+                    let (kh, kw, co) = (ws[1], ws[2], ws[3]);
+                    let src = self
+                        .g
+                        .const_f32(w_tf)
+                        .ok_or_else(|| anyhow!("depthwise weights must be constant"))?
+                        .to_vec();
+                    let mut dst = vec![0.0; src.len()];
+                    for ky in 0..kh {
+                        for kx in 0..kw {
+                            for c in 0..co {
+                                dst[(c * kh + ky) * kw + kx] = src[(ky * kw + kx) * co + c];
+                            }
+                        }
+                    }
+                    let t = self.g.add_const_f32(
+                        format!("{name}.weights_ohwi"),
+                        vec![co, kh, kw, 1],
+                        dst,
+                    );
+                    (t, xs[3])
+                } else {
+                    if xs[3] % ws[3] != 0 {
+                        bail!(
+                            "input channels {} are not a multiple of the weights' {}",
+                            xs[3],
+                            ws[3]
+                        );
+                    }
+                    (w_tf, xs[3] / ws[3])
+                };
+                let wk = self.shape(w);
+                let (pt, pb, oh) = tf_padding(xs[1], wk[1], sh, dh, same);
+                let (pl, pr, ow) = tf_padding(xs[2], wk[2], sw, dw, same);
+                if ys != [xs[0], oh, ow, wk[0]] {
+                    bail!("output shape {ys:?} does not match the conv arithmetic [{}, {oh}, {ow}, {}]", xs[0], wk[0]);
+                }
+                let node = Node::new(name, OpKind::Conv2d, vec![Some(x), Some(w), bias], vec![y])
+                    .with(0, sh as i32)
+                    .with(1, sw as i32)
+                    .with(2, dh as i32)
+                    .with(3, dw as i32)
+                    .with(4, pt as i32)
+                    .with(5, pl as i32)
+                    .with(6, pb as i32)
+                    .with(7, pr as i32)
+                    .with(8, groups as i32);
+                self.push_with_act(node, act)
+            }
+            FULLY_CONNECTED => {
+                let opt = self.opt(o)?;
+                if opt.u8(1, 0)? != 0 {
+                    bail!("shuffled weight formats are not supported");
+                }
+                let x = self.input(o, 0)?;
+                let w = self.input(o, 1)?;
+                let bias = match o.inputs.get(2) {
+                    Some(&b) if b >= 0 => Some(self.tensor(b as usize)?),
+                    _ => None,
+                };
+                let y = self.out(o)?;
+                let ws = self.shape(w);
+                if ws.len() != 2 {
+                    bail!("weights must be 2-D, got {ws:?}");
+                }
+                let k = ws[1];
+                let xs = self.shape(x);
+                let n: usize = xs.iter().product();
+                if n % k != 0 {
+                    bail!("input {xs:?} cannot be flattened into rows of {k}");
+                }
+                let rows = n / k;
+                let x2 = if xs != [rows, k] {
+                    let t = self
+                        .g
+                        .add_tensor(format!("{name}.flat"), DType::F32, vec![rows, k]);
+                    self.g.push(Node::new(
+                        format!("{name}.flatten"),
+                        OpKind::Reshape,
+                        vec![Some(x)],
+                        vec![t],
+                    ));
+                    t
+                } else {
+                    x
+                };
+                let ys = self.shape(y);
+                let y2 = if ys != [rows, ws[0]] {
+                    self.g
+                        .add_tensor(format!("{name}.rows"), DType::F32, vec![rows, ws[0]])
+                } else {
+                    y
+                };
+                let node = Node::new(
+                    name.clone(),
+                    OpKind::Dense,
+                    vec![Some(x2), Some(w), bias],
+                    vec![y2],
+                );
+                self.push_with_act(node, opt.u8(0, 0)?)?;
+                if y2 != y {
+                    self.g.push(Node::new(
+                        format!("{name}.unflatten"),
+                        OpKind::Reshape,
+                        vec![Some(y2)],
+                        vec![y],
+                    ));
+                }
+                Ok(())
+            }
+            AVERAGE_POOL_2D | MAX_POOL_2D => {
+                let opt = self.opt(o)?;
+                let x = self.input(o, 0)?;
+                let y = self.out(o)?;
+                let xs = self.shape(x);
+                let same = opt.u8(0, 0)? == 0;
+                let (sw, sh) = (
+                    opt.i32(1, 1)?.max(1) as usize,
+                    opt.i32(2, 1)?.max(1) as usize,
+                );
+                let (kw, kh) = (
+                    opt.i32(3, 1)?.max(1) as usize,
+                    opt.i32(4, 1)?.max(1) as usize,
+                );
+                let (pt, pb, _) = tf_padding(xs[1], kh, sh, 1, same);
+                let (pl, pr, _) = tf_padding(xs[2], kw, sw, 1, same);
+                let kind = if o.code == MAX_POOL_2D {
+                    OpKind::MaxPool
+                } else {
+                    OpKind::AvgPool
+                };
+                let node = Node::new(name, kind, vec![Some(x)], vec![y])
+                    .with(0, sh as i32)
+                    .with(1, sw as i32)
+                    .with(2, kh as i32)
+                    .with(3, kw as i32)
+                    .with(4, pt as i32)
+                    .with(5, pl as i32)
+                    .with(6, pb as i32)
+                    .with(7, pr as i32);
+                self.push_with_act(node, opt.u8(5, 0)?)
+            }
+            ADD | SUB | MUL | DIV | MAXIMUM | MINIMUM => {
+                let kind = match o.code {
+                    ADD => BinaryKind::Add,
+                    SUB => BinaryKind::Sub,
+                    MUL => BinaryKind::Mul,
+                    DIV => BinaryKind::Div,
+                    MAXIMUM => BinaryKind::Max,
+                    _ => BinaryKind::Min,
+                };
+                let a = self.input(o, 0)?;
+                let b = self.input(o, 1)?;
+                let y = self.out(o)?;
+                let act = match o.options {
+                    Some(t) if !matches!(o.code, MAXIMUM | MINIMUM) => t.u8(0, 0)?,
+                    _ => 0,
+                };
+                let node = Node::new(name, OpKind::Binary, vec![Some(a), Some(b)], vec![y])
+                    .with(0, kind as i32);
+                self.push_with_act(node, act)
+            }
+            RESHAPE | SQUEEZE | EXPAND_DIMS => {
+                let x = self.input(o, 0)?;
+                let y = self.out(o)?;
+                if self.g.tensors[x].len() != self.g.tensors[y].len() {
+                    bail!("reshape changes the element count");
+                }
+                self.g
+                    .push(Node::new(name, OpKind::Reshape, vec![Some(x)], vec![y]));
+                Ok(())
+            }
+            SOFTMAX => {
+                let beta = self.opt(o)?.f32(0, 1.0)?;
+                let x = self.input(o, 0)?;
+                let y = self.out(o)?;
+                let axis = self.shape(x).len() - 1;
+                self.g.push(
+                    Node::new(name, OpKind::Softmax, vec![Some(x)], vec![y])
+                        .with(0, axis as i32)
+                        .with_f32(1, beta),
+                );
+                Ok(())
+            }
+            RELU | RELU6 | RELU_N1_TO_1 | LOGISTIC | TANH | LEAKY_RELU | HARD_SWISH | EXP | ABS
+            | NEG | SQRT | LOG | ELU => {
+                let x = self.input(o, 0)?;
+                let y = self.out(o)?;
+                let (kind, a, b) = match o.code {
+                    RELU => (UnaryKind::Relu, 0.0, 0.0),
+                    RELU6 => (UnaryKind::Clip, 0.0, 6.0),
+                    RELU_N1_TO_1 => (UnaryKind::Clip, -1.0, 1.0),
+                    LOGISTIC => (UnaryKind::Sigmoid, 0.0, 0.0),
+                    TANH => (UnaryKind::Tanh, 0.0, 0.0),
+                    LEAKY_RELU => (UnaryKind::LeakyRelu, self.opt(o)?.f32(0, 0.0)?, 0.0),
+                    HARD_SWISH => (UnaryKind::HardSwish, 0.0, 0.0),
+                    EXP => (UnaryKind::Exp, 0.0, 0.0),
+                    ABS => (UnaryKind::Abs, 0.0, 0.0),
+                    NEG => (UnaryKind::Neg, 0.0, 0.0),
+                    SQRT => (UnaryKind::Sqrt, 0.0, 0.0),
+                    LOG => (UnaryKind::Log, 0.0, 0.0),
+                    _ => (UnaryKind::Elu, 1.0, 0.0),
+                };
+                self.g.push(
+                    Node::new(name, OpKind::Unary, vec![Some(x)], vec![y])
+                        .with(0, kind as i32)
+                        .with_f32(1, a)
+                        .with_f32(2, b),
+                );
+                Ok(())
+            }
+            CONCATENATION => {
+                let opt = self.opt(o)?;
+                let y = self.out(o)?;
+                let rank = self.shape(y).len() as i32;
+                let mut axis = opt.i32(0, 0)?;
+                if axis < 0 {
+                    axis += rank;
+                }
+                let mut ins = Vec::new();
+                for k in 0..o.inputs.len() {
+                    ins.push(Some(self.input(o, k)?));
+                }
+                let node = Node::new(name, OpKind::Concat, ins, vec![y]).with(0, axis);
+                self.push_with_act(node, opt.u8(1, 0)?)
+            }
+            PAD | PADV2 => {
+                let x = self.input(o, 0)?;
+                let y = self.out(o)?;
+                let pads = self.const_ints(o.inputs[1])?;
+                let rank = self.shape(x).len();
+                if pads.len() != 2 * rank {
+                    bail!("paddings must be [{rank}, 2]");
+                }
+                let value = if o.code == PADV2 && o.inputs.len() > 2 {
+                    let c = self.tensor(o.inputs[2] as usize)?;
+                    self.g
+                        .const_f32(c)
+                        .and_then(|v| v.first().copied())
+                        .unwrap_or(0.0)
+                } else {
+                    0.0
+                };
+                let mut node = Node::new(name, OpKind::Pad, vec![Some(x)], vec![y])
+                    .with(0, 0)
+                    .with_f32(1, value);
+                for d in 0..rank {
+                    let (b, a) = (pads[2 * d], pads[2 * d + 1]);
+                    if !(0..1 << 15).contains(&b) || !(0..1 << 15).contains(&a) {
+                        bail!("padding ({b}, {a}) out of range");
+                    }
+                    node.params[2 + d] = ((b << 16) | a) as i32;
+                }
+                self.g.push(node);
+                Ok(())
+            }
+            TRANSPOSE => {
+                let x = self.input(o, 0)?;
+                let y = self.out(o)?;
+                let perm = self.const_ints(o.inputs[1])?;
+                let mut node = Node::new(name, OpKind::Transpose, vec![Some(x)], vec![y]);
+                for (d, &p) in perm.iter().enumerate() {
+                    node.params[d] = p as i32;
+                }
+                self.g.push(node);
+                Ok(())
+            }
+            MEAN | SUM | REDUCE_MAX | REDUCE_MIN | REDUCE_PROD => {
+                let x = self.input(o, 0)?;
+                let y = self.out(o)?;
+                let rank = self.shape(x).len() as i64;
+                let mut mask = 0i32;
+                for a in self.const_ints(o.inputs[1])? {
+                    let a = if a < 0 { a + rank } else { a };
+                    if !(0..rank).contains(&a) {
+                        bail!("reduction axis {a} outside rank {rank}");
+                    }
+                    mask |= 1 << a;
+                }
+                let reducer = match o.code {
+                    MEAN => 0,
+                    SUM => 1,
+                    REDUCE_MAX => 2,
+                    REDUCE_MIN => 3,
+                    _ => 4,
+                };
+                self.g.push(
+                    Node::new(name, OpKind::Reduce, vec![Some(x)], vec![y])
+                        .with(0, reducer)
+                        .with(1, mask),
+                );
+                Ok(())
+            }
+            STRIDED_SLICE => {
+                let opt = self.opt(o)?;
+                let x = self.input(o, 0)?;
+                let y = self.out(o)?;
+                let xs = self.shape(x);
+                let begin = self.const_ints(o.inputs[1])?;
+                let end = self.const_ints(o.inputs[2])?;
+                let strides = self.const_ints(o.inputs[3])?;
+                let (bm, em, ellipsis, new_axis, shrink) = (
+                    opt.i32(0, 0)?,
+                    opt.i32(1, 0)?,
+                    opt.i32(2, 0)?,
+                    opt.i32(3, 0)?,
+                    opt.i32(4, 0)?,
+                );
+                if ellipsis != 0 || new_axis != 0 {
+                    bail!("ellipsis and new-axis masks are not supported");
+                }
+                let mut node = Node::new(name.clone(), OpKind::Slice, vec![Some(x)], vec![]);
+                let mut sliced = Vec::new();
+                for d in 0..xs.len() {
+                    let n = xs[d] as i64;
+                    let s = strides.get(d).copied().unwrap_or(1);
+                    if s == 0 {
+                        bail!("stride 0 on axis {d}");
+                    }
+                    let clampb = |v: i64| if v < 0 { v + n } else { v };
+                    let (lo, hi) = if s > 0 { (0, n) } else { (-1, n - 1) };
+                    let mut b = if bm & (1 << d) != 0 {
+                        if s > 0 {
+                            0
+                        } else {
+                            n - 1
+                        }
+                    } else {
+                        clampb(begin.get(d).copied().unwrap_or(0)).clamp(lo, hi)
+                    };
+                    let mut e = if em & (1 << d) != 0 {
+                        if s > 0 {
+                            n
+                        } else {
+                            -1
+                        }
+                    } else {
+                        clampb(end.get(d).copied().unwrap_or(n)).clamp(lo, hi)
+                    };
+                    if shrink & (1 << d) != 0 {
+                        b = clampb(begin.get(d).copied().unwrap_or(0));
+                        e = b + 1;
+                    }
+                    let count = if s > 0 {
+                        (e - b + s - 1).div_euclid(s)
+                    } else {
+                        (b - e + (-s) - 1).div_euclid(-s)
+                    };
+                    if count <= 0 {
+                        bail!("slice is empty on axis {d}");
+                    }
+                    node.params[d] = b as i32;
+                    node.params[6 + d] = if shrink & (1 << d) != 0 { 1 } else { s as i32 };
+                    sliced.push(count as usize);
+                }
+                if sliced == self.shape(y) {
+                    node.outputs.push(y);
+                    self.g.push(node);
+                } else {
+                    let t = self
+                        .g
+                        .add_tensor(format!("{name}.sliced"), DType::F32, sliced);
+                    node.outputs.push(t);
+                    self.g.push(node);
+                    self.g.push(Node::new(
+                        format!("{name}.shrink"),
+                        OpKind::Reshape,
+                        vec![Some(t)],
+                        vec![y],
+                    ));
+                }
+                Ok(())
+            }
+            DEQUANTIZE => {
+                // Constant weights stored as float16/int8 feeding float ops: fold to f32 now.
+                let src = o.inputs[0];
+                if src < 0 || !self.is_const(src as usize) {
+                    bail!("DEQUANTIZE of an activation needs a quantized model");
+                }
+                let v = self.const_f32(src as usize)?;
+                let out = o.outputs[0] as usize;
+                let shape = self.info(out).shape.clone();
+                let id = self.g.add_const_f32(self.info(out).name.clone(), shape, v);
+                self.map.insert(out, id);
+                Ok(())
+            }
+            c => bail!("unsupported operator {}", op_name(c)),
+        }
+    }
+}
