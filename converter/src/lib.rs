@@ -7,12 +7,14 @@
 pub mod emit;
 pub mod fsutil;
 pub mod input;
+pub mod inspect;
 pub mod ir;
 pub mod npy;
 pub mod onnx;
 pub mod passes;
 pub mod plan;
 pub mod tflite;
+pub mod verify;
 
 use anyhow::{bail, Context, Result};
 use std::path::Path;
@@ -51,10 +53,20 @@ pub fn detect_format(path: &Path, bytes: &[u8]) -> Result<SourceFormat> {
 
 /// Imports and optimizes a model file into a kiln graph.
 pub fn import_file(path: &Path) -> Result<ir::Graph> {
+    import_file_with(path, None)
+}
+
+/// As [`import_file`], with explicit input shapes (ONNX models with symbolic dims).
+pub fn import_file_with(path: &Path, input_shapes: Option<&[Vec<usize>]>) -> Result<ir::Graph> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let mut g = match detect_format(path, &bytes)? {
-        SourceFormat::Tflite => tflite::import(&bytes),
-        SourceFormat::Onnx => onnx::import(path),
+        SourceFormat::Tflite => {
+            if input_shapes.is_some() {
+                bail!("--input-shape applies to ONNX models; TFLite shapes are fixed in the file");
+            }
+            tflite::import(&bytes)
+        }
+        SourceFormat::Onnx => onnx::import_with(path, input_shapes),
     }
     .with_context(|| format!("importing {}", path.display()))?;
     passes::optimize(&mut g)?;

@@ -1,1 +1,337 @@
-fn main() {}
+//! `kiln`: convert, inspect, run and verify edge models.
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use kiln_converter::input::{self, ImageOpts};
+use kiln_converter::{emit, fsutil, inspect, npy, verify};
+use kiln_runtime::writer::AlignedBuf;
+use kiln_runtime::{DType, Model, Session};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(
+    name = "kiln",
+    version,
+    about = "Edge inference: convert, inspect, run and verify models"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Convert an ONNX or TFLite model into a .kiln file.
+    Convert {
+        /// Source model (.onnx or .tflite).
+        model: PathBuf,
+        /// Output file (default: the model's name with .kiln).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Concrete shape of each input, e.g. `1,3,32,32` (ONNX; repeat per input).
+        #[arg(long = "input-shape", value_parser = parse_shape)]
+        input_shape: Vec<Vec<usize>>,
+        /// Print a machine-readable summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a per-layer table of a .kiln file.
+    Inspect {
+        /// The .kiln model.
+        model: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a .kiln model on inputs and print the top-k classes.
+    Run {
+        /// The .kiln model.
+        model: PathBuf,
+        /// Input: .npy (one input or a batch [B, ...]), raw f32 .bin, or an image.
+        #[arg(short, long)]
+        input: PathBuf,
+        #[command(flatten)]
+        image: ImageArgs,
+        /// How many classes to print per input.
+        #[arg(long, default_value_t = 5)]
+        top_k: usize,
+        /// A text file with one class name per line.
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// Write all outputs (output 0, stacked) to this .npy file.
+        #[arg(long)]
+        save: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the same inputs through tract (source model) and kiln; report errors per output.
+    Verify {
+        /// Source model (.onnx or .tflite).
+        source: PathBuf,
+        /// The converted model (default: convert the source now).
+        #[arg(long)]
+        kiln: Option<PathBuf>,
+        /// Inputs (.npy batch); default: random inputs in [-1, 1].
+        #[arg(short, long)]
+        input: Option<PathBuf>,
+        /// Number of random inputs.
+        #[arg(long, default_value_t = 8)]
+        samples: usize,
+        /// Fail (exit 1) if any output's max relative error exceeds this.
+        #[arg(long, default_value_t = 1e-4)]
+        tolerance: f32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Clone)]
+struct ImageArgs {
+    /// Per-channel mean subtracted after scaling to [0, 1] (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    mean: Vec<f32>,
+    /// Per-channel standard deviation (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    std: Vec<f32>,
+    /// Keep pixel values in [0, 255] instead of scaling to [0, 1].
+    #[arg(long)]
+    no_scale: bool,
+    /// Invert gray levels before normalizing.
+    #[arg(long)]
+    invert: bool,
+}
+
+fn parse_shape(s: &str) -> Result<Vec<usize>, String> {
+    s.split(',')
+        .map(|d| {
+            d.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("bad dimension '{d}' in shape '{s}'"))
+        })
+        .filter(|r| !matches!(r, Ok(0)))
+        .collect()
+}
+
+fn load_model_bytes(path: &Path) -> Result<AlignedBuf> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let buf = AlignedBuf::new(&bytes);
+    Model::from_bytes(buf.as_slice()).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    Ok(buf)
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = real_main(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main(cli: Cli) -> Result<()> {
+    match cli.cmd {
+        Cmd::Convert {
+            model,
+            output,
+            input_shape,
+            json,
+        } => {
+            let shapes = (!input_shape.is_empty()).then_some(input_shape.as_slice());
+            let t0 = Instant::now();
+            let g = kiln_converter::import_file_with(&model, shapes)?;
+            let (bytes, plan) = emit::emit(&g)?;
+            let out = output.unwrap_or_else(|| model.with_extension("kiln"));
+            fsutil::write_atomic(&out, &bytes)?;
+            let buf = AlignedBuf::new(&bytes);
+            let m = Model::from_bytes(buf.as_slice()).map_err(|e| anyhow!("{e}"))?;
+            let r = inspect::report(&m);
+            let src_len = std::fs::metadata(&model).map(|m| m.len()).unwrap_or(0);
+            if json {
+                println!(
+                    "{}",
+                    json!({"source": model, "output": out, "source_bytes": src_len, "bytes": bytes.len(),
+                        "ops": r.layers.len(), "weight_bytes": r.weight_bytes, "arena_bytes": plan.arena_size,
+                        "arena_lower_bound": plan.lower_bound, "macs": r.macs, "seconds": t0.elapsed().as_secs_f64()})
+                );
+            } else {
+                println!(
+                    "converted {} -> {}: {} ops, {} MACs, file {} bytes (source {}), arena {} bytes (lower bound {}), {:.2}s",
+                    model.display(),
+                    out.display(),
+                    r.layers.len(),
+                    r.macs,
+                    bytes.len(),
+                    src_len,
+                    plan.arena_size,
+                    plan.lower_bound,
+                    t0.elapsed().as_secs_f64()
+                );
+            }
+        }
+        Cmd::Inspect { model, json } => {
+            let buf = load_model_bytes(&model)?;
+            let m = Model::from_bytes(buf.as_slice()).map_err(|e| anyhow!("{e}"))?;
+            let r = inspect::report(&m);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!("{}", inspect::render(&r));
+            }
+        }
+        Cmd::Run {
+            model,
+            input,
+            image,
+            top_k,
+            labels,
+            save,
+            json,
+        } => {
+            let buf = load_model_bytes(&model)?;
+            let m = Model::from_bytes(buf.as_slice()).map_err(|e| anyhow!("{e}"))?;
+            if m.num_inputs() != 1 {
+                bail!(
+                    "`kiln run` feeds one input; this model has {}",
+                    m.num_inputs()
+                );
+            }
+            let it = m.tensor(m.input_tensor(0).map_err(|e| anyhow!("{e}"))?);
+            if it.dtype != DType::F32 {
+                bail!(
+                    "input '{}' is {}: only f32 inputs are fed by `kiln run` so far",
+                    it.name,
+                    it.dtype.name()
+                );
+            }
+            let opts = ImageOpts {
+                scale01: !image.no_scale,
+                mean: image.mean,
+                std: image.std,
+                invert: image.invert,
+            };
+            let rows = input::load_batch(&input, it.shape(), &opts)?;
+            let names: Vec<String> = match &labels {
+                Some(p) => std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?
+                    .lines()
+                    .map(|s| s.trim().to_string())
+                    .collect(),
+                None => vec![],
+            };
+            let mut arena = AlignedBuf::zeroed(m.arena_size());
+            let mut s = Session::new(&m, arena.as_mut_slice()).map_err(|e| anyhow!("{e}"))?;
+            let mut all = Vec::new();
+            let mut results = Vec::new();
+            let t0 = Instant::now();
+            for (i, row) in rows.iter().enumerate() {
+                s.set_input_f32(0, row)
+                    .map_err(|e| anyhow!("input #{i}: {e}"))?;
+                s.invoke().map_err(|e| anyhow!("{e}"))?;
+                let y = s.output_f32(0).map_err(|e| anyhow!("{e}"))?.to_vec();
+                let mut idx: Vec<usize> = (0..y.len()).collect();
+                idx.sort_by(|&a, &b| y[b].total_cmp(&y[a]));
+                let top: Vec<(usize, f32)> = idx.iter().take(top_k).map(|&k| (k, y[k])).collect();
+                results.push(top);
+                all.extend(y);
+            }
+            let secs = t0.elapsed().as_secs_f64();
+            if let Some(p) = save {
+                let per = all.len() / rows.len().max(1);
+                fsutil::write_atomic(&p, &npy::to_bytes_f32(&[rows.len(), per], &all))?;
+            }
+            let label = |k: usize| names.get(k).cloned().unwrap_or_else(|| k.to_string());
+            if json {
+                let v: Vec<_> = results
+                    .iter()
+                    .map(|t| {
+                        t.iter()
+                            .map(|&(k, p)| json!({"class": k, "label": label(k), "score": p}))
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                println!("{}", json!({"results": v, "seconds": secs}));
+            } else {
+                for (i, t) in results.iter().enumerate() {
+                    let s: Vec<String> = t
+                        .iter()
+                        .map(|&(k, p)| format!("{} {:.4}", label(k), p))
+                        .collect();
+                    println!("#{i}: {}", s.join(", "));
+                }
+                eprintln!(
+                    "{} inference(s) in {:.3} ms each",
+                    rows.len(),
+                    secs * 1e3 / rows.len().max(1) as f64
+                );
+            }
+        }
+        Cmd::Verify {
+            source,
+            kiln,
+            input,
+            samples,
+            tolerance,
+            json,
+        } => {
+            let bytes = match &kiln {
+                Some(p) => std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+                None => kiln_converter::convert_file(&source)?,
+            };
+            let buf = AlignedBuf::new(&bytes);
+            let m = Model::from_bytes(buf.as_slice()).map_err(|e| anyhow!("{e}"))?;
+            let mut shapes = Vec::new();
+            for k in 0..m.num_inputs() {
+                shapes.push(
+                    m.tensor(m.input_tensor(k).map_err(|e| anyhow!("{e}"))?)
+                        .shape()
+                        .to_vec(),
+                );
+            }
+            let names: Vec<String> = (0..m.num_outputs())
+                .map(|k| {
+                    m.output_tensor(k)
+                        .map(|t| m.tensor(t).name.to_string())
+                        .unwrap_or_default()
+                })
+                .collect();
+            let samples: Vec<Vec<Vec<f32>>> = match &input {
+                Some(p) => {
+                    if shapes.len() != 1 {
+                        bail!("--input feeds one input; this model has {}", shapes.len());
+                    }
+                    input::load_batch(p, &shapes[0], &ImageOpts::default())?
+                        .into_iter()
+                        .map(|r| vec![r])
+                        .collect()
+                }
+                None => verify::random_inputs(&shapes, samples, 0x1234_5678),
+            };
+            let want = verify::run_tract(&source, &shapes, &samples)?;
+            let got = verify::run_kiln(&bytes, &samples)?;
+            let errs = verify::compare(&names, &got, &want)?;
+            let ok = errs.iter().all(|e| e.max_rel <= tolerance);
+            if json {
+                println!(
+                    "{}",
+                    json!({"samples": samples.len(), "outputs": errs, "tolerance": tolerance, "ok": ok})
+                );
+            } else {
+                println!("{} input(s) through tract and kiln:", samples.len());
+                for e in &errs {
+                    println!(
+                        "  {:<30} max abs {:.3e}  max rel {:.3e}",
+                        e.name, e.max_abs, e.max_rel
+                    );
+                }
+                println!("{}", if ok { "OK" } else { "MISMATCH" });
+            }
+            if !ok {
+                std::process::exit(1);
+            }
+        }
+    }
+    Ok(())
+}

@@ -371,6 +371,19 @@ impl Imp<'_> {
                     .map(|w| perm.iter().position(|p| p == w).unwrap_or(0))
                     .collect();
                 let phys: Vec<usize> = want.iter().map(|&w| shape[w]).collect();
+                // Moving only size-1 axes keeps the element order: a free reshape.
+                let big = |order: &[usize]| {
+                    order
+                        .iter()
+                        .copied()
+                        .filter(|&l| shape[l] != 1)
+                        .collect::<Vec<_>>()
+                };
+                if big(&perm) == big(want) {
+                    let out = self.reshape(tid, phys, format!("{name}.relayout"));
+                    self.layouts.insert((o, want.to_vec()), out);
+                    return Ok(out);
+                }
                 let out = self
                     .g
                     .add_tensor(format!("{name}.transposed"), DType::F32, phys);

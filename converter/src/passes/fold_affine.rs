@@ -47,7 +47,25 @@ fn fold_once(g: &mut Graph) -> bool {
             (true, false) if kind != BinaryKind::Sub => (b, a, false),
             _ => continue,
         };
-        let Some(p) = g.producer(y) else { continue };
+        let Some(mut p) = g.producer(y) else { continue };
+        // Look through a reshape that keeps the channel (last) axis, as a dense that computes
+        // a 1x1 conv is followed by one.
+        let mut through: Option<usize> = None;
+        if g.nodes[p].kind == OpKind::Reshape {
+            let Some(src) = g.nodes[p].input(0) else {
+                continue;
+            };
+            let same_last = g.tensors[src].shape.last() == g.tensors[y].shape.last();
+            match g.producer(src) {
+                Some(q)
+                    if same_last && g.consumers(src).len() == 1 && !g.outputs.contains(&src) =>
+                {
+                    through = Some(p);
+                    p = q;
+                }
+                _ => continue,
+            }
+        }
         let pn = &g.nodes[p];
         if !matches!(pn.kind, OpKind::Conv2d | OpKind::Dense)
             || pn.act() != (f32::NEG_INFINITY, f32::INFINITY)
@@ -65,6 +83,9 @@ fn fold_once(g: &mut Graph) -> bool {
             continue;
         };
         let channels = g.tensors[wt].shape[0];
+        if g.tensors[y].shape.last() != Some(&channels) {
+            continue;
+        }
         let Some(cv) = per_channel(g, c, channels, g.tensors[y].shape.len()) else {
             continue;
         };
@@ -95,7 +116,11 @@ fn fold_once(g: &mut Graph) -> bool {
         let new_b = g.add_const_f32(bname, vec![channels], bias);
         let pn = &mut g.nodes[p];
         pn.inputs = vec![pn.inputs[0], Some(new_w), Some(new_b)];
-        pn.outputs[0] = out;
+        match through {
+            // conv -> reshape -> (affine): the reshape now writes the affine's output.
+            Some(r) => g.nodes[r].outputs[0] = out,
+            None => pn.outputs[0] = out,
+        }
         g.nodes.remove(i);
         return true;
     }
