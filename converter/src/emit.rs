@@ -10,6 +10,9 @@ use kiln_runtime::Quant;
 pub fn emit(g: &Graph) -> Result<(Vec<u8>, Plan)> {
     g.check()?;
     let p = plan(g);
+    if std::env::var_os("KILN_DUMP_GRAPH").is_some() {
+        eprintln!("{}", crate::ir::dump(g, Some(&p)));
+    }
     // Keep only tensors that live nodes or graph io use (plus per-axis scale tensors).
     let mut used = vec![false; g.tensors.len()];
     for n in &g.nodes {

@@ -100,7 +100,7 @@ pub fn describe(m: &Model<'_>, i: usize) -> String {
         ),
         OpKind::Reduce => format!(
             "{} mask {:#b}",
-            ["mean", "sum", "max", "min", "prod"]
+            ["mean", "sum", "max", "min", "prod", "mean_sq"]
                 .get(p[0] as usize)
                 .unwrap_or(&"?"),
             p[1]

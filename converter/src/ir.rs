@@ -267,3 +267,38 @@ impl Graph {
         }
     }
 }
+
+/// A text dump of the graph (and its plan), for debugging the converter.
+pub fn dump(g: &Graph, plan: Option<&crate::plan::Plan>) -> String {
+    let mut s = String::new();
+    let t = |id: TId| {
+        let tt = &g.tensors[id];
+        let place = match (&tt.data, plan) {
+            (Some(_), _) => "const".to_string(),
+            (None, Some(p)) => format!("@{:?} life {:?}", p.offsets[id], p.lifetimes[id]),
+            (None, None) => String::new(),
+        };
+        format!("t{id}'{}'{:?} {place}", tt.name, tt.shape)
+    };
+    s.push_str(&format!(
+        "inputs: {:?}\n",
+        g.inputs.iter().map(|&i| t(i)).collect::<Vec<_>>()
+    ));
+    for (i, n) in g.nodes.iter().enumerate() {
+        let ins: Vec<String> = n.inputs.iter().map(|x| x.map_or("-".into(), t)).collect();
+        let outs: Vec<String> = n.outputs.iter().map(|&x| t(x)).collect();
+        s.push_str(&format!(
+            "#{i} {:?} '{}' {:?}\n   in: {}\n   out: {}\n",
+            n.kind,
+            n.name,
+            &n.params[..9],
+            ins.join(", "),
+            outs.join(", ")
+        ));
+    }
+    s.push_str(&format!(
+        "outputs: {:?}\n",
+        g.outputs.iter().map(|&i| t(i)).collect::<Vec<_>>()
+    ));
+    s
+}

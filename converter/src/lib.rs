@@ -5,6 +5,7 @@
 //! files. The `kiln` binary is the command-line front end.
 
 pub mod emit;
+pub mod eval;
 pub mod fsutil;
 pub mod input;
 pub mod inspect;

@@ -3,7 +3,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use kiln_converter::input::{self, ImageOpts};
-use kiln_converter::{emit, fsutil, inspect, npy, verify};
+use kiln_converter::{emit, eval, fsutil, inspect, npy, verify};
 use kiln_runtime::writer::AlignedBuf;
 use kiln_runtime::{DType, Model, Session};
 use serde_json::json;
@@ -49,9 +49,9 @@ enum Cmd {
     Run {
         /// The .kiln model.
         model: PathBuf,
-        /// Input: .npy (one input or a batch [B, ...]), raw f32 .bin, or an image.
-        #[arg(short, long)]
-        input: PathBuf,
+        /// Inputs: .npy (one input or a batch [B, ...]), raw f32 .bin, or images.
+        #[arg(short, long, num_args = 1.., required = true)]
+        input: Vec<PathBuf>,
         #[command(flatten)]
         image: ImageArgs,
         /// How many classes to print per input.
@@ -63,6 +63,23 @@ enum Cmd {
         /// Write all outputs (output 0, stacked) to this .npy file.
         #[arg(long)]
         save: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Accuracy, per-class precision/recall/F1 and confusion matrix on a labelled data set.
+    Eval {
+        /// The .kiln model (a classifier: output 0 holds one score per class).
+        model: PathBuf,
+        /// Inputs as one .npy batch [N, ...].
+        #[arg(short, long)]
+        input: PathBuf,
+        /// Labels as .npy [N] (integer class indices).
+        #[arg(short, long)]
+        labels: PathBuf,
+        /// Class names, one per line.
+        #[arg(long)]
+        names: Option<PathBuf>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -212,7 +229,10 @@ fn real_main(cli: Cli) -> Result<()> {
                 std: image.std,
                 invert: image.invert,
             };
-            let rows = input::load_batch(&input, it.shape(), &opts)?;
+            let mut rows = Vec::new();
+            for p in &input {
+                rows.extend(input::load_batch(p, it.shape(), &opts)?);
+            }
             let names: Vec<String> = match &labels {
                 Some(p) => std::fs::read_to_string(p)
                     .with_context(|| format!("reading {}", p.display()))?
@@ -265,6 +285,59 @@ fn real_main(cli: Cli) -> Result<()> {
                     "{} inference(s) in {:.3} ms each",
                     rows.len(),
                     secs * 1e3 / rows.len().max(1) as f64
+                );
+            }
+        }
+        Cmd::Eval {
+            model,
+            input,
+            labels,
+            names,
+            json,
+        } => {
+            let buf = load_model_bytes(&model)?;
+            let m = Model::from_bytes(buf.as_slice()).map_err(|e| anyhow!("{e}"))?;
+            let it = m.tensor(m.input_tensor(0).map_err(|e| anyhow!("{e}"))?);
+            let rows = input::load_batch(&input, it.shape(), &ImageOpts::default())?;
+            let truth: Vec<usize> = npy::read(&labels)?
+                .data
+                .iter()
+                .map(|&v| {
+                    if v >= 0.0 && v.fract() == 0.0 {
+                        Ok(v as usize)
+                    } else {
+                        Err(anyhow!("label {v} is not a class index"))
+                    }
+                })
+                .collect::<Result<_>>()?;
+            if truth.len() != rows.len() {
+                bail!("{} inputs but {} labels", rows.len(), truth.len());
+            }
+            let samples: Vec<Vec<Vec<f32>>> = rows.into_iter().map(|r| vec![r]).collect();
+            let t0 = Instant::now();
+            let outs = verify::run_kiln(buf.as_slice(), &samples)?;
+            let secs = t0.elapsed().as_secs_f64();
+            let classes = outs.first().map_or(0, |o| o[0].len());
+            let pred: Vec<usize> = outs.iter().map(|o| eval::argmax(&o[0])).collect();
+            let mx = eval::metrics(&pred, &truth, classes);
+            let names: Vec<String> = match names {
+                Some(p) => std::fs::read_to_string(&p)
+                    .with_context(|| format!("reading {}", p.display()))?
+                    .lines()
+                    .map(String::from)
+                    .collect(),
+                None => vec![],
+            };
+            if json {
+                println!(
+                    "{}",
+                    json!({"metrics": mx, "seconds": secs, "model_bytes": buf.as_slice().len(), "arena_bytes": m.arena_size()})
+                );
+            } else {
+                print!("{}", eval::render(&mx, &names));
+                println!(
+                    "{:.1} us per inference",
+                    secs * 1e6 / mx.samples.max(1) as f64
                 );
             }
         }

@@ -46,7 +46,7 @@ pub fn load_typed(path: &Path, input_shapes: Option<&[Vec<usize>]>) -> Result<Ty
         .collect();
     if !unimplemented.is_empty() {
         bail!(
-            "ONNX ops tract cannot read ({}):\n  {}",
+            "unsupported ONNX ops, tract cannot read them ({}):\n  {}",
             unimplemented.len(),
             unimplemented.join("\n  ")
         );
@@ -155,7 +155,7 @@ fn unsupported_reason(node: &TypedNode) -> Option<String> {
         || op.downcast_ref::<Reduce>().is_some_and(|r| {
             matches!(
                 r.reducer,
-                Reducer::Sum | Reducer::Max | Reducer::Min | Reducer::Prod
+                Reducer::Sum | Reducer::Max | Reducer::Min | Reducer::Prod | Reducer::MeanOfSquares
             )
         })
         || op.downcast_ref::<AxisOp>().is_some()
@@ -188,9 +188,17 @@ fn binary_kind(b: &TypedBinOp) -> Option<BinaryKind> {
 }
 
 fn unary_kind(e: &ElementWiseOp) -> Option<(UnaryKind, f32, f32)> {
+    use tract_onnx::tract_core::ops::math::PowConst;
+    use tract_onnx::tract_core::ops::nn::GeluApproximate;
     use tract_onnx::tract_core::ops::nn::LeakyRelu;
     if let Some(l) = e.0.downcast_ref::<LeakyRelu>() {
         return Some((UnaryKind::LeakyRelu, l.alpha, 0.0));
+    }
+    if let Some(p) = e.0.downcast_ref::<PowConst>() {
+        return Some((UnaryKind::PowConst, p.exponent, 0.0));
+    }
+    if e.0.downcast_ref::<GeluApproximate>().is_some() {
+        return Some((UnaryKind::GeluTanh, 0.0, 0.0));
     }
     Some(match e.0.name().as_str() {
         "Sigmoid" => (UnaryKind::Sigmoid, 0.0, 0.0),
@@ -204,6 +212,14 @@ fn unary_kind(e: &ElementWiseOp) -> Option<(UnaryKind, f32, f32)> {
         "Recip" => (UnaryKind::Reciprocal, 0.0, 0.0),
         "Floor" => (UnaryKind::Floor, 0.0, 0.0),
         "Ceil" => (UnaryKind::Ceil, 0.0, 0.0),
+        "Rsqrt" => (UnaryKind::Rsqrt, 0.0, 0.0),
+        "Square" => (UnaryKind::Square, 0.0, 0.0),
+        "Silu" => (UnaryKind::Silu, 0.0, 0.0),
+        "GeluExact" => (UnaryKind::Gelu, 0.0, 0.0),
+        "Sin" => (UnaryKind::Sin, 0.0, 0.0),
+        "Cos" => (UnaryKind::Cos, 0.0, 0.0),
+        "Tan" => (UnaryKind::Tan, 0.0, 0.0),
+        "Erf" => (UnaryKind::Erf, 0.0, 0.0),
         _ => return None,
     })
 }
@@ -309,13 +325,20 @@ pub fn from_typed(model: &TypedModel) -> Result<Graph> {
 impl Imp<'_> {
     fn shape(&self, o: OutletId) -> Result<Vec<usize>> {
         let f = self.model.outlet_fact(o).map_err(|e| anyhow!("{e:?}"))?;
-        f.shape.as_concrete().map(|s| s.to_vec()).ok_or_else(|| {
+        let s = f.shape.as_concrete().map(|s| s.to_vec()).ok_or_else(|| {
             anyhow!(
                 "shape of '{}' is not concrete: {:?}",
                 self.model.node(o.node).name,
                 f.shape
             )
-        })
+        })?;
+        if s.contains(&0) {
+            bail!(
+                "'{}' has shape {s:?}: zero-sized tensors are not supported",
+                self.model.node(o.node).name
+            );
+        }
+        Ok(s)
     }
 
     fn val(&self, o: OutletId) -> Result<Val> {
@@ -499,8 +522,14 @@ impl Imp<'_> {
                 Reducer::Max => 2,
                 Reducer::Min => 3,
                 Reducer::Prod => 4,
+                Reducer::MeanOfSquares => 5,
                 _ => bail!("unsupported reducer"),
             };
+            if r.axes.is_empty() {
+                let v = self.val(node.inputs[0])?;
+                self.vals.insert(out, v);
+                return Ok(());
+            }
             let (x, perm) = self.any_act(node.inputs[0])?;
             let mut mask = 0;
             let mut shape = self.g.tensors[x].shape.clone();
@@ -588,8 +617,17 @@ impl Imp<'_> {
             return self.einsum(node, e);
         }
         if op.downcast_ref::<MultiBroadcastTo>().is_some() {
-            let (x, perm) = self.any_act(node.inputs[0])?;
             let target = self.shape(out)?;
+            let (mut x, mut perm) = self.any_act(node.inputs[0])?;
+            if perm.len() < target.len() {
+                // Lower rank: go to the logical layout and add leading unit axes.
+                let r = perm.len();
+                let xi = self.act(node.inputs[0], &identity(r))?;
+                let mut s = vec![1; target.len() - r];
+                s.extend(self.shape(node.inputs[0])?);
+                x = self.reshape(xi, s, format!("{name}.rank"));
+                perm = identity(target.len());
+            }
             let phys: Vec<usize> = perm.iter().map(|&p| target[p]).collect();
             let xs = self.g.tensors[x].shape.clone();
             let zshape: Vec<usize> = xs
@@ -927,7 +965,7 @@ impl Imp<'_> {
         let (x, want, [n, h, w, ci]) = self.nhwc_in(node.inputs[0], spec, &name)?;
         let k = self
             .const_of(node.inputs[1])
-            .ok_or_else(|| anyhow!("conv weights must be constant"))?;
+            .ok_or_else(|| anyhow!("non-constant conv weights are not supported"))?;
         let kv = tensor_f32(&k)?;
         let ks = k.shape().to_vec();
         let g = c.group;
@@ -980,7 +1018,7 @@ impl Imp<'_> {
                     Some(self.g.add_const_f32(format!("{name}.bias"), vec![o], bv))
                 }
             }
-            None => bail!("conv bias must be constant"),
+            None => bail!("non-constant conv bias is not supported"),
         };
         let out_shape = self.shape(OutletId::new(node.id, 0))?;
         let out_phys: Vec<usize> = want.iter().map(|&l| out_shape[l]).collect();

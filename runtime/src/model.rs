@@ -351,6 +351,21 @@ impl<'m> Model<'m> {
                     return Err(err("output tensor is written by more than one op"));
                 }
                 let ot = self.tensor(out);
+                // A reshape whose output sits exactly on its input writes nothing (the session
+                // skips it); whatever later overwrites the shared bytes is checked against the
+                // output's own lifetime.
+                let aliased = o.kind == OpKind::Reshape
+                    && self
+                        .op_input(&o, 0)
+                        .map(|t| self.tensor(t))
+                        .is_some_and(|t| {
+                            t.storage == Storage::Arena
+                                && t.offset == ot.offset
+                                && t.byte_len == ot.byte_len
+                        });
+                if aliased {
+                    continue;
+                }
                 for t in 0..self.num_tensors {
                     if t == out {
                         continue;
@@ -361,20 +376,15 @@ impl<'m> Model<'m> {
                     {
                         continue;
                     }
-                    let alias = o.kind == OpKind::Reshape
-                        && self.op_input(&o, 0) == Some(t)
-                        && tt.offset == ot.offset
-                        && tt.byte_len == ot.byte_len;
-                    if alias {
-                        continue;
-                    }
                     let born = if self.is_graph_input(t) {
                         Some(0)
                     } else {
                         self.producer(t).map(|p| p + 1)
                     };
                     let Some(born) = born else { continue };
-                    let last = self.last_use(t);
+                    let Some(last) = self.last_use(t) else {
+                        continue;
+                    };
                     if born <= j && j <= last {
                         return Err(err("output slot overlaps a tensor that is still live"));
                     }
@@ -400,16 +410,17 @@ impl<'m> Model<'m> {
         })
     }
 
-    /// The last op that reads `t` (ops are inclusive), or `num_ops` for graph outputs.
-    fn last_use(&self, t: usize) -> usize {
+    /// The last op that reads `t` (ops are inclusive), `num_ops` for graph outputs, `None` if
+    /// nothing reads it.
+    fn last_use(&self, t: usize) -> Option<usize> {
         if self.is_graph_output(t) {
-            return self.num_ops;
+            return Some(self.num_ops);
         }
-        let mut last = 0;
+        let mut last = None;
         for j in 0..self.num_ops {
             let o = self.op(j);
             if (0..o.num_inputs()).any(|k| self.op_input(&o, k) == Some(t)) {
-                last = j;
+                last = Some(j);
             }
             // A reshape that aliases `t` keeps it alive as long as its output.
             if o.kind == OpKind::Reshape && self.op_input(&o, 0) == Some(t) {

@@ -46,7 +46,8 @@ op_kinds! {
     /// the rows/columns of bottom/right padding added for ceil mode (`rows << 16 | cols`), which
     /// are never counted.
     AvgPool = 4, "avg_pool";
-    /// Reduction over an axis mask. Params: reducer (0 mean, 1 sum, 2 max, 3 min, 4 prod), mask.
+    /// Reduction over an axis mask. Params: reducer (0 mean, 1 sum, 2 max, 3 min, 4 prod,
+    /// 5 mean of squares), mask.
     Reduce = 5, "reduce";
     /// Broadcasting binary op. Params: kind (see [`BinaryKind`]), act min/max.
     Binary = 6, "binary";
@@ -148,6 +149,26 @@ pub enum UnaryKind {
     Identity = 17,
     /// b * (x if x > 0 else a * (e^x - 1))
     Selu = 18,
+    /// 1 / sqrt(x)
+    Rsqrt = 19,
+    /// x * x
+    Square = 20,
+    /// x ^ a
+    PowConst = 21,
+    /// x * sigmoid(x)
+    Silu = 22,
+    /// x * (1 + erf(x / sqrt 2)) / 2
+    Gelu = 23,
+    /// GELU, tanh approximation
+    GeluTanh = 24,
+    /// sin(x)
+    Sin = 25,
+    /// cos(x)
+    Cos = 26,
+    /// tan(x)
+    Tan = 27,
+    /// erf(x)
+    Erf = 28,
 }
 
 impl UnaryKind {
@@ -174,6 +195,16 @@ impl UnaryKind {
             16 => Softplus,
             17 => Identity,
             18 => Selu,
+            19 => Rsqrt,
+            20 => Square,
+            21 => PowConst,
+            22 => Silu,
+            23 => Gelu,
+            24 => GeluTanh,
+            25 => Sin,
+            26 => Cos,
+            27 => Tan,
+            28 => Erf,
             _ => return None,
         })
     }
@@ -381,7 +412,7 @@ pub fn validate(m: &Model<'_>, op: &OpInfo<'_>) -> Result<()> {
             c.arity(1, 1, 1)?;
             c.all_f32()?;
             let (x, y) = (c.input(0)?, c.output(0));
-            c.check((0..=4).contains(&c.p(0)), "unknown reducer")?;
+            c.check((0..=5).contains(&c.p(0)), "unknown reducer")?;
             let mask = c.p(1) as u32;
             c.check(
                 mask != 0 && mask >> x.rank == 0,

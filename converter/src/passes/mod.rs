@@ -2,6 +2,7 @@
 
 pub mod dce;
 pub mod fold_affine;
+pub mod fold_transpose_dense;
 pub mod fuse_activation;
 pub mod simplify_reshape;
 
@@ -13,6 +14,7 @@ pub fn optimize(g: &mut Graph) -> Result<()> {
     dce::run(g);
     simplify_reshape::run(g);
     fold_affine::run(g);
+    fold_transpose_dense::run(g);
     fuse_activation::run(g);
     dce::run(g);
     g.check()

@@ -296,6 +296,19 @@ pub fn unary_op(kind: UnaryKind, x: f32, a: f32, b: f32) -> f32 {
             x.max(0.0) + libm::log1pf(libm::expf(-x.abs()))
         }
         UnaryKind::Identity => x,
+        UnaryKind::Rsqrt => 1.0 / libm::sqrtf(x),
+        UnaryKind::Square => x * x,
+        UnaryKind::PowConst => libm::powf(x, a),
+        UnaryKind::Silu => x / (1.0 + libm::expf(-x)),
+        UnaryKind::Gelu => 0.5 * x * (1.0 + libm::erff(x * core::f32::consts::FRAC_1_SQRT_2)),
+        UnaryKind::GeluTanh => {
+            let c = 0.797_884_6; // sqrt(2 / pi)
+            0.5 * x * (1.0 + libm::tanhf(c * (x + 0.044_715 * x * x * x)))
+        }
+        UnaryKind::Sin => libm::sinf(x),
+        UnaryKind::Cos => libm::cosf(x),
+        UnaryKind::Tan => libm::tanf(x),
+        UnaryKind::Erf => libm::erff(x),
         UnaryKind::Selu => {
             b * if x > 0.0 {
                 x
@@ -352,7 +365,7 @@ pub fn softmax(
 }
 
 /// Reduction of `x` (shape `xs`) over the axes in `mask`; `y` holds the kept elements in order.
-/// Reducers: 0 mean, 1 sum, 2 max, 3 min, 4 prod.
+/// Reducers: 0 mean, 1 sum, 2 max, 3 min, 4 prod, 5 mean of squares.
 pub fn reduce(x: &[f32], xs: &[usize], mask: u32, reducer: i32, y: &mut [f32]) {
     let init = match reducer {
         2 => f32::NEG_INFINITY,
@@ -383,10 +396,11 @@ pub fn reduce(x: &[f32], xs: &[usize], mask: u32, reducer: i32, y: &mut [f32]) {
             2 => acc.max(v),
             3 => acc.min(v),
             4 => *acc * v,
+            5 => *acc + v * v,
             _ => *acc + v,
         };
     });
-    if reducer == 0 {
+    if reducer == 0 || reducer == 5 {
         let inv = 1.0 / count as f32;
         y.iter_mut().for_each(|v| *v *= inv);
     }
