@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The README's test command: everything CI checks, from a fresh clone.
+#   - Python venv with numpy, onnx==1.20.0, onnxruntime, scikit-learn (scripts/venv.sh)
+#   - ONNX backend node conformance cases extracted as data (build/conformance)
+#   - cargo fmt --check, cargo clippy -D warnings
+#   - cargo test --release over the workspace (unit, format, conformance, MLPerf Tiny goldens)
+#   - the runtime builds for Cortex-M with only `core`
+# Set KILN_ASSETS to ../shared/assets (CI does) so the MLPerf Tiny tests must run, not skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+py="$(scripts/venv.sh)"
+if [ ! -f build/conformance/SUMMARY.txt ] || ! grep -q "onnx 1.20.0" build/conformance/SUMMARY.txt; then
+  "$py" scripts/gen_conformance.py --out build/conformance
+fi
+export KILN_CONFORMANCE="$PWD/build/conformance"
+cargo fmt --all -- --check
+cargo clippy --release --workspace --all-targets -- -D warnings
+cargo test --release --workspace
+scripts/check-no-std.sh
