@@ -79,7 +79,7 @@ pub fn load_image(path: &Path, layout: ImageLayout, opts: &ImageOpts) -> Result<
         per_channel(&opts.mean, layout.c, "mean")?,
         per_channel(&opts.std, layout.c, "std")?,
     );
-    if std.iter().any(|&s| s == 0.0) {
+    if std.contains(&0.0) {
         bail!("--std must not be zero");
     }
     let px: Vec<u8> = if layout.c == 1 {

@@ -128,7 +128,7 @@ impl<'m> Model<'m> {
     /// [`crate::AlignedBytes`] or `include_bytes!` into an aligned wrapper); they are borrowed, not
     /// copied.
     pub fn from_bytes(bytes: &'m [u8]) -> Result<Model<'m>> {
-        if (bytes.as_ptr() as usize) % ALIGN != 0 {
+        if !(bytes.as_ptr() as usize).is_multiple_of(ALIGN) {
             return Err(Error::MisalignedBuffer);
         }
         let file_len = format::check_header(bytes)?;
@@ -171,7 +171,7 @@ impl<'m> Model<'m> {
                 "io list is shorter than the graph inputs and outputs",
             ));
         }
-        if m.arena_size % ALIGN != 0 {
+        if !m.arena_size.is_multiple_of(ALIGN) {
             return Err(Error::Header("arena size is not a multiple of 16"));
         }
         for i in 0..m.num_tensors {
@@ -225,7 +225,7 @@ impl<'m> Model<'m> {
             return Err(tensor_err(i, "byte length does not match shape and dtype"));
         }
         let offset = rd_u32(d, tensor::OFFSET) as usize;
-        if offset % ALIGN != 0 {
+        if !offset.is_multiple_of(ALIGN) {
             return Err(tensor_err(i, "data offset is not 16-byte aligned"));
         }
         match d[tensor::STORAGE] {
@@ -419,16 +419,10 @@ impl<'m> Model<'m> {
         let mut last = None;
         for j in 0..self.num_ops {
             let o = self.op(j);
+            // A reshape aliasing `t` does not extend `t`'s life here: its output is a tensor of
+            // its own, checked against later writes with its own lifetime.
             if (0..o.num_inputs()).any(|k| self.op_input(&o, k) == Some(t)) {
                 last = Some(j);
-            }
-            // A reshape that aliases `t` keeps it alive as long as its output.
-            if o.kind == OpKind::Reshape && self.op_input(&o, 0) == Some(t) {
-                let out = self.op_output(&o, 0);
-                let (a, b) = (self.tensor(t), self.tensor(out));
-                if a.offset == b.offset && a.byte_len == b.byte_len {
-                    last = last.max(self.last_use(out));
-                }
             }
         }
         last

@@ -32,7 +32,7 @@ impl<'m, 'a> Session<'m, 'a> {
                 got: arena.len(),
             });
         }
-        if (arena.as_ptr() as usize) % ALIGN != 0 {
+        if !(arena.as_ptr() as usize).is_multiple_of(ALIGN) {
             return Err(Error::MisalignedArena);
         }
         let arena = &mut arena[..model.arena_size()];

@@ -290,6 +290,56 @@ impl AlignedBuf {
     }
 }
 
+/// Rebuilds the spec of a loaded model: `write(&spec_from_model(&m))` reproduces the file byte
+/// for byte (the reader and the writer are exact inverses).
+pub fn spec_from_model(m: &crate::Model<'_>) -> ModelSpec {
+    use crate::format::Storage;
+    let tensors = (0..m.num_tensors())
+        .map(|i| {
+            let t = m.tensor(i);
+            TensorSpec {
+                name: t.name.into(),
+                dtype: t.dtype,
+                shape: t.shape().to_vec(),
+                data: match t.storage {
+                    Storage::Arena => TensorData::Arena { offset: t.offset },
+                    Storage::Constant => TensorData::Constant(m.constant_bytes(&t).to_vec()),
+                },
+                quant: t.quant,
+            }
+        })
+        .collect();
+    let ops = (0..m.num_ops())
+        .map(|i| {
+            let o = m.op(i);
+            OpSpec {
+                kind: o.kind,
+                name: o.name.into(),
+                inputs: (0..o.num_inputs())
+                    .map(|k| m.op_input(&o, k).map(|t| t as u32))
+                    .collect(),
+                outputs: (0..o.num_outputs())
+                    .map(|k| m.op_output(&o, k) as u32)
+                    .collect(),
+                params: o.params,
+            }
+        })
+        .collect();
+    ModelSpec {
+        tensors,
+        ops,
+        inputs: (0..m.num_inputs())
+            .filter_map(|k| m.input_tensor(k).ok())
+            .map(|t| t as u32)
+            .collect(),
+        outputs: (0..m.num_outputs())
+            .filter_map(|k| m.output_tensor(k).ok())
+            .map(|t| t as u32)
+            .collect(),
+        arena_size: m.arena_size(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

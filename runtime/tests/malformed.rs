@@ -1,0 +1,416 @@
+//! Malformed files and bad calls: each gets the specific error that names the problem, and no
+//! corruption of a valid file makes the reader or the interpreter panic.
+
+use kiln_runtime::format::{header, tensor, HEADER_LEN, TENSOR_DESC_LEN};
+use kiln_runtime::ops::{P_ACT_MAX, P_ACT_MIN};
+use kiln_runtime::writer::{
+    reseal, spec_from_model, write, AlignedBuf, ModelSpec, OpSpec, TensorData, TensorSpec,
+};
+use kiln_runtime::{DType, Error, Model, OpKind, Quant, Session};
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn act(params: &mut [i32; 12]) {
+    params[P_ACT_MIN] = f32::NEG_INFINITY.to_bits() as i32;
+    params[P_ACT_MAX] = f32::INFINITY.to_bits() as i32;
+}
+
+/// x[1,4,4,2] -> conv 3x3 pad 1 (3 ch) -> relu -> avg pool 2x2 -> reshape [1,12] -> dense 4 -> softmax
+fn small_model() -> ModelSpec {
+    let t = |name: &str, shape: &[usize], data: TensorData| TensorSpec {
+        name: name.into(),
+        dtype: DType::F32,
+        shape: shape.to_vec(),
+        data,
+        quant: Quant::None,
+    };
+    let w: Vec<f32> = (0..3 * 3 * 3 * 2)
+        .map(|i| ((i * 7) % 11) as f32 / 11.0 - 0.5)
+        .collect();
+    let fw: Vec<f32> = (0..4 * 12)
+        .map(|i| ((i * 5) % 13) as f32 / 13.0 - 0.5)
+        .collect();
+    let mut conv = [0i32; 12];
+    act(&mut conv);
+    conv[..9].copy_from_slice(&[1, 1, 1, 1, 1, 1, 1, 1, 1]);
+    conv[P_ACT_MIN] = 0f32.to_bits() as i32;
+    let mut pool = [0i32; 12];
+    act(&mut pool);
+    pool[..8].copy_from_slice(&[2, 2, 2, 2, 0, 0, 0, 0]);
+    let mut plain = [0i32; 12];
+    act(&mut plain);
+    let mut sm = [0i32; 12];
+    sm[0] = 1;
+    sm[1] = 1f32.to_bits() as i32;
+    let op = |kind, name: &str, inputs: Vec<Option<u32>>, out: u32, params| OpSpec {
+        kind,
+        name: name.into(),
+        inputs,
+        outputs: vec![out],
+        params,
+    };
+    ModelSpec {
+        tensors: vec![
+            t("x", &[1, 4, 4, 2], TensorData::Arena { offset: 0 }),
+            t("w", &[3, 3, 3, 2], TensorData::Constant(f32_bytes(&w))),
+            t(
+                "b",
+                &[3],
+                TensorData::Constant(f32_bytes(&[0.1, -0.1, 0.0])),
+            ),
+            t("conv", &[1, 4, 4, 3], TensorData::Arena { offset: 128 }),
+            t("pool", &[1, 2, 2, 3], TensorData::Arena { offset: 0 }),
+            t("flat", &[1, 12], TensorData::Arena { offset: 0 }),
+            t("fw", &[4, 12], TensorData::Constant(f32_bytes(&fw))),
+            t("logits", &[1, 4], TensorData::Arena { offset: 64 }),
+            t("probs", &[1, 4], TensorData::Arena { offset: 0 }),
+        ],
+        ops: vec![
+            op(
+                OpKind::Conv2d,
+                "conv",
+                vec![Some(0), Some(1), Some(2)],
+                3,
+                conv,
+            ),
+            op(OpKind::AvgPool, "pool", vec![Some(3)], 4, pool),
+            op(OpKind::Reshape, "flatten", vec![Some(4)], 5, plain),
+            op(OpKind::Dense, "fc", vec![Some(5), Some(6), None], 7, plain),
+            op(OpKind::Softmax, "softmax", vec![Some(7)], 8, sm),
+        ],
+        inputs: vec![0],
+        outputs: vec![8],
+        arena_size: 320,
+    }
+}
+
+fn load(bytes: &[u8]) -> Result<(), Error> {
+    let buf = AlignedBuf::new(bytes);
+    Model::from_bytes(buf.as_slice()).map(|_| ())
+}
+
+fn tensor_field(bytes: &mut [u8], t: usize, field: usize, v: u32) {
+    let tensors_off =
+        u32::from_le_bytes(bytes[header::TENSORS_OFF..][..4].try_into().unwrap()) as usize;
+    let at = tensors_off + t * TENSOR_DESC_LEN + field;
+    bytes[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    reseal(bytes);
+}
+
+fn tensor_err(index: u32, problem: &'static str) -> Error {
+    Error::Tensor { index, problem }
+}
+
+#[test]
+fn valid_model_runs_and_round_trips() {
+    let bytes = write(&small_model()).unwrap();
+    let buf = AlignedBuf::new(&bytes);
+    let m = Model::from_bytes(buf.as_slice()).unwrap();
+    assert_eq!(write(&spec_from_model(&m)).unwrap(), bytes);
+    let mut arena = AlignedBuf::zeroed(m.arena_size());
+    let mut s = Session::new(&m, arena.as_mut_slice()).unwrap();
+    let x: Vec<f32> = (0..32).map(|i| i as f32 / 32.0).collect();
+    let mut y = [0f32; 4];
+    s.run(&x, &mut y).unwrap();
+    assert!((y.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+}
+
+#[test]
+fn truncated_files() {
+    let bytes = write(&small_model()).unwrap();
+    assert_eq!(
+        load(&bytes[..10]),
+        Err(Error::Truncated {
+            needed: HEADER_LEN,
+            got: 10
+        })
+    );
+    assert_eq!(
+        load(&bytes[..bytes.len() - 1]),
+        Err(Error::Truncated {
+            needed: bytes.len(),
+            got: bytes.len() - 1
+        })
+    );
+    for len in 0..bytes.len() {
+        assert!(load(&bytes[..len]).is_err(), "a {len}-byte prefix loaded");
+    }
+}
+
+#[test]
+fn header_errors() {
+    let good = write(&small_model()).unwrap();
+    let mut b = good.clone();
+    b[0] = b'X';
+    assert_eq!(load(&b), Err(Error::BadMagic));
+    let mut b = good.clone();
+    b[header::VERSION] = 9;
+    assert_eq!(load(&b), Err(Error::UnsupportedVersion(9)));
+    let mut b = good.clone();
+    let last = b.len() - 1;
+    b[last] ^= 0x40;
+    assert!(matches!(load(&b), Err(Error::ChecksumMismatch { .. })));
+    let mut b = good.clone();
+    b.extend_from_slice(&[0; 16]);
+    assert_eq!(
+        load(&b),
+        Err(Error::Header(
+            "trailing bytes after the declared file length"
+        ))
+    );
+    let mut b = good.clone();
+    b[header::TENSORS_OFF..][..4].copy_from_slice(&(good.len() as u32).to_le_bytes());
+    reseal(&mut b);
+    assert_eq!(
+        load(&b),
+        Err(Error::Header("section lies outside the file"))
+    );
+    let mut b = good.clone();
+    b[header::ARENA_SIZE..][..4].copy_from_slice(&321u32.to_le_bytes());
+    reseal(&mut b);
+    assert_eq!(
+        load(&b),
+        Err(Error::Header("arena size is not a multiple of 16"))
+    );
+}
+
+#[test]
+fn misaligned_buffer() {
+    let bytes = write(&small_model()).unwrap();
+    let mut v = vec![0u8; bytes.len() + 16];
+    let base = v.as_ptr() as usize;
+    let start = (16 - base % 16) % 16 + 1; // deliberately 1 past a 16-byte boundary
+    v[start..start + bytes.len()].copy_from_slice(&bytes);
+    assert_eq!(
+        Model::from_bytes(&v[start..start + bytes.len()]).err(),
+        Some(Error::MisalignedBuffer)
+    );
+}
+
+#[test]
+fn tensor_errors() {
+    let good = write(&small_model()).unwrap();
+    let mut b = good.clone();
+    tensor_field(&mut b, 1, tensor::OFFSET, good.len() as u32 + 16);
+    assert_eq!(
+        load(&b),
+        Err(tensor_err(1, "constant data lies outside the file"))
+    );
+    let mut b = good.clone();
+    tensor_field(&mut b, 3, tensor::OFFSET, 320);
+    assert_eq!(
+        load(&b),
+        Err(tensor_err(3, "arena slot lies past the arena size"))
+    );
+    let mut b = good.clone();
+    tensor_field(&mut b, 3, tensor::OFFSET, 136);
+    assert_eq!(
+        load(&b),
+        Err(tensor_err(3, "data offset is not 16-byte aligned"))
+    );
+    let mut b = good.clone();
+    tensor_field(&mut b, 0, tensor::SHAPE, 0x4000_0000);
+    tensor_field(&mut b, 0, tensor::SHAPE + 4, 0x4000_0000);
+    assert_eq!(load(&b), Err(tensor_err(0, "element count overflows")));
+    let mut b = good.clone();
+    tensor_field(&mut b, 0, tensor::SHAPE + 4, 0);
+    assert_eq!(load(&b), Err(tensor_err(0, "zero-sized dimension")));
+    let mut b = good.clone();
+    tensor_field(&mut b, 2, tensor::BYTE_LEN, 8);
+    assert_eq!(
+        load(&b),
+        Err(tensor_err(2, "byte length does not match shape and dtype"))
+    );
+    let mut b = good.clone();
+    tensor_field(&mut b, 2, tensor::DTYPE, 77);
+    assert_eq!(load(&b), Err(tensor_err(2, "unknown dtype")));
+    let mut b = good.clone();
+    tensor_field(&mut b, 2, tensor::NAME_LEN, 1 << 20);
+    assert_eq!(
+        load(&b),
+        Err(tensor_err(
+            2,
+            "name lies outside the string section or is not UTF-8"
+        ))
+    );
+}
+
+#[test]
+fn op_errors() {
+    let mut spec = small_model();
+    spec.ops[0].params[0] = 0;
+    assert_eq!(
+        load(&write(&spec).unwrap()),
+        Err(Error::Op {
+            index: 0,
+            kind: 1,
+            problem: "stride must be positive"
+        })
+    );
+    let mut spec = small_model();
+    spec.tensors[3].shape = vec![1, 4, 5, 3];
+    spec.arena_size = 400;
+    assert_eq!(
+        load(&write(&spec).unwrap()),
+        Err(Error::Op {
+            index: 0,
+            kind: 1,
+            problem: "output shape does not match conv arithmetic"
+        })
+    );
+    let mut spec = small_model();
+    spec.ops[3].inputs[0] = Some(99);
+    assert_eq!(
+        load(&write(&spec).unwrap()),
+        Err(Error::Op {
+            index: 3,
+            kind: 2,
+            problem: "names a tensor that does not exist"
+        })
+    );
+    let mut spec = small_model();
+    spec.ops[1].outputs[0] = 1;
+    assert_eq!(
+        load(&write(&spec).unwrap()),
+        Err(Error::Op {
+            index: 1,
+            kind: 4,
+            problem: "writes to a constant tensor"
+        })
+    );
+    let mut spec = small_model();
+    spec.ops.swap(0, 1);
+    assert!(matches!(
+        load(&write(&spec).unwrap()),
+        Err(Error::Op { .. })
+    ));
+    // The pool's output planned over the conv's input while the conv output is still needed.
+    let mut spec = small_model();
+    spec.tensors[4].data = TensorData::Arena { offset: 128 };
+    assert_eq!(
+        load(&write(&spec).unwrap()),
+        Err(Error::Op {
+            index: 1,
+            kind: 4,
+            problem: "output slot overlaps a tensor that is still live"
+        })
+    );
+    let mut spec = small_model();
+    spec.ops[4].params[0] = 5;
+    assert_eq!(
+        load(&write(&spec).unwrap()),
+        Err(Error::Op {
+            index: 4,
+            kind: 12,
+            problem: "axis outside the rank"
+        })
+    );
+    let mut b = write(&small_model()).unwrap();
+    let ops_off = u32::from_le_bytes(b[header::OPS_OFF..][..4].try_into().unwrap()) as usize;
+    b[ops_off] = 200;
+    reseal(&mut b);
+    assert_eq!(
+        load(&b),
+        Err(Error::Op {
+            index: 0,
+            kind: 200,
+            problem: "unknown op kind"
+        })
+    );
+}
+
+#[test]
+fn session_errors() {
+    let bytes = write(&small_model()).unwrap();
+    let buf = AlignedBuf::new(&bytes);
+    let m = Model::from_bytes(buf.as_slice()).unwrap();
+    let mut small = AlignedBuf::zeroed(64);
+    assert_eq!(
+        Session::new(&m, small.as_mut_slice()).err(),
+        Some(Error::ArenaTooSmall {
+            needed: 320,
+            got: 64
+        })
+    );
+    let mut arena = AlignedBuf::zeroed(400);
+    assert_eq!(
+        Session::new(&m, &mut arena.as_mut_slice()[1..]).err(),
+        Some(Error::MisalignedArena)
+    );
+    let mut s = Session::new(&m, arena.as_mut_slice()).unwrap();
+    assert_eq!(
+        s.set_input_f32(0, &[0.0; 31]),
+        Err(Error::WrongLength {
+            index: 0,
+            expected: 32,
+            got: 31
+        })
+    );
+    let mut x = [0.5f32; 32];
+    x[7] = f32::NAN;
+    assert_eq!(
+        s.set_input_f32(0, &x),
+        Err(Error::NonFiniteInput {
+            index: 0,
+            element: 7
+        })
+    );
+    x[7] = f32::INFINITY;
+    assert_eq!(
+        s.set_input_f32(0, &x),
+        Err(Error::NonFiniteInput {
+            index: 0,
+            element: 7
+        })
+    );
+    assert_eq!(
+        s.set_input_f32(1, &x),
+        Err(Error::NoSuchTensor { index: 1 })
+    );
+    let mut y = [0f32; 3];
+    assert_eq!(
+        s.run(&[0.5; 32], &mut y),
+        Err(Error::WrongLength {
+            index: 0,
+            expected: 4,
+            got: 3
+        })
+    );
+}
+
+/// Every single-byte change of a valid file (checksum recomputed, so it reaches the validator)
+/// either fails to load or loads and runs: never a panic.
+#[test]
+fn every_byte_corruption_is_handled() {
+    let good = write(&small_model()).unwrap();
+    let x: Vec<f32> = (0..32).map(|i| i as f32 / 32.0).collect();
+    let (mut loaded, mut rejected) = (0, 0);
+    for pos in 16..good.len() {
+        for v in [0u8, 0xFF, good[pos].wrapping_add(1), good[pos] ^ 0x80] {
+            if v == good[pos] {
+                continue;
+            }
+            let mut b = good.clone();
+            b[pos] = v;
+            reseal(&mut b);
+            let buf = AlignedBuf::new(&b);
+            match Model::from_bytes(buf.as_slice()) {
+                Err(_) => rejected += 1,
+                Ok(m) => {
+                    loaded += 1;
+                    let mut arena = AlignedBuf::zeroed(m.arena_size());
+                    if let Ok(mut s) = Session::new(&m, arena.as_mut_slice()) {
+                        let _ = s.set_input_f32(0, &x);
+                        let _ = s.invoke();
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        rejected > 0 && loaded > 0,
+        "loaded {loaded}, rejected {rejected}"
+    );
+}
