@@ -32,6 +32,23 @@ def load_pb(path):
     return numpy_helper.to_array(t)
 
 
+def write_kiln_cases(out):
+    """Models for kiln's own import-error tests: two ops tract reads but kiln does not map
+    (LRN, Tile), so the importer must name both in one error."""
+    from onnx import TensorProto, helper
+    nodes = [
+        helper.make_node("LRN", ["x"], ["lrn_out"], name="my_lrn", size=3),
+        helper.make_node("Relu", ["lrn_out"], ["relu_out"], name="my_relu"),
+        helper.make_node("Tile", ["relu_out", "reps"], ["y"], name="my_tile"),
+    ]
+    g = helper.make_graph(nodes, "unsupported", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 3, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 6, 3])],
+                          [numpy_helper.from_array(np.array([1, 1, 2, 1], np.int64), "reps")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.save(m, os.path.join(out, "_kiln_unsupported.onnx"))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
@@ -95,6 +112,7 @@ def main():
         with open(os.path.join(out, "ops.txt"), "w") as f:
             f.write("\n".join(sorted({n.op_type for n in g.node})) + "\n")
         written += 1
+    write_kiln_cases(args.out)
     with open(os.path.join(args.out, "SUMMARY.txt"), "w") as f:
         f.write(f"onnx {onnx.__version__} onnxruntime {ort.__version__}\n"
                 f"{len(cases)} node cases, {written} float cases written, {skipped} skipped\n")

@@ -53,7 +53,7 @@ pub fn image_layout(shape: &[usize]) -> Result<ImageLayout> {
     let l = match s.as_slice() {
         [h, w, c] if *c == 1 || *c == 3 => ImageLayout { h: *h, w: *w, c: *c, channels_first: false },
         [c, h, w] if *c == 1 || *c == 3 => ImageLayout { h: *h, w: *w, c: *c, channels_first: true },
-        [1, h, w] | [h, w] => ImageLayout { h: *h, w: *w, c: 1, channels_first: false },
+        [1, h, w] | [h, w] if *h > 1 && *w > 1 => ImageLayout { h: *h, w: *w, c: 1, channels_first: false },
         _ => bail!("model input shape {shape:?} does not look like an image (expected [1,H,W,C] or [1,C,H,W] with C = 1 or 3)"),
     };
     Ok(l)
