@@ -5,18 +5,26 @@ use kiln_tests::workspace;
 use std::path::PathBuf;
 
 fn conformance_dir() -> Option<PathBuf> {
-    let p = std::env::var_os("KILN_CONFORMANCE").map(PathBuf::from).unwrap_or_else(|| workspace().join("build/conformance"));
+    let p = std::env::var_os("KILN_CONFORMANCE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("build/conformance"));
     p.join("_kiln_unsupported.onnx").is_file().then_some(p)
 }
 
 #[test]
 fn onnx_unsupported_ops_are_listed_together() {
     let Some(dir) = conformance_dir() else {
-        assert!(std::env::var_os("KILN_CONFORMANCE").is_none(), "KILN_CONFORMANCE is set but holds no _kiln_unsupported.onnx");
+        assert!(
+            std::env::var_os("KILN_CONFORMANCE").is_none(),
+            "KILN_CONFORMANCE is set but holds no _kiln_unsupported.onnx"
+        );
         eprintln!("generated cases missing (run scripts/test.sh); skipping");
         return;
     };
-    let err = format!("{:#}", kiln_converter::import_file(&dir.join("_kiln_unsupported.onnx")).unwrap_err());
+    let err = format!(
+        "{:#}",
+        kiln_converter::import_file(&dir.join("_kiln_unsupported.onnx")).unwrap_err()
+    );
     assert!(err.contains("unsupported ops (2)"), "{err}");
     assert!(err.contains("my_lrn") && err.contains("my_tile"), "{err}");
     assert!(!err.contains("my_relu"), "{err}");
@@ -33,7 +41,10 @@ fn foreign_and_corrupt_files() {
     let bad = dir.join("bad.tflite");
     std::fs::write(&bad, b"\x10\x00\x00\x00TFL3\xff\xff\xff\xff").unwrap();
     let err = format!("{:#}", kiln_converter::import_file(&bad).unwrap_err());
-    assert!(err.contains("corrupt flatbuffer") && err.contains("bad.tflite"), "{err}");
+    assert!(
+        err.contains("corrupt flatbuffer") && err.contains("bad.tflite"),
+        "{err}"
+    );
     let bad = dir.join("bad.onnx");
     std::fs::write(&bad, b"\x08\x07garbage").unwrap();
     let err = format!("{:#}", kiln_converter::import_file(&bad).unwrap_err());
@@ -46,7 +57,12 @@ fn foreign_and_corrupt_files() {
 
 #[test]
 fn int8_tflite_is_rejected_with_the_tensor_named() {
-    let Some(a) = kiln_tests::assets() else { return };
-    let err = format!("{:#}", kiln_converter::import_file(&a.join("mlperf-tiny/kws_ref_model.tflite")).unwrap_err());
+    let Some(a) = kiln_tests::assets() else {
+        return;
+    };
+    let err = format!(
+        "{:#}",
+        kiln_converter::import_file(&a.join("mlperf-tiny/kws_ref_model.tflite")).unwrap_err()
+    );
     assert!(err.contains("input_1") && err.contains("int8"), "{err}");
 }
