@@ -18,6 +18,7 @@ extern crate alloc;
 
 pub mod cast;
 pub mod error;
+pub mod fixedpoint;
 pub mod format;
 pub mod kernels;
 pub mod model;

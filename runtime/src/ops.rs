@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::format::{DType, MAX_RANK};
-use crate::model::{Model, OpInfo, TensorInfo};
+use crate::model::{Model, OpInfo, Quant, TensorInfo};
 
 /// Param word holding the fused activation's lower bound (f32 bits).
 pub const P_ACT_MIN: usize = 9;
@@ -68,6 +68,10 @@ op_kinds! {
     Slice = 13, "slice";
     /// Batched matrix product with broadcasting batch dims, optional bias over N. Params: act.
     MatMul = 14, "matmul";
+    /// f32 -> int8 with the output tensor's scale and zero point.
+    Quantize = 15, "quantize";
+    /// int8 -> f32 with the input tensor's scale and zero point.
+    Dequantize = 16, "dequantize";
 }
 
 /// Kinds of [`OpKind::Binary`].
@@ -286,6 +290,73 @@ impl<'m> Ctx<'_, 'm> {
             "fused activation bounds are invalid",
         )
     }
+    /// An int8 activation with per-tensor quantization.
+    fn q8(&self, t: &TensorInfo<'_>) -> Result<i32> {
+        match (t.dtype, t.quant) {
+            (DType::I8, Quant::PerTensor { zero_point, .. })
+                if (-128..=127).contains(&zero_point) =>
+            {
+                Ok(zero_point)
+            }
+            _ => Err(self.err("int8 activations need per-tensor quantization")),
+        }
+    }
+    fn int_act(&self) -> Result<()> {
+        let (lo, hi) = (self.p(P_ACT_MIN), self.p(P_ACT_MAX));
+        self.check(
+            (-128..=127).contains(&lo) && (-128..=127).contains(&hi) && lo <= hi,
+            "int8 clamp is invalid",
+        )
+    }
+    /// Requantization tables (inputs `k`, `k + 1`): i32 multipliers and shifts, one per
+    /// output channel or one for all.
+    fn requant_tables(&self, k: usize, channels: usize) -> Result<()> {
+        for t in [k, k + 1] {
+            let ti = self.input(t)?;
+            self.check(
+                ti.dtype == DType::I32 && ti.storage == crate::format::Storage::Constant,
+                "requantization tables must be i32 constants",
+            )?;
+            self.check(
+                ti.len() == channels || ti.len() == 1,
+                "requantization tables must have one entry per output channel",
+            )?;
+            let v = crate::cast::bytes_as_i32(self.m.constant_bytes(&ti));
+            let ok = if t == k {
+                v.iter().all(|&m| m >= 0)
+            } else {
+                v.iter().all(|&s| (-31..=30).contains(&s))
+            };
+            self.check(ok, "requantization multiplier or shift out of range")?;
+        }
+        Ok(())
+    }
+    fn q8_weights(&self, w: &TensorInfo<'_>, channels: usize) -> Result<()> {
+        self.check(
+            w.dtype == DType::I8 && w.storage == crate::format::Storage::Constant,
+            "int8 ops need constant int8 weights",
+        )?;
+        match w.quant {
+            Quant::PerTensor { zero_point, .. } => self.check(
+                (-128..=127).contains(&zero_point),
+                "weight zero point out of range",
+            ),
+            Quant::PerAxis { axis, .. } => self.check(
+                axis == 0 && w.dims[0] == channels,
+                "per-axis weights must be quantized along the output channels",
+            ),
+            Quant::None => Err(self.err("int8 weights carry no quantization")),
+        }
+    }
+    fn q8_bias(&self, k: usize, channels: usize) -> Result<()> {
+        if let Some(b) = self.opt_input(k) {
+            self.check(
+                b.dtype == DType::I32 && b.rank == 1 && b.dims[0] == channels,
+                "int8 bias must be i32 [out_channels]",
+            )?;
+        }
+        Ok(())
+    }
     fn all_f32(&self) -> Result<()> {
         for k in 0..self.op.num_inputs() {
             if let Some(t) = self.opt_input(k) {
@@ -310,8 +381,22 @@ pub fn validate(m: &Model<'_>, op: &OpInfo<'_>) -> Result<()> {
     let c = Ctx { m, op };
     match op.kind {
         OpKind::Conv2d => {
-            c.arity(2, 3, 1)?;
-            c.all_f32()?;
+            let quantized = c.input(0)?.dtype == DType::I8;
+            if quantized {
+                c.arity(5, 5, 1)?;
+                let (x, w, y) = (c.input(0)?, c.input(1)?, c.output(0));
+                c.q8(&x)?;
+                c.q8(&y)?;
+                c.check(w.rank == 4, "conv weights must be 4-D")?;
+                c.q8_weights(&w, w.dims[0])?;
+                c.q8_bias(2, w.dims[0])?;
+                c.requant_tables(3, w.dims[0])?;
+                c.int_act()?;
+                c.check(matches!(c.p(11), 0 | 1), "unknown requantization rounding")?;
+            } else {
+                c.arity(2, 3, 1)?;
+                c.all_f32()?;
+            }
             let (x, w, y) = (c.input(0)?, c.input(1)?, c.output(0));
             c.check(
                 x.rank == 4 && w.rank == 4 && y.rank == 4,
@@ -342,6 +427,9 @@ pub fn validate(m: &Model<'_>, op: &OpInfo<'_>) -> Result<()> {
                 y.shape() == [n, oh, ow, co],
                 "output shape does not match conv arithmetic",
             )?;
+            if quantized {
+                return Ok(());
+            }
             if let Some(b) = c.opt_input(2) {
                 c.check(
                     b.rank == 1 && b.dims[0] == co,
@@ -351,9 +439,22 @@ pub fn validate(m: &Model<'_>, op: &OpInfo<'_>) -> Result<()> {
             c.act()
         }
         OpKind::Dense => {
-            c.arity(2, 3, 1)?;
-            c.all_f32()?;
+            let quantized = c.input(0)?.dtype == DType::I8;
             let (x, w, y) = (c.input(0)?, c.input(1)?, c.output(0));
+            if quantized {
+                c.arity(5, 5, 1)?;
+                c.q8(&x)?;
+                c.q8(&y)?;
+                c.check(w.rank == 2, "dense weights must be 2-D")?;
+                c.q8_weights(&w, w.dims[0])?;
+                c.q8_bias(2, w.dims[0])?;
+                c.requant_tables(3, w.dims[0])?;
+                c.int_act()?;
+                c.check(matches!(c.p(11), 0 | 1), "unknown requantization rounding")?;
+            } else {
+                c.arity(2, 3, 1)?;
+                c.all_f32()?;
+            }
             c.check(
                 w.rank == 2 && x.rank >= 1 && y.rank == x.rank,
                 "dense expects x [.., K], w [M, K]",
@@ -367,6 +468,9 @@ pub fn validate(m: &Model<'_>, op: &OpInfo<'_>) -> Result<()> {
                 y.dims[y.rank - 1] == mo && y.shape()[..y.rank - 1] == x.shape()[..x.rank - 1],
                 "output shape does not match dense arithmetic",
             )?;
+            if quantized {
+                return Ok(());
+            }
             if let Some(b) = c.opt_input(2) {
                 c.check(
                     b.rank == 1 && b.dims[0] == mo,
@@ -377,8 +481,20 @@ pub fn validate(m: &Model<'_>, op: &OpInfo<'_>) -> Result<()> {
         }
         OpKind::MaxPool | OpKind::AvgPool => {
             c.arity(1, 1, 1)?;
-            c.all_f32()?;
             let (x, y) = (c.input(0)?, c.output(0));
+            let quantized = x.dtype == DType::I8;
+            if quantized {
+                c.check(
+                    c.q8(&x)? == c.q8(&y)? && x.quant == y.quant,
+                    "int8 pooling keeps the input's quantization",
+                )?;
+                c.check(
+                    op.kind == OpKind::MaxPool || c.p(8) == 0,
+                    "int8 average pooling counts the valid window only",
+                )?;
+            } else {
+                c.all_f32()?;
+            }
             c.check(x.rank == 4 && y.rank == 4, "pool tensors must be 4-D NHWC")?;
             let sh = c.pos(0, "stride must be positive")?;
             let sw = c.pos(1, "stride must be positive")?;
@@ -406,7 +522,11 @@ pub fn validate(m: &Model<'_>, op: &OpInfo<'_>) -> Result<()> {
                 y.shape() == [x.dims[0], oh, ow, x.dims[3]],
                 "output shape does not match pool arithmetic",
             )?;
-            c.act()
+            if quantized {
+                c.int_act()
+            } else {
+                c.act()
+            }
         }
         OpKind::Reduce => {
             c.arity(1, 1, 1)?;
@@ -427,16 +547,33 @@ pub fn validate(m: &Model<'_>, op: &OpInfo<'_>) -> Result<()> {
         }
         OpKind::Binary => {
             c.arity(2, 2, 1)?;
-            c.all_f32()?;
-            c.check(
-                BinaryKind::from_i32(c.p(0)).is_some(),
-                "unknown binary kind",
-            )?;
+            let kind = BinaryKind::from_i32(c.p(0)).ok_or(c.err("unknown binary kind"))?;
             let (a, b, y) = (c.input(0)?, c.input(1)?, c.output(0));
             c.check(
                 broadcast_ok(a.shape(), b.shape(), y.shape()),
                 "shapes do not broadcast to the output",
             )?;
+            if a.dtype == DType::I8 {
+                c.q8(&a)?;
+                c.q8(&b)?;
+                c.q8(&y)?;
+                c.check(
+                    matches!(kind, BinaryKind::Add | BinaryKind::Sub),
+                    "int8 binary ops are add and sub",
+                )?;
+                c.check(
+                    (0..=20).contains(&c.p(1)),
+                    "int8 add left shift out of range",
+                )?;
+                for k in 0..3 {
+                    c.check(
+                        c.p(2 + 2 * k) >= 0 && (-31..=0).contains(&c.p(3 + 2 * k)),
+                        "int8 add multiplier out of range",
+                    )?;
+                }
+                return c.int_act();
+            }
+            c.all_f32()?;
             c.act()
         }
         OpKind::Concat => {
@@ -519,8 +656,29 @@ pub fn validate(m: &Model<'_>, op: &OpInfo<'_>) -> Result<()> {
         }
         OpKind::Softmax => {
             c.arity(1, 1, 1)?;
-            c.all_f32()?;
             let (x, y) = (c.input(0)?, c.output(0));
+            if x.dtype == DType::I8 {
+                c.q8(&x)?;
+                c.check(
+                    y.quant
+                        == Quant::PerTensor {
+                            scale: 1.0 / 256.0,
+                            zero_point: -128,
+                        }
+                        && y.dtype == DType::I8,
+                    "int8 softmax output must have scale 1/256 and zero point -128",
+                )?;
+                c.check(
+                    c.p(0) as usize == x.rank.saturating_sub(1),
+                    "int8 softmax runs along the last axis",
+                )?;
+                c.check(
+                    c.p(3) >= 0 && (0..=31).contains(&c.p(4)) && c.p(5) <= 0,
+                    "int8 softmax parameters out of range",
+                )?;
+                return c.check(x.shape() == y.shape(), "softmax keeps the shape");
+            }
+            c.all_f32()?;
             c.check(x.shape() == y.shape(), "softmax keeps the shape")?;
             let axis = c.nonneg(0, "axis must be non-negative")?;
             c.check(axis < x.rank, "axis outside the rank")?;
@@ -540,6 +698,19 @@ pub fn validate(m: &Model<'_>, op: &OpInfo<'_>) -> Result<()> {
                     (0..n).contains(&b) && (0..n).contains(&last),
                     "slice reads outside the input",
                 )?;
+            }
+            Ok(())
+        }
+        OpKind::Quantize | OpKind::Dequantize => {
+            c.arity(1, 1, 1)?;
+            let (x, y) = (c.input(0)?, c.output(0));
+            c.check(x.len() == y.len(), "quantize keeps the element count")?;
+            if op.kind == OpKind::Quantize {
+                c.check(x.dtype == DType::F32, "quantize reads f32")?;
+                c.q8(&y)?;
+            } else {
+                c.check(y.dtype == DType::F32, "dequantize writes f32")?;
+                c.q8(&x)?;
             }
             Ok(())
         }

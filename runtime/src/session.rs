@@ -1,10 +1,11 @@
 //! The interpreter: runs a validated [`Model`] in a caller-provided arena, without a heap.
 
-use crate::cast::{bytes_as_f32, bytes_as_f32_mut};
+use crate::cast::{bytes_as_f32, bytes_as_f32_mut, bytes_as_i32, bytes_as_i8, bytes_as_i8_mut};
 use crate::error::{Error, Result};
 use crate::format::{DType, Storage, ALIGN};
 use crate::kernels::reference_f32 as k;
-use crate::model::{Model, OpInfo, TensorInfo};
+use crate::kernels::reference_i8 as ki8;
+use crate::model::{Model, OpInfo, Quant, TensorInfo};
 use crate::ops::{pad_pair, BinaryKind, OpKind, UnaryKind, P_ACT_MAX, P_ACT_MIN};
 
 /// One inference context: a model plus the arena its activations live in.
@@ -214,6 +215,24 @@ fn run_op(v: &View<'_, '_>, op: &OpInfo<'_>, out: &mut [u8], yt: &TensorInfo<'_>
         out.copy_from_slice(v.bytes(&xt)?);
         return Ok(());
     }
+    match op.kind {
+        OpKind::Quantize => {
+            let (x, _) = v.f32(0)?;
+            let (scale, zp) = per_tensor(yt);
+            ki8::quantize(x, bytes_as_i8_mut(out), scale, zp);
+            return Ok(());
+        }
+        OpKind::Dequantize => {
+            let xt = v.info(0)?;
+            let (scale, zp) = per_tensor(&xt);
+            ki8::dequantize(bytes_as_i8(v.bytes(&xt)?), bytes_as_f32_mut(out), scale, zp);
+            return Ok(());
+        }
+        _ => {}
+    }
+    if v.info(0)?.dtype == DType::I8 {
+        return run_op_i8(v, op, bytes_as_i8_mut(out), yt);
+    }
     let y = bytes_as_f32_mut(out);
     match op.kind {
         OpKind::Conv2d => {
@@ -334,7 +353,128 @@ fn run_op(v: &View<'_, '_>, op: &OpInfo<'_>, out: &mut [u8], yt: &TensorInfo<'_>
             let bias = v.opt_f32(2)?;
             k::matmul(a, at.shape(), b, bt.shape(), bias, y, yt.shape(), act);
         }
-        OpKind::Reshape => {}
+        OpKind::Reshape | OpKind::Quantize | OpKind::Dequantize => {}
+    }
+    Ok(())
+}
+
+fn per_tensor(t: &TensorInfo<'_>) -> (f32, i32) {
+    match t.quant {
+        Quant::PerTensor { scale, zero_point } => (scale, zero_point),
+        _ => (1.0, 0),
+    }
+}
+
+/// Weight zero point: per-tensor zero point, or 0 for symmetric per-axis weights.
+fn weight_zp(t: &TensorInfo<'_>) -> i32 {
+    match t.quant {
+        Quant::PerTensor { zero_point, .. } => zero_point,
+        _ => 0,
+    }
+}
+
+fn run_op_i8(v: &View<'_, '_>, op: &OpInfo<'_>, y: &mut [i8], yt: &TensorInfo<'_>) -> Result<()> {
+    let p = &op.params;
+    let act = [p[P_ACT_MIN], p[P_ACT_MAX]];
+    let xt = v.info(0)?;
+    let x = bytes_as_i8(v.bytes(&xt)?);
+    let (_, x_zp) = per_tensor(&xt);
+    let (_, y_zp) = per_tensor(yt);
+    match op.kind {
+        OpKind::Conv2d | OpKind::Dense => {
+            let wt = v.info(1)?;
+            let w = bytes_as_i8(v.bytes(&wt)?);
+            let bias = match v.m.op_input(v.op, 2) {
+                Some(b) => Some(bytes_as_i32(v.bytes(&v.m.tensor(b))?)),
+                None => None,
+            };
+            let q = ki8::QuantParams {
+                input_zp: x_zp,
+                weight_zp: weight_zp(&wt),
+                output_zp: y_zp,
+                multiplier: bytes_as_i32(v.bytes(&v.info(3)?)?),
+                shift: bytes_as_i32(v.bytes(&v.info(4)?)?),
+                act,
+                rounding: if p[11] == 1 {
+                    ki8::Rounding::Single
+                } else {
+                    ki8::Rounding::Double
+                },
+            };
+            if op.kind == OpKind::Dense {
+                ki8::dense(x, wt.dims[1], w, wt.dims[0], bias, y, &q);
+            } else {
+                let geo = k::Conv2dParams {
+                    stride: [p[0] as usize, p[1] as usize],
+                    dilation: [p[2] as usize, p[3] as usize],
+                    pad: [p[4] as usize, p[5] as usize, p[6] as usize, p[7] as usize],
+                    groups: p[8] as usize,
+                    act: [0.0, 0.0],
+                };
+                ki8::conv2d(x, dims4(&xt), w, dims4(&wt), bias, y, dims4(yt), &geo, &q);
+            }
+        }
+        OpKind::MaxPool | OpKind::AvgPool => {
+            let pp = k::PoolParams {
+                stride: [p[0] as usize, p[1] as usize],
+                kernel: [p[2] as usize, p[3] as usize],
+                pad: [p[4] as usize, p[5] as usize, p[6] as usize, p[7] as usize],
+                ceil_extra: [0, 0],
+                count_include_pad: false,
+                act: [0.0, 0.0],
+            };
+            ki8::pool2d(
+                x,
+                dims4(&xt),
+                y,
+                dims4(yt),
+                &pp,
+                act,
+                op.kind == OpKind::MaxPool,
+            );
+        }
+        OpKind::Binary => {
+            let bt = v.info(1)?;
+            let b = bytes_as_i8(v.bytes(&bt)?);
+            let ap = ki8::AddParams {
+                zp: [x_zp, per_tensor(&bt).1, y_zp],
+                left_shift: p[1],
+                mult: [(p[2], p[3]), (p[4], p[5]), (p[6], p[7])],
+                act,
+                subtract: p[0] == BinaryKind::Sub as i32,
+            };
+            if xt.shape() == yt.shape() && bt.shape() == yt.shape() {
+                for ((o, &a), &bb) in y.iter_mut().zip(x).zip(b) {
+                    *o = ki8::add_one(a, bb, &ap);
+                }
+            } else {
+                let sa = k::broadcast_strides(xt.shape());
+                let sb = k::broadcast_strides(bt.shape());
+                let yd = k::pad6(yt.shape());
+                let mut idx = [0usize; 6];
+                for o in y.iter_mut() {
+                    let ia: usize = idx.iter().zip(&sa).map(|(i, s)| i * s).sum();
+                    let ib: usize = idx.iter().zip(&sb).map(|(i, s)| i * s).sum();
+                    *o = ki8::add_one(x[ia], b[ib], &ap);
+                    for d in (0..6).rev() {
+                        idx[d] += 1;
+                        if idx[d] < yd[d] {
+                            break;
+                        }
+                        idx[d] = 0;
+                    }
+                }
+            }
+        }
+        OpKind::Softmax => {
+            let sp = ki8::SoftmaxParams {
+                input_multiplier: p[3],
+                input_left_shift: p[4],
+                diff_min: p[5],
+            };
+            ki8::softmax(x, y, xt.dims[xt.rank - 1], &sp);
+        }
+        _ => return Err(v.err("op has no int8 kernel")),
     }
     Ok(())
 }

@@ -54,15 +54,3 @@ fn foreign_and_corrupt_files() {
     assert!(err.contains("missing.onnx"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
-
-#[test]
-fn int8_tflite_is_rejected_with_the_tensor_named() {
-    let Some(a) = kiln_tests::assets() else {
-        return;
-    };
-    let err = format!(
-        "{:#}",
-        kiln_converter::import_file(&a.join("mlperf-tiny/kws_ref_model.tflite")).unwrap_err()
-    );
-    assert!(err.contains("input_1") && err.contains("int8"), "{err}");
-}

@@ -3,10 +3,14 @@
 
 pub mod flatbuf;
 
-use crate::ir::{Graph, Node, TId};
+use crate::ir::{Data, Graph, Node, TId};
 use anyhow::{anyhow, bail, Context, Result};
 use flatbuf::Table;
-use kiln_runtime::ops::{BinaryKind, UnaryKind};
+use kiln_quantize::requant::{
+    activation_range_i8, add_params, conv_multipliers, softmax_params, Activation,
+};
+use kiln_runtime::ops::{BinaryKind, UnaryKind, P_ACT_MAX, P_ACT_MIN};
+use kiln_runtime::Quant;
 use kiln_runtime::{DType, OpKind};
 use std::collections::HashMap;
 
@@ -53,6 +57,7 @@ pub mod code {
     pub const LEAKY_RELU: i32 = 98;
     pub const ABS: i32 = 101;
     pub const ELU: i32 = 111;
+    pub const QUANTIZE: i32 = 114;
     pub const HARD_SWISH: i32 = 117;
 }
 
@@ -411,6 +416,7 @@ fn supported(c: i32) -> bool {
             | ABS
             | ELU
             | HARD_SWISH
+            | QUANTIZE
     )
 }
 
@@ -446,21 +452,179 @@ impl<'a> Importer<'a> {
             return Ok(id);
         }
         let info = self.info(t).clone();
-        if info.ttype != T_FLOAT32 {
-            bail!(
-                "tensor '{}' is {}: only float32 activations are imported so far (quantized models need the int8 runtime)",
-                info.name,
-                type_name(info.ttype)
-            );
-        }
         let shape = if info.shape.is_empty() {
             vec![1]
         } else {
             info.shape.clone()
         };
-        let id = self.g.add_tensor(info.name.clone(), DType::F32, shape);
+        let id = match info.ttype {
+            T_FLOAT32 => self.g.add_tensor(info.name.clone(), DType::F32, shape),
+            T_INT8 => {
+                let (scale, zero_point) = self.per_tensor(t)?;
+                let id = self.g.add_tensor(info.name.clone(), DType::I8, shape);
+                self.g.tensors[id].quant = Quant::PerTensor { scale, zero_point };
+                id
+            }
+            other => bail!(
+                "tensor '{}' is {}: activations must be float32 or int8",
+                info.name,
+                type_name(other)
+            ),
+        };
         self.map.insert(t, id);
         Ok(id)
+    }
+
+    /// Per-tensor (scale, zero point) of a quantized tensor.
+    fn per_tensor(&self, t: usize) -> Result<(f32, i32)> {
+        let info = self.info(t);
+        match (info.scales.as_slice(), info.zero_points.as_slice()) {
+            ([s], [z]) if *s > 0.0 && s.is_finite() && (-128..=127).contains(z) => Ok((*s, *z as i32)),
+            ([s], []) if *s > 0.0 && s.is_finite() => Ok((*s, 0)),
+            _ => bail!(
+                "tensor '{}' needs one positive scale and one int8 zero point (has {} scales, {} zero points)",
+                info.name,
+                info.scales.len(),
+                info.zero_points.len()
+            ),
+        }
+    }
+
+    fn is_int8(&self, t: i32) -> bool {
+        t >= 0 && self.tensors[t as usize].ttype == T_INT8
+    }
+
+    /// Constant int8 weights kept quantized. `depthwise` weights `[1, KH, KW, O]` (quantized
+    /// along axis 3) become `[O, KH, KW, 1]`. Returns the tensor and one scale per output channel.
+    fn int8_weights(&mut self, t: usize, depthwise: bool) -> Result<(TId, Vec<f32>)> {
+        let info = self.info(t).clone();
+        if info.ttype != T_INT8 || !self.is_const(t) {
+            bail!("weights '{}' must be a constant int8 tensor", info.name);
+        }
+        let raw: Vec<i8> = self.raw(t).iter().map(|&b| b as i8).collect();
+        let (data, shape, axis) = if depthwise {
+            let (kh, kw, co) = (info.shape[1], info.shape[2], info.shape[3]);
+            let mut d = vec![0i8; raw.len()];
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    for c in 0..co {
+                        d[(c * kh + ky) * kw + kx] = raw[(ky * kw + kx) * co + c];
+                    }
+                }
+            }
+            (d, vec![co, kh, kw, 1], 3)
+        } else {
+            (raw, info.shape.clone(), 0)
+        };
+        let channels = shape[0];
+        if info.scales.len() > 1 && info.quant_axis != axis {
+            bail!(
+                "weights '{}' are quantized along axis {}, expected the output-channel axis {axis}",
+                info.name,
+                info.quant_axis
+            );
+        }
+        if info.zero_points.iter().any(|&z| z != 0) && info.scales.len() > 1 {
+            bail!(
+                "per-channel weights '{}' must be symmetric (zero point 0)",
+                info.name
+            );
+        }
+        let id = self.g.add_tensor(info.name.clone(), DType::I8, shape);
+        self.g.tensors[id].data = Some(Data::I8(data));
+        let scales = match info.scales.len() {
+            1 => {
+                let (scale, zero_point) = self.per_tensor(t)?;
+                self.g.tensors[id].quant = Quant::PerTensor { scale, zero_point };
+                vec![scale; channels]
+            }
+            n if n == channels => {
+                let st = self.g.add_const_f32(
+                    format!("{}.scales", info.name),
+                    vec![channels],
+                    info.scales.clone(),
+                );
+                self.g.tensors[id].quant = Quant::PerAxis {
+                    axis: 0,
+                    scales: st as u32,
+                };
+                info.scales.clone()
+            }
+            n => bail!(
+                "weights '{}' have {n} scales for {channels} output channels",
+                info.name
+            ),
+        };
+        Ok((id, scales))
+    }
+
+    /// An int32 bias constant, kept as is.
+    fn int32_bias(&mut self, t: i32) -> Result<Option<TId>> {
+        if t < 0 {
+            return Ok(None);
+        }
+        let info = self.info(t as usize).clone();
+        if info.ttype != T_INT32 || !self.is_const(t as usize) {
+            bail!(
+                "bias '{}' of an int8 op must be a constant int32 tensor",
+                info.name
+            );
+        }
+        let v: Vec<i32> = self
+            .raw(t as usize)
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let id = self
+            .g
+            .add_tensor(info.name.clone(), DType::I32, vec![v.len()]);
+        self.g.tensors[id].data = Some(Data::I32(v));
+        Ok(Some(id))
+    }
+
+    fn const_i32(&mut self, name: String, v: Vec<i32>) -> TId {
+        let id = self.g.add_tensor(name, DType::I32, vec![v.len()]);
+        self.g.tensors[id].data = Some(Data::I32(v));
+        id
+    }
+
+    /// Quantized clamp of a fused activation on output tensor `y`.
+    fn int8_act(&self, y: TId, act: u8) -> Result<(i32, i32)> {
+        let Quant::PerTensor { scale, zero_point } = self.g.tensors[y].quant else {
+            bail!("int8 output is not per-tensor quantized");
+        };
+        let a = match act {
+            0 => Activation::None,
+            1 => Activation::Relu,
+            2 => Activation::ReluN1To1,
+            3 => Activation::Relu6,
+            a => bail!("fused activation {a} is not supported on int8 ops"),
+        };
+        Ok(activation_range_i8(a, scale, zero_point))
+    }
+
+    fn q_scale(&self, t: TId) -> f32 {
+        match self.g.tensors[t].quant {
+            Quant::PerTensor { scale, .. } => scale,
+            _ => 1.0,
+        }
+    }
+
+    /// An int8 conv / depthwise conv / fully connected: weights, bias and requantization tables.
+    fn int8_weighted(
+        &mut self,
+        o: &TfOp<'a>,
+        depthwise: bool,
+    ) -> Result<(TId, TId, Vec<Option<TId>>)> {
+        let x = self.input(o, 0)?;
+        let y = self.out(o)?;
+        let (w, scales) = self.int8_weights(o.inputs[1] as usize, depthwise)?;
+        let bias = self.int32_bias(o.inputs.get(2).copied().unwrap_or(-1))?;
+        let (mult, shift) = conv_multipliers(self.q_scale(x), &scales, self.q_scale(y));
+        let name = self.name_of(o);
+        let m = self.const_i32(format!("{name}.multiplier"), mult);
+        let s = self.const_i32(format!("{name}.shift"), shift);
+        Ok((x, y, vec![Some(x), Some(w), bias, Some(m), Some(s)]))
     }
 
     /// A tensor as a graph tensor: constants are decoded (and dequantized) to f32.
@@ -645,6 +809,215 @@ impl<'a> Importer<'a> {
         use code::*;
         let name = self.name_of(o);
         match o.code {
+            CONV_2D | DEPTHWISE_CONV_2D if self.is_int8(o.inputs[0]) => {
+                let opt = self.opt(o)?;
+                let depthwise = o.code == DEPTHWISE_CONV_2D;
+                let (x, y, ins) = self.int8_weighted(o, depthwise)?;
+                let w = ins[1].unwrap_or(0);
+                let (xs, wk, ys) = (self.shape(x), self.shape(w), self.shape(y));
+                let same = opt.u8(0, 0)? == 0;
+                let sw = opt.i32(1, 1)?.max(1) as usize;
+                let sh = opt.i32(2, 1)?.max(1) as usize;
+                let (act, dw, dh) = if depthwise {
+                    (
+                        opt.u8(4, 0)?,
+                        opt.i32(5, 1)?.max(1) as usize,
+                        opt.i32(6, 1)?.max(1) as usize,
+                    )
+                } else {
+                    (
+                        opt.u8(3, 0)?,
+                        opt.i32(4, 1)?.max(1) as usize,
+                        opt.i32(5, 1)?.max(1) as usize,
+                    )
+                };
+                let groups = if depthwise {
+                    xs[3]
+                } else {
+                    xs[3] / wk[3].max(1)
+                };
+                let (pt, pb, oh) = tf_padding(xs[1], wk[1], sh, dh, same);
+                let (pl, pr, ow) = tf_padding(xs[2], wk[2], sw, dw, same);
+                if ys != [xs[0], oh, ow, wk[0]] {
+                    bail!("output shape {ys:?} does not match the conv arithmetic");
+                }
+                let (lo, hi) = self.int8_act(y, act)?;
+                self.g.push(
+                    Node::new(name, OpKind::Conv2d, ins, vec![y])
+                        .with(0, sh as i32)
+                        .with(1, sw as i32)
+                        .with(2, dh as i32)
+                        .with(3, dw as i32)
+                        .with(4, pt as i32)
+                        .with(5, pl as i32)
+                        .with(6, pb as i32)
+                        .with(7, pr as i32)
+                        .with(8, groups as i32)
+                        .with(P_ACT_MIN, lo)
+                        .with(P_ACT_MAX, hi),
+                );
+                Ok(())
+            }
+            FULLY_CONNECTED if self.is_int8(o.inputs[0]) => {
+                let opt = self.opt(o)?;
+                let (x, y, mut ins) = self.int8_weighted(o, false)?;
+                let w = ins[1].unwrap_or(0);
+                let k = self.shape(w)[1];
+                let xs = self.shape(x);
+                let n: usize = xs.iter().product();
+                if n % k != 0 {
+                    bail!("input {xs:?} cannot be flattened into rows of {k}");
+                }
+                let rows = n / k;
+                if xs != [rows, k] {
+                    let t = self
+                        .g
+                        .add_tensor(format!("{name}.flat"), DType::I8, vec![rows, k]);
+                    self.g.tensors[t].quant = self.g.tensors[x].quant;
+                    self.g.push(Node::new(
+                        format!("{name}.flatten"),
+                        OpKind::Reshape,
+                        vec![Some(x)],
+                        vec![t],
+                    ));
+                    ins[0] = Some(t);
+                }
+                let m = self.shape(w)[0];
+                let y2 = if self.shape(y) != [rows, m] {
+                    let t = self
+                        .g
+                        .add_tensor(format!("{name}.rows"), DType::I8, vec![rows, m]);
+                    self.g.tensors[t].quant = self.g.tensors[y].quant;
+                    t
+                } else {
+                    y
+                };
+                let (lo, hi) = self.int8_act(y, opt.u8(0, 0)?)?;
+                // LiteRT's reference FULLY_CONNECTED rescales with a single rounding (conv and the
+                // rest use gemmlowp's double rounding); matching it keeps kiln bit-exact.
+                self.g.push(
+                    Node::new(name.clone(), OpKind::Dense, ins, vec![y2])
+                        .with(P_ACT_MIN, lo)
+                        .with(P_ACT_MAX, hi)
+                        .with(11, 1),
+                );
+                if y2 != y {
+                    self.g.push(Node::new(
+                        format!("{name}.unflatten"),
+                        OpKind::Reshape,
+                        vec![Some(y2)],
+                        vec![y],
+                    ));
+                }
+                Ok(())
+            }
+            AVERAGE_POOL_2D | MAX_POOL_2D if self.is_int8(o.inputs[0]) => {
+                let opt = self.opt(o)?;
+                let x = self.input(o, 0)?;
+                let y = self.out(o)?;
+                if self.g.tensors[x].quant != self.g.tensors[y].quant {
+                    bail!("int8 pooling must keep the input's scale and zero point");
+                }
+                let xs = self.shape(x);
+                let same = opt.u8(0, 0)? == 0;
+                let (sw, sh) = (
+                    opt.i32(1, 1)?.max(1) as usize,
+                    opt.i32(2, 1)?.max(1) as usize,
+                );
+                let (kw, kh) = (
+                    opt.i32(3, 1)?.max(1) as usize,
+                    opt.i32(4, 1)?.max(1) as usize,
+                );
+                let (pt, pb, _) = tf_padding(xs[1], kh, sh, 1, same);
+                let (pl, pr, _) = tf_padding(xs[2], kw, sw, 1, same);
+                let kind = if o.code == MAX_POOL_2D {
+                    OpKind::MaxPool
+                } else {
+                    OpKind::AvgPool
+                };
+                let (lo, hi) = self.int8_act(y, opt.u8(5, 0)?)?;
+                self.g.push(
+                    Node::new(name, kind, vec![Some(x)], vec![y])
+                        .with(0, sh as i32)
+                        .with(1, sw as i32)
+                        .with(2, kh as i32)
+                        .with(3, kw as i32)
+                        .with(4, pt as i32)
+                        .with(5, pl as i32)
+                        .with(6, pb as i32)
+                        .with(7, pr as i32)
+                        .with(P_ACT_MIN, lo)
+                        .with(P_ACT_MAX, hi),
+                );
+                Ok(())
+            }
+            ADD | SUB if self.is_int8(o.inputs[0]) => {
+                let a = self.input(o, 0)?;
+                let b = self.input(o, 1)?;
+                let y = self.out(o)?;
+                if self.g.tensors[b].dtype != DType::I8 {
+                    bail!("int8 {} needs two int8 operands", op_name(o.code));
+                }
+                let act = o.options.map(|t| t.u8(0, 0)).transpose()?.unwrap_or(0);
+                let (lo, hi) = self.int8_act(y, act)?;
+                let (left, m) = add_params(self.q_scale(a), self.q_scale(b), self.q_scale(y));
+                let kind = if o.code == SUB {
+                    BinaryKind::Sub
+                } else {
+                    BinaryKind::Add
+                };
+                let mut node = Node::new(name, OpKind::Binary, vec![Some(a), Some(b)], vec![y])
+                    .with(0, kind as i32)
+                    .with(1, left);
+                for (k, (mult, shift)) in m.iter().enumerate() {
+                    node = node.with(2 + 2 * k, *mult).with(3 + 2 * k, *shift);
+                }
+                self.g.push(node.with(P_ACT_MIN, lo).with(P_ACT_MAX, hi));
+                Ok(())
+            }
+            SOFTMAX if self.is_int8(o.inputs[0]) => {
+                let beta = self.opt(o)?.f32(0, 1.0)?;
+                let x = self.input(o, 0)?;
+                let y = self.out(o)?;
+                if self.g.tensors[y].quant
+                    != (Quant::PerTensor {
+                        scale: 1.0 / 256.0,
+                        zero_point: -128,
+                    })
+                {
+                    bail!("int8 softmax output must have scale 1/256 and zero point -128");
+                }
+                let (m, shift, diff_min) = softmax_params(beta, self.q_scale(x));
+                let axis = self.shape(x).len() - 1;
+                self.g.push(
+                    Node::new(name, OpKind::Softmax, vec![Some(x)], vec![y])
+                        .with(0, axis as i32)
+                        .with_f32(1, beta)
+                        .with(3, m)
+                        .with(4, shift)
+                        .with(5, diff_min),
+                );
+                Ok(())
+            }
+            QUANTIZE => {
+                let x = self.input(o, 0)?;
+                let y = self.out(o)?;
+                if self.g.tensors[x].dtype != DType::F32 || self.g.tensors[y].dtype != DType::I8 {
+                    bail!("only float32 -> int8 QUANTIZE is supported");
+                }
+                self.g
+                    .push(Node::new(name, OpKind::Quantize, vec![Some(x)], vec![y]));
+                Ok(())
+            }
+            DEQUANTIZE
+                if !self.is_const(o.inputs[0].max(0) as usize) && self.is_int8(o.inputs[0]) =>
+            {
+                let x = self.input(o, 0)?;
+                let y = self.out(o)?;
+                self.g
+                    .push(Node::new(name, OpKind::Dequantize, vec![Some(x)], vec![y]));
+                Ok(())
+            }
             CONV_2D | DEPTHWISE_CONV_2D => {
                 let opt = self.opt(o)?;
                 let depthwise = o.code == DEPTHWISE_CONV_2D;

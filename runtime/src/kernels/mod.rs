@@ -2,3 +2,4 @@
 //! tested against it.
 
 pub mod reference_f32;
+pub mod reference_i8;

@@ -1,0 +1,296 @@
+//! Portable int8 reference kernels, bit-exact with TFLite's reference integer kernels
+//! (`reference_integer_ops`). Requantization parameters are precomputed by the converter.
+
+use crate::fixedpoint::{
+    exp_on_negative_values, get_reciprocal, multiply_by_quantized_multiplier,
+    multiply_by_quantized_multiplier_single, rounding_divide_by_pot,
+    saturating_rounding_doubling_high_mul,
+};
+
+/// Quantization of a conv/dense: zero points, per-output-channel requantization, clamp.
+#[derive(Clone, Copy, Debug)]
+pub struct QuantParams<'a> {
+    /// Zero point of the input activation.
+    pub input_zp: i32,
+    /// Zero point of the weights (0 for symmetric weights).
+    pub weight_zp: i32,
+    /// Zero point of the output activation.
+    pub output_zp: i32,
+    /// Fixed-point multiplier per output channel (one entry = per-tensor).
+    pub multiplier: &'a [i32],
+    /// Shift per output channel (positive = left).
+    pub shift: &'a [i32],
+    /// Output clamp `[min, max]` in the quantized domain.
+    pub act: [i32; 2],
+    /// How the accumulator is rescaled.
+    pub rounding: Rounding,
+}
+
+/// The two requantization roundings TFLite builds use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rounding {
+    /// gemmlowp's rounding doubling high multiply, then a rounding right shift (TFLite's default
+    /// reference kernels, TFLite Micro).
+    Double,
+    /// One 64-bit multiply and one rounding shift (`TFLITE_SINGLE_ROUNDING`; LiteRT's reference
+    /// fully connected kernel).
+    Single,
+}
+
+impl QuantParams<'_> {
+    #[inline]
+    fn requantize(&self, acc: i32, channel: usize) -> i8 {
+        let c = if self.multiplier.len() == 1 {
+            0
+        } else {
+            channel
+        };
+        let scaled = match self.rounding {
+            Rounding::Double => {
+                multiply_by_quantized_multiplier(acc, self.multiplier[c], self.shift[c])
+            }
+            Rounding::Single => {
+                multiply_by_quantized_multiplier_single(acc, self.multiplier[c], self.shift[c])
+            }
+        };
+        (scaled + self.output_zp).clamp(self.act[0], self.act[1]) as i8
+    }
+}
+
+/// int8 2-D convolution (per-channel), NHWC / OHWI, int32 bias.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d(
+    x: &[i8],
+    xs: [usize; 4],
+    w: &[i8],
+    ws: [usize; 4],
+    bias: Option<&[i32]>,
+    y: &mut [i8],
+    ys: [usize; 4],
+    geo: &super::reference_f32::Conv2dParams,
+    q: &QuantParams<'_>,
+) {
+    let [n, h, wd, ci] = xs;
+    let [co, kh, kw, cig] = ws;
+    let [_, oh, ow, _] = ys;
+    let cog = co / geo.groups;
+    for b in 0..n {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for oc in 0..co {
+                    let g = oc / cog;
+                    let mut acc: i32 = 0;
+                    for ky in 0..kh {
+                        let iy = (oy * geo.stride[0] + ky * geo.dilation[0]) as isize
+                            - geo.pad[0] as isize;
+                        if iy < 0 || iy >= h as isize {
+                            continue;
+                        }
+                        for kx in 0..kw {
+                            let ix = (ox * geo.stride[1] + kx * geo.dilation[1]) as isize
+                                - geo.pad[1] as isize;
+                            if ix < 0 || ix >= wd as isize {
+                                continue;
+                            }
+                            let xrow = &x
+                                [((b * h + iy as usize) * wd + ix as usize) * ci + g * cig..]
+                                [..cig];
+                            let wrow = &w[((oc * kh + ky) * kw + kx) * cig..][..cig];
+                            for (&a, &f) in xrow.iter().zip(wrow) {
+                                acc += (a as i32 - q.input_zp) * (f as i32 - q.weight_zp);
+                            }
+                        }
+                    }
+                    if let Some(bb) = bias {
+                        acc += bb[oc];
+                    }
+                    y[((b * oh + oy) * ow + ox) * co + oc] = q.requantize(acc, oc);
+                }
+            }
+        }
+    }
+}
+
+/// int8 fully connected: `y[r, m] = requant(sum_k (x - zx)(w - zw) + bias[m])`.
+pub fn dense(
+    x: &[i8],
+    k: usize,
+    w: &[i8],
+    m: usize,
+    bias: Option<&[i32]>,
+    y: &mut [i8],
+    q: &QuantParams<'_>,
+) {
+    for (xr, yr) in x.chunks_exact(k).zip(y.chunks_exact_mut(m)) {
+        for (j, o) in yr.iter_mut().enumerate() {
+            let wr = &w[j * k..][..k];
+            let mut acc: i32 = 0;
+            for (&a, &b) in xr.iter().zip(wr) {
+                acc += (a as i32 - q.input_zp) * (b as i32 - q.weight_zp);
+            }
+            if let Some(bb) = bias {
+                acc += bb[j];
+            }
+            *o = q.requantize(acc, j);
+        }
+    }
+}
+
+/// int8 max or average pooling (input and output share scale and zero point, as in TFLite).
+/// Average pooling divides with rounding half away from zero over the valid window only.
+pub fn pool2d(
+    x: &[i8],
+    xs: [usize; 4],
+    y: &mut [i8],
+    ys: [usize; 4],
+    p: &super::reference_f32::PoolParams,
+    act: [i32; 2],
+    is_max: bool,
+) {
+    let [n, h, w, c] = xs;
+    let [_, oh, ow, _] = ys;
+    for b in 0..n {
+        for oy in 0..oh {
+            let y0 = (oy * p.stride[0]) as isize - p.pad[0] as isize;
+            let (vy0, vy1) = (
+                y0.max(0) as usize,
+                (y0 + p.kernel[0] as isize).min(h as isize).max(0) as usize,
+            );
+            for ox in 0..ow {
+                let x0 = (ox * p.stride[1]) as isize - p.pad[1] as isize;
+                let (vx0, vx1) = (
+                    x0.max(0) as usize,
+                    (x0 + p.kernel[1] as isize).min(w as isize).max(0) as usize,
+                );
+                let count = (vy1.saturating_sub(vy0) * vx1.saturating_sub(vx0)) as i32;
+                for ch in 0..c {
+                    let mut acc: i32 = if is_max { i32::MIN } else { 0 };
+                    for iy in vy0..vy1 {
+                        for ix in vx0..vx1 {
+                            let v = x[((b * h + iy) * w + ix) * c + ch] as i32;
+                            if is_max {
+                                acc = acc.max(v);
+                            } else {
+                                acc += v;
+                            }
+                        }
+                    }
+                    if !is_max {
+                        acc = if count == 0 {
+                            0
+                        } else if acc > 0 {
+                            (acc + count / 2) / count
+                        } else {
+                            (acc - count / 2) / count
+                        };
+                    }
+                    y[((b * oh + oy) * ow + ox) * c + ch] = acc.clamp(act[0], act[1]) as i8;
+                }
+            }
+        }
+    }
+}
+
+/// Requantization of a quantized add/sub (TFLite's general rescaling path).
+#[derive(Clone, Copy, Debug)]
+pub struct AddParams {
+    /// Zero points of a, b and the output.
+    pub zp: [i32; 3],
+    /// Left shift applied to both inputs (20 for int8).
+    pub left_shift: i32,
+    /// Multiplier/shift of a, b and the output.
+    pub mult: [(i32, i32); 3],
+    /// Output clamp.
+    pub act: [i32; 2],
+    /// `true` for subtraction.
+    pub subtract: bool,
+}
+
+#[inline]
+fn mbqm_smaller_than_one(x: i32, m: i32, shift: i32) -> i32 {
+    rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, m), -shift)
+}
+
+/// One element of a quantized add.
+#[inline]
+pub fn add_one(a: i8, b: i8, p: &AddParams) -> i8 {
+    let av = (a as i32 - p.zp[0]).wrapping_mul(1 << p.left_shift);
+    let bv = (b as i32 - p.zp[1]).wrapping_mul(1 << p.left_shift);
+    let sa = mbqm_smaller_than_one(av, p.mult[0].0, p.mult[0].1);
+    let sb = mbqm_smaller_than_one(bv, p.mult[1].0, p.mult[1].1);
+    let sum = if p.subtract {
+        sa.wrapping_sub(sb)
+    } else {
+        sa.wrapping_add(sb)
+    };
+    let out = mbqm_smaller_than_one(sum, p.mult[2].0, p.mult[2].1) + p.zp[2];
+    out.clamp(p.act[0], p.act[1]) as i8
+}
+
+/// Requantization of an int8 softmax (input scale and beta folded into a multiplier).
+#[derive(Clone, Copy, Debug)]
+pub struct SoftmaxParams {
+    /// Input multiplier (beta x input scale, Q5.26 after the shift).
+    pub input_multiplier: i32,
+    /// Left shift of the input multiplier.
+    pub input_left_shift: i32,
+    /// Differences below this are treated as -inf.
+    pub diff_min: i32,
+}
+
+/// int8 softmax along the last axis (`rows` of `depth`); output scale 1/256, zero point -128.
+pub fn softmax(x: &[i8], y: &mut [i8], depth: usize, p: &SoftmaxParams) {
+    const SCALED_DIFF_INTEGER_BITS: i32 = 5;
+    const ACCUM_INTEGER_BITS: i32 = 12;
+    for (xr, yr) in x.chunks_exact(depth).zip(y.chunks_exact_mut(depth)) {
+        let max = xr.iter().copied().max().unwrap_or(i8::MIN) as i32;
+        let scaled = |v: i8| -> Option<i32> {
+            let diff = v as i32 - max;
+            (diff >= p.diff_min).then(|| {
+                saturating_rounding_doubling_high_mul(
+                    diff.wrapping_mul(1 << p.input_left_shift),
+                    p.input_multiplier,
+                )
+            })
+        };
+        let mut sum_of_exps: i32 = 0; // Q12.19
+        for &v in xr {
+            if let Some(s) = scaled(v) {
+                let e = exp_on_negative_values(s, SCALED_DIFF_INTEGER_BITS);
+                sum_of_exps =
+                    sum_of_exps.wrapping_add(crate::fixedpoint::rescale(e, 0, ACCUM_INTEGER_BITS));
+            }
+        }
+        let (shifted_scale, num_bits_over_unit) = get_reciprocal(sum_of_exps, ACCUM_INTEGER_BITS);
+        let exponent = num_bits_over_unit + 31 - 8;
+        for (o, &v) in yr.iter_mut().zip(xr) {
+            *o = match scaled(v) {
+                Some(s) => {
+                    let e = exp_on_negative_values(s, SCALED_DIFF_INTEGER_BITS);
+                    let unsat = rounding_divide_by_pot(
+                        saturating_rounding_doubling_high_mul(shifted_scale, e),
+                        exponent.clamp(0, 31),
+                    );
+                    (unsat - 128).clamp(-128, 127) as i8
+                }
+                None => i8::MIN,
+            };
+        }
+    }
+}
+
+/// Float to int8: `round(x / scale) + zero_point`, clamped (TFLite's `AffineQuantize`).
+pub fn quantize(x: &[f32], y: &mut [i8], scale: f32, zero_point: i32) {
+    for (o, &v) in y.iter_mut().zip(x) {
+        let q = libm::roundf(v / scale) as i32 + zero_point;
+        *o = q.clamp(-128, 127) as i8;
+    }
+}
+
+/// int8 to float: `scale * (q - zero_point)` computed in double, as TFLite's reference.
+pub fn dequantize(x: &[i8], y: &mut [f32], scale: f32, zero_point: i32) {
+    let s = scale as f64;
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o = (s * (v as i32 - zero_point) as f64) as f32;
+    }
+}
