@@ -865,7 +865,7 @@ impl<'a> Importer<'a> {
                 let k = self.shape(w)[1];
                 let xs = self.shape(x);
                 let n: usize = xs.iter().product();
-                if n % k != 0 {
+                if !n.is_multiple_of(k) {
                     bail!("input {xs:?} cannot be flattened into rows of {k}");
                 }
                 let rows = n / k;
