@@ -8,6 +8,13 @@ use kiln_runtime::Quant;
 
 /// Plans `g` and serializes it; returns the bytes and the plan (indexed by graph tensor id).
 pub fn emit(g: &Graph) -> Result<(Vec<u8>, Plan)> {
+    let (bytes, plan, _) = emit_mapped(g)?;
+    Ok((bytes, plan))
+}
+
+/// As [`emit`], also returning for each graph tensor its index in the file (`u32::MAX` when it
+/// was dropped).
+pub fn emit_mapped(g: &Graph) -> Result<(Vec<u8>, Plan, Vec<u32>)> {
     g.check()?;
     let p = plan(g);
     if std::env::var_os("KILN_DUMP_GRAPH").is_some() {
@@ -79,10 +86,11 @@ pub fn emit(g: &Graph) -> Result<(Vec<u8>, Plan)> {
         arena_size: p.arena_size,
     };
     let bytes = writer::write(&spec).map_err(|e| anyhow!("{e}"))?;
+    let remap_out = remap.clone();
     // Every file we write must load: validate it with the runtime's own reader.
     let buf = writer::AlignedBuf::new(&bytes);
     kiln_runtime::Model::from_bytes(buf.as_slice())
         .map_err(|e| anyhow!("{e}"))
         .context("internal: the emitted model does not validate")?;
-    Ok((bytes, p))
+    Ok((bytes, p, remap_out))
 }

@@ -62,7 +62,19 @@ fn act_str(lo: f32, hi: f32) -> String {
 pub fn describe(m: &Model<'_>, i: usize) -> String {
     let op = m.op(i);
     let p = op.params;
-    let act = act_str(op.param_f32(P_ACT_MIN), op.param_f32(P_ACT_MAX));
+    let int8 = m
+        .op_input(&op, 0)
+        .is_some_and(|t| m.tensor(t).dtype == kiln_runtime::DType::I8);
+    let act = if int8 {
+        let (lo, hi) = (p[P_ACT_MIN], p[P_ACT_MAX]);
+        if (lo, hi) == (-128, 127) {
+            String::new()
+        } else {
+            format!(" clamp[{lo},{hi}]q")
+        }
+    } else {
+        act_str(op.param_f32(P_ACT_MIN), op.param_f32(P_ACT_MAX))
+    };
     match op.kind {
         OpKind::Conv2d => {
             let w = m

@@ -17,6 +17,7 @@ pub mod npy;
 pub mod onnx;
 pub mod passes;
 pub mod plan;
+pub mod ptq;
 pub mod tflite;
 pub mod verify;
 

@@ -37,6 +37,34 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Post-training int8 quantization of a float model, calibrated on sample inputs.
+    Quantize {
+        /// Float source model (.onnx, .tflite).
+        model: PathBuf,
+        /// Calibration inputs: .npy batches, raw f32 files or images (repeatable).
+        #[arg(long, num_args = 1.., required = true)]
+        calib: Vec<PathBuf>,
+        /// Output file (default: the model's name with _int8.kiln).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Range method: minmax, percentile[:P], entropy, mse.
+        #[arg(long, default_value = "minmax")]
+        method: String,
+        /// Use at most this many calibration samples.
+        #[arg(long, default_value_t = 500)]
+        max_samples: usize,
+        /// Make the model's inputs and outputs int8 (the caller quantizes).
+        #[arg(long)]
+        int8_io: bool,
+        /// Concrete input shape (ONNX; repeat per input).
+        #[arg(long = "input-shape", value_parser = parse_shape)]
+        input_shape: Vec<Vec<usize>>,
+        #[command(flatten)]
+        image: ImageArgs,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a per-layer table of a .kiln file.
     Inspect {
         /// The .kiln model.
@@ -69,8 +97,9 @@ enum Cmd {
     },
     /// Accuracy, per-class precision/recall/F1 and confusion matrix on a labelled data set.
     Eval {
-        /// The .kiln model (a classifier: output 0 holds one score per class).
-        model: PathBuf,
+        /// The .kiln models (classifiers: output 0 holds one score per class), side by side.
+        #[arg(num_args = 1.., required = true)]
+        models: Vec<PathBuf>,
         /// Inputs as one .npy batch [N, ...].
         #[arg(short, long)]
         input: PathBuf,
@@ -288,38 +317,38 @@ fn real_main(cli: Cli) -> Result<()> {
                 );
             }
         }
-        Cmd::Eval {
+        Cmd::Quantize {
             model,
+            calib,
+            output,
+            method,
+            max_samples,
+            int8_io,
+            input_shape,
+            image,
+            json,
+        } => quantize_cmd(QuantizeArgs {
+            model,
+            calib,
+            output,
+            method,
+            max_samples,
+            int8_io,
+            input_shape,
+            image,
+            json,
+        })?,
+        Cmd::Eval {
+            models,
             input,
             labels,
             names,
             json,
         } => {
-            let buf = load_model_bytes(&model)?;
-            let m = Model::from_bytes(buf.as_slice()).map_err(|e| anyhow!("{e}"))?;
-            let it = m.tensor(m.input_tensor(0).map_err(|e| anyhow!("{e}"))?);
-            let rows = input::load_batch(&input, it.shape(), &ImageOpts::default())?;
-            let truth: Vec<usize> = npy::read(&labels)?
-                .data
-                .iter()
-                .map(|&v| {
-                    if v >= 0.0 && v.fract() == 0.0 {
-                        Ok(v as usize)
-                    } else {
-                        Err(anyhow!("label {v} is not a class index"))
-                    }
-                })
-                .collect::<Result<_>>()?;
-            if truth.len() != rows.len() {
-                bail!("{} inputs but {} labels", rows.len(), truth.len());
+            let mut results = Vec::new();
+            for model in &models {
+                results.push(eval_one(model, &input, &labels)?);
             }
-            let samples: Vec<Vec<Vec<f32>>> = rows.into_iter().map(|r| vec![r]).collect();
-            let t0 = Instant::now();
-            let outs = verify::run_kiln(buf.as_slice(), &samples)?;
-            let secs = t0.elapsed().as_secs_f64();
-            let classes = outs.first().map_or(0, |o| o[0].len());
-            let pred: Vec<usize> = outs.iter().map(|o| eval::argmax(&o[0])).collect();
-            let mx = eval::metrics(&pred, &truth, classes);
             let names: Vec<String> = match names {
                 Some(p) => std::fs::read_to_string(&p)
                     .with_context(|| format!("reading {}", p.display()))?
@@ -329,16 +358,50 @@ fn real_main(cli: Cli) -> Result<()> {
                 None => vec![],
             };
             if json {
-                println!(
-                    "{}",
-                    json!({"metrics": mx, "seconds": secs, "model_bytes": buf.as_slice().len(), "arena_bytes": m.arena_size()})
-                );
-            } else {
-                print!("{}", eval::render(&mx, &names));
+                let v: Vec<_> = models
+                    .iter()
+                    .zip(&results)
+                    .map(|(p, r)| json!({"model": p, "metrics": r.metrics, "seconds": r.seconds, "model_bytes": r.bytes, "arena_bytes": r.arena}))
+                    .collect();
+                println!("{}", if v.len() == 1 { v[0].clone() } else { json!(v) });
+            } else if results.len() == 1 {
+                let r = &results[0];
+                print!("{}", eval::render(&r.metrics, &names));
                 println!(
                     "{:.1} us per inference",
-                    secs * 1e6 / mx.samples.max(1) as f64
+                    r.seconds * 1e6 / r.metrics.samples.max(1) as f64
                 );
+            } else {
+                println!(
+                    "{:<40} {:>9} {:>12} {:>12} {:>14}",
+                    "model", "accuracy", "file bytes", "arena bytes", "us/inference"
+                );
+                for (p, r) in models.iter().zip(&results) {
+                    println!(
+                        "{:<40} {:>8.2}% {:>12} {:>12} {:>14.1}",
+                        p.display().to_string(),
+                        r.metrics.accuracy * 100.0,
+                        r.bytes,
+                        r.arena,
+                        r.seconds * 1e6 / r.metrics.samples.max(1) as f64
+                    );
+                }
+                let base = &results[0].metrics;
+                for (p, r) in models.iter().zip(&results).skip(1) {
+                    let agree = r
+                        .predictions
+                        .iter()
+                        .zip(&results[0].predictions)
+                        .filter(|(a, b)| a == b)
+                        .count();
+                    println!(
+                        "{}: {:+.2} accuracy points vs {}; top-1 agrees on {agree}/{}",
+                        p.display(),
+                        (r.metrics.accuracy - base.accuracy) * 100.0,
+                        models[0].display(),
+                        r.predictions.len()
+                    );
+                }
             }
         }
         Cmd::Verify {
@@ -405,6 +468,199 @@ fn real_main(cli: Cli) -> Result<()> {
                 std::process::exit(1);
             }
         }
+    }
+    Ok(())
+}
+
+struct EvalResult {
+    metrics: eval::Metrics,
+    predictions: Vec<usize>,
+    seconds: f64,
+    bytes: usize,
+    arena: usize,
+}
+
+fn eval_one(model: &Path, input: &Path, labels: &Path) -> Result<EvalResult> {
+    let buf = load_model_bytes(model)?;
+    let m = Model::from_bytes(buf.as_slice()).map_err(|e| anyhow!("{e}"))?;
+    let it = m.tensor(m.input_tensor(0).map_err(|e| anyhow!("{e}"))?);
+    let rows = input::load_batch(input, it.shape(), &ImageOpts::default())?;
+    let truth: Vec<usize> = npy::read(labels)?
+        .data
+        .iter()
+        .map(|&v| {
+            if v >= 0.0 && v.fract() == 0.0 {
+                Ok(v as usize)
+            } else {
+                Err(anyhow!("label {v} is not a class index"))
+            }
+        })
+        .collect::<Result<_>>()?;
+    if truth.len() != rows.len() {
+        bail!("{} inputs but {} labels", rows.len(), truth.len());
+    }
+    let samples: Vec<Vec<Vec<f32>>> = rows.into_iter().map(|r| vec![r]).collect();
+    let t0 = Instant::now();
+    let outs = verify::run_kiln(buf.as_slice(), &samples)?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let classes = outs.first().map_or(0, |o| o[0].len());
+    let predictions: Vec<usize> = outs.iter().map(|o| eval::argmax(&o[0])).collect();
+    let metrics = eval::metrics(&predictions, &truth, classes);
+    Ok(EvalResult {
+        metrics,
+        predictions,
+        seconds,
+        bytes: buf.as_slice().len(),
+        arena: m.arena_size(),
+    })
+}
+
+struct QuantizeArgs {
+    model: PathBuf,
+    calib: Vec<PathBuf>,
+    output: Option<PathBuf>,
+    method: String,
+    max_samples: usize,
+    int8_io: bool,
+    input_shape: Vec<Vec<usize>>,
+    image: ImageArgs,
+    json: bool,
+}
+
+/// A progress bar on stderr: redrawn in place on a terminal, every 10% otherwise.
+fn progress_bar() -> impl FnMut(&str, usize, usize) {
+    use std::io::IsTerminal;
+    let tty = std::io::stderr().is_terminal();
+    move |stage: &str, done: usize, total: usize| {
+        let width = 30;
+        let filled = done * width / total.max(1);
+        let bar = format!(
+            "{:<12} [{}{}] {done}/{total}",
+            stage,
+            "#".repeat(filled),
+            ".".repeat(width - filled)
+        );
+        if tty {
+            eprint!("\r{bar}");
+            if done == total {
+                eprintln!();
+            }
+        } else if done == total {
+            eprintln!("{bar}");
+        }
+    }
+}
+
+fn quantize_cmd(a: QuantizeArgs) -> Result<()> {
+    let method = kiln_quantize::calibrate::Method::parse(&a.method).ok_or_else(|| {
+        anyhow!(
+            "unknown --method '{}' (minmax, percentile[:P], entropy, mse)",
+            a.method
+        )
+    })?;
+    let shapes = (!a.input_shape.is_empty()).then_some(a.input_shape.as_slice());
+    let g = kiln_converter::import_file_with(&a.model, shapes)?;
+    if g.inputs.len() != 1 {
+        bail!(
+            "calibration feeds one input; this model has {}",
+            g.inputs.len()
+        );
+    }
+    let in_shape = g.tensors[g.inputs[0]].shape.clone();
+    let opts = ImageOpts {
+        scale01: !a.image.no_scale,
+        mean: a.image.mean,
+        std: a.image.std,
+        invert: a.image.invert,
+    };
+    let mut rows = Vec::new();
+    for p in &a.calib {
+        if p.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("reading {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.is_file())
+                .collect();
+            files.sort();
+            for f in files {
+                rows.extend(input::load_batch(&f, &in_shape, &opts)?);
+            }
+        } else {
+            rows.extend(input::load_batch(p, &in_shape, &opts)?);
+        }
+    }
+    rows.truncate(a.max_samples);
+    if rows.is_empty() {
+        bail!("no calibration samples in {:?}", a.calib);
+    }
+    let samples: Vec<Vec<Vec<f32>>> = rows.into_iter().map(|r| vec![r]).collect();
+    let (float_bytes, _) = emit::emit(&g)?;
+    let mut bar = progress_bar();
+    let t0 = Instant::now();
+    let res = kiln_converter::ptq::quantize(
+        &g,
+        &samples,
+        &kiln_converter::ptq::PtqOptions {
+            method,
+            int8_io: a.int8_io,
+        },
+        &mut bar,
+    )?;
+    let (bytes, plan) = emit::emit(&res.graph)?;
+    let out = a.output.unwrap_or_else(|| {
+        let stem = a
+            .model
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".into());
+        a.model.with_file_name(format!("{stem}_int8.kiln"))
+    });
+    fsutil::write_atomic(&out, &bytes)?;
+    let float_ops = res.layers.iter().filter(|l| !l.int8).count();
+    if a.json {
+        println!(
+            "{}",
+            json!({"output": out, "method": a.method, "samples": samples.len(), "float_bytes": float_bytes.len(),
+                "int8_bytes": bytes.len(), "arena_bytes": plan.arena_size, "float_ops": float_ops,
+                "layers": res.layers, "seconds": t0.elapsed().as_secs_f64()})
+        );
+    } else {
+        println!(
+            "{:>3}  {:<10} {:<40} {:>6} {:>10}",
+            "#", "op", "name", "dtype", "SQNR dB"
+        );
+        for (i, l) in res.layers.iter().enumerate() {
+            let name: String = if l.name.chars().count() > 40 {
+                format!("…{}", &l.name[l.name.len() - 39..])
+            } else {
+                l.name.clone()
+            };
+            let sq = if l.sqnr_db.is_nan() {
+                "-".to_string()
+            } else {
+                format!("{:.1}", l.sqnr_db)
+            };
+            println!(
+                "{i:>3}  {:<10} {:<40} {:>6} {:>10}",
+                l.op,
+                name,
+                if l.int8 { "int8" } else { "f32" },
+                sq
+            );
+        }
+        println!(
+            "quantized {} -> {}: {} calibration samples ({}), size {} -> {} bytes ({:.1}%), arena {} bytes, {} op(s) kept in float, {:.2}s",
+            a.model.display(),
+            out.display(),
+            samples.len(),
+            a.method,
+            float_bytes.len(),
+            bytes.len(),
+            100.0 * bytes.len() as f64 / float_bytes.len() as f64,
+            plan.arena_size,
+            float_ops,
+            t0.elapsed().as_secs_f64()
+        );
     }
     Ok(())
 }

@@ -69,6 +69,48 @@ pub fn run_tract(
     Ok(all)
 }
 
+/// Feeds f32 data to graph input `k`: copied for an f32 input, quantized with the input's scale
+/// and zero point for an int8 one.
+pub fn set_input(s: &mut Session<'_, '_>, k: usize, x: &[f32]) -> Result<()> {
+    let m = s.model();
+    let t = m.tensor(m.input_tensor(k).map_err(|e| anyhow!("{e}"))?);
+    match (t.dtype, t.quant) {
+        (kiln_runtime::DType::I8, kiln_runtime::Quant::PerTensor { scale, zero_point }) => {
+            if x.len() != t.len() {
+                bail!("input #{k}: expected {} values, got {}", t.len(), x.len());
+            }
+            if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+                bail!("input #{k}: value #{i} is NaN or infinite");
+            }
+            let dst = s.input_bytes_mut(k).map_err(|e| anyhow!("{e}"))?;
+            let mut q = vec![0i8; x.len()];
+            kiln_runtime::kernels::reference_i8::quantize(x, &mut q, scale, zero_point);
+            for (d, v) in dst.iter_mut().zip(q) {
+                *d = v as u8;
+            }
+            Ok(())
+        }
+        _ => s
+            .set_input_f32(k, x)
+            .map_err(|e| anyhow!("input #{k}: {e}")),
+    }
+}
+
+/// Reads graph output `k` as f32 (an int8 output is dequantized).
+pub fn get_output(s: &Session<'_, '_>, k: usize) -> Result<Vec<f32>> {
+    let m = s.model();
+    let t = m.tensor(m.output_tensor(k).map_err(|e| anyhow!("{e}"))?);
+    match (t.dtype, t.quant) {
+        (kiln_runtime::DType::I8, kiln_runtime::Quant::PerTensor { scale, zero_point }) => {
+            let b = s.output_bytes(k).map_err(|e| anyhow!("{e}"))?;
+            Ok(b.iter()
+                .map(|&q| scale * (q as i8 as i32 - zero_point) as f32)
+                .collect())
+        }
+        _ => Ok(s.output_f32(k).map_err(|e| anyhow!("{e}"))?.to_vec()),
+    }
+}
+
 /// Runs a `.kiln` model on `samples`.
 pub fn run_kiln(bytes: &[u8], samples: &[Vec<Vec<f32>>]) -> Result<Vec<Vec<Vec<f32>>>> {
     let buf = AlignedBuf::new(bytes);
@@ -85,12 +127,12 @@ pub fn run_kiln(bytes: &[u8], samples: &[Vec<Vec<f32>>]) -> Result<Vec<Vec<Vec<f
             );
         }
         for (k, x) in sample.iter().enumerate() {
-            s.set_input_f32(k, x).map_err(|e| anyhow!("{e}"))?;
+            set_input(&mut s, k, x)?;
         }
         s.invoke().map_err(|e| anyhow!("{e}"))?;
         let mut outs = Vec::new();
         for k in 0..m.num_outputs() {
-            outs.push(s.output_f32(k).map_err(|e| anyhow!("{e}"))?.to_vec());
+            outs.push(get_output(&s, k)?);
         }
         all.push(outs);
     }

@@ -4,4 +4,5 @@
 //! fixed-point multipliers, activation ranges and per-op requantization parameters with exactly
 //! the rounding TFLite's kernels use, so kiln's int8 results are bit-exact with TFLite.
 
+pub mod calibrate;
 pub mod requant;

@@ -113,6 +113,19 @@ impl<'m, 'a> Session<'m, 'a> {
         Ok(())
     }
 
+    /// Runs every op and calls `observe(op_index, output_tensor_index, output_bytes)` after
+    /// each one: how calibration and per-layer error reports see intermediate tensors.
+    pub fn invoke_observe(&mut self, mut observe: impl FnMut(usize, usize, &[u8])) -> Result<()> {
+        for i in 0..self.model.num_ops() {
+            let op = self.model.op(i);
+            self.exec(&op)?;
+            let t = self.model.op_output(&op, 0);
+            let ti = self.model.tensor(t);
+            observe(i, t, &self.arena[ti.offset..ti.offset + ti.byte_len]);
+        }
+        Ok(())
+    }
+
     /// Runs ops `0..=last` only and returns the arena bytes of op `last`'s output: lets tools
     /// compare intermediate tensors with another engine.
     pub fn invoke_until(&mut self, last: usize) -> Result<&[u8]> {

@@ -1,0 +1,494 @@
+//! Post-training quantization of a float graph to int8: calibrate activation ranges on sample
+//! inputs, quantize weights per channel (symmetric) and activations per tensor (asymmetric),
+//! rewrite every op that has an int8 kernel to it, keep the rest in float behind
+//! quantize/dequantize ops, and report per-layer error (SQNR) against the float model.
+
+use crate::emit::emit_mapped;
+use crate::ir::{Data, Graph, Node, TId};
+use anyhow::{anyhow, bail, Result};
+use kiln_quantize::calibrate::{
+    asymmetric, quantize_bias, quantize_weights_per_channel, sqnr_db, Method, Observer,
+};
+use kiln_quantize::requant::{add_params, conv_multipliers, softmax_params};
+use kiln_runtime::cast::{bytes_as_f32, bytes_as_i8};
+use kiln_runtime::ops::{BinaryKind, P_ACT_MAX, P_ACT_MIN};
+use kiln_runtime::writer::AlignedBuf;
+use kiln_runtime::{DType, Model, OpKind, Quant, Session};
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+
+/// Options of [`quantize`].
+#[derive(Clone, Copy, Debug)]
+pub struct PtqOptions {
+    /// How activation ranges are chosen.
+    pub method: Method,
+    /// Make the graph inputs and outputs int8 too (the caller quantizes its data); otherwise
+    /// they stay f32 and the model quantizes on entry and dequantizes on exit.
+    pub int8_io: bool,
+}
+
+/// Error of one layer's output, int8 against float.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerError {
+    /// Op name.
+    pub name: String,
+    /// Op kind.
+    pub op: String,
+    /// Whether the op runs in int8 (false: kept in float).
+    pub int8: bool,
+    /// Signal-to-quantization-noise ratio of its output, in dB (higher is better).
+    pub sqnr_db: f64,
+}
+
+/// The quantized graph and what was measured on the way.
+#[derive(Clone, Debug)]
+pub struct PtqResult {
+    /// The int8 graph.
+    pub graph: Graph,
+    /// Per-layer error, in execution order of the float graph.
+    pub layers: Vec<LayerError>,
+}
+
+/// Runs a serialized model on each sample and calls `f(graph_tensor, values)` for every f32 or
+/// int8 op output (int8 values are dequantized), plus the graph inputs.
+fn observe(
+    bytes: &[u8],
+    file_to_graph: &HashMap<usize, TId>,
+    samples: &[Vec<Vec<f32>>],
+    mut f: impl FnMut(usize, TId, &[f32]),
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<()> {
+    let buf = AlignedBuf::new(bytes);
+    let m = Model::from_bytes(buf.as_slice()).map_err(|e| anyhow!("{e}"))?;
+    let mut arena = AlignedBuf::zeroed(m.arena_size());
+    let mut s = Session::new(&m, arena.as_mut_slice()).map_err(|e| anyhow!("{e}"))?;
+    for (i, sample) in samples.iter().enumerate() {
+        for (k, x) in sample.iter().enumerate() {
+            let t = m.input_tensor(k).map_err(|e| anyhow!("{e}"))?;
+            crate::verify::set_input(&mut s, k, x)?;
+            if let Some(&gid) = file_to_graph.get(&t) {
+                f(i, gid, x);
+            }
+        }
+        let mut scratch = Vec::new();
+        s.invoke_observe(|_, t, out| {
+            let Some(&gid) = file_to_graph.get(&t) else {
+                return;
+            };
+            let ti = m.tensor(t);
+            match (ti.dtype, ti.quant) {
+                (DType::F32, _) => f(i, gid, bytes_as_f32(out)),
+                (DType::I8, Quant::PerTensor { scale, zero_point }) => {
+                    scratch.clear();
+                    scratch.extend(
+                        bytes_as_i8(out)
+                            .iter()
+                            .map(|&q| scale * (q as i32 - zero_point) as f32),
+                    );
+                    f(i, gid, &scratch);
+                }
+                _ => {}
+            }
+        })
+        .map_err(|e| anyhow!("{e}"))?;
+        progress(i + 1, samples.len());
+    }
+    Ok(())
+}
+
+fn inverse(remap: &[u32]) -> HashMap<usize, TId> {
+    remap
+        .iter()
+        .enumerate()
+        .filter(|(_, &f)| f != u32::MAX)
+        .map(|(g, &f)| (f as usize, g))
+        .collect()
+}
+
+/// Calibrates `g` on `samples` and returns its int8 version with a per-layer error report.
+/// `progress(stage, done, total)` is called as samples are processed.
+pub fn quantize(
+    g: &Graph,
+    samples: &[Vec<Vec<f32>>],
+    opts: &PtqOptions,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<PtqResult> {
+    if samples.is_empty() {
+        bail!("calibration needs at least one sample");
+    }
+    let (bytes, _, remap) = emit_mapped(g)?;
+    let file_to_graph = inverse(&remap);
+    let mut obs: HashMap<TId, Observer> = HashMap::new();
+    observe(
+        &bytes,
+        &file_to_graph,
+        samples,
+        |_, t, v| obs.entry(t).or_default().observe_range(v),
+        &mut |d, n| progress("calibrating ranges", d, n),
+    )?;
+    if opts.method.needs_histogram() {
+        observe(
+            &bytes,
+            &file_to_graph,
+            samples,
+            |_, t, v| obs.entry(t).or_default().observe_hist(v),
+            &mut |d, n| progress("calibrating histograms", d, n),
+        )?;
+    }
+    let q = Builder::new(g, &obs, opts).build()?;
+    let mut graph = q.q;
+    crate::passes::dce::run(&mut graph);
+    graph.check()?;
+
+    // Per-layer error: the same samples through both models.
+    let (qbytes, _, qremap) = emit_mapped(&graph)?;
+    let qfile_to_graph = inverse(&qremap);
+    let report_samples = &samples[..samples.len().min(64)];
+    let mut float_vals: HashMap<(usize, TId), Vec<f32>> = HashMap::new();
+    let wanted: HashSet<TId> = q.int8_of.keys().copied().collect();
+    observe(
+        &bytes,
+        &file_to_graph,
+        report_samples,
+        |i, t, v| {
+            if wanted.contains(&t) {
+                float_vals.insert((i, t), v.to_vec());
+            }
+        },
+        &mut |d, n| progress("measuring error", d, 2 * n),
+    )?;
+    let back: HashMap<TId, TId> = q.int8_of.iter().map(|(&f, &i)| (i, f)).collect();
+    let mut acc: HashMap<TId, (Vec<f32>, Vec<f32>)> = HashMap::new();
+    let n = report_samples.len();
+    observe(
+        &qbytes,
+        &qfile_to_graph,
+        report_samples,
+        |i, t, v| {
+            if let Some(&orig) = back.get(&t) {
+                if let Some(fv) = float_vals.get(&(i, orig)) {
+                    let e = acc.entry(orig).or_default();
+                    e.0.extend_from_slice(fv);
+                    e.1.extend_from_slice(v);
+                }
+            }
+        },
+        &mut |d, _| progress("measuring error", n + d, 2 * n),
+    )?;
+    let mut layers = Vec::new();
+    for node in &g.nodes {
+        let t = node.outputs[0];
+        let int8 = q.int8_nodes.contains(&t);
+        let sqnr = acc.get(&t).map_or(f64::NAN, |(r, x)| sqnr_db(r, x));
+        layers.push(LayerError {
+            name: node.name.clone(),
+            op: node.kind.name().into(),
+            int8,
+            sqnr_db: sqnr,
+        });
+    }
+    Ok(PtqResult { graph, layers })
+}
+
+struct Builder<'g> {
+    g: &'g Graph,
+    obs: &'g HashMap<TId, Observer>,
+    opts: &'g PtqOptions,
+    q: Graph,
+    /// float tensor -> its int8 counterpart
+    int8_of: HashMap<TId, TId>,
+    /// float tensors whose f32 values exist in the new graph
+    have_f32: HashSet<TId>,
+    /// outputs of ops that run in int8
+    int8_nodes: HashSet<TId>,
+}
+
+impl<'g> Builder<'g> {
+    fn new(g: &'g Graph, obs: &'g HashMap<TId, Observer>, opts: &'g PtqOptions) -> Self {
+        let q = Graph {
+            tensors: g.tensors.clone(),
+            nodes: Vec::new(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+        };
+        Builder {
+            g,
+            obs,
+            opts,
+            q,
+            int8_of: HashMap::new(),
+            have_f32: HashSet::new(),
+            int8_nodes: HashSet::new(),
+        }
+    }
+
+    fn params(&self, t: TId) -> (f32, i32) {
+        let (lo, hi) = self
+            .obs
+            .get(&t)
+            .map_or((0.0, 0.0), |o| o.range(self.opts.method));
+        asymmetric(lo, hi)
+    }
+
+    fn new_i8(&mut self, t: TId, scale: f32, zero_point: i32) -> TId {
+        let name = self.g.tensors[t].name.clone();
+        let id = self
+            .q
+            .add_tensor(name, DType::I8, self.g.tensors[t].shape.clone());
+        self.q.tensors[id].quant = Quant::PerTensor { scale, zero_point };
+        self.int8_of.insert(t, id);
+        id
+    }
+
+    fn qparams(&self, qt: TId) -> (f32, i32) {
+        match self.q.tensors[qt].quant {
+            Quant::PerTensor { scale, zero_point } => (scale, zero_point),
+            _ => (1.0, 0),
+        }
+    }
+
+    /// The int8 version of activation `t`, quantizing it if it only exists in float.
+    fn need_i8(&mut self, t: TId) -> Result<TId> {
+        if let Some(&q) = self.int8_of.get(&t) {
+            return Ok(q);
+        }
+        if !self.have_f32.contains(&t) {
+            bail!("internal: tensor '{}' has no value", self.g.tensors[t].name);
+        }
+        let (s, z) = self.params(t);
+        let q = self.new_i8(t, s, z);
+        let name = format!("{}.quantize", self.g.tensors[t].name);
+        self.q
+            .push(Node::new(name, OpKind::Quantize, vec![Some(t)], vec![q]));
+        Ok(q)
+    }
+
+    /// The float version of tensor `t`, dequantizing it if it only exists in int8.
+    fn need_f32(&mut self, t: TId) -> Result<TId> {
+        if self.have_f32.contains(&t) || self.g.tensors[t].data.is_some() {
+            return Ok(t);
+        }
+        let q = *self
+            .int8_of
+            .get(&t)
+            .ok_or_else(|| anyhow!("internal: tensor has no value"))?;
+        let name = format!("{}.dequantize", self.g.tensors[t].name);
+        self.q
+            .push(Node::new(name, OpKind::Dequantize, vec![Some(q)], vec![t]));
+        self.have_f32.insert(t);
+        Ok(t)
+    }
+
+    fn is_act(&self, t: TId) -> bool {
+        self.g.tensors[t].data.is_none() && self.g.tensors[t].dtype == DType::F32
+    }
+
+    /// The fused float clamp of `n` in the quantized domain of `(scale, zp)`.
+    fn int_clamp(n: &Node, scale: f32, zp: i32) -> (i32, i32) {
+        let (lo, hi) = n.act();
+        let lo = if lo.is_finite() {
+            (zp + (lo / scale).round() as i32).max(-128)
+        } else {
+            -128
+        };
+        let hi = if hi.is_finite() {
+            (zp + (hi / scale).round() as i32).min(127)
+        } else {
+            127
+        };
+        (lo.min(hi), hi)
+    }
+
+    fn build(mut self) -> Result<Self> {
+        for &t in &self.g.inputs {
+            if self.opts.int8_io {
+                let (s, z) = self.params(t);
+                self.q.tensors[t].dtype = DType::I8;
+                self.q.tensors[t].quant = Quant::PerTensor {
+                    scale: s,
+                    zero_point: z,
+                };
+                self.int8_of.insert(t, t);
+            } else {
+                self.have_f32.insert(t);
+            }
+            self.q.inputs.push(t);
+        }
+        let g = self.g;
+        for n in &g.nodes {
+            if !self.int8_node(n)? {
+                let mut m = n.clone();
+                for i in m.inputs.iter_mut().flatten() {
+                    *i = self.need_f32(*i)?;
+                }
+                self.q.push(m);
+                for &o in &n.outputs {
+                    self.have_f32.insert(o);
+                }
+            }
+        }
+        for &t in &self.g.outputs {
+            let o = if self.opts.int8_io {
+                self.need_i8(t)?
+            } else {
+                self.need_f32(t)?
+            };
+            self.q.outputs.push(o);
+        }
+        Ok(self)
+    }
+
+    /// Emits `n` as an int8 op if it has an int8 kernel; returns false to keep it in float.
+    fn int8_node(&mut self, n: &Node) -> Result<bool> {
+        let y = n.outputs[0];
+        if n.outputs.len() != 1 || !self.is_act(y) {
+            return Ok(false);
+        }
+        match n.kind {
+            OpKind::Conv2d | OpKind::Dense => {
+                let (Some(x), Some(wt)) = (n.input(0), n.input(1)) else {
+                    return Ok(false);
+                };
+                let Some(w) = self.g.const_f32(wt) else {
+                    return Ok(false);
+                };
+                if !self.is_act(x) {
+                    return Ok(false);
+                }
+                let channels = self.g.tensors[wt].shape[0];
+                let bias: Vec<f32> = match n.input(2) {
+                    Some(b) => match self.g.const_f32(b) {
+                        Some(v) => v.to_vec(),
+                        None => return Ok(false),
+                    },
+                    None => vec![0.0; channels],
+                };
+                let (wq, ws) = quantize_weights_per_channel(w, channels);
+                let xq = self.need_i8(x)?;
+                let (sx, _) = self.qparams(xq);
+                let (sy, zy) = self.params(y);
+                let yq = self.new_i8(y, sy, zy);
+                let wname = format!("{}.weights_i8", n.name);
+                let st =
+                    self.q
+                        .add_const_f32(format!("{wname}.scales"), vec![channels], ws.clone());
+                let wid = self
+                    .q
+                    .add_tensor(wname, DType::I8, self.g.tensors[wt].shape.clone());
+                self.q.tensors[wid].data = Some(Data::I8(wq));
+                self.q.tensors[wid].quant = Quant::PerAxis {
+                    axis: 0,
+                    scales: st as u32,
+                };
+                let bid = self.const_i32(
+                    format!("{}.bias_i32", n.name),
+                    quantize_bias(&bias, sx, &ws),
+                );
+                let (mult, shift) = conv_multipliers(sx, &ws, sy);
+                let mid = self.const_i32(format!("{}.multiplier", n.name), mult);
+                let sid = self.const_i32(format!("{}.shift", n.name), shift);
+                let (lo, hi) = Self::int_clamp(n, sy, zy);
+                let mut m = n.clone();
+                m.inputs = vec![Some(xq), Some(wid), Some(bid), Some(mid), Some(sid)];
+                m.outputs = vec![yq];
+                m.params[P_ACT_MIN] = lo;
+                m.params[P_ACT_MAX] = hi;
+                m.params[11] = 0;
+                self.q.push(m);
+            }
+            OpKind::MaxPool | OpKind::AvgPool => {
+                let Some(x) = n.input(0) else {
+                    return Ok(false);
+                };
+                let padded = n.params[4..8].iter().any(|&p| p != 0);
+                if n.kind == OpKind::AvgPool && ((n.params[8] != 0 && padded) || n.params[11] != 0)
+                {
+                    return Ok(false); // int8 average pooling counts only the valid window
+                }
+                let xq = self.need_i8(x)?;
+                let (s, z) = self.qparams(xq);
+                let yq = self.new_i8(y, s, z);
+                let (lo, hi) = Self::int_clamp(n, s, z);
+                let mut m = n.clone();
+                m.inputs = vec![Some(xq)];
+                m.outputs = vec![yq];
+                m.params[8] = 0;
+                m.params[P_ACT_MIN] = lo;
+                m.params[P_ACT_MAX] = hi;
+                self.q.push(m);
+            }
+            OpKind::Binary => {
+                let kind = BinaryKind::from_i32(n.params[0]);
+                let (Some(a), Some(b)) = (n.input(0), n.input(1)) else {
+                    return Ok(false);
+                };
+                if !matches!(kind, Some(BinaryKind::Add | BinaryKind::Sub))
+                    || !self.is_act(a)
+                    || !self.is_act(b)
+                {
+                    return Ok(false);
+                }
+                let aq = self.need_i8(a)?;
+                let bq = self.need_i8(b)?;
+                let (sy, zy) = self.params(y);
+                let yq = self.new_i8(y, sy, zy);
+                let (left, m3) = add_params(self.qparams(aq).0, self.qparams(bq).0, sy);
+                let (lo, hi) = Self::int_clamp(n, sy, zy);
+                let mut m = n.clone();
+                m.inputs = vec![Some(aq), Some(bq)];
+                m.outputs = vec![yq];
+                m.params[1] = left;
+                for (k, (mult, shift)) in m3.iter().enumerate() {
+                    m.params[2 + 2 * k] = *mult;
+                    m.params[3 + 2 * k] = *shift;
+                }
+                m.params[P_ACT_MIN] = lo;
+                m.params[P_ACT_MAX] = hi;
+                self.q.push(m);
+            }
+            OpKind::Softmax => {
+                let Some(x) = n.input(0) else {
+                    return Ok(false);
+                };
+                let rank = self.g.tensors[x].shape.len();
+                if n.params[0] as usize != rank - 1 || n.params[2] != 0 {
+                    return Ok(false);
+                }
+                let xq = self.need_i8(x)?;
+                let beta = f32::from_bits(n.params[1] as u32);
+                let (mult, shift, diff_min) = softmax_params(beta, self.qparams(xq).0);
+                let yq = self.new_i8(y, 1.0 / 256.0, -128);
+                let mut m = n.clone();
+                m.inputs = vec![Some(xq)];
+                m.outputs = vec![yq];
+                m.params[3] = mult;
+                m.params[4] = shift;
+                m.params[5] = diff_min;
+                self.q.push(m);
+            }
+            OpKind::Reshape => {
+                let Some(x) = n.input(0) else {
+                    return Ok(false);
+                };
+                let Some(&xq) = self.int8_of.get(&x) else {
+                    return Ok(false);
+                };
+                let (s, z) = self.qparams(xq);
+                let yq = self.new_i8(y, s, z);
+                let mut m = n.clone();
+                m.inputs = vec![Some(xq)];
+                m.outputs = vec![yq];
+                self.q.push(m);
+            }
+            _ => return Ok(false),
+        }
+        self.int8_nodes.insert(y);
+        Ok(true)
+    }
+
+    fn const_i32(&mut self, name: String, v: Vec<i32>) -> TId {
+        let id = self.q.add_tensor(name, DType::I32, vec![v.len()]);
+        self.q.tensors[id].data = Some(Data::I32(v));
+        id
+    }
+}
