@@ -52,7 +52,13 @@ pub fn emit_mapped(g: &Graph) -> Result<(Vec<u8>, Plan, Vec<u32>)> {
             },
         };
         tensors.push(TensorSpec {
-            name: tensor.name.clone(),
+            // Constants are identified by the op that reads them: their (often long) source
+            // names would only cost flash.
+            name: if tensor.data.is_some() {
+                String::new()
+            } else {
+                tensor.name.clone()
+            },
             dtype: tensor.dtype,
             shape: tensor.shape.clone(),
             data,

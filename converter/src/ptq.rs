@@ -368,25 +368,26 @@ impl<'g> Builder<'g> {
                 let (sx, _) = self.qparams(xq);
                 let (sy, zy) = self.params(y);
                 let yq = self.new_i8(y, sy, zy);
-                let wname = format!("{}.weights_i8", n.name);
-                let st =
-                    self.q
-                        .add_const_f32(format!("{wname}.scales"), vec![channels], ws.clone());
-                let wid = self
-                    .q
-                    .add_tensor(wname, DType::I8, self.g.tensors[wt].shape.clone());
+                // Symmetric per-channel weights: their scales are folded into the multipliers, so
+                // the file carries none (they can be recovered as
+                // multiplier * 2^(shift - 31) * output_scale / input_scale).
+                let wid = self.q.add_tensor(
+                    format!("{}.weights_i8", n.name),
+                    DType::I8,
+                    self.g.tensors[wt].shape.clone(),
+                );
                 self.q.tensors[wid].data = Some(Data::I8(wq));
-                self.q.tensors[wid].quant = Quant::PerAxis {
-                    axis: 0,
-                    scales: st as u32,
-                };
                 let bid = self.const_i32(
                     format!("{}.bias_i32", n.name),
                     quantize_bias(&bias, sx, &ws),
                 );
                 let (mult, shift) = conv_multipliers(sx, &ws, sy);
                 let mid = self.const_i32(format!("{}.multiplier", n.name), mult);
-                let sid = self.const_i32(format!("{}.shift", n.name), shift);
+                // Shifts lie in -31..=30: one byte each.
+                let sid =
+                    self.q
+                        .add_tensor(format!("{}.shift", n.name), DType::I8, vec![shift.len()]);
+                self.q.tensors[sid].data = Some(Data::I8(shift.iter().map(|&s| s as i8).collect()));
                 let (lo, hi) = Self::int_clamp(n, sy, zy);
                 let mut m = n.clone();
                 m.inputs = vec![Some(xq), Some(wid), Some(bid), Some(mid), Some(sid)];

@@ -313,19 +313,26 @@ impl<'m> Ctx<'_, 'm> {
     fn requant_tables(&self, k: usize, channels: usize) -> Result<()> {
         for t in [k, k + 1] {
             let ti = self.input(t)?;
+            let dtype_ok = ti.dtype == DType::I32 || (t == k + 1 && ti.dtype == DType::I8);
             self.check(
-                ti.dtype == DType::I32 && ti.storage == crate::format::Storage::Constant,
-                "requantization tables must be i32 constants",
+                dtype_ok && ti.storage == crate::format::Storage::Constant,
+                "requantization tables must be constants (i32 multipliers, i32 or i8 shifts)",
             )?;
             self.check(
                 ti.len() == channels || ti.len() == 1,
                 "requantization tables must have one entry per output channel",
             )?;
-            let v = crate::cast::bytes_as_i32(self.m.constant_bytes(&ti));
+            let bytes = self.m.constant_bytes(&ti);
             let ok = if t == k {
-                v.iter().all(|&m| m >= 0)
+                crate::cast::bytes_as_i32(bytes).iter().all(|&m| m >= 0)
+            } else if ti.dtype == DType::I8 {
+                crate::cast::bytes_as_i8(bytes)
+                    .iter()
+                    .all(|&s| (-31..=30).contains(&s))
             } else {
-                v.iter().all(|&s| (-31..=30).contains(&s))
+                crate::cast::bytes_as_i32(bytes)
+                    .iter()
+                    .all(|&s| (-31..=30).contains(&s))
             };
             self.check(ok, "requantization multiplier or shift out of range")?;
         }
@@ -345,7 +352,8 @@ impl<'m> Ctx<'_, 'm> {
                 axis == 0 && w.dims[0] == channels,
                 "per-axis weights must be quantized along the output channels",
             ),
-            Quant::None => Err(self.err("int8 weights carry no quantization")),
+            // Symmetric weights whose scales live only in the requantization multipliers.
+            Quant::None => Ok(()),
         }
     }
     fn q8_bias(&self, k: usize, channels: usize) -> Result<()> {

@@ -406,7 +406,14 @@ fn run_op_i8(v: &View<'_, '_>, op: &OpInfo<'_>, y: &mut [i8], yt: &TensorInfo<'_
                 weight_zp: weight_zp(&wt),
                 output_zp: y_zp,
                 multiplier: bytes_as_i32(v.bytes(&v.info(3)?)?),
-                shift: bytes_as_i32(v.bytes(&v.info(4)?)?),
+                shift: {
+                    let st = v.info(4)?;
+                    if st.dtype == DType::I8 {
+                        ki8::Shifts::I8(bytes_as_i8(v.bytes(&st)?))
+                    } else {
+                        ki8::Shifts::I32(bytes_as_i32(v.bytes(&st)?))
+                    }
+                },
                 act,
                 rounding: if p[11] == 1 {
                     ki8::Rounding::Single

@@ -119,13 +119,24 @@ pub fn write(spec: &ModelSpec) -> Result<Vec<u8>, WriteError> {
         return Err(WriteError::TooManyGraphIo);
     }
     let mut strings: Vec<u8> = Vec::new();
-    let mut name_at = |s: &str| {
-        let off = strings.len();
-        strings.extend_from_slice(s.as_bytes());
-        (off as u32, s.len() as u32)
-    };
-    let tnames: Vec<(u32, u32)> = spec.tensors.iter().map(|t| name_at(&t.name)).collect();
-    let onames: Vec<(u32, u32)> = spec.ops.iter().map(|o| name_at(&o.name)).collect();
+    // Equal names are stored once.
+    let mut seen: alloc::collections::BTreeMap<&str, (u32, u32)> =
+        alloc::collections::BTreeMap::new();
+    let mut names: Vec<(u32, u32)> = Vec::with_capacity(spec.tensors.len() + spec.ops.len());
+    for s in spec
+        .tensors
+        .iter()
+        .map(|t| t.name.as_str())
+        .chain(spec.ops.iter().map(|o| o.name.as_str()))
+    {
+        let at = *seen.entry(s).or_insert_with(|| {
+            let at = (strings.len() as u32, s.len() as u32);
+            strings.extend_from_slice(s.as_bytes());
+            at
+        });
+        names.push(at);
+    }
+    let (tnames, onames) = names.split_at(spec.tensors.len());
 
     let tensors_off = HEADER_LEN;
     let ops_off = tensors_off + nt * TENSOR_DESC_LEN;

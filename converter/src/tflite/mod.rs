@@ -238,7 +238,14 @@ pub fn import(bytes: &[u8]) -> Result<Graph> {
             quant_axis = q.i32(6, 0)?.max(0) as usize;
         }
         tensors.push(TfTensor {
-            name: t.string(3)?.unwrap_or("").to_string(),
+            // TensorFlow joins the names of fused ops with ';': the first one names the result.
+            name: t
+                .string(3)?
+                .unwrap_or("")
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .to_string(),
             shape,
             ttype: t.u8(1, 0)?,
             buffer: t.u32(2, 0)? as usize,

@@ -19,11 +19,30 @@ pub struct QuantParams<'a> {
     /// Fixed-point multiplier per output channel (one entry = per-tensor).
     pub multiplier: &'a [i32],
     /// Shift per output channel (positive = left).
-    pub shift: &'a [i32],
+    pub shift: Shifts<'a>,
     /// Output clamp `[min, max]` in the quantized domain.
     pub act: [i32; 2],
     /// How the accumulator is rescaled.
     pub rounding: Rounding,
+}
+
+/// Per-channel shifts, stored as i32 (TFLite's layout) or i8 (compact).
+#[derive(Clone, Copy, Debug)]
+pub enum Shifts<'a> {
+    /// One i32 per channel.
+    I32(&'a [i32]),
+    /// One i8 per channel.
+    I8(&'a [i8]),
+}
+
+impl Shifts<'_> {
+    #[inline]
+    fn get(&self, c: usize) -> i32 {
+        match self {
+            Shifts::I32(s) => s[c],
+            Shifts::I8(s) => s[c] as i32,
+        }
+    }
 }
 
 /// The two requantization roundings TFLite builds use.
@@ -47,10 +66,10 @@ impl QuantParams<'_> {
         };
         let scaled = match self.rounding {
             Rounding::Double => {
-                multiply_by_quantized_multiplier(acc, self.multiplier[c], self.shift[c])
+                multiply_by_quantized_multiplier(acc, self.multiplier[c], self.shift.get(c))
             }
             Rounding::Single => {
-                multiply_by_quantized_multiplier_single(acc, self.multiplier[c], self.shift[c])
+                multiply_by_quantized_multiplier_single(acc, self.multiplier[c], self.shift.get(c))
             }
         };
         (scaled + self.output_zp).clamp(self.act[0], self.act[1]) as i8
