@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's first command: the main job end to end on a model the project makes itself.
-#   train a small CNN on scikit-learn's digits (numpy) -> export ONNX -> kiln convert ->
-#   inspect -> accuracy from onnxruntime and kiln -> verify against tract -> classify images.
+#   train a small CNN on scikit-learn's digits (numpy) -> export ONNX -> kiln convert -> inspect
+#   -> kiln quantize (int8 PTQ) -> accuracy of float and int8 from kiln and onnxruntime
+#   -> verify against tract -> classify rendered digit images.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py="$(scripts/venv.sh)"
@@ -15,24 +16,44 @@ echo "== kiln convert"
 "$kiln" convert "$out/digits_cnn.onnx" -o "$out/digits_cnn.kiln"
 echo "== kiln inspect"
 "$kiln" inspect "$out/digits_cnn.kiln"
-echo "== accuracy on the held-out split"
+echo "== kiln quantize (int8, calibrated on 200 training images)"
+"$kiln" quantize "$out/digits_cnn.onnx" --calib "$out/calib_x.npy" -o "$out/digits_cnn_int8.kiln"
+echo "== kiln eval: float and int8 on the held-out split"
+"$kiln" eval "$out/digits_cnn_int8.kiln" -i "$out/test_x.npy" -l "$out/test_y.npy"
+"$kiln" eval "$out/digits_cnn.kiln" "$out/digits_cnn_int8.kiln" -i "$out/test_x.npy" -l "$out/test_y.npy"
+kiln_json="$("$kiln" eval "$out/digits_cnn.kiln" "$out/digits_cnn_int8.kiln" -i "$out/test_x.npy" -l "$out/test_y.npy" --json)"
+echo "== onnxruntime: float, and its own static int8 quantization on the same calibration data"
 ort_json="$("$py" scripts/ort_eval.py "$out/digits_cnn.onnx" "$out/test_x.npy" "$out/test_y.npy")"
-"$kiln" eval "$out/digits_cnn.kiln" -i "$out/test_x.npy" -l "$out/test_y.npy"
-kiln_json="$("$kiln" eval "$out/digits_cnn.kiln" -i "$out/test_x.npy" -l "$out/test_y.npy" --json)"
+ortq_json="$("$py" scripts/ort_quantize.py "$out/digits_cnn.onnx" "$out/calib_x.npy" "$out/test_x.npy" "$out/test_y.npy" "$out/digits_cnn_ort_int8.onnx")"
 echo "== kiln verify (tract vs kiln, all test images)"
 "$kiln" verify "$out/digits_cnn.onnx" --kiln "$out/digits_cnn.kiln" -i "$out/test_x.npy"
-echo "== kiln run on rendered digit images"
-"$kiln" run "$out/digits_cnn.kiln" -i "$out"/digit_*.pgm --top-k 3
+echo "== kiln run on rendered digit images (int8 model)"
+"$kiln" run "$out/digits_cnn_int8.kiln" -i "$out"/digit_*.pgm --top-k 3
 echo "== summary"
-"$py" - "$ort_json" "$kiln_json" "$out/digits_cnn.onnx" "$out/digits_cnn.kiln" <<'PY'
+"$py" - "$ort_json" "$ortq_json" "$kiln_json" "$out/digits_cnn.onnx" <<'PY'
 import json, os, sys
-ort, kiln = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-ka = kiln["metrics"]["accuracy"]
-print(f"{'':18}{'accuracy':>10}{'model bytes':>13}{'us/inference':>14}")
-print(f"{'onnxruntime f32':18}{ort['accuracy']*100:>9.2f}%{os.path.getsize(sys.argv[3]):>13}{ort['us_per_inference']:>14.1f}")
-print(f"{'kiln f32':18}{ka*100:>9.2f}%{os.path.getsize(sys.argv[4]):>13}{kiln['seconds']*1e6/kiln['metrics']['samples']:>14.1f}")
-print(f"kiln arena: {kiln['arena_bytes']} bytes")
-if abs(ka - ort["accuracy"]) > 1e-9:
-    sys.exit("kiln and onnxruntime disagree on accuracy")
+ort, ortq, kiln = json.loads(sys.argv[1]), json.loads(sys.argv[2]), json.loads(sys.argv[3])
+kf, kq = kiln
+us = lambda r: r["seconds"] * 1e6 / r["metrics"]["samples"]
+rows = [
+    ("onnxruntime f32", ort["accuracy"], os.path.getsize(sys.argv[4]), ort["us_per_inference"], "-"),
+    ("onnxruntime int8", ortq["accuracy"], ortq["bytes"], ortq["us_per_inference"], "-"),
+    ("kiln f32", kf["metrics"]["accuracy"], kf["model_bytes"], us(kf), kf["arena_bytes"]),
+    ("kiln int8", kq["metrics"]["accuracy"], kq["model_bytes"], us(kq), kq["arena_bytes"]),
+]
+print(f"{'':18}{'accuracy':>10}{'model bytes':>13}{'us/inference':>14}{'arena bytes':>13}")
+for name, acc, size, t, arena in rows:
+    print(f"{name:18}{acc*100:>9.2f}%{size:>13}{t:>14.1f}{arena:>13}")
+fail = []
+if abs(kf["metrics"]["accuracy"] - ort["accuracy"]) > 1e-9:
+    fail.append("kiln f32 and onnxruntime f32 disagree on accuracy")
+if kf["metrics"]["accuracy"] - kq["metrics"]["accuracy"] > 0.01:
+    fail.append("kiln int8 loses more than 1 accuracy point")
+if kq["metrics"]["accuracy"] < ortq["accuracy"]:
+    fail.append("kiln int8 is less accurate than onnxruntime's static quantization")
+print("int8: {:+.2f} points vs float (kiln), {:+.2f} points vs onnxruntime int8".format(
+    (kq["metrics"]["accuracy"] - kf["metrics"]["accuracy"]) * 100, (kq["metrics"]["accuracy"] - ortq["accuracy"]) * 100))
+if fail:
+    sys.exit("; ".join(fail))
 PY
 echo "quickstart: OK"
