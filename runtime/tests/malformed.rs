@@ -86,6 +86,181 @@ fn small_model() -> ModelSpec {
     }
 }
 
+/// x i8 [1,4,4,2] -> int8 conv 3x3 (3 ch) -> int8 avg pool 2x2 -> reshape [1,12] -> int8 dense 4
+/// -> int8 softmax -> dequantize (f32 output).
+fn small_int8_model() -> ModelSpec {
+    let q = |scale: f32, zero_point: i32| Quant::PerTensor { scale, zero_point };
+    let t =
+        |name: &str, dtype: DType, shape: &[usize], data: TensorData, quant: Quant| TensorSpec {
+            name: name.into(),
+            dtype,
+            shape: shape.to_vec(),
+            data,
+            quant,
+        };
+    let i8s =
+        |n: usize, k: usize| TensorData::Constant((0..n).map(|i| ((i * k) % 255) as u8).collect());
+    let i32s = |v: &[i32]| TensorData::Constant(v.iter().flat_map(|x| x.to_le_bytes()).collect());
+    let mut conv = [0i32; 12];
+    conv[..9].copy_from_slice(&[1, 1, 1, 1, 1, 1, 1, 1, 1]);
+    conv[P_ACT_MIN] = -128;
+    conv[P_ACT_MAX] = 127;
+    let mut pool = [0i32; 12];
+    pool[..8].copy_from_slice(&[2, 2, 2, 2, 0, 0, 0, 0]);
+    pool[P_ACT_MIN] = -128;
+    pool[P_ACT_MAX] = 127;
+    let mut dense = [0i32; 12];
+    dense[P_ACT_MIN] = -128;
+    dense[P_ACT_MAX] = 127;
+    dense[11] = 1;
+    let mut sm = [0i32; 12];
+    sm[0] = 1;
+    sm[3] = 1_518_500_250;
+    sm[4] = 22;
+    sm[5] = -248;
+    let op = |kind, inputs: Vec<Option<u32>>, out: u32, params| OpSpec {
+        kind,
+        name: "op".into(),
+        inputs,
+        outputs: vec![out],
+        params,
+    };
+    ModelSpec {
+        tensors: vec![
+            t(
+                "x",
+                DType::I8,
+                &[1, 4, 4, 2],
+                TensorData::Arena { offset: 0 },
+                q(0.05, 3),
+            ),
+            t("w", DType::I8, &[3, 3, 3, 2], i8s(54, 37), Quant::None),
+            t("b", DType::I32, &[3], i32s(&[100, -50, 7]), Quant::None),
+            t(
+                "m",
+                DType::I32,
+                &[3],
+                i32s(&[1_300_000_000, 1_100_000_000, 1_800_000_000]),
+                Quant::None,
+            ),
+            t(
+                "s",
+                DType::I8,
+                &[3],
+                TensorData::Constant(vec![0xF9, 0xF8, 0xFA]),
+                Quant::None,
+            ),
+            t(
+                "conv",
+                DType::I8,
+                &[1, 4, 4, 3],
+                TensorData::Arena { offset: 48 },
+                q(0.1, -5),
+            ),
+            t(
+                "pool",
+                DType::I8,
+                &[1, 2, 2, 3],
+                TensorData::Arena { offset: 0 },
+                q(0.1, -5),
+            ),
+            t(
+                "flat",
+                DType::I8,
+                &[1, 12],
+                TensorData::Arena { offset: 0 },
+                q(0.1, -5),
+            ),
+            t("fw", DType::I8, &[4, 12], i8s(48, 91), q(0.02, 0)),
+            t("fm", DType::I32, &[1], i32s(&[1_500_000_000]), Quant::None),
+            t("fs", DType::I32, &[1], i32s(&[-3]), Quant::None),
+            t(
+                "logits",
+                DType::I8,
+                &[1, 4],
+                TensorData::Arena { offset: 16 },
+                q(0.2, 0),
+            ),
+            t(
+                "probs",
+                DType::I8,
+                &[1, 4],
+                TensorData::Arena { offset: 0 },
+                q(1.0 / 256.0, -128),
+            ),
+            t(
+                "y",
+                DType::F32,
+                &[1, 4],
+                TensorData::Arena { offset: 32 },
+                Quant::None,
+            ),
+        ],
+        ops: vec![
+            op(
+                OpKind::Conv2d,
+                vec![Some(0), Some(1), Some(2), Some(3), Some(4)],
+                5,
+                conv,
+            ),
+            op(OpKind::AvgPool, vec![Some(5)], 6, pool),
+            op(OpKind::Reshape, vec![Some(6)], 7, [0; 12]),
+            op(
+                OpKind::Dense,
+                vec![Some(7), Some(8), None, Some(9), Some(10)],
+                11,
+                dense,
+            ),
+            op(OpKind::Softmax, vec![Some(11)], 12, sm),
+            op(OpKind::Dequantize, vec![Some(12)], 13, [0; 12]),
+        ],
+        inputs: vec![0],
+        outputs: vec![13],
+        arena_size: 96,
+    }
+}
+
+#[test]
+fn int8_model_runs_and_every_byte_corruption_is_handled() {
+    let good = write(&small_int8_model()).unwrap();
+    let buf = AlignedBuf::new(&good);
+    let m = Model::from_bytes(buf.as_slice()).unwrap();
+    let mut arena = AlignedBuf::zeroed(m.arena_size());
+    let mut s = Session::new(&m, arena.as_mut_slice()).unwrap();
+    for (i, b) in s.input_bytes_mut(0).unwrap().iter_mut().enumerate() {
+        *b = (i * 29) as u8;
+    }
+    s.invoke().unwrap();
+    let y = s.output_f32(0).unwrap();
+    assert!((y.iter().sum::<f32>() - 1.0).abs() < 0.05, "{y:?}");
+    let (mut loaded, mut rejected) = (0, 0);
+    for pos in 16..good.len() {
+        for v in [0u8, 0xFF, good[pos].wrapping_add(1), good[pos] ^ 0x80] {
+            if v == good[pos] {
+                continue;
+            }
+            let mut b = good.clone();
+            b[pos] = v;
+            reseal(&mut b);
+            let buf = AlignedBuf::new(&b);
+            match Model::from_bytes(buf.as_slice()) {
+                Err(_) => rejected += 1,
+                Ok(m) => {
+                    loaded += 1;
+                    let mut arena = AlignedBuf::zeroed(m.arena_size());
+                    if let Ok(mut s) = Session::new(&m, arena.as_mut_slice()) {
+                        let _ = s.invoke();
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        rejected > 0 && loaded > 0,
+        "loaded {loaded}, rejected {rejected}"
+    );
+}
+
 fn load(bytes: &[u8]) -> Result<(), Error> {
     let buf = AlignedBuf::new(bytes);
     Model::from_bytes(buf.as_slice()).map(|_| ())

@@ -72,7 +72,9 @@ impl QuantParams<'_> {
                 multiply_by_quantized_multiplier_single(acc, self.multiplier[c], self.shift.get(c))
             }
         };
-        (scaled + self.output_zp).clamp(self.act[0], self.act[1]) as i8
+        scaled
+            .saturating_add(self.output_zp)
+            .clamp(self.act[0], self.act[1]) as i8
     }
 }
 
@@ -116,12 +118,14 @@ pub fn conv2d(
                                 [..cig];
                             let wrow = &w[((oc * kh + ky) * kw + kx) * cig..][..cig];
                             for (&a, &f) in xrow.iter().zip(wrow) {
-                                acc += (a as i32 - q.input_zp) * (f as i32 - q.weight_zp);
+                                acc = acc.wrapping_add(
+                                    (a as i32 - q.input_zp) * (f as i32 - q.weight_zp),
+                                );
                             }
                         }
                     }
                     if let Some(bb) = bias {
-                        acc += bb[oc];
+                        acc = acc.wrapping_add(bb[oc]);
                     }
                     y[((b * oh + oy) * ow + ox) * co + oc] = q.requantize(acc, oc);
                 }
@@ -145,10 +149,10 @@ pub fn dense(
             let wr = &w[j * k..][..k];
             let mut acc: i32 = 0;
             for (&a, &b) in xr.iter().zip(wr) {
-                acc += (a as i32 - q.input_zp) * (b as i32 - q.weight_zp);
+                acc = acc.wrapping_add((a as i32 - q.input_zp) * (b as i32 - q.weight_zp));
             }
             if let Some(bb) = bias {
-                acc += bb[j];
+                acc = acc.wrapping_add(bb[j]);
             }
             *o = q.requantize(acc, j);
         }
@@ -242,7 +246,7 @@ pub fn add_one(a: i8, b: i8, p: &AddParams) -> i8 {
     } else {
         sa.wrapping_add(sb)
     };
-    let out = mbqm_smaller_than_one(sum, p.mult[2].0, p.mult[2].1) + p.zp[2];
+    let out = mbqm_smaller_than_one(sum, p.mult[2].0, p.mult[2].1).saturating_add(p.zp[2]);
     out.clamp(p.act[0], p.act[1]) as i8
 }
 
@@ -290,7 +294,7 @@ pub fn softmax(x: &[i8], y: &mut [i8], depth: usize, p: &SoftmaxParams) {
                         saturating_rounding_doubling_high_mul(shifted_scale, e),
                         exponent.clamp(0, 31),
                     );
-                    (unsat - 128).clamp(-128, 127) as i8
+                    unsat.saturating_sub(128).clamp(-128, 127) as i8
                 }
                 None => i8::MIN,
             };
