@@ -143,6 +143,10 @@ pub struct Graph {
     pub inputs: Vec<TId>,
     /// Graph outputs.
     pub outputs: Vec<TId>,
+    /// Quantization of f32 activations fixed by the source model (the fake-quantize pairs of an
+    /// ONNX QDQ model): `tensor -> (scale, zero point)`. A non-empty map makes the importer
+    /// lower the graph to int8 with these parameters instead of calibrating.
+    pub act_quant: std::collections::HashMap<TId, (f32, i32)>,
 }
 
 impl Graph {

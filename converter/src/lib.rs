@@ -75,6 +75,11 @@ pub fn import_file_with(path: &Path, input_shapes: Option<&[Vec<usize>]>) -> Res
     }
     .with_context(|| format!("importing {}", path.display()))?;
     passes::optimize(&mut g)?;
+    if !g.act_quant.is_empty() {
+        // A quantized (QDQ) source: run it in int8 with its own parameters.
+        g = ptq::lower_with_hints(&g)
+            .with_context(|| format!("lowering {} to int8", path.display()))?;
+    }
     Ok(g)
 }
 

@@ -27,7 +27,9 @@ use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::identity::Identity;
 use tract_onnx::tract_core::ops::konst::Const;
 use tract_onnx::tract_core::ops::nn::{DataFormat, Reduce, Reducer, Softmax, SoftmaxKind};
+use tract_onnx::tract_core::ops::quant::{DequantizeLinearF32, QuantizeLinearI8};
 use tract_onnx::tract_core::ops::source::TypedSource;
+use tract_onnx::tract_core::optim::{Optimizer, OptimizerSession, TypedPass};
 use tract_onnx::tract_hir::infer::Factoid;
 use tract_onnx::tract_hir::internal::DimLike;
 
@@ -66,11 +68,54 @@ pub fn load_typed(path: &Path, input_shapes: Option<&[Vec<usize>]>) -> Result<Ty
             .set_input_fact(i, InferenceFact::dt_shape(dt, dims))
             .map_err(|e| anyhow!("{e:?}"))?;
     }
-    model
+    let mut typed = model
         .into_typed()
-        .and_then(|m| m.into_decluttered())
         .map_err(|e| anyhow!("{e:?}"))
-        .context("tract could not type the model")
+        .context("tract could not type the model")?;
+    // tract's usual declutter, except that a DequantizeLinear keeps its own identity: tract would
+    // otherwise fold `dequantize -> op -> quantize` chains into lookup tables (even around a
+    // softmax), while kiln lowers QDQ pairs to int8 kernels itself.
+    let mut opt = Optimizer::declutter();
+    for pass in opt.passes.iter_mut() {
+        if format!("{pass:?}") == "declutter" {
+            *pass = Box::new(DeclutterKeepingQdq(0));
+        }
+    }
+    opt.optimize(&mut typed)
+        .map_err(|e| anyhow!("{e:?}"))
+        .context("tract could not declutter the model")?;
+    Ok(typed)
+}
+
+/// tract's per-op declutter pass, skipping `DequantizeLinearF32` nodes.
+#[derive(Clone, Debug)]
+struct DeclutterKeepingQdq(usize);
+
+impl TypedPass for DeclutterKeepingQdq {
+    fn reset(&mut self) -> TractResult<()> {
+        self.0 = 0;
+        Ok(())
+    }
+
+    fn next(
+        &mut self,
+        session: &mut OptimizerSession,
+        model: &TypedModel,
+    ) -> TractResult<Option<TypedModelPatch>> {
+        for node in &model.nodes()[self.0.min(model.nodes().len())..] {
+            if node.op_is::<DequantizeLinearF32>()
+                || node.op_is::<tract_onnx::tract_core::ops::dummy::Dummy>()
+            {
+                continue;
+            }
+            if let Some(mut p) = node.op.declutter_with_session(session, model, node)? {
+                p.push_context(format!("kiln declutter {node}"));
+                self.0 = node.id + p.dont_apply_twice.is_some() as usize;
+                return Ok(Some(p));
+            }
+        }
+        Ok(None)
+    }
 }
 
 /// Imports an ONNX file into a kiln graph.
@@ -87,6 +132,13 @@ pub fn import_with(path: &Path, input_shapes: Option<&[Vec<usize>]>) -> Result<G
 #[derive(Clone, Debug)]
 enum Val {
     Const(Arc<Tensor>),
+    /// The int8 quantization of f32 outlet `src` (an ONNX QuantizeLinear), not materialized:
+    /// a following DequantizeLinear turns it back into `src` (a fake-quantize pair).
+    QuantOf {
+        src: OutletId,
+        scale: f32,
+        zero_point: i32,
+    },
     /// An activation: kiln tensor `tid`, whose physical axis `i` is logical axis `perm[i]`.
     Act {
         tid: TId,
@@ -168,6 +220,10 @@ fn unsupported_reason(node: &TypedNode) -> Option<String> {
             .is_some_and(|e| e.q_params.is_none())
         || op.downcast_ref::<MultiBroadcastTo>().is_some()
         || op.downcast_ref::<Identity>().is_some()
+        || op.downcast_ref::<DequantizeLinearF32>().is_some()
+        || op
+            .downcast_ref::<ElementWiseOp>()
+            .is_some_and(|e| e.0.downcast_ref::<QuantizeLinearI8>().is_some())
         || op
             .downcast_ref::<Cast>()
             .is_some_and(|c| c.to == f32::datum_type());
@@ -261,15 +317,19 @@ pub fn from_typed(model: &TypedModel) -> Result<Graph> {
             .outlet_fact(*o)
             .map_err(|e| anyhow!("{e:?}"))?
             .datum_type;
-        if dt != f32::datum_type() {
+        let kdt = if dt == f32::datum_type() {
+            DType::F32
+        } else if dt == i8::datum_type() {
+            DType::I8 // quantization set by the DequantizeLinear that reads it
+        } else {
             bail!(
-                "input '{}' is {dt:?}: only f32 inputs are imported so far",
+                "input '{}' is {dt:?}: only f32 and int8 inputs are supported",
                 model.node(o.node).name
             );
-        }
+        };
         let tid = imp
             .g
-            .add_tensor(model.node(o.node).name.clone(), DType::F32, shape.clone());
+            .add_tensor(model.node(o.node).name.clone(), kdt, shape.clone());
         imp.g.inputs.push(tid);
         imp.vals.insert(
             *o,
@@ -377,6 +437,10 @@ impl Imp<'_> {
         let shape = self.shape(o)?;
         let name = self.model.node(o.node).name.clone();
         let t = match self.val(o)? {
+            Val::QuantOf { .. } => {
+                self.any_act(o)?;
+                return self.act(o, want);
+            }
             Val::Const(k) => {
                 let v = tensor_f32(&k)?;
                 let shape = if shape.is_empty() { vec![] } else { shape };
@@ -442,7 +506,10 @@ impl Imp<'_> {
         if self.g.tensors[x].shape == shape {
             return x;
         }
-        let y = self.new_tensor(name.clone(), shape);
+        let y = self
+            .g
+            .add_tensor(name.clone(), self.g.tensors[x].dtype, shape);
+        self.g.tensors[y].quant = self.g.tensors[x].quant;
         self.g.push(Node::new(
             format!("{name}.reshape"),
             OpKind::Reshape,
@@ -498,6 +565,25 @@ impl Imp<'_> {
                 node,
                 binary_kind(b).ok_or_else(|| anyhow!("unsupported binary op"))?,
             );
+        }
+        if let Some(dq) = op.downcast_ref::<DequantizeLinearF32>() {
+            return self.dequantize(node, dq.scale, dq.zero_point);
+        }
+        if let Some(q) = op
+            .downcast_ref::<ElementWiseOp>()
+            .and_then(|e| e.0.downcast_ref::<QuantizeLinearI8>())
+        {
+            // tract stores the reciprocal of the scale; the DequantizeLinear that usually
+            // follows carries the exact one.
+            self.vals.insert(
+                out,
+                Val::QuantOf {
+                    src: node.inputs[0],
+                    scale: 1.0 / q.scale,
+                    zero_point: q.zero_point as i32,
+                },
+            );
+            return Ok(());
         }
         if let Some(e) = op.downcast_ref::<ElementWiseOp>() {
             let (kind, a, b) =
@@ -650,10 +736,70 @@ impl Imp<'_> {
         bail!("unsupported op")
     }
 
+    /// A DequantizeLinear: the end of a fake-quantize pair (its f32 source carries on, with the
+    /// pair's parameters recorded), or a real int8 -> f32 conversion (of a graph input).
+    fn dequantize(&mut self, node: &TypedNode, scale: f32, zero_point: i32) -> Result<()> {
+        let out = OutletId::new(node.id, 0);
+        if let Val::QuantOf { src, .. } = self.val(node.inputs[0])? {
+            let v = self.val(src)?;
+            if let Val::Act { tid, .. } = &v {
+                self.g.act_quant.insert(*tid, (scale, zero_point));
+            }
+            self.vals.insert(out, v);
+            return Ok(());
+        }
+        let (x, perm) = self.any_act(node.inputs[0])?;
+        let xt = &mut self.g.tensors[x];
+        if xt.dtype != DType::I8 {
+            bail!("DequantizeLinear of a non-int8 tensor is not supported");
+        }
+        let q = kiln_runtime::Quant::PerTensor { scale, zero_point };
+        match xt.quant {
+            kiln_runtime::Quant::None => xt.quant = q,
+            existing if existing == q => {}
+            _ => bail!(
+                "int8 tensor '{}' is dequantized with two different parameters",
+                xt.name
+            ),
+        }
+        let y = self.new_tensor(node.name.clone(), self.g.tensors[x].shape.clone());
+        self.g.push(Node::new(
+            node.name.clone(),
+            OpKind::Dequantize,
+            vec![Some(x)],
+            vec![y],
+        ));
+        self.g.act_quant.insert(y, (scale, zero_point));
+        self.set_act(node, y, perm);
+        Ok(())
+    }
+
     /// The activation input as it is laid out now.
     fn any_act(&mut self, o: OutletId) -> Result<(TId, Vec<usize>)> {
         match self.val(o)? {
             Val::Act { tid, perm } => Ok((tid, perm)),
+            Val::QuantOf {
+                src,
+                scale,
+                zero_point,
+            } => {
+                let (x, perm) = self.any_act(src)?;
+                let name = format!("{}.quantized", self.g.tensors[x].name);
+                let q = self
+                    .g
+                    .add_tensor(name.clone(), DType::I8, self.g.tensors[x].shape.clone());
+                self.g.tensors[q].quant = kiln_runtime::Quant::PerTensor { scale, zero_point };
+                self.g
+                    .push(Node::new(name, OpKind::Quantize, vec![Some(x)], vec![q]));
+                self.vals.insert(
+                    o,
+                    Val::Act {
+                        tid: q,
+                        perm: perm.clone(),
+                    },
+                );
+                Ok((q, perm))
+            }
             Val::Const(_) => {
                 let r = self.shape(o)?.len();
                 let t = self.act(o, &identity(r))?;

@@ -105,6 +105,73 @@ fn inverse(remap: &[u32]) -> HashMap<usize, TId> {
         .collect()
 }
 
+/// Lowers a graph whose activation quantization is fixed by the source model (an ONNX QDQ model:
+/// `g.act_quant`) to int8, without calibration. Ops whose tensors carry no quantization stay
+/// in float.
+pub fn lower_with_hints(g: &Graph) -> Result<Graph> {
+    let mut g = g.clone();
+    propagate_through_reshapes(&mut g);
+    let obs = HashMap::new();
+    let opts = PtqOptions {
+        method: Method::MinMax,
+        int8_io: false,
+    };
+    let mut graph = Builder::new(&g, &obs, &opts).build()?.q;
+    crate::passes::simplify_reshape::run(&mut graph);
+    crate::passes::dce::run(&mut graph);
+    graph.check()?;
+    Ok(graph)
+}
+
+/// A reshape keeps values: its input and output share quantization (hints of f32 tensors, and
+/// the parameters of int8 tensors), in both directions.
+fn propagate_through_reshapes(g: &mut Graph) {
+    loop {
+        let mut changed = false;
+        for i in 0..g.nodes.len() {
+            let n = &g.nodes[i];
+            // A quantize to an int8 tensor fixes its input's quantization.
+            if n.kind == OpKind::Quantize {
+                if let (Some(x), Quant::PerTensor { scale, zero_point }) =
+                    (n.input(0), g.tensors[n.outputs[0]].quant)
+                {
+                    if let std::collections::hash_map::Entry::Vacant(e) = g.act_quant.entry(x) {
+                        e.insert((scale, zero_point));
+                        changed = true;
+                    }
+                }
+                continue;
+            }
+            if !matches!(n.kind, OpKind::Reshape | OpKind::Slice | OpKind::Transpose) {
+                continue;
+            }
+            let (Some(x), y) = (n.input(0), n.outputs[0]) else {
+                continue;
+            };
+            for (a, b) in [(x, y), (y, x)] {
+                if let Some(&p) = g.act_quant.get(&a) {
+                    if !g.act_quant.contains_key(&b) && g.tensors[b].dtype == DType::F32 {
+                        g.act_quant.insert(b, p);
+                        changed = true;
+                    }
+                }
+                if g.tensors[a].dtype == DType::I8
+                    && g.tensors[b].dtype == DType::I8
+                    && g.tensors[b].quant == Quant::None
+                {
+                    if let Quant::PerTensor { .. } = g.tensors[a].quant {
+                        g.tensors[b].quant = g.tensors[a].quant;
+                        changed = true;
+                    }
+                }
+            }
+        }
+        if !changed {
+            return;
+        }
+    }
+}
+
 /// Calibrates `g` on `samples` and returns its int8 version with a per-layer error report.
 /// `progress(stage, done, total)` is called as samples are processed.
 pub fn quantize(
@@ -201,6 +268,8 @@ struct Builder<'g> {
     have_f32: HashSet<TId>,
     /// outputs of ops that run in int8
     int8_nodes: HashSet<TId>,
+    /// f32 copies of tensors that are int8 in the source
+    f32_twin: HashMap<TId, TId>,
 }
 
 impl<'g> Builder<'g> {
@@ -210,6 +279,7 @@ impl<'g> Builder<'g> {
             nodes: Vec::new(),
             inputs: Vec::new(),
             outputs: Vec::new(),
+            act_quant: Default::default(),
         };
         Builder {
             g,
@@ -219,15 +289,31 @@ impl<'g> Builder<'g> {
             int8_of: HashMap::new(),
             have_f32: HashSet::new(),
             int8_nodes: HashSet::new(),
+            f32_twin: HashMap::new(),
         }
     }
 
     fn params(&self, t: TId) -> (f32, i32) {
+        if let Some(&p) = self.g.act_quant.get(&t) {
+            return p;
+        }
         let (lo, hi) = self
             .obs
             .get(&t)
             .map_or((0.0, 0.0), |o| o.range(self.opts.method));
         asymmetric(lo, hi)
+    }
+
+    /// Whether tensor `t` can be had in int8: it is, or its f32 value exists and its
+    /// quantization is known (calibrated, or fixed by the source model).
+    fn can_i8(&self, t: TId) -> bool {
+        self.int8_of.contains_key(&t)
+            || (self.have_f32.contains(&t)
+                && (self.g.act_quant.contains_key(&t) || self.obs.contains_key(&t)))
+    }
+
+    fn has_params(&self, t: TId) -> bool {
+        self.g.act_quant.contains_key(&t) || self.obs.contains_key(&t)
     }
 
     fn new_i8(&mut self, t: TId, scale: f32, zero_point: i32) -> TId {
@@ -273,10 +359,23 @@ impl<'g> Builder<'g> {
             .get(&t)
             .ok_or_else(|| anyhow!("internal: tensor has no value"))?;
         let name = format!("{}.dequantize", self.g.tensors[t].name);
+        // A tensor that is int8 in the source (an int8 graph input) gets a new f32 twin.
+        let f = if self.g.tensors[t].dtype == DType::F32 {
+            t
+        } else {
+            if let Some(&f) = self.f32_twin.get(&t) {
+                return Ok(f);
+            }
+            let f = self
+                .q
+                .add_tensor(name.clone(), DType::F32, self.g.tensors[t].shape.clone());
+            self.f32_twin.insert(t, f);
+            f
+        };
         self.q
-            .push(Node::new(name, OpKind::Dequantize, vec![Some(q)], vec![t]));
+            .push(Node::new(name, OpKind::Dequantize, vec![Some(q)], vec![f]));
         self.have_f32.insert(t);
-        Ok(t)
+        Ok(f)
     }
 
     fn is_act(&self, t: TId) -> bool {
@@ -301,7 +400,10 @@ impl<'g> Builder<'g> {
 
     fn build(mut self) -> Result<Self> {
         for &t in &self.g.inputs {
-            if self.opts.int8_io {
+            if self.g.tensors[t].dtype == DType::I8 {
+                // Already int8 in the source model.
+                self.int8_of.insert(t, t);
+            } else if self.opts.int8_io {
                 let (s, z) = self.params(t);
                 self.q.tensors[t].dtype = DType::I8;
                 self.q.tensors[t].quant = Quant::PerTensor {
@@ -328,7 +430,12 @@ impl<'g> Builder<'g> {
             }
         }
         for &t in &self.g.outputs {
-            let o = if self.opts.int8_io {
+            let o = if self.g.tensors[t].dtype == DType::I8 {
+                *self
+                    .int8_of
+                    .get(&t)
+                    .ok_or_else(|| anyhow!("internal: int8 output has no value"))?
+            } else if self.opts.int8_io {
                 self.need_i8(t)?
             } else {
                 self.need_f32(t)?
@@ -341,7 +448,63 @@ impl<'g> Builder<'g> {
     /// Emits `n` as an int8 op if it has an int8 kernel; returns false to keep it in float.
     fn int8_node(&mut self, n: &Node) -> Result<bool> {
         let y = n.outputs[0];
-        if n.outputs.len() != 1 || !self.is_act(y) {
+        // Conversions present in the source model (an int8 graph input, an int8 output).
+        if n.kind == OpKind::Dequantize {
+            if let Some(&xq) = n.input(0).and_then(|x| self.int8_of.get(&x)) {
+                self.int8_of.insert(y, xq);
+                return Ok(true);
+            }
+            return Ok(false);
+        }
+        if n.kind == OpKind::Quantize {
+            let x = n.input(0).unwrap_or(y);
+            if let Some(&xq) = self.int8_of.get(&x) {
+                if self.q.tensors[xq].quant == self.g.tensors[y].quant {
+                    self.int8_of.insert(y, xq);
+                    return Ok(true);
+                }
+            }
+            let xf = self.need_f32(x)?;
+            let mut m = n.clone();
+            m.inputs = vec![Some(xf)];
+            self.q.push(m);
+            self.int8_of.insert(y, y);
+            return Ok(true);
+        }
+        if matches!(n.kind, OpKind::Reshape | OpKind::Slice | OpKind::Transpose) {
+            // Data movement follows its input: int8 in, int8 out, same quantization.
+            let Some(&xq) = n.input(0).and_then(|x| self.int8_of.get(&x)) else {
+                return Ok(false);
+            };
+            let (s, z) = self.qparams(xq);
+            let yq = if self.g.tensors[y].dtype == DType::I8 {
+                self.q.tensors[y].quant = Quant::PerTensor {
+                    scale: s,
+                    zero_point: z,
+                };
+                self.int8_of.insert(y, y);
+                y
+            } else {
+                self.new_i8(y, s, z)
+            };
+            let mut m = n.clone();
+            m.inputs = vec![Some(xq)];
+            m.outputs = vec![yq];
+            self.q.push(m);
+            self.int8_nodes.insert(y);
+            return Ok(true);
+        }
+        if n.outputs.len() != 1 || !self.is_act(y) || !self.has_params(y) {
+            return Ok(false);
+        }
+        let acts: Vec<TId> = n
+            .inputs
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|&t| self.is_act(t))
+            .collect();
+        if n.kind != OpKind::Reshape && !acts.iter().all(|&t| self.can_i8(t)) {
             return Ok(false);
         }
         match n.kind {

@@ -365,6 +365,21 @@ impl<'m> Ctx<'_, 'm> {
         }
         Ok(())
     }
+    /// Data movement (slice, transpose): f32 in and out, or int8 in and out with the same
+    /// quantization.
+    fn same_type_move(&self) -> Result<()> {
+        let (x, y) = (self.input(0)?, self.output(0));
+        match x.dtype {
+            DType::I8 => {
+                self.q8(&x)?;
+                self.check(
+                    y.dtype == DType::I8 && x.quant == y.quant,
+                    "int8 data movement keeps the quantization",
+                )
+            }
+            _ => self.all_f32(),
+        }
+    }
     fn all_f32(&self) -> Result<()> {
         for k in 0..self.op.num_inputs() {
             if let Some(t) = self.opt_input(k) {
@@ -637,7 +652,7 @@ pub fn validate(m: &Model<'_>, op: &OpInfo<'_>) -> Result<()> {
         }
         OpKind::Transpose => {
             c.arity(1, 1, 1)?;
-            c.all_f32()?;
+            c.same_type_move()?;
             let (x, y) = (c.input(0)?, c.output(0));
             c.check(x.rank == y.rank, "transpose keeps the rank")?;
             let mut seen = 0u32;
@@ -694,7 +709,7 @@ pub fn validate(m: &Model<'_>, op: &OpInfo<'_>) -> Result<()> {
         }
         OpKind::Slice => {
             c.arity(1, 1, 1)?;
-            c.all_f32()?;
+            c.same_type_move()?;
             let (x, y) = (c.input(0)?, c.output(0));
             c.check(x.rank == y.rank, "slice keeps the rank")?;
             for d in 0..x.rank {

@@ -494,6 +494,29 @@ fn run_op_i8(v: &View<'_, '_>, op: &OpInfo<'_>, y: &mut [i8], yt: &TensorInfo<'_
             };
             ki8::softmax(x, y, xt.dims[xt.rank - 1], &sp);
         }
+        OpKind::Transpose => {
+            let mut perm = [0usize; 6];
+            for (d, pd) in perm.iter_mut().enumerate().take(xt.rank) {
+                *pd = p[d] as usize;
+            }
+            k::transpose(x, xt.shape(), &perm[..xt.rank], y);
+        }
+        OpKind::Slice => {
+            let mut begin = [0i64; 6];
+            let mut step = [1i64; 6];
+            for d in 0..xt.rank {
+                begin[d] = p[d] as i64;
+                step[d] = p[6 + d] as i64;
+            }
+            k::slice(
+                x,
+                xt.shape(),
+                &begin[..xt.rank],
+                &step[..xt.rank],
+                y,
+                yt.shape(),
+            );
+        }
         _ => return Err(v.err("op has no int8 kernel")),
     }
     Ok(())

@@ -11,7 +11,8 @@ pub fn run(g: &mut Graph) {
 }
 
 /// Per-output-channel values of a constant that broadcasts along the last axis only, or a scalar.
-fn per_channel(g: &Graph, c: TId, channels: usize, out_rank: usize) -> Option<Vec<f32>> {
+fn per_channel(g: &Graph, c: TId, channels: usize, out_shape: &[usize]) -> Option<Vec<f32>> {
+    let out_rank = out_shape.len();
     let t = &g.tensors[c];
     let v = g.const_f32(c)?;
     if t.shape.len() > out_rank {
@@ -20,11 +21,20 @@ fn per_channel(g: &Graph, c: TId, channels: usize, out_rank: usize) -> Option<Ve
     if v.len() == 1 {
         return Some(vec![v[0]; channels]);
     }
-    let last = *t.shape.last()?;
-    if last == channels && t.len() == channels {
+    // The constant's channel axis must be the output's last non-unit axis (right-aligned).
+    let trailing = |s: &[usize]| s.iter().rev().take_while(|&&d| d == 1).count();
+    if last_non_unit(&t.shape) == Some(channels)
+        && t.len() == channels
+        && trailing(&t.shape) == trailing(out_shape)
+    {
         return Some(v.to_vec());
     }
     None
+}
+
+/// The last dimension that is not 1 (trailing unit axes do not change the element order).
+fn last_non_unit(shape: &[usize]) -> Option<usize> {
+    shape.iter().rev().copied().find(|&d| d != 1)
 }
 
 fn fold_once(g: &mut Graph) -> bool {
@@ -55,7 +65,8 @@ fn fold_once(g: &mut Graph) -> bool {
             let Some(src) = g.nodes[p].input(0) else {
                 continue;
             };
-            let same_last = g.tensors[src].shape.last() == g.tensors[y].shape.last();
+            let same_last =
+                last_non_unit(&g.tensors[src].shape) == last_non_unit(&g.tensors[y].shape);
             match g.producer(src) {
                 Some(q)
                     if same_last && g.consumers(src).len() == 1 && !g.outputs.contains(&src) =>
@@ -83,10 +94,10 @@ fn fold_once(g: &mut Graph) -> bool {
             continue;
         };
         let channels = g.tensors[wt].shape[0];
-        if g.tensors[y].shape.last() != Some(&channels) {
+        if last_non_unit(&g.tensors[y].shape) != Some(channels) {
             continue;
         }
-        let Some(cv) = per_channel(g, c, channels, g.tensors[y].shape.len()) else {
+        let Some(cv) = per_channel(g, c, channels, &g.tensors[y].shape) else {
             continue;
         };
         let bias: Vec<f32> = match pn.input(2) {

@@ -420,8 +420,8 @@ pub fn concat_block(
     }
 }
 
-/// Axis permutation: `y` dim `d` is `x` dim `perm[d]`.
-pub fn transpose(x: &[f32], xs: &[usize], perm: &[usize], y: &mut [f32]) {
+/// Axis permutation: `y` dim `d` is `x` dim `perm[d]` (any element type).
+pub fn transpose<T: Copy>(x: &[T], xs: &[usize], perm: &[usize], y: &mut [T]) {
     let r = xs.len();
     let xst = strides(&pad6(xs));
     let off = MAX_RANK - r;
@@ -434,8 +434,15 @@ pub fn transpose(x: &[f32], xs: &[usize], perm: &[usize], y: &mut [f32]) {
     for_each_index(yd, [st], |o, [i]| y[o] = x[i]);
 }
 
-/// Strided slice: `y[i] = x[begin + i * step]` per axis.
-pub fn slice(x: &[f32], xs: &[usize], begin: &[i64], step: &[i64], y: &mut [f32], ys: &[usize]) {
+/// Strided slice: `y[i] = x[begin + i * step]` per axis (any element type).
+pub fn slice<T: Copy>(
+    x: &[T],
+    xs: &[usize],
+    begin: &[i64],
+    step: &[i64],
+    y: &mut [T],
+    ys: &[usize],
+) {
     let r = xs.len();
     let off = MAX_RANK - r;
     let xst = strides(&pad6(xs));
