@@ -1,0 +1,61 @@
+//! Single-op int8 TFLite models over an edge-case grid (made by `scripts/gen_tflite_ops.py`, with
+//! LiteRT's reference kernels as the oracle): every case must be bitwise identical.
+
+use kiln_tests::{npy, run_i8_multi, workspace};
+use std::path::PathBuf;
+
+fn dir() -> Option<PathBuf> {
+    match std::env::var_os("KILN_TFLITE_OPS") {
+        Some(p) => {
+            let p = PathBuf::from(p);
+            assert!(p.join("SUMMARY.txt").is_file(), "KILN_TFLITE_OPS={} holds no generated cases", p.display());
+            Some(p)
+        }
+        None => {
+            let p = workspace().join("build/tflite_ops");
+            p.join("SUMMARY.txt").is_file().then_some(p)
+        }
+    }
+}
+
+#[test]
+fn int8_single_op_grid_is_bit_exact_with_tflite_reference() {
+    let Some(root) = dir() else {
+        eprintln!("no generated TFLite op cases (run scripts/test.sh); skipping");
+        return;
+    };
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root).unwrap().filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("model.tflite").is_file()).collect();
+    cases.sort();
+    let mut failures = Vec::new();
+    for case in &cases {
+        let name = case.file_name().unwrap().to_string_lossy().to_string();
+        let what = std::fs::read_to_string(case.join("op.txt")).unwrap_or_default();
+        let bytes = match kiln_converter::convert_file(&case.join("model.tflite")) {
+            Ok(b) => b,
+            Err(e) => {
+                failures.push(format!("{name} ({}): convert: {e:#}", what.trim()));
+                continue;
+            }
+        };
+        let mut inputs = Vec::new();
+        for k in 0.. {
+            let p = case.join(format!("input_{k}.npy"));
+            if !p.is_file() {
+                break;
+            }
+            inputs.push(npy(&p).unwrap().data.iter().map(|&v| v as i8).collect::<Vec<i8>>());
+        }
+        let want: Vec<i8> = npy(&case.join("expected_0.npy")).unwrap().data.iter().map(|&v| v as i8).collect();
+        match run_i8_multi(&bytes, &inputs) {
+            Ok(got) if got == want => {}
+            Ok(got) => {
+                let diff = got.iter().zip(&want).filter(|(a, b)| a != b).count();
+                let worst = got.iter().zip(&want).map(|(a, b)| (*a as i32 - *b as i32).abs()).max().unwrap_or(0);
+                failures.push(format!("{name} ({}): {diff}/{} values differ, max {worst} LSB", what.trim(), want.len()));
+            }
+            Err(e) => failures.push(format!("{name} ({}): run: {e:#}", what.trim())),
+        }
+    }
+    eprintln!("{} single-op int8 cases, {} failures", cases.len(), failures.len());
+    assert!(failures.is_empty(), "{} of {} cases fail:\n{}", failures.len(), cases.len(), failures.join("\n"));
+}
