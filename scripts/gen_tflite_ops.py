@@ -199,6 +199,12 @@ def gen_cases(rng):
         cases.append(("softmax", dict(rows=int(rng.choice([1, 3])), depth=int(rng.choice([2, 10, 12, 33])),
                                       beta=float(rng.choice([1.0, 0.5, 2.0])))))
     cases.append(("reshape", {}))
+    for i in range(8):
+        cases.append((["logistic", "tanh"][i % 2], dict(n=int(rng.choice([1, 7, 64])))))
+    for i in range(8):
+        cases.append(("mul", dict(bcast=i % 2 == 1, act=int(rng.choice([0, 1])))))
+    for i in range(4):
+        cases.append(("concat", dict(axis=[3, 1][i % 2])))
     return cases
 
 
@@ -293,9 +299,35 @@ def build_case(kind, p, rng):
         yi = m.tensor([1, 24], scale=sx, zp=zx)
         m.op(RESHAPE, 1, [xi, si], [yi])
         ins = [x]
+    elif kind in ("logistic", "tanh"):
+        x, sx, zx = rand_act(rng, (1, p["n"]))
+        xi = m.tensor(x.shape, scale=sx, zp=zx)
+        yi = m.tensor(x.shape, scale=1.0 / 256 if kind == "logistic" else 1.0 / 128, zp=-128 if kind == "logistic" else 0)
+        m.op(LOGISTIC if kind == "logistic" else TANH, 2, [xi], [yi])
+        ins = [x]
+    elif kind == "mul":
+        a, sa, za = rand_act(rng, (1, 3, 4, 5))
+        b, sb, zb = rand_act(rng, (1, 1, 1, 5) if p["bcast"] else (1, 3, 4, 5))
+        yf = deq(a, sa, za) * deq(b, sb, zb)
+        if p["act"]:
+            yf = np.maximum(yf, 0)
+        sy, zy = out_quant(yf, rng)
+        ai, bi = m.tensor(a.shape, scale=sa, zp=za), m.tensor(b.shape, scale=sb, zp=zb)
+        yi = m.tensor([1, 3, 4, 5], scale=sy, zp=zy)
+        m.op(MUL, 2, [ai, bi], [yi], 21, [(0, "i8", p["act"])])
+        ins = [a, b]
+    elif kind == "concat":
+        a, s, z = rand_act(rng, (1, 3, 4, 2))
+        b = rng.integers(-128, 128, size=(1, 3, 4, 3) if p["axis"] == 3 else (1, 2, 4, 2)).astype(np.int8)
+        ai, bi = m.tensor(a.shape, scale=s, zp=z), m.tensor(b.shape, scale=s, zp=z)
+        out = list(a.shape)
+        out[p["axis"]] += b.shape[p["axis"]]
+        yi = m.tensor(out, scale=s, zp=z)
+        m.op(CONCAT, 2, [ai, bi], [yi], 10, [(0, "i32", p["axis"]), (1, "i8", 0)])
+        ins = [a, b]
     n_in = len(ins)
     inputs = list(range(n_in)) if kind not in ("conv", "depthwise", "fc") else [0]
-    if kind in ("add", "sub"):
+    if kind in ("add", "sub", "mul", "concat"):
         inputs = [0, 1]
     return m.build(inputs, [len(m.tensors) - 1]), ins
 

@@ -13,6 +13,10 @@ if [ ! -f build/conformance/SUMMARY.txt ] || ! grep -q "onnx 1.20.0" build/confo
   "$py" scripts/gen_conformance.py --out build/conformance
 fi
 export KILN_CONFORMANCE="$PWD/build/conformance"
+if [ ! -f build/tflite_ops/SUMMARY.txt ] || [ scripts/gen_tflite_ops.py -nt build/tflite_ops/SUMMARY.txt ]; then
+  "$py" scripts/gen_tflite_ops.py --out build/tflite_ops
+fi
+export KILN_TFLITE_OPS="$PWD/build/tflite_ops"
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings
 cargo test --release --workspace

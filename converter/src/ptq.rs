@@ -9,9 +9,11 @@ use anyhow::{anyhow, bail, Result};
 use kiln_quantize::calibrate::{
     asymmetric, quantize_bias, quantize_weights_per_channel, sqnr_db, Method, Observer,
 };
-use kiln_quantize::requant::{add_params, conv_multipliers, softmax_params};
+use kiln_quantize::requant::{
+    add_params, conv_multipliers, logistic, lut_i8, mul_params, softmax_params,
+};
 use kiln_runtime::cast::{bytes_as_f32, bytes_as_i8};
-use kiln_runtime::ops::{BinaryKind, P_ACT_MAX, P_ACT_MIN};
+use kiln_runtime::ops::{BinaryKind, UnaryKind, P_ACT_MAX, P_ACT_MIN};
 use kiln_runtime::writer::AlignedBuf;
 use kiln_runtime::{DType, Model, OpKind, Quant, Session};
 use serde::Serialize;
@@ -586,11 +588,32 @@ impl<'g> Builder<'g> {
                 let (Some(a), Some(b)) = (n.input(0), n.input(1)) else {
                     return Ok(false);
                 };
-                if !matches!(kind, Some(BinaryKind::Add | BinaryKind::Sub))
-                    || !self.is_act(a)
+                if !matches!(
+                    kind,
+                    Some(BinaryKind::Add | BinaryKind::Sub | BinaryKind::Mul)
+                ) || !self.is_act(a)
                     || !self.is_act(b)
                 {
                     return Ok(false);
+                }
+                if kind == Some(BinaryKind::Mul) {
+                    let aq = self.need_i8(a)?;
+                    let bq = self.need_i8(b)?;
+                    let (sy, zy) = self.params(y);
+                    let yq = self.new_i8(y, sy, zy);
+                    let (mult, shift) = mul_params(self.qparams(aq).0, self.qparams(bq).0, sy);
+                    let (lo, hi) = Self::int_clamp(n, sy, zy);
+                    let mut m = n.clone();
+                    m.inputs = vec![Some(aq), Some(bq)];
+                    m.outputs = vec![yq];
+                    m.params[2] = mult;
+                    m.params[3] = shift;
+                    m.params[11] = 0;
+                    m.params[P_ACT_MIN] = lo;
+                    m.params[P_ACT_MAX] = hi;
+                    self.q.push(m);
+                    self.int8_nodes.insert(y);
+                    return Ok(true);
                 }
                 let aq = self.need_i8(a)?;
                 let bq = self.need_i8(b)?;
@@ -644,6 +667,50 @@ impl<'g> Builder<'g> {
                 m.outputs = vec![yq];
                 self.q.push(m);
             }
+            OpKind::Unary => {
+                // Logistic and tanh run as TFLite does: a 256-entry table, with TFLite's fixed
+                // output quantization.
+                let Some(x) = n.input(0) else {
+                    return Ok(false);
+                };
+                let (f, sy, zy): (fn(f32) -> f32, f32, i32) = match UnaryKind::from_i32(n.params[0])
+                {
+                    Some(UnaryKind::Sigmoid) => (logistic, 1.0 / 256.0, -128),
+                    Some(UnaryKind::Tanh) => (f32::tanh, 1.0 / 128.0, 0),
+                    _ => return Ok(false),
+                };
+                let xq = self.need_i8(x)?;
+                let (sx, zx) = self.qparams(xq);
+                let table = self
+                    .q
+                    .add_tensor(format!("{}.table", n.name), DType::I8, vec![256]);
+                self.q.tensors[table].data = Some(Data::I8(lut_i8(sx, zx, sy, zy, f)));
+                let yq = self.new_i8(y, sy, zy);
+                self.q.push(Node::new(
+                    n.name.clone(),
+                    OpKind::Lut,
+                    vec![Some(xq), Some(table)],
+                    vec![yq],
+                ));
+            }
+            OpKind::Concat => {
+                // TFLite's int8 concat needs one quantization for all inputs and the output.
+                let ins: Vec<TId> = n.inputs.iter().flatten().copied().collect();
+                let mut qs = Vec::new();
+                for &x in &ins {
+                    qs.push(self.need_i8(x)?);
+                }
+                let p0 = self.q.tensors[qs[0]].quant;
+                if qs.iter().any(|&q| self.q.tensors[q].quant != p0) {
+                    return Ok(false);
+                }
+                let (s, z) = self.qparams(qs[0]);
+                let yq = self.new_i8(y, s, z);
+                let mut m = n.clone();
+                m.inputs = qs.into_iter().map(Some).collect();
+                m.outputs = vec![yq];
+                self.q.push(m);
+            }
             _ => return Ok(false),
         }
         self.int8_nodes.insert(y);
@@ -654,5 +721,126 @@ impl<'g> Builder<'g> {
         let id = self.q.add_tensor(name, DType::I32, vec![v.len()]);
         self.q.tensors[id].data = Some(Data::I32(v));
         id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::Node;
+
+    /// x -> conv 3x3 -> {sigmoid, tanh} -> mul -> concat(conv, mul) -> flatten -> dense -> softmax
+    fn graph() -> Graph {
+        let mut g = Graph::default();
+        let x = g.add_tensor("x", DType::F32, vec![1, 4, 4, 2]);
+        let w: Vec<f32> = (0..3 * 3 * 3 * 2)
+            .map(|i| ((i * 7 % 11) as f32 - 5.0) / 10.0)
+            .collect();
+        let wt = g.add_const_f32("w", vec![3, 3, 3, 2], w);
+        let bt = g.add_const_f32("b", vec![3], vec![0.1, -0.2, 0.05]);
+        let c = g.add_tensor("conv", DType::F32, vec![1, 4, 4, 3]);
+        g.push(
+            Node::new(
+                "conv",
+                OpKind::Conv2d,
+                vec![Some(x), Some(wt), Some(bt)],
+                vec![c],
+            )
+            .with(0, 1)
+            .with(1, 1)
+            .with(2, 1)
+            .with(3, 1)
+            .with(4, 1)
+            .with(5, 1)
+            .with(6, 1)
+            .with(7, 1)
+            .with(8, 1),
+        );
+        let s = g.add_tensor("sig", DType::F32, vec![1, 4, 4, 3]);
+        g.push(
+            Node::new("sig", OpKind::Unary, vec![Some(c)], vec![s])
+                .with(0, UnaryKind::Sigmoid as i32),
+        );
+        let t = g.add_tensor("tanh", DType::F32, vec![1, 4, 4, 3]);
+        g.push(
+            Node::new("tanh", OpKind::Unary, vec![Some(c)], vec![t])
+                .with(0, UnaryKind::Tanh as i32),
+        );
+        let m = g.add_tensor("mul", DType::F32, vec![1, 4, 4, 3]);
+        g.push(
+            Node::new("mul", OpKind::Binary, vec![Some(s), Some(t)], vec![m])
+                .with(0, BinaryKind::Mul as i32),
+        );
+        let k = g.add_tensor("cat", DType::F32, vec![1, 4, 4, 6]);
+        g.push(Node::new("cat", OpKind::Concat, vec![Some(m), Some(m)], vec![k]).with(0, 3));
+        let f = g.add_tensor("flat", DType::F32, vec![1, 96]);
+        g.push(Node::new("flat", OpKind::Reshape, vec![Some(k)], vec![f]));
+        let fw: Vec<f32> = (0..5 * 96)
+            .map(|i| ((i * 13 % 17) as f32 - 8.0) / 20.0)
+            .collect();
+        let fwt = g.add_const_f32("fw", vec![5, 96], fw);
+        let l = g.add_tensor("logits", DType::F32, vec![1, 5]);
+        g.push(Node::new(
+            "fc",
+            OpKind::Dense,
+            vec![Some(f), Some(fwt), None],
+            vec![l],
+        ));
+        let y = g.add_tensor("y", DType::F32, vec![1, 5]);
+        g.push(
+            Node::new("softmax", OpKind::Softmax, vec![Some(l)], vec![y])
+                .with(0, 1)
+                .with_f32(1, 1.0),
+        );
+        g.inputs = vec![x];
+        g.outputs = vec![y];
+        g
+    }
+
+    #[test]
+    fn every_op_of_a_mixed_graph_runs_in_int8_and_tracks_float() {
+        let g = graph();
+        let samples: Vec<Vec<Vec<f32>>> = (0..20)
+            .map(|s| {
+                vec![(0..32)
+                    .map(|i| (((i * 31 + s * 17) % 29) as f32 - 14.0) / 7.0)
+                    .collect()]
+            })
+            .collect();
+        for method in [
+            Method::MinMax,
+            Method::Percentile(99.9),
+            Method::Entropy,
+            Method::Mse,
+        ] {
+            let r = quantize(
+                &g,
+                &samples,
+                &PtqOptions {
+                    method,
+                    int8_io: false,
+                },
+                &mut |_, _, _| {},
+            )
+            .unwrap();
+            assert!(
+                r.layers.iter().all(|l| l.int8),
+                "{method:?}: {:?}",
+                r.layers
+            );
+            let kinds: Vec<OpKind> = r.graph.nodes.iter().map(|n| n.kind).collect();
+            assert!(kinds.contains(&OpKind::Lut), "{kinds:?}");
+            let fb = crate::emit::emit(&g).unwrap().0;
+            let qb = crate::emit::emit(&r.graph).unwrap().0;
+            let fo = crate::verify::run_kiln(&fb, &samples).unwrap();
+            let qo = crate::verify::run_kiln(&qb, &samples).unwrap();
+            for (a, b) in fo.iter().zip(&qo) {
+                let d = a[0]
+                    .iter()
+                    .zip(&b[0])
+                    .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+                assert!(d < 0.06, "{method:?}: probabilities differ by {d}");
+            }
+        }
     }
 }

@@ -72,6 +72,9 @@ op_kinds! {
     Quantize = 15, "quantize";
     /// int8 -> f32 with the input tensor's scale and zero point.
     Dequantize = 16, "dequantize";
+    /// int8 -> int8 through a 256-entry table (input 1, indexed by the input byte): how int8
+    /// logistic, tanh and other element-wise functions run, as in TFLite.
+    Lut = 17, "lut";
 }
 
 /// Kinds of [`OpKind::Binary`].
@@ -580,9 +583,17 @@ pub fn validate(m: &Model<'_>, op: &OpInfo<'_>) -> Result<()> {
                 c.q8(&a)?;
                 c.q8(&b)?;
                 c.q8(&y)?;
+                if kind == BinaryKind::Mul {
+                    c.check(
+                        c.p(2) >= 0 && (-31..=30).contains(&c.p(3)),
+                        "int8 mul multiplier out of range",
+                    )?;
+                    c.check(matches!(c.p(11), 0 | 1), "unknown requantization rounding")?;
+                    return c.int_act();
+                }
                 c.check(
                     matches!(kind, BinaryKind::Add | BinaryKind::Sub),
-                    "int8 binary ops are add and sub",
+                    "int8 binary ops are add, sub and mul",
                 )?;
                 c.check(
                     (0..=20).contains(&c.p(1)),
@@ -604,8 +615,19 @@ pub fn validate(m: &Model<'_>, op: &OpInfo<'_>) -> Result<()> {
                 op.num_inputs() >= 1 && op.num_outputs() == 1,
                 "wrong number of inputs/outputs",
             )?;
-            c.all_f32()?;
             let y = c.output(0);
+            if y.dtype == DType::I8 {
+                c.q8(&y)?;
+                for k in 0..op.num_inputs() {
+                    let x = c.input(k)?;
+                    c.check(
+                        x.dtype == DType::I8 && x.quant == y.quant,
+                        "int8 concat inputs must share the output's quantization",
+                    )?;
+                }
+            } else {
+                c.all_f32()?;
+            }
             let axis = c.nonneg(0, "axis must be non-negative")?;
             c.check(axis < y.rank, "axis outside the rank")?;
             let mut sum = 0;
@@ -723,6 +745,19 @@ pub fn validate(m: &Model<'_>, op: &OpInfo<'_>) -> Result<()> {
                 )?;
             }
             Ok(())
+        }
+        OpKind::Lut => {
+            c.arity(2, 2, 1)?;
+            let (x, t, y) = (c.input(0)?, c.input(1)?, c.output(0));
+            c.q8(&x)?;
+            c.q8(&y)?;
+            c.check(
+                t.dtype == DType::I8
+                    && t.len() == 256
+                    && t.storage == crate::format::Storage::Constant,
+                "lookup table must be a constant int8 [256]",
+            )?;
+            c.check(x.shape() == y.shape(), "lookup keeps the shape")
         }
         OpKind::Quantize | OpKind::Dequantize => {
             c.arity(1, 1, 1)?;

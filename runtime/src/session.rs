@@ -367,6 +367,7 @@ fn run_op(v: &View<'_, '_>, op: &OpInfo<'_>, out: &mut [u8], yt: &TensorInfo<'_>
             k::matmul(a, at.shape(), b, bt.shape(), bias, y, yt.shape(), act);
         }
         OpKind::Reshape | OpKind::Quantize | OpKind::Dequantize => {}
+        OpKind::Lut => return Err(v.err("lookup tables are int8 only")),
     }
     Ok(())
 }
@@ -456,6 +457,36 @@ fn run_op_i8(v: &View<'_, '_>, op: &OpInfo<'_>, y: &mut [i8], yt: &TensorInfo<'_
         OpKind::Binary => {
             let bt = v.info(1)?;
             let b = bytes_as_i8(v.bytes(&bt)?);
+            if p[0] == BinaryKind::Mul as i32 {
+                let mp = ki8::MulParams {
+                    zp: [x_zp, per_tensor(&bt).1, y_zp],
+                    multiplier: p[2],
+                    shift: p[3],
+                    act,
+                    rounding: if p[11] == 1 {
+                        ki8::Rounding::Single
+                    } else {
+                        ki8::Rounding::Double
+                    },
+                };
+                let sa = k::broadcast_strides(xt.shape());
+                let sb = k::broadcast_strides(bt.shape());
+                let yd = k::pad6(yt.shape());
+                let mut idx = [0usize; 6];
+                for o in y.iter_mut() {
+                    let ia: usize = idx.iter().zip(&sa).map(|(i, s)| i * s).sum();
+                    let ib: usize = idx.iter().zip(&sb).map(|(i, s)| i * s).sum();
+                    *o = ki8::mul_one(x[ia], b[ib], &mp);
+                    for d in (0..6).rev() {
+                        idx[d] += 1;
+                        if idx[d] < yd[d] {
+                            break;
+                        }
+                        idx[d] = 0;
+                    }
+                }
+                return Ok(());
+            }
             let ap = ki8::AddParams {
                 zp: [x_zp, per_tensor(&bt).1, y_zp],
                 left_shift: p[1],
@@ -493,6 +524,26 @@ fn run_op_i8(v: &View<'_, '_>, op: &OpInfo<'_>, y: &mut [i8], yt: &TensorInfo<'_
                 diff_min: p[5],
             };
             ki8::softmax(x, y, xt.dims[xt.rank - 1], &sp);
+        }
+        OpKind::Concat => {
+            let axis = p[0] as usize;
+            let outer: usize = yt.shape()[..axis].iter().product();
+            let inner: usize = yt.shape()[axis + 1..].iter().product();
+            let y_chunk = yt.dims[axis] * inner;
+            let mut off = 0;
+            for i in 0..op.num_inputs() {
+                let it = v.info(i)?;
+                let xi = bytes_as_i8(v.bytes(&it)?);
+                let chunk = it.dims[axis] * inner;
+                k::concat_block(xi, y, outer, chunk, y_chunk, off);
+                off += chunk;
+            }
+        }
+        OpKind::Lut => {
+            let table = bytes_as_i8(v.bytes(&v.info(1)?)?);
+            for (o, &q) in y.iter_mut().zip(x) {
+                *o = table[q as u8 as usize];
+            }
         }
         OpKind::Transpose => {
             let mut perm = [0usize; 6];

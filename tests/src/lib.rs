@@ -95,12 +95,20 @@ pub fn run_i8_multi(bytes: &[u8], inputs: &[Vec<i8>]) -> Result<Vec<i8>> {
     for (k, input) in inputs.iter().enumerate() {
         let dst = s.input_bytes_mut(k).map_err(|e| anyhow::anyhow!("{e}"))?;
         if dst.len() != input.len() {
-            bail!("model input {k} has {} bytes, sample {}", dst.len(), input.len());
+            bail!(
+                "model input {k} has {} bytes, sample {}",
+                dst.len(),
+                input.len()
+            );
         }
         for (d, &v) in dst.iter_mut().zip(input) {
             *d = v as u8;
         }
     }
     s.invoke().map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(s.output_bytes(0).map_err(|e| anyhow::anyhow!("{e}"))?.iter().map(|&b| b as i8).collect())
+    Ok(s.output_bytes(0)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .iter()
+        .map(|&b| b as i8)
+        .collect())
 }

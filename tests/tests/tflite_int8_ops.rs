@@ -8,7 +8,11 @@ fn dir() -> Option<PathBuf> {
     match std::env::var_os("KILN_TFLITE_OPS") {
         Some(p) => {
             let p = PathBuf::from(p);
-            assert!(p.join("SUMMARY.txt").is_file(), "KILN_TFLITE_OPS={} holds no generated cases", p.display());
+            assert!(
+                p.join("SUMMARY.txt").is_file(),
+                "KILN_TFLITE_OPS={} holds no generated cases",
+                p.display()
+            );
             Some(p)
         }
         None => {
@@ -24,7 +28,11 @@ fn int8_single_op_grid_is_bit_exact_with_tflite_reference() {
         eprintln!("no generated TFLite op cases (run scripts/test.sh); skipping");
         return;
     };
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root).unwrap().filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("model.tflite").is_file()).collect();
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("model.tflite").is_file())
+        .collect();
     cases.sort();
     let mut failures = Vec::new();
     for case in &cases {
@@ -43,19 +51,50 @@ fn int8_single_op_grid_is_bit_exact_with_tflite_reference() {
             if !p.is_file() {
                 break;
             }
-            inputs.push(npy(&p).unwrap().data.iter().map(|&v| v as i8).collect::<Vec<i8>>());
+            inputs.push(
+                npy(&p)
+                    .unwrap()
+                    .data
+                    .iter()
+                    .map(|&v| v as i8)
+                    .collect::<Vec<i8>>(),
+            );
         }
-        let want: Vec<i8> = npy(&case.join("expected_0.npy")).unwrap().data.iter().map(|&v| v as i8).collect();
+        let want: Vec<i8> = npy(&case.join("expected_0.npy"))
+            .unwrap()
+            .data
+            .iter()
+            .map(|&v| v as i8)
+            .collect();
         match run_i8_multi(&bytes, &inputs) {
             Ok(got) if got == want => {}
             Ok(got) => {
                 let diff = got.iter().zip(&want).filter(|(a, b)| a != b).count();
-                let worst = got.iter().zip(&want).map(|(a, b)| (*a as i32 - *b as i32).abs()).max().unwrap_or(0);
-                failures.push(format!("{name} ({}): {diff}/{} values differ, max {worst} LSB", what.trim(), want.len()));
+                let worst = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (*a as i32 - *b as i32).abs())
+                    .max()
+                    .unwrap_or(0);
+                failures.push(format!(
+                    "{name} ({}): {diff}/{} values differ, max {worst} LSB",
+                    what.trim(),
+                    want.len()
+                ));
             }
             Err(e) => failures.push(format!("{name} ({}): run: {e:#}", what.trim())),
         }
     }
-    eprintln!("{} single-op int8 cases, {} failures", cases.len(), failures.len());
-    assert!(failures.is_empty(), "{} of {} cases fail:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    eprintln!(
+        "{} single-op int8 cases, {} failures",
+        cases.len(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases fail:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }

@@ -7,7 +7,8 @@ use crate::ir::{Data, Graph, Node, TId};
 use anyhow::{anyhow, bail, Context, Result};
 use flatbuf::Table;
 use kiln_quantize::requant::{
-    activation_range_i8, add_params, conv_multipliers, softmax_params, Activation,
+    activation_range_i8, add_params, conv_multipliers, logistic, lut_i8, mul_params,
+    softmax_params, Activation,
 };
 use kiln_runtime::ops::{BinaryKind, UnaryKind, P_ACT_MAX, P_ACT_MIN};
 use kiln_runtime::Quant;
@@ -953,6 +954,59 @@ impl<'a> Importer<'a> {
                         .with(5, pl as i32)
                         .with(6, pb as i32)
                         .with(7, pr as i32)
+                        .with(P_ACT_MIN, lo)
+                        .with(P_ACT_MAX, hi),
+                );
+                Ok(())
+            }
+            LOGISTIC | TANH if self.is_int8(o.inputs[0]) => {
+                let x = self.input(o, 0)?;
+                let y = self.out(o)?;
+                let (
+                    Quant::PerTensor {
+                        scale: sx,
+                        zero_point: zx,
+                    },
+                    Quant::PerTensor {
+                        scale: sy,
+                        zero_point: zy,
+                    },
+                ) = (self.g.tensors[x].quant, self.g.tensors[y].quant)
+                else {
+                    bail!("int8 {} needs per-tensor quantization", op_name(o.code));
+                };
+                let table = if o.code == LOGISTIC {
+                    lut_i8(sx, zx, sy, zy, logistic)
+                } else {
+                    lut_i8(sx, zx, sy, zy, f32::tanh)
+                };
+                let t = self
+                    .g
+                    .add_tensor(format!("{name}.table"), DType::I8, vec![256]);
+                self.g.tensors[t].data = Some(Data::I8(table));
+                self.g.push(Node::new(
+                    name,
+                    OpKind::Lut,
+                    vec![Some(x), Some(t)],
+                    vec![y],
+                ));
+                Ok(())
+            }
+            MUL if self.is_int8(o.inputs[0]) => {
+                let a = self.input(o, 0)?;
+                let b = self.input(o, 1)?;
+                let y = self.out(o)?;
+                if self.g.tensors[b].dtype != DType::I8 {
+                    bail!("int8 MUL needs two int8 operands");
+                }
+                let act = o.options.map(|t| t.u8(0, 0)).transpose()?.unwrap_or(0);
+                let (lo, hi) = self.int8_act(y, act)?;
+                let (m, s) = mul_params(self.q_scale(a), self.q_scale(b), self.q_scale(y));
+                self.g.push(
+                    Node::new(name, OpKind::Binary, vec![Some(a), Some(b)], vec![y])
+                        .with(0, BinaryKind::Mul as i32)
+                        .with(2, m)
+                        .with(3, s)
                         .with(P_ACT_MIN, lo)
                         .with(P_ACT_MAX, hi),
                 );

@@ -407,9 +407,9 @@ pub fn reduce(x: &[f32], xs: &[usize], mask: u32, reducer: i32, y: &mut [f32]) {
 }
 
 /// Concatenation: copies each input's `[outer, d_k * inner]` blocks side by side.
-pub fn concat_block(
-    x: &[f32],
-    y: &mut [f32],
+pub fn concat_block<T: Copy>(
+    x: &[T],
+    y: &mut [T],
     outer: usize,
     chunk: usize,
     y_chunk: usize,

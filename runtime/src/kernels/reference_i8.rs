@@ -250,6 +250,32 @@ pub fn add_one(a: i8, b: i8, p: &AddParams) -> i8 {
     out.clamp(p.act[0], p.act[1]) as i8
 }
 
+/// Requantization of an int8 multiply.
+#[derive(Clone, Copy, Debug)]
+pub struct MulParams {
+    /// Zero points of a, b and the output.
+    pub zp: [i32; 3],
+    /// Multiplier of `scale_a * scale_b / scale_out`.
+    pub multiplier: i32,
+    /// Its shift.
+    pub shift: i32,
+    /// Output clamp.
+    pub act: [i32; 2],
+    /// Rescaling rounding.
+    pub rounding: Rounding,
+}
+
+/// One element of a quantized multiply (TFLite's `MulElementwise`).
+#[inline]
+pub fn mul_one(a: i8, b: i8, p: &MulParams) -> i8 {
+    let prod = (a as i32 - p.zp[0]) * (b as i32 - p.zp[1]);
+    let scaled = match p.rounding {
+        Rounding::Double => multiply_by_quantized_multiplier(prod, p.multiplier, p.shift),
+        Rounding::Single => multiply_by_quantized_multiplier_single(prod, p.multiplier, p.shift),
+    };
+    scaled.saturating_add(p.zp[2]).clamp(p.act[0], p.act[1]) as i8
+}
+
 /// Requantization of an int8 softmax (input scale and beta folded into a multiplier).
 #[derive(Clone, Copy, Debug)]
 pub struct SoftmaxParams {
