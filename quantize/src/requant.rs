@@ -105,6 +105,37 @@ pub fn softmax_params(beta: f32, input_scale: f32) -> (i32, i32, i32) {
     (multiplier, shift, -(max_input_rescaled.floor() as i32))
 }
 
+/// TFLite's int8 lookup table for an element-wise function (`LUTPopulate`): entry
+/// `(q as u8)` holds `clamp(round(f(in_scale * (q - in_zp)) / out_scale) + out_zp)`, computed in
+/// f32 exactly as TFLite does.
+pub fn lut_i8(
+    in_scale: f32,
+    in_zp: i32,
+    out_scale: f32,
+    out_zp: i32,
+    f: impl Fn(f32) -> f32,
+) -> Vec<i8> {
+    let inverse_scale = 1.0 / out_scale;
+    let mut table = vec![0i8; 256];
+    for q in -128i32..=127 {
+        let dequantized = in_scale * (q - in_zp) as f32;
+        let rescaled = (f(dequantized) * inverse_scale).round();
+        let quantized = (rescaled + out_zp as f32) as i32;
+        table[q as i8 as u8 as usize] = quantized.clamp(-128, 127) as i8;
+    }
+    table
+}
+
+/// TFLite's logistic, as its lookup table evaluates it.
+pub fn logistic(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Parameters of an int8 multiply: the multiplier and shift of `scale_a * scale_b / scale_out`.
+pub fn mul_params(scale_a: f32, scale_b: f32, scale_out: f32) -> (i32, i32) {
+    quantize_multiplier(scale_a as f64 * scale_b as f64 / scale_out as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,35 +174,4 @@ mod tests {
         );
         assert_eq!(activation_range_i8(Activation::None, 0.1, 0), (-128, 127));
     }
-}
-
-/// TFLite's int8 lookup table for an element-wise function (`LUTPopulate`): entry
-/// `(q as u8)` holds `clamp(round(f(in_scale * (q - in_zp)) / out_scale) + out_zp)`, computed in
-/// f32 exactly as TFLite does.
-pub fn lut_i8(
-    in_scale: f32,
-    in_zp: i32,
-    out_scale: f32,
-    out_zp: i32,
-    f: impl Fn(f32) -> f32,
-) -> Vec<i8> {
-    let inverse_scale = 1.0 / out_scale;
-    let mut table = vec![0i8; 256];
-    for q in -128i32..=127 {
-        let dequantized = in_scale * (q - in_zp) as f32;
-        let rescaled = (f(dequantized) * inverse_scale).round();
-        let quantized = (rescaled + out_zp as f32) as i32;
-        table[q as i8 as u8 as usize] = quantized.clamp(-128, 127) as i8;
-    }
-    table
-}
-
-/// TFLite's logistic, as its lookup table evaluates it.
-pub fn logistic(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
-}
-
-/// Parameters of an int8 multiply: the multiplier and shift of `scale_a * scale_b / scale_out`.
-pub fn mul_params(scale_a: f32, scale_b: f32, scale_out: f32) -> (i32, i32) {
-    quantize_multiplier(scale_a as f64 * scale_b as f64 / scale_out as f64)
 }
