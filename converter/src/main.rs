@@ -33,6 +33,9 @@ enum Cmd {
         /// Concrete shape of each input, e.g. `1,3,32,32` (ONNX; repeat per input).
         #[arg(long = "input-shape", value_parser = parse_shape)]
         input_shape: Vec<Vec<usize>>,
+        /// Store float conv/dense weights as 16-bit floats (half the size).
+        #[arg(long)]
+        fp16: bool,
         /// Print a machine-readable summary.
         #[arg(long)]
         json: bool,
@@ -183,11 +186,15 @@ fn real_main(cli: Cli) -> Result<()> {
             model,
             output,
             input_shape,
+            fp16,
             json,
         } => {
             let shapes = (!input_shape.is_empty()).then_some(input_shape.as_slice());
             let t0 = Instant::now();
-            let g = kiln_converter::import_file_with(&model, shapes)?;
+            let mut g = kiln_converter::import_file_with(&model, shapes)?;
+            if fp16 {
+                kiln_converter::passes::fp16_weights::run(&mut g);
+            }
             let (bytes, plan) = emit::emit(&g)?;
             let out = output.unwrap_or_else(|| model.with_extension("kiln"));
             fsutil::write_atomic(&out, &bytes)?;

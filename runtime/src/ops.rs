@@ -383,6 +383,22 @@ impl<'m> Ctx<'_, 'm> {
             _ => self.all_f32(),
         }
     }
+    /// f32 activations and bias; weights (input 1) in f32 or f16.
+    fn f32_with_weights(&self) -> Result<()> {
+        for k in 0..self.op.num_inputs() {
+            if let Some(t) = self.opt_input(k) {
+                let ok = t.dtype == DType::F32
+                    || (k == 1
+                        && t.dtype == DType::F16
+                        && t.storage == crate::format::Storage::Constant);
+                self.check(
+                    ok,
+                    "float ops take f32 tensors (and f32 or f16 constant weights)",
+                )?;
+            }
+        }
+        self.check(self.output(0).dtype == DType::F32, "float ops write f32")
+    }
     fn all_f32(&self) -> Result<()> {
         for k in 0..self.op.num_inputs() {
             if let Some(t) = self.opt_input(k) {
@@ -421,7 +437,7 @@ pub fn validate(m: &Model<'_>, op: &OpInfo<'_>) -> Result<()> {
                 c.check(matches!(c.p(11), 0 | 1), "unknown requantization rounding")?;
             } else {
                 c.arity(2, 3, 1)?;
-                c.all_f32()?;
+                c.f32_with_weights()?;
             }
             let (x, w, y) = (c.input(0)?, c.input(1)?, c.output(0));
             c.check(
@@ -479,7 +495,7 @@ pub fn validate(m: &Model<'_>, op: &OpInfo<'_>) -> Result<()> {
                 c.check(matches!(c.p(11), 0 | 1), "unknown requantization rounding")?;
             } else {
                 c.arity(2, 3, 1)?;
-                c.all_f32()?;
+                c.f32_with_weights()?;
             }
             c.check(
                 w.rank == 2 && x.rank >= 1 && y.rank == x.rank,

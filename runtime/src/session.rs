@@ -1,6 +1,8 @@
 //! The interpreter: runs a validated [`Model`] in a caller-provided arena, without a heap.
 
-use crate::cast::{bytes_as_f32, bytes_as_f32_mut, bytes_as_i32, bytes_as_i8, bytes_as_i8_mut};
+use crate::cast::{
+    bytes_as_f16, bytes_as_f32, bytes_as_f32_mut, bytes_as_i32, bytes_as_i8, bytes_as_i8_mut,
+};
 use crate::error::{Error, Result};
 use crate::format::{DType, Storage, ALIGN};
 use crate::kernels::reference_f32 as k;
@@ -250,7 +252,7 @@ fn run_op(v: &View<'_, '_>, op: &OpInfo<'_>, out: &mut [u8], yt: &TensorInfo<'_>
     match op.kind {
         OpKind::Conv2d => {
             let (x, xt) = v.f32(0)?;
-            let (w, wt) = v.f32(1)?;
+            let wt = v.info(1)?;
             let bias = v.opt_f32(2)?;
             let cp = k::Conv2dParams {
                 stride: [p[0] as usize, p[1] as usize],
@@ -259,13 +261,41 @@ fn run_op(v: &View<'_, '_>, op: &OpInfo<'_>, out: &mut [u8], yt: &TensorInfo<'_>
                 groups: p[8] as usize,
                 act,
             };
-            k::conv2d(x, dims4(&xt), w, dims4(&wt), bias, y, dims4(yt), &cp);
+            let wb = v.bytes(&wt)?;
+            if wt.dtype == DType::F16 {
+                k::conv2d(
+                    x,
+                    dims4(&xt),
+                    bytes_as_f16(wb),
+                    dims4(&wt),
+                    bias,
+                    y,
+                    dims4(yt),
+                    &cp,
+                );
+            } else {
+                k::conv2d(
+                    x,
+                    dims4(&xt),
+                    bytes_as_f32(wb),
+                    dims4(&wt),
+                    bias,
+                    y,
+                    dims4(yt),
+                    &cp,
+                );
+            }
         }
         OpKind::Dense => {
             let (x, _) = v.f32(0)?;
-            let (w, wt) = v.f32(1)?;
+            let wt = v.info(1)?;
             let bias = v.opt_f32(2)?;
-            k::dense(x, wt.dims[1], w, wt.dims[0], bias, y, act);
+            let wb = v.bytes(&wt)?;
+            if wt.dtype == DType::F16 {
+                k::dense(x, wt.dims[1], bytes_as_f16(wb), wt.dims[0], bias, y, act);
+            } else {
+                k::dense(x, wt.dims[1], bytes_as_f32(wb), wt.dims[0], bias, y, act);
+            }
         }
         OpKind::MaxPool | OpKind::AvgPool => {
             let (x, xt) = v.f32(0)?;

@@ -56,3 +56,33 @@ fn onnx_float_models_match_onnxruntime() {
     }
     check("kws_ref_model_float32", "onnx", "ort");
 }
+
+#[test]
+fn fp16_weights_halve_the_file_and_keep_the_answers() {
+    let Some(a) = assets() else { return };
+    for model in MODELS {
+        let path = a.join(format!("mlperf-tiny/{model}.tflite"));
+        let mut g = kiln_converter::import_file(&path).unwrap();
+        let f32_bytes = kiln_converter::emit::emit(&g).unwrap().0;
+        let n_conv = kiln_converter::passes::fp16_weights::run(&mut g);
+        let f16_bytes = kiln_converter::emit::emit(&g).unwrap().0;
+        let golden = a.join("golden").join(model);
+        let inputs = npy(&golden.join("inputs.npy")).unwrap();
+        let n = inputs.shape[0];
+        let isz = inputs.data.len() / n;
+        let mut worst = 0f32;
+        for i in 0..n {
+            let x = &inputs.data[i * isz..(i + 1) * isz];
+            let y32 = run_f32(&f32_bytes, x).unwrap();
+            let y16 = run_f32(&f16_bytes, x).unwrap();
+            worst = worst.max(rel_err(&y16, &y32));
+        }
+        let ratio = f16_bytes.len() as f64 / f32_bytes.len() as f64;
+        eprintln!("{model}: {n_conv} weight tensors in f16, {} -> {} bytes ({:.1}%), max rel error vs f32 {worst:.2e}", f32_bytes.len(), f16_bytes.len(), 100.0 * ratio);
+        assert!(n_conv > 0 && ratio < 0.56, "{model}: ratio {ratio}");
+        assert!(
+            worst < 1e-2,
+            "{model}: fp16 weights moved outputs by {worst}"
+        );
+    }
+}

@@ -3,6 +3,7 @@
 pub mod dce;
 pub mod fold_affine;
 pub mod fold_transpose_dense;
+pub mod fp16_weights;
 pub mod fuse_activation;
 pub mod simplify_reshape;
 

@@ -28,10 +28,10 @@ fn clamp(v: f32, act: [f32; 2]) -> f32 {
 /// 2-D convolution. `x` is `[n, h, w, ci]`, `w` is `[co, kh, kw, ci/groups]`, `y` is
 /// `[n, oh, ow, co]`.
 #[allow(clippy::too_many_arguments)]
-pub fn conv2d(
+pub fn conv2d<W: Copy + Into<f32>>(
     x: &[f32],
     xs: [usize; 4],
-    w: &[f32],
+    w: &[W],
     ws: [usize; 4],
     bias: Option<&[f32]>,
     y: &mut [f32],
@@ -65,8 +65,8 @@ pub fn conv2d(
                                 [((b * h + iy as usize) * wd + ix as usize) * ci + g * cig..]
                                 [..cig];
                             let wrow = &w[((oc * kh + ky) * kw + kx) * cig..][..cig];
-                            for (a, bw) in xrow.iter().zip(wrow) {
-                                acc += a * bw;
+                            for (a, &bw) in xrow.iter().zip(wrow) {
+                                acc += a * bw.into();
                             }
                         }
                     }
@@ -78,10 +78,10 @@ pub fn conv2d(
 }
 
 /// Fully connected: `y[r, m] = bias[m] + sum_k x[r, k] * w[m, k]`.
-pub fn dense(
+pub fn dense<W: Copy + Into<f32>>(
     x: &[f32],
     k: usize,
-    w: &[f32],
+    w: &[W],
     m: usize,
     bias: Option<&[f32]>,
     y: &mut [f32],
@@ -91,8 +91,8 @@ pub fn dense(
         for (j, o) in yr.iter_mut().enumerate() {
             let wr = &w[j * k..][..k];
             let mut acc = bias.map_or(0.0, |b| b[j]);
-            for (a, b) in xr.iter().zip(wr) {
-                acc += a * b;
+            for (a, &b) in xr.iter().zip(wr) {
+                acc += a * b.into();
             }
             *o = clamp(acc, act);
         }
