@@ -23,7 +23,8 @@ echo "== kiln eval: float and int8 on the held-out split"
 "$kiln" eval "$out/digits_cnn.kiln" "$out/digits_cnn_int8.kiln" -i "$out/test_x.npy" -l "$out/test_y.npy"
 kiln_json="$("$kiln" eval "$out/digits_cnn.kiln" "$out/digits_cnn_int8.kiln" -i "$out/test_x.npy" -l "$out/test_y.npy" --json)"
 echo "== onnxruntime: float, and its own static int8 quantization on the same calibration data"
-ort_json="$("$py" scripts/ort_eval.py "$out/digits_cnn.onnx" "$out/test_x.npy" "$out/test_y.npy")"
+ort_json="$("$py" scripts/ort_eval.py "$out/digits_cnn.onnx" "$out/test_x.npy" "$out/test_y.npy" "$out/ort_probs.npy")"
+"$kiln" run "$out/digits_cnn.kiln" -i "$out/test_x.npy" --top-k 1 --save "$out/kiln_probs.npy" > /dev/null
 ortq_json="$("$py" scripts/ort_quantize.py "$out/digits_cnn.onnx" "$out/calib_x.npy" "$out/test_x.npy" "$out/test_y.npy" "$out/digits_cnn_ort_int8.onnx")"
 echo "== kiln verify (tract vs kiln, all test images)"
 "$kiln" verify "$out/digits_cnn.onnx" --kiln "$out/digits_cnn.kiln" -i "$out/test_x.npy"
@@ -45,6 +46,12 @@ print(f"{'':18}{'accuracy':>10}{'model bytes':>13}{'us/inference':>14}{'arena by
 for name, acc, size, t, arena in rows:
     print(f"{name:18}{acc*100:>9.2f}%{size:>13}{t:>14.1f}{arena:>13}")
 fail = []
+import numpy as np
+po, pk = np.load(os.path.join(os.path.dirname(sys.argv[4]), "ort_probs.npy")), np.load(os.path.join(os.path.dirname(sys.argv[4]), "kiln_probs.npy"))
+rel = float(np.max(np.abs(pk - po)) / np.max(np.abs(po)))
+print(f"kiln f32 vs onnxruntime f32 on all {len(po)} test images: max rel error {rel:.2e} (bound 1e-4)")
+if rel > 1e-4:
+    fail.append("kiln f32 outputs differ from onnxruntime's by more than 1e-4")
 if abs(kf["metrics"]["accuracy"] - ort["accuracy"]) > 1e-9:
     fail.append("kiln f32 and onnxruntime f32 disagree on accuracy")
 if kf["metrics"]["accuracy"] - kq["metrics"]["accuracy"] > 0.01:

@@ -68,6 +68,30 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Make an ed25519 key pair: <NAME>.secret (keep it) and <NAME>.pub (give it to devices).
+    Keygen {
+        /// Path prefix of the two key files.
+        name: PathBuf,
+    },
+    /// Sign a .kiln file so devices holding the public key accept it (and nothing else).
+    Sign {
+        /// The .kiln model.
+        model: PathBuf,
+        /// The secret key file (from `kiln keygen`).
+        #[arg(long)]
+        key: PathBuf,
+        /// Output file (default: <model>.signed.kiln).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Check a signed .kiln file against a public key.
+    CheckSignature {
+        /// The signed .kiln model.
+        model: PathBuf,
+        /// The public key file.
+        #[arg(long = "pub")]
+        public: PathBuf,
+    },
     /// Print a per-layer table of a .kiln file.
     Inspect {
         /// The .kiln model.
@@ -165,11 +189,58 @@ fn parse_shape(s: &str) -> Result<Vec<usize>, String> {
         .collect()
 }
 
+/// Reads a `.kiln` file. A signed file is verified against `$KILN_TRUSTED_KEY` (a public key
+/// file) when that is set, and read without verification otherwise (host tools; devices verify
+/// with `kiln_runtime::signature::from_signed_bytes`).
 fn load_model_bytes(path: &Path) -> Result<AlignedBuf> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let signed =
+        bytes.len() > SIG_TRAILER && bytes[bytes.len() - SIG_TRAILER..].starts_with(b"KSIG");
+    let bytes = if signed {
+        if let Some(key) = std::env::var_os("KILN_TRUSTED_KEY") {
+            let pk = read_key::<32>(Path::new(&key))?;
+            let buf = AlignedBuf::new(&bytes);
+            kiln_runtime::signature::from_signed_bytes(buf.as_slice(), &pk).map_err(|e| {
+                anyhow!(
+                    "{}: {e} (trusted key {})",
+                    path.display(),
+                    Path::new(&key).display()
+                )
+            })?;
+        }
+        bytes[..bytes.len() - SIG_TRAILER].to_vec()
+    } else {
+        bytes
+    };
     let buf = AlignedBuf::new(&bytes);
     Model::from_bytes(buf.as_slice()).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     Ok(buf)
+}
+
+const SIG_TRAILER: usize = kiln_runtime::signature::TRAILER_LEN;
+
+/// Reads a hex key file of `N` bytes.
+fn read_key<const N: usize>(path: &Path) -> Result<[u8; N]> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading key {}", path.display()))?;
+    let hex: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    if hex.len() != 2 * N {
+        bail!(
+            "{}: expected {N} bytes of hex, found {} characters",
+            path.display(),
+            hex.len()
+        );
+    }
+    let mut key = [0u8; N];
+    for (i, k) in key.iter_mut().enumerate() {
+        *k = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
+            .map_err(|_| anyhow!("{}: not hex", path.display()))?;
+    }
+    Ok(key)
+}
+
+fn to_hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect::<String>() + "\n"
 }
 
 fn main() {
@@ -222,6 +293,46 @@ fn real_main(cli: Cli) -> Result<()> {
                     plan.lower_bound,
                     t0.elapsed().as_secs_f64()
                 );
+            }
+        }
+        Cmd::Keygen { name } => {
+            let mut seed = [0u8; 32];
+            getrandom::fill(&mut seed).map_err(|e| anyhow!("no randomness for the key: {e}"))?;
+            let (sk, pk) = kiln_runtime::signature::keypair_from_seed(&seed);
+            let secret = name.with_extension("secret");
+            let public = name.with_extension("pub");
+            fsutil::write_atomic(&secret, to_hex(&sk).as_bytes())?;
+            fsutil::write_atomic(&public, to_hex(&pk).as_bytes())?;
+            println!(
+                "wrote {} (secret) and {} (public)",
+                secret.display(),
+                public.display()
+            );
+        }
+        Cmd::Sign { model, key, output } => {
+            let sk = read_key::<64>(&key)?;
+            let bytes =
+                std::fs::read(&model).with_context(|| format!("reading {}", model.display()))?;
+            let buf = AlignedBuf::new(&bytes);
+            Model::from_bytes(buf.as_slice()).map_err(|e| anyhow!("{}: {e}", model.display()))?;
+            let signed = kiln_runtime::signature::sign(&bytes, &sk).map_err(|e| anyhow!("{e}"))?;
+            let out = output.unwrap_or_else(|| model.with_extension("signed.kiln"));
+            fsutil::write_atomic(&out, &signed)?;
+            println!(
+                "signed {} -> {} (key id {})",
+                model.display(),
+                out.display(),
+                to_hex(&sk[32..40]).trim()
+            );
+        }
+        Cmd::CheckSignature { model, public } => {
+            let pk = read_key::<32>(&public)?;
+            let bytes =
+                std::fs::read(&model).with_context(|| format!("reading {}", model.display()))?;
+            let buf = AlignedBuf::new(&bytes);
+            match kiln_runtime::signature::from_signed_bytes(buf.as_slice(), &pk) {
+                Ok(m) => println!("{}: signature OK ({} ops)", model.display(), m.num_ops()),
+                Err(e) => bail!("{}: {e}", model.display()),
             }
         }
         Cmd::Inspect { model, json } => {

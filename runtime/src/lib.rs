@@ -24,6 +24,8 @@ pub mod kernels;
 pub mod model;
 pub mod ops;
 pub mod session;
+#[cfg(feature = "signature")]
+pub mod signature;
 #[cfg(feature = "alloc")]
 pub mod writer;
 

@@ -1,0 +1,87 @@
+//! Signed models: a device given a trusted public key loads only models signed by its key; any
+//! change to the model or the signature is rejected.
+
+use kiln_runtime::signature::{from_signed_bytes, key_id, keypair_from_seed, sign, TRAILER_LEN};
+use kiln_runtime::writer::AlignedBuf;
+use kiln_runtime::Error;
+
+fn model() -> Vec<u8> {
+    tiny()
+}
+
+fn tiny() -> Vec<u8> {
+    use kiln_runtime::writer::{ModelSpec, OpSpec, TensorData, TensorSpec};
+    use kiln_runtime::{DType, OpKind, Quant};
+    let f = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let mut params = [0i32; 12];
+    params[9] = f32::NEG_INFINITY.to_bits() as i32;
+    params[10] = f32::INFINITY.to_bits() as i32;
+    let t = |name: &str, shape: Vec<usize>, data| TensorSpec {
+        name: name.into(),
+        dtype: DType::F32,
+        shape,
+        data,
+        quant: Quant::None,
+    };
+    kiln_runtime::writer::write(&ModelSpec {
+        tensors: vec![
+            t("x", vec![1, 3], TensorData::Arena { offset: 0 }),
+            t(
+                "w",
+                vec![2, 3],
+                TensorData::Constant(f(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])),
+            ),
+            t("y", vec![1, 2], TensorData::Arena { offset: 16 }),
+        ],
+        ops: vec![OpSpec {
+            kind: OpKind::Dense,
+            name: "fc".into(),
+            inputs: vec![Some(0), Some(1), None],
+            outputs: vec![2],
+            params,
+        }],
+        inputs: vec![0],
+        outputs: vec![2],
+        arena_size: 32,
+    })
+    .unwrap()
+}
+
+#[test]
+fn signed_model_loads_with_its_key_only() {
+    let (sk, pk) = keypair_from_seed(&[7u8; 32]);
+    let (_, other_pk) = keypair_from_seed(&[8u8; 32]);
+    let m = model();
+    let signed = sign(&m, &sk).unwrap();
+    assert_eq!(signed.len(), m.len() + TRAILER_LEN);
+    let buf = AlignedBuf::new(&signed);
+    let loaded = from_signed_bytes(buf.as_slice(), &pk).unwrap();
+    assert_eq!(loaded.num_ops(), 1);
+    assert_eq!(key_id(buf.as_slice()).unwrap(), pk[..8]);
+    assert_eq!(
+        from_signed_bytes(buf.as_slice(), &other_pk).err(),
+        Some(Error::BadSignature)
+    );
+    // An unsigned file, or a signed file read as unsigned, is refused.
+    assert!(from_signed_bytes(AlignedBuf::new(&m).as_slice(), &pk).is_err());
+    assert!(kiln_runtime::Model::from_bytes(buf.as_slice()).is_err());
+}
+
+#[test]
+fn every_single_bit_flip_is_rejected() {
+    let (sk, pk) = keypair_from_seed(&[42u8; 32]);
+    let signed = sign(&model(), &sk).unwrap();
+    for byte in 0..signed.len() {
+        for bit in [0, 3, 7] {
+            let mut b = signed.clone();
+            b[byte] ^= 1 << bit;
+            let buf = AlignedBuf::new(&b);
+            let r = from_signed_bytes(buf.as_slice(), &pk);
+            assert_eq!(
+                r.err(),
+                Some(Error::BadSignature),
+                "flipping bit {bit} of byte {byte}"
+            );
+        }
+    }
+}
