@@ -3,7 +3,7 @@
 //! Imports ONNX (through `tract-onnx`) and TFLite (a direct reader of the official schema)
 //! models into kiln's graph, runs the optimization passes, plans the arena and writes `.kiln`
 //! files. The `kiln` binary is the command-line front end.
-
+#![forbid(unsafe_code)]
 // Index loops over parallel arrays (shapes, strides, per-axis params) read better than zips.
 #![allow(clippy::needless_range_loop)]
 

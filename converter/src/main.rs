@@ -1,4 +1,5 @@
 //! `kiln`: convert, inspect, run and verify edge models.
+#![forbid(unsafe_code)]
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};

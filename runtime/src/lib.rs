@@ -12,10 +12,14 @@
 //! `std::error::Error` impls.
 #![no_std]
 #![warn(missing_docs)]
+// `unsafe` lives only in `cast` (checked byte views) and `writer::AlignedBuf`; each block has a
+// SAFETY comment and a test.
+#![deny(unsafe_code)]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+#[allow(unsafe_code)]
 pub mod cast;
 pub mod error;
 pub mod fixedpoint;

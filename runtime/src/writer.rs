@@ -266,6 +266,7 @@ pub struct AlignedBuf {
     len: usize,
 }
 
+#[allow(unsafe_code)]
 impl AlignedBuf {
     /// Copies `bytes` into aligned storage.
     pub fn new(bytes: &[u8]) -> AlignedBuf {
@@ -407,6 +408,22 @@ mod tests {
             inputs: vec![0],
             outputs: vec![3],
             arena_size: 32,
+        }
+    }
+
+    #[test]
+    fn aligned_buf_is_aligned_exact_and_mutable() {
+        for len in [0usize, 1, 15, 16, 17, 100] {
+            let src: Vec<u8> = (0..len as u8).collect();
+            let mut b = AlignedBuf::new(&src);
+            assert_eq!(b.as_slice(), &src[..]);
+            assert_eq!(b.as_slice().as_ptr() as usize % 16, 0);
+            if len > 0 {
+                b.as_mut_slice()[len - 1] = 0xAA;
+                assert_eq!(b.as_slice()[len - 1], 0xAA);
+            }
+            let z = AlignedBuf::zeroed(len);
+            assert!(z.as_slice().iter().all(|&v| v == 0) && z.as_slice().len() == len);
         }
     }
 

@@ -1,4 +1,5 @@
 //! Shared helpers for kiln's integration tests.
+#![forbid(unsafe_code)]
 
 use anyhow::{bail, Context, Result};
 use kiln_runtime::writer::AlignedBuf;

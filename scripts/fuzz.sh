@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Runs every fuzz target (cargo-fuzz / libFuzzer) for a bounded time on seed corpora the project
+# generates itself. Usage: scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
+#   FUZZ_SANITIZER=address|none (default none: coverage-guided, no ASan slowdown)
+#   FUZZ_JOBS=N parallel targets (default 2)
+# A crash stops with a non-zero status; the input lands in fuzz/artifacts/<target>/ and must
+# become a regression test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${1:-60}"
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(model_from_bytes session_run tflite_import onnx_import input_parsers signed_model)
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+  echo "fuzz: installing cargo-fuzz" >&2
+  cargo install cargo-fuzz --locked -q
+fi
+export RUSTC_BOOTSTRAP=1 # cargo-fuzz passes -Z flags; this lets the stable toolchain accept them
+san="${FUZZ_SANITIZER:-none}"
+
+# Seed corpora from the project's own artifacts.
+corpus=fuzz/corpus
+mkdir -p "$corpus"/{model_from_bytes,session_run,tflite_import,onnx_import,input_parsers,signed_model}
+if [ ! -f build/quickstart/digits_cnn.kiln ]; then scripts/quickstart.sh >/dev/null; fi
+cargo build --release -q -p kiln-converter
+kiln=target/release/kiln
+for f in build/quickstart/*.kiln; do
+  cp "$f" "$corpus/model_from_bytes/"
+  { printf '\xff\x7f'; cat "$f"; } > "$corpus/session_run/$(basename "$f")"
+done
+if [ -d build/tflite_ops ]; then
+  for d in build/tflite_ops/*/; do
+    n=$(basename "$d")
+    cp "$d/model.tflite" "$corpus/tflite_import/$n.tflite"
+    "$kiln" convert "$d/model.tflite" -o "$corpus/model_from_bytes/$n.kiln" >/dev/null 2>&1 || true
+  done
+fi
+cp build/quickstart/digits_cnn.onnx "$corpus/onnx_import/"
+if [ -d build/conformance ]; then
+  for d in $(ls -d build/conformance/test_*/ | head -60); do cp "$d/model.onnx" "$corpus/onnx_import/$(basename "$d").onnx"; done
+fi
+cp build/quickstart/test_x.npy build/quickstart/digit_*.pgm "$corpus/input_parsers/"
+"$kiln" keygen /tmp/kiln-fuzz-key >/dev/null
+"$kiln" sign build/quickstart/digits_cnn.kiln --key /tmp/kiln-fuzz-key.secret -o "$corpus/signed_model/digits.signed.kiln" >/dev/null
+
+cd fuzz
+cargo fuzz build -s "$san" -O
+jobs="${FUZZ_JOBS:-2}"
+run() {
+  local t=$1
+  cargo fuzz run -s "$san" -O "$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=4096 -print_final_stats=1 \
+    > "target/fuzz-$t.log" 2>&1
+  local rc=$?
+  local execs cov
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "target/fuzz-$t.log" | grep -o '[0-9]*$' || echo 0)
+  cov=$(grep -o 'cov: [0-9]*' "target/fuzz-$t.log" | tail -1 | grep -o '[0-9]*' || echo 0)
+  echo "fuzz $t: ${secs}s, $execs executions ($(( execs / (secs > 0 ? secs : 1) )) exec/s), coverage $cov edges, exit $rc"
+  return $rc
+}
+status=0
+pids=()
+for t in "${targets[@]}"; do
+  run "$t" & pids+=($!)
+  if [ ${#pids[@]} -ge "$jobs" ]; then wait "${pids[0]}" || status=1; pids=("${pids[@]:1}"); fi
+done
+for p in "${pids[@]}"; do wait "$p" || status=1; done
+exit $status
