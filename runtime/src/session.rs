@@ -499,22 +499,9 @@ fn run_op_i8(v: &View<'_, '_>, op: &OpInfo<'_>, y: &mut [i8], yt: &TensorInfo<'_
                         ki8::Rounding::Double
                     },
                 };
-                let sa = k::broadcast_strides(xt.shape());
-                let sb = k::broadcast_strides(bt.shape());
-                let yd = k::pad6(yt.shape());
-                let mut idx = [0usize; 6];
-                for o in y.iter_mut() {
-                    let ia: usize = idx.iter().zip(&sa).map(|(i, s)| i * s).sum();
-                    let ib: usize = idx.iter().zip(&sb).map(|(i, s)| i * s).sum();
-                    *o = ki8::mul_one(x[ia], b[ib], &mp);
-                    for d in (0..6).rev() {
-                        idx[d] += 1;
-                        if idx[d] < yd[d] {
-                            break;
-                        }
-                        idx[d] = 0;
-                    }
-                }
+                ki8::broadcast_binary(x, xt.shape(), b, bt.shape(), y, yt.shape(), |p, q| {
+                    ki8::mul_one(p, q, &mp)
+                });
                 return Ok(());
             }
             let ap = ki8::AddParams {
@@ -524,28 +511,9 @@ fn run_op_i8(v: &View<'_, '_>, op: &OpInfo<'_>, y: &mut [i8], yt: &TensorInfo<'_
                 act,
                 subtract: p[0] == BinaryKind::Sub as i32,
             };
-            if xt.shape() == yt.shape() && bt.shape() == yt.shape() {
-                for ((o, &a), &bb) in y.iter_mut().zip(x).zip(b) {
-                    *o = ki8::add_one(a, bb, &ap);
-                }
-            } else {
-                let sa = k::broadcast_strides(xt.shape());
-                let sb = k::broadcast_strides(bt.shape());
-                let yd = k::pad6(yt.shape());
-                let mut idx = [0usize; 6];
-                for o in y.iter_mut() {
-                    let ia: usize = idx.iter().zip(&sa).map(|(i, s)| i * s).sum();
-                    let ib: usize = idx.iter().zip(&sb).map(|(i, s)| i * s).sum();
-                    *o = ki8::add_one(x[ia], b[ib], &ap);
-                    for d in (0..6).rev() {
-                        idx[d] += 1;
-                        if idx[d] < yd[d] {
-                            break;
-                        }
-                        idx[d] = 0;
-                    }
-                }
-            }
+            ki8::broadcast_binary(x, xt.shape(), b, bt.shape(), y, yt.shape(), |p, q| {
+                ki8::add_one(p, q, &ap)
+            });
         }
         OpKind::Softmax => {
             let sp = ki8::SoftmaxParams {

@@ -64,27 +64,7 @@ pub fn npy(path: &Path) -> Result<kiln_converter::npy::NpyArray> {
 
 /// Runs a `.kiln` model on one int8 input and returns output 0 as int8.
 pub fn run_i8(bytes: &[u8], input: &[i8]) -> Result<Vec<i8>> {
-    let buf = AlignedBuf::new(bytes);
-    let model = Model::from_bytes(buf.as_slice()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut arena = AlignedBuf::zeroed(model.arena_size());
-    let mut s = Session::new(&model, arena.as_mut_slice()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let dst = s.input_bytes_mut(0).map_err(|e| anyhow::anyhow!("{e}"))?;
-    if dst.len() != input.len() {
-        bail!(
-            "model input has {} bytes, sample {}",
-            dst.len(),
-            input.len()
-        );
-    }
-    for (d, &v) in dst.iter_mut().zip(input) {
-        *d = v as u8;
-    }
-    s.invoke().map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(s.output_bytes(0)
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .iter()
-        .map(|&b| b as i8)
-        .collect())
+    run_i8_multi(bytes, &[input.to_vec()])
 }
 
 /// Runs a `.kiln` model on int8 inputs (one per graph input) and returns output 0 as int8.

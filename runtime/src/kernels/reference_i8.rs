@@ -250,6 +250,40 @@ pub fn add_one(a: i8, b: i8, p: &AddParams) -> i8 {
     out.clamp(p.act[0], p.act[1]) as i8
 }
 
+/// Applies `f` element-wise with numpy broadcasting of `a` and `b` to `ysh`.
+pub fn broadcast_binary(
+    a: &[i8],
+    ash: &[usize],
+    b: &[i8],
+    bsh: &[usize],
+    y: &mut [i8],
+    ysh: &[usize],
+    f: impl Fn(i8, i8) -> i8,
+) {
+    if ash == ysh && bsh == ysh {
+        for ((o, &p), &q) in y.iter_mut().zip(a).zip(b) {
+            *o = f(p, q);
+        }
+        return;
+    }
+    let sa = super::reference_f32::broadcast_strides(ash);
+    let sb = super::reference_f32::broadcast_strides(bsh);
+    let yd = super::reference_f32::pad6(ysh);
+    let mut idx = [0usize; 6];
+    for o in y.iter_mut() {
+        let ia: usize = idx.iter().zip(&sa).map(|(i, s)| i * s).sum();
+        let ib: usize = idx.iter().zip(&sb).map(|(i, s)| i * s).sum();
+        *o = f(a[ia], b[ib]);
+        for d in (0..6).rev() {
+            idx[d] += 1;
+            if idx[d] < yd[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+}
+
 /// Requantization of an int8 multiply.
 #[derive(Clone, Copy, Debug)]
 pub struct MulParams {
