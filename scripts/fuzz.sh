@@ -15,8 +15,10 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
   echo "fuzz: installing cargo-fuzz" >&2
   cargo install cargo-fuzz --locked -q
 fi
-export RUSTC_BOOTSTRAP=1 # cargo-fuzz passes -Z flags; this lets the stable toolchain accept them
 san="${FUZZ_SANITIZER:-none}"
+# cargo-fuzz passes -Z flags; RUSTC_BOOTSTRAP lets the stable toolchain accept them. It is set
+# only for the fuzz commands (it changes cargo's fingerprints, so the normal build stays cached).
+fuzz() { RUSTC_BOOTSTRAP=1 cargo fuzz "$@"; }
 
 # Seed corpora from the project's own artifacts.
 corpus=fuzz/corpus
@@ -44,11 +46,11 @@ cp build/quickstart/test_x.npy build/quickstart/digit_*.pgm "$corpus/input_parse
 "$kiln" sign build/quickstart/digits_cnn.kiln --key /tmp/kiln-fuzz-key.secret -o "$corpus/signed_model/digits.signed.kiln" >/dev/null
 
 cd fuzz
-cargo fuzz build -s "$san" -O
+fuzz build -s "$san" -O
 jobs="${FUZZ_JOBS:-2}"
 run() {
   local t=$1
-  cargo fuzz run -s "$san" -O "$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=4096 -print_final_stats=1 \
+  fuzz run -s "$san" -O "$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=4096 -print_final_stats=1 \
     > "target/fuzz-$t.log" 2>&1
   local rc=$?
   local execs cov
