@@ -205,6 +205,9 @@ def gen_cases(rng):
         cases.append(("mul", dict(bcast=i % 2 == 1, act=int(rng.choice([0, 1])))))
     for i in range(4):
         cases.append(("concat", dict(axis=[3, 1][i % 2])))
+    for i in range(8):
+        cases.append(("mean", dict(axes=[[1, 2], [1, 2], [3], [1], [2, 1], [0, 3]][i % 6], keep=bool(i % 2),
+                                   h=int(rng.integers(1, 9)), w=int(rng.integers(1, 9)))))
     return cases
 
 
@@ -325,6 +328,15 @@ def build_case(kind, p, rng):
         yi = m.tensor(out, scale=s, zp=z)
         m.op(CONCAT, 2, [ai, bi], [yi], 10, [(0, "i32", p["axis"]), (1, "i8", 0)])
         ins = [a, b]
+    elif kind == "mean":
+        x, sx, zx = rand_act(rng, (1, p["h"], p["w"], 5))
+        yf = deq(x, sx, zx).mean(axis=tuple(p["axes"]), keepdims=p["keep"])
+        sy, zy = out_quant(yf, rng)
+        xi = m.tensor(x.shape, scale=sx, zp=zx)
+        ai = m.tensor([len(p["axes"])], INT32, data=np.array(p["axes"], np.int32))
+        yi = m.tensor(list(yf.shape), scale=sy, zp=zy)
+        m.op(MEAN, 2, [xi, ai], [yi], 27, [(0, "bool", p["keep"])])
+        ins = [x]
     n_in = len(ins)
     inputs = list(range(n_in)) if kind not in ("conv", "depthwise", "fc") else [0]
     if kind in ("add", "sub", "mul", "concat"):

@@ -10,7 +10,7 @@ use kiln_quantize::calibrate::{
     asymmetric, quantize_bias, quantize_weights_per_channel, sqnr_db, Method, Observer,
 };
 use kiln_quantize::requant::{
-    add_params, conv_multipliers, logistic, lut_i8, mul_params, softmax_params,
+    add_params, conv_multipliers, logistic, lut_i8, mean_params, mul_params, softmax_params,
 };
 use kiln_runtime::cast::{bytes_as_f32, bytes_as_i8};
 use kiln_runtime::ops::{BinaryKind, UnaryKind, P_ACT_MAX, P_ACT_MIN};
@@ -693,6 +693,26 @@ impl<'g> Builder<'g> {
                     vec![yq],
                 ));
             }
+            OpKind::Reduce if n.params[0] == 0 => {
+                let Some(x) = n.input(0) else {
+                    return Ok(false);
+                };
+                let xs = &self.g.tensors[x].shape;
+                let count: i64 = (0..xs.len())
+                    .filter(|a| n.params[1] & (1 << a) != 0)
+                    .map(|a| xs[a] as i64)
+                    .product();
+                let xq = self.need_i8(x)?;
+                let (sy, zy) = self.params(y);
+                let yq = self.new_i8(y, sy, zy);
+                let (mult, shift) = mean_params(self.qparams(xq).0, sy, count);
+                let mut m = n.clone();
+                m.inputs = vec![Some(xq)];
+                m.outputs = vec![yq];
+                m.params[2] = mult;
+                m.params[3] = shift;
+                self.q.push(m);
+            }
             OpKind::Concat => {
                 // TFLite's int8 concat needs one quantization for all inputs and the output.
                 let ins: Vec<TId> = n.inputs.iter().flatten().copied().collect();
@@ -771,8 +791,24 @@ mod tests {
             Node::new("mul", OpKind::Binary, vec![Some(s), Some(t)], vec![m])
                 .with(0, BinaryKind::Mul as i32),
         );
+        let mean = g.add_tensor("mean", DType::F32, vec![1, 1, 1, 3]);
+        g.push(
+            Node::new("mean", OpKind::Reduce, vec![Some(m)], vec![mean])
+                .with(0, 0)
+                .with(1, 0b0110),
+        );
+        let mm = g.add_tensor("scaled", DType::F32, vec![1, 4, 4, 3]);
+        g.push(
+            Node::new(
+                "scaled",
+                OpKind::Binary,
+                vec![Some(m), Some(mean)],
+                vec![mm],
+            )
+            .with(0, BinaryKind::Mul as i32),
+        );
         let k = g.add_tensor("cat", DType::F32, vec![1, 4, 4, 6]);
-        g.push(Node::new("cat", OpKind::Concat, vec![Some(m), Some(m)], vec![k]).with(0, 3));
+        g.push(Node::new("cat", OpKind::Concat, vec![Some(mm), Some(mm)], vec![k]).with(0, 3));
         let f = g.add_tensor("flat", DType::F32, vec![1, 96]);
         g.push(Node::new("flat", OpKind::Reshape, vec![Some(k)], vec![f]));
         let fw: Vec<f32> = (0..5 * 96)

@@ -136,6 +136,17 @@ pub fn mul_params(scale_a: f32, scale_b: f32, scale_out: f32) -> (i32, i32) {
     quantize_multiplier(scale_a as f64 * scale_b as f64 / scale_out as f64)
 }
 
+/// Parameters of TFLite's int8 mean over `count` elements: the multiplier of
+/// `input_scale / output_scale` with `1 / count` folded in as `QuantizedMeanOrSum` does.
+pub fn mean_params(input_scale: f32, output_scale: f32, count: i64) -> (i32, i32) {
+    let (mut multiplier, mut shift) = quantize_multiplier(input_scale as f64 / output_scale as f64);
+    let mut s = 63 - (count as u64).leading_zeros() as i32;
+    s = s.min(32).min(31 + shift);
+    multiplier = (((multiplier as i64) << s) / count) as i32;
+    shift -= s;
+    (multiplier, shift)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

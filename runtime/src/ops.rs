@@ -572,8 +572,18 @@ pub fn validate(m: &Model<'_>, op: &OpInfo<'_>) -> Result<()> {
         }
         OpKind::Reduce => {
             c.arity(1, 1, 1)?;
-            c.all_f32()?;
             let (x, y) = (c.input(0)?, c.output(0));
+            if x.dtype == DType::I8 {
+                c.q8(&x)?;
+                c.q8(&y)?;
+                c.check(c.p(0) == 0, "the int8 reducer is mean")?;
+                c.check(
+                    c.p(2) >= 0 && (-31..=30).contains(&c.p(3)),
+                    "int8 mean multiplier out of range",
+                )?;
+            } else {
+                c.all_f32()?;
+            }
             c.check((0..=5).contains(&c.p(0)), "unknown reducer")?;
             let mask = c.p(1) as u32;
             c.check(

@@ -537,6 +537,9 @@ fn run_op_i8(v: &View<'_, '_>, op: &OpInfo<'_>, y: &mut [i8], yt: &TensorInfo<'_
                 off += chunk;
             }
         }
+        OpKind::Reduce => {
+            ki8::mean(x, xt.shape(), p[1] as u32, y, x_zp, p[2], p[3], y_zp);
+        }
         OpKind::Lut => {
             let table = bytes_as_i8(v.bytes(&v.info(1)?)?);
             for (o, &q) in y.iter_mut().zip(x) {

@@ -7,7 +7,7 @@ use crate::ir::{Data, Graph, Node, TId};
 use anyhow::{anyhow, bail, Context, Result};
 use flatbuf::Table;
 use kiln_quantize::requant::{
-    activation_range_i8, add_params, conv_multipliers, logistic, lut_i8, mul_params,
+    activation_range_i8, add_params, conv_multipliers, logistic, lut_i8, mean_params, mul_params,
     softmax_params, Activation,
 };
 use kiln_runtime::ops::{BinaryKind, UnaryKind, P_ACT_MAX, P_ACT_MIN};
@@ -990,6 +990,33 @@ impl<'a> Importer<'a> {
                     vec![Some(x), Some(t)],
                     vec![y],
                 ));
+                Ok(())
+            }
+            MEAN if self.is_int8(o.inputs[0]) => {
+                let x = self.input(o, 0)?;
+                let y = self.out(o)?;
+                let xs = self.shape(x);
+                let rank = xs.len() as i64;
+                let mut mask = 0i32;
+                let mut count = 1i64;
+                for a in self.const_ints(o.inputs[1])? {
+                    let a = if a < 0 { a + rank } else { a };
+                    if !(0..rank).contains(&a) {
+                        bail!("reduction axis {a} outside rank {rank}");
+                    }
+                    if mask & (1 << a) == 0 {
+                        count *= xs[a as usize] as i64;
+                    }
+                    mask |= 1 << a;
+                }
+                let (m, s) = mean_params(self.q_scale(x), self.q_scale(y), count);
+                self.g.push(
+                    Node::new(name, OpKind::Reduce, vec![Some(x)], vec![y])
+                        .with(0, 0)
+                        .with(1, mask)
+                        .with(2, m)
+                        .with(3, s),
+                );
                 Ok(())
             }
             MUL if self.is_int8(o.inputs[0]) => {

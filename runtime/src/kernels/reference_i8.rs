@@ -284,6 +284,62 @@ pub fn broadcast_binary(
     }
 }
 
+/// int8 mean over the axes in `mask` (TFLite's `QuantizedMeanOrSum`): the sum of the reduced
+/// elements, less `input_zp * count`, rescaled by `multiplier`/`shift` (which already include
+/// `1 / count`), plus the output zero point.
+#[allow(clippy::too_many_arguments)]
+pub fn mean(
+    x: &[i8],
+    xs: &[usize],
+    mask: u32,
+    y: &mut [i8],
+    input_zp: i32,
+    multiplier: i32,
+    shift: i32,
+    output_zp: i32,
+) {
+    let off = 6 - xs.len();
+    let dims = super::reference_f32::pad6(xs);
+    let st = super::reference_f32::strides(&dims);
+    // Output space: reduced axes collapsed to 1; reduction space: only the reduced axes.
+    let (mut odims, mut rdims) = (dims, [1usize; 6]);
+    let mut count: i64 = 1;
+    for a in 0..xs.len() {
+        if mask & (1 << a) != 0 {
+            odims[off + a] = 1;
+            rdims[off + a] = xs[a];
+            count *= xs[a] as i64;
+        }
+    }
+    let step = |idx: &mut [usize; 6], lim: &[usize; 6]| -> bool {
+        for d in (0..6).rev() {
+            idx[d] += 1;
+            if idx[d] < lim[d] {
+                return true;
+            }
+            idx[d] = 0;
+        }
+        false
+    };
+    let mut o = [0usize; 6];
+    for out in y.iter_mut() {
+        let mut sum: i32 = 0;
+        let mut r = [0usize; 6];
+        loop {
+            let i: usize = (0..6).map(|d| (o[d] + r[d]) * st[d]).sum();
+            sum = sum.wrapping_add(x[i] as i32);
+            if !step(&mut r, &rdims) {
+                break;
+            }
+        }
+        let shifted = (sum as i64 - input_zp as i64 * count) as i32;
+        let v =
+            multiply_by_quantized_multiplier(shifted, multiplier, shift).saturating_add(output_zp);
+        *out = v.clamp(-128, 127) as i8;
+        step(&mut o, &odims);
+    }
+}
+
 /// Requantization of an int8 multiply.
 #[derive(Clone, Copy, Debug)]
 pub struct MulParams {
