@@ -385,6 +385,7 @@ impl<'m> Ctx<'_, 'm> {
     }
     /// f32 activations and bias; weights (input 1) in f32 or f16.
     fn f32_with_weights(&self) -> Result<()> {
+        self.float_enabled()?;
         for k in 0..self.op.num_inputs() {
             if let Some(t) = self.opt_input(k) {
                 let ok = t.dtype == DType::F32
@@ -399,7 +400,15 @@ impl<'m> Ctx<'_, 'm> {
         }
         self.check(self.output(0).dtype == DType::F32, "float ops write f32")
     }
+    /// Float ops need the `float` feature (the f32 kernels) compiled in.
+    fn float_enabled(&self) -> Result<()> {
+        self.check(
+            cfg!(feature = "float"),
+            "float kernels are not compiled in (kiln-runtime feature `float`)",
+        )
+    }
     fn all_f32(&self) -> Result<()> {
+        self.float_enabled()?;
         for k in 0..self.op.num_inputs() {
             if let Some(t) = self.opt_input(k) {
                 self.check(

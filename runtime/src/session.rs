@@ -1,5 +1,8 @@
 //! The interpreter: runs a validated [`Model`] in a caller-provided arena, without a heap.
 
+// Without the `float` feature the f32 dispatch and its helpers are compiled out.
+#![cfg_attr(not(feature = "float"), allow(unused_imports, dead_code))]
+
 use crate::cast::{
     bytes_as_f16, bytes_as_f32, bytes_as_f32_mut, bytes_as_i32, bytes_as_i8, bytes_as_i8_mut,
 };
@@ -223,8 +226,6 @@ fn dims4(t: &TensorInfo<'_>) -> [usize; 4] {
 }
 
 fn run_op(v: &View<'_, '_>, op: &OpInfo<'_>, out: &mut [u8], yt: &TensorInfo<'_>) -> Result<()> {
-    let p = &op.params;
-    let act = [op.param_f32(P_ACT_MIN), op.param_f32(P_ACT_MAX)];
     if op.kind == OpKind::Reshape {
         let xt = v.info(0)?;
         out.copy_from_slice(v.bytes(&xt)?);
@@ -248,6 +249,29 @@ fn run_op(v: &View<'_, '_>, op: &OpInfo<'_>, out: &mut [u8], yt: &TensorInfo<'_>
     if v.info(0)?.dtype == DType::I8 {
         return run_op_i8(v, op, bytes_as_i8_mut(out), yt);
     }
+    run_op_f32(v, op, out, yt)
+}
+
+#[cfg(not(feature = "float"))]
+fn run_op_f32(
+    v: &View<'_, '_>,
+    _op: &OpInfo<'_>,
+    _out: &mut [u8],
+    _yt: &TensorInfo<'_>,
+) -> Result<()> {
+    // Unreachable for a validated model: validation rejects float ops without the feature.
+    Err(v.err("float kernels are not compiled in"))
+}
+
+#[cfg(feature = "float")]
+fn run_op_f32(
+    v: &View<'_, '_>,
+    op: &OpInfo<'_>,
+    out: &mut [u8],
+    yt: &TensorInfo<'_>,
+) -> Result<()> {
+    let p = &op.params;
+    let act = [op.param_f32(P_ACT_MIN), op.param_f32(P_ACT_MAX)];
     let y = bytes_as_f32_mut(out);
     match op.kind {
         OpKind::Conv2d => {

@@ -1,0 +1,92 @@
+//! The QEMU `mps2-an386` "board": semihosting console, a recorded LED, a busy-wait delay, and
+//! stack high-water measurement. A real board replaces this file.
+
+use core::convert::Infallible;
+use cortex_m_semihosting::{debug, hio};
+use embedded_hal::delay::DelayNs;
+use embedded_hal::digital::{ErrorType, OutputPin};
+
+/// Console over semihosting.
+pub struct Console(hio::HostStream);
+
+impl core::fmt::Write for Console {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        self.0.write_all(s.as_bytes()).map_err(|_| core::fmt::Error)
+    }
+}
+
+/// An LED that reports its changes on the console (QEMU has no LED).
+pub struct Led {
+    on: bool,
+}
+
+impl ErrorType for Led {
+    type Error = Infallible;
+}
+
+impl OutputPin for Led {
+    fn set_high(&mut self) -> Result<(), Infallible> {
+        self.on = true;
+        cortex_m_semihosting::hprintln!("led: on (keyword detected)");
+        Ok(())
+    }
+    fn set_low(&mut self) -> Result<(), Infallible> {
+        self.on = false;
+        Ok(())
+    }
+}
+
+/// Busy-wait delay at the nominal 25 MHz of the MPS2 board.
+pub struct Delay;
+
+impl DelayNs for Delay {
+    fn delay_ns(&mut self, ns: u32) {
+        cortex_m::asm::delay(ns / 40 + 1);
+    }
+}
+
+/// The board's peripherals.
+pub fn qemu() -> (Console, Led, Delay) {
+    (
+        Console(hio::hstdout().unwrap_or_else(|_| exit(false))),
+        Led { on: false },
+        Delay,
+    )
+}
+
+/// Ends the program; QEMU exits with status 0 on success.
+pub fn exit(ok: bool) -> ! {
+    debug::exit(if ok {
+        debug::EXIT_SUCCESS
+    } else {
+        debug::EXIT_FAILURE
+    });
+    loop {}
+}
+
+const PAINT: u32 = 0xC0DE_C0DE;
+const PAINTED: usize = 64 * 1024;
+
+/// Fills the 64 KiB below the current stack pointer with a pattern; returns the stack pointer.
+pub fn paint_stack() -> usize {
+    let sp = cortex_m::register::msp::read() as usize;
+    let base = sp - PAINTED;
+    for addr in (base..sp - 256).step_by(4) {
+        // SAFETY: the stack grows down from `sp` into free RAM (memory.x gives 4 MiB); these words
+        // lie below everything live (256 bytes of margin for this frame) and are only written
+        // with a pattern that `stack_used` reads back.
+        unsafe { core::ptr::write_volatile(addr as *mut u32, PAINT) };
+    }
+    sp
+}
+
+/// Bytes of stack used below `sp` since `paint_stack`: the deepest word no longer painted.
+pub fn stack_used(sp: usize) -> usize {
+    let base = sp - PAINTED;
+    let mut addr = base;
+    // SAFETY: reads the words `paint_stack` wrote, in the same range.
+    while addr < sp && unsafe { core::ptr::read_volatile(addr as *const u32) } == PAINT {
+        addr += 4;
+    }
+    sp - addr
+}

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Builds the Cortex-M keyword-spotting firmware from a clean clone, runs it under QEMU
+# (mps2-an386, Cortex-M4F), checks its output bit for bit against the host runtime, counts its
+# instructions per inference, also builds it for Cortex-M0+ (thumbv6m), and prints the size
+# report. Needs ../shared/assets (or $KILN_ASSETS) for the MLPerf Tiny KWS model.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+assets="${KILN_ASSETS:-$(cd .. && pwd)/shared/assets}"
+mode=$(scripts/cross-setup.sh | grep '^mode=' | cut -d= -f2)
+cargo build --release -q -p kiln-converter
+kiln=$PWD/target/release/kiln
+fw=firmware-examples/cortex-m-kws
+"$kiln" convert "$assets/mlperf-tiny/kws_ref_model.tflite" -o build/firmware/kws.kiln
+"$kiln" export build/firmware/kws.kiln -o "$fw/generated" -i "$assets/golden/kws_ref_model/inputs.npy" --row 0
+build() { # target
+  if [ "$mode" = build-std ]; then
+    (cd "$fw" && RUSTC_BOOTSTRAP=1 cargo build --release -q --target "$1" -Zbuild-std=core)
+  else
+    (cd "$fw" && cargo build --release -q --target "$1")
+  fi
+}
+build thumbv7em-none-eabihf
+build thumbv6m-none-eabi
+elf="$fw/target/thumbv7em-none-eabihf/release/cortex-m-kws"
+elf0="$fw/target/thumbv6m-none-eabi/release/cortex-m-kws"
+plugin=build/firmware/libinsncount.so
+gcc -O2 -shared -fPIC -o "$plugin" ../shared/tools/qemu-insncount/insncount.c 2>/dev/null || plugin=""
+marker=$(arm-none-eabi-nm "$elf" | awk '$3 == "bench_marker" {print $1}')
+args=(-M mps2-an386 -cpu cortex-m4 -nographic -monitor none -serial none -semihosting-config enable=on,target=native)
+[ -n "$plugin" ] && args+=(-plugin "$plugin,marker=0x$(printf '%x' $((0x$marker & ~1)))")
+set +e
+out=$(timeout 300 qemu-system-arm "${args[@]}" -kernel "$elf" 2>&1)
+status=$?
+set -e
+echo "$out" | grep -v '^INSN'
+[ $status -eq 0 ] || { echo "firmware: FAILED under QEMU (exit $status)"; exit 1; }
+insns=$(echo "$out" | awk '/^INSN marker 0/ {a=$4} /^INSN marker 1/ {b=$4} END {if (a != "" && b != "") print b - a}')
+model=$(stat -c %s build/firmware/kws.kiln)
+arena=$(grep -o 'ARENA_SIZE: usize = [0-9]*' "$fw/generated/model.rs" | grep -o '[0-9]*$')
+stack=$(echo "$out" | grep -o 'stack high-water [0-9]*' | grep -o '[0-9]*$')
+read -r text data bss _ < <(arm-none-eabi-size "$elf" | tail -1)
+read -r text0 _ < <(arm-none-eabi-size "$elf0" | tail -1)
+code=$((text - model))
+ram=$((data + bss + stack))
+cat <<REPORT
+== size report: keyword spotting (MLPerf Tiny int8 DS-CNN), Cortex-M4F
+                         kiln        TFLite Micro + CMSIS-NN (shared/tools/qemu-insncount/README.md)
+flash (text+rodata)  $(printf '%8d' "$text") B    138,380 B
+  model              $(printf '%8d' "$model") B     53,936 B
+  code               $(printf '%8d' "$code") B     84,444 B
+RAM (data+bss+stack) $(printf '%8d' "$ram") B
+  arena              $(printf '%8d' "$arena") B     22,832 B (minimum accepted)
+  other static       $(printf '%8d' $((data + bss - arena))) B
+  stack high-water   $(printf '%8d' "$stack") B
+instructions/inference $(printf '%8s' "${insns:-n/a}")    7,696,404 (CMSIS-NN), 43,040,240 (reference kernels)
+Cortex-M0+ (thumbv6m) build: text $text0 B
+(TFLite Micro's speech example is reported at 157.5 KB flash / 63.7 KB RAM.)
+REPORT
+fail=0
+[ "$ram" -le $((arena + 8192)) ] || { echo "RAM $ram exceeds arena + 8 KiB"; fail=1; }
+[ "$code" -le 65536 ] || { echo "code $code exceeds 64 KiB"; fail=1; }
+[ $fail = 0 ] && echo "firmware: OK"
+exit $fail
