@@ -57,6 +57,19 @@ Cortex-M0+ (thumbv6m) build: text $text0 B
 (TFLite Micro's speech example is reported at 157.5 KB flash / 63.7 KB RAM.)
 REPORT
 fail=0
+# Raspberry Pi (aarch64 Linux): the same digits classifier built for the host and for the Pi,
+# the Pi build run under qemu-aarch64 on rendered digits; outputs must match byte for byte.
+if [ ! -f build/quickstart/digits_cnn_int8.kiln ]; then scripts/quickstart.sh >/dev/null; fi
+pi=firmware-examples/raspberry-pi-digits
+imgs=$(ls build/quickstart/digit_*.pgm)
+(cd "$pi" && cargo build --release -q && cargo build --release -q --target aarch64-unknown-linux-gnu)
+for m in digits_cnn digits_cnn_int8; do
+  host=$("$pi/target/release/raspberry-pi-digits" "build/quickstart/$m.kiln" $imgs)
+  arm=$(qemu-aarch64 -L /usr/aarch64-linux-gnu "$pi/target/aarch64-unknown-linux-gnu/release/raspberry-pi-digits" "build/quickstart/$m.kiln" $imgs)
+  echo "$arm" | sed "s/^/pi ($m): /"
+  if [ "$host" != "$arm" ]; then echo "raspberry pi ($m): output differs from the host build"; fail=1; fi
+done
+echo "raspberry pi: aarch64 build $(stat -c %s "$pi/target/aarch64-unknown-linux-gnu/release/raspberry-pi-digits") B; outputs identical to the host build"
 [ "$ram" -le $((arena + 8192)) ] || { echo "RAM $ram exceeds arena + 8 KiB"; fail=1; }
 [ "$code" -le 65536 ] || { echo "code $code exceeds 64 KiB"; fail=1; }
 [ $fail = 0 ] && echo "firmware: OK"
