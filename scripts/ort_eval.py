@@ -21,9 +21,9 @@ def main():
     preds, outs = [], []
     t0 = time.perf_counter()
     for i in range(len(x)):
-        y = sess.run(None, {name: x[i:i + 1]})[0]
-        outs.append(y.reshape(-1))
-        preds.append(int(np.argmax(y)))
+        out = sess.run(None, {name: x[i:i + 1]})[0]
+        outs.append(out.reshape(-1))
+        preds.append(int(np.argmax(out)))
     dt = time.perf_counter() - t0
     if save:
         np.save(save, np.stack(outs).astype(np.float32))

@@ -35,7 +35,28 @@ use tract_onnx::tract_hir::internal::DimLike;
 
 /// Loads an ONNX file as tract's typed, decluttered model with concrete input shapes.
 /// `input_shapes` overrides the shape of each input; otherwise symbolic dims become 1.
+///
+/// tract's ONNX reader can panic on malformed protobufs (found by the `onnx_import` fuzz
+/// target: a graph input whose name is missing from its value table). The panic is caught here
+/// and returned as an error, so a bad file never takes the caller down.
 pub fn load_typed(path: &Path, input_shapes: Option<&[Vec<usize>]>) -> Result<TypedModel> {
+    match std::panic::catch_unwind(|| load_typed_inner(path, input_shapes)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            bail!(
+                "{}: tract panicked while reading the ONNX file ({msg}); the file is malformed",
+                path.display()
+            )
+        }
+    }
+}
+
+fn load_typed_inner(path: &Path, input_shapes: Option<&[Vec<usize>]>) -> Result<TypedModel> {
     let mut model = tract_onnx::onnx()
         .model_for_path(path)
         .map_err(|e| anyhow!("{e:?}"))

@@ -54,3 +54,21 @@ fn foreign_and_corrupt_files() {
     assert!(err.contains("missing.onnx"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Inputs the fuzzers found crashing the importers (`fuzz/`); each must now be a clean error.
+#[test]
+fn fuzz_regressions_are_errors() {
+    let dir = workspace().join("tests/data/fuzz-regressions");
+    // tflite_import: a CONV_2D on int8 tensors of rank 1 indexed the shape as if it were 4-D.
+    let mut bytes = std::fs::read(dir.join("tflite_import-conv-rank.tflite")).unwrap();
+    bytes[4..8].copy_from_slice(b"TFL3"); // as the fuzz target does
+    let err = format!("{:#}", kiln_converter::tflite::import(&bytes).unwrap_err());
+    assert!(err.contains("expected rank 4"), "{err}");
+    // onnx_import: a graph input missing from tract's value table panicked inside tract-onnx.
+    let path = dir.join("onnx_import-missing-value-info.onnx");
+    let err = format!("{:#}", kiln_converter::import_file(&path).unwrap_err());
+    assert!(
+        err.contains("onnx_import-missing-value-info.onnx") && err.contains("malformed"),
+        "{err}"
+    );
+}

@@ -499,7 +499,23 @@ impl<'a> Importer<'a> {
     }
 
     fn is_int8(&self, t: i32) -> bool {
-        t >= 0 && self.tensors[t as usize].ttype == T_INT8
+        t >= 0
+            && self
+                .tensors
+                .get(t as usize)
+                .is_some_and(|i| i.ttype == T_INT8)
+    }
+
+    /// The shape of `t`, which the operator needs to be of rank `rank`.
+    fn shape_of_rank(&self, t: TId, rank: usize, what: &str) -> Result<Vec<usize>> {
+        let s = self.shape(t);
+        if s.len() != rank {
+            bail!(
+                "{what} '{}' has shape {s:?}; expected rank {rank}",
+                self.g.tensors[t].name
+            );
+        }
+        Ok(s)
     }
 
     /// Constant int8 weights kept quantized. `depthwise` weights `[1, KH, KW, O]` (quantized
@@ -816,13 +832,30 @@ impl<'a> Importer<'a> {
     fn convert(&mut self, o: &TfOp<'a>) -> Result<()> {
         use code::*;
         let name = self.name_of(o);
+        let min_inputs = match o.code {
+            STRIDED_SLICE => 4,
+            CONV_2D | DEPTHWISE_CONV_2D | FULLY_CONNECTED | ADD | SUB | MUL | DIV | MAXIMUM
+            | MINIMUM | MEAN | SUM | REDUCE_MAX | REDUCE_MIN | REDUCE_PROD | PAD | PADV2
+            | TRANSPOSE => 2,
+            _ => 1,
+        };
+        if o.inputs.len() < min_inputs || o.outputs.is_empty() {
+            bail!(
+                "{} '{name}' has {} inputs and {} outputs; it needs at least {min_inputs} inputs and 1 output",
+                op_name(o.code),
+                o.inputs.len(),
+                o.outputs.len()
+            );
+        }
         match o.code {
             CONV_2D | DEPTHWISE_CONV_2D if self.is_int8(o.inputs[0]) => {
                 let opt = self.opt(o)?;
                 let depthwise = o.code == DEPTHWISE_CONV_2D;
                 let (x, y, ins) = self.int8_weighted(o, depthwise)?;
                 let w = ins[1].unwrap_or(0);
-                let (xs, wk, ys) = (self.shape(x), self.shape(w), self.shape(y));
+                let xs = self.shape_of_rank(x, 4, "input")?;
+                let wk = self.shape_of_rank(w, 4, "weights")?;
+                let ys = self.shape(y);
                 let same = opt.u8(0, 0)? == 0;
                 let sw = opt.i32(1, 1)?.max(1) as usize;
                 let sh = opt.i32(2, 1)?.max(1) as usize;
@@ -870,7 +903,11 @@ impl<'a> Importer<'a> {
                 let opt = self.opt(o)?;
                 let (x, y, mut ins) = self.int8_weighted(o, false)?;
                 let w = ins[1].unwrap_or(0);
-                let k = self.shape(w)[1];
+                let ws = self.shape_of_rank(w, 2, "weights")?;
+                let (m, k) = (ws[0], ws[1]);
+                if k == 0 {
+                    bail!("weights have zero input features");
+                }
                 let xs = self.shape(x);
                 let n: usize = xs.iter().product();
                 if !n.is_multiple_of(k) {
@@ -890,7 +927,6 @@ impl<'a> Importer<'a> {
                     ));
                     ins[0] = Some(t);
                 }
-                let m = self.shape(w)[0];
                 let y2 = if self.shape(y) != [rows, m] {
                     let t = self
                         .g
@@ -926,7 +962,7 @@ impl<'a> Importer<'a> {
                 if self.g.tensors[x].quant != self.g.tensors[y].quant {
                     bail!("int8 pooling must keep the input's scale and zero point");
                 }
-                let xs = self.shape(x);
+                let xs = self.shape_of_rank(x, 4, "input")?;
                 let same = opt.u8(0, 0)? == 0;
                 let (sw, sh) = (
                     opt.i32(1, 1)?.max(1) as usize,
@@ -1076,7 +1112,11 @@ impl<'a> Importer<'a> {
                     bail!("int8 softmax output must have scale 1/256 and zero point -128");
                 }
                 let (m, shift, diff_min) = softmax_params(beta, self.q_scale(x));
-                let axis = self.shape(x).len() - 1;
+                let axis = self
+                    .shape(x)
+                    .len()
+                    .checked_sub(1)
+                    .ok_or_else(|| anyhow!("softmax of a scalar"))?;
                 self.g.push(
                     Node::new(name, OpKind::Softmax, vec![Some(x)], vec![y])
                         .with(0, axis as i32)
@@ -1251,7 +1291,7 @@ impl<'a> Importer<'a> {
                 let opt = self.opt(o)?;
                 let x = self.input(o, 0)?;
                 let y = self.out(o)?;
-                let xs = self.shape(x);
+                let xs = self.shape_of_rank(x, 4, "input")?;
                 let same = opt.u8(0, 0)? == 0;
                 let (sw, sh) = (
                     opt.i32(1, 1)?.max(1) as usize,
@@ -1313,7 +1353,11 @@ impl<'a> Importer<'a> {
                 let beta = self.opt(o)?.f32(0, 1.0)?;
                 let x = self.input(o, 0)?;
                 let y = self.out(o)?;
-                let axis = self.shape(x).len() - 1;
+                let axis = self
+                    .shape(x)
+                    .len()
+                    .checked_sub(1)
+                    .ok_or_else(|| anyhow!("softmax of a scalar"))?;
                 self.g.push(
                     Node::new(name, OpKind::Softmax, vec![Some(x)], vec![y])
                         .with(0, axis as i32)
@@ -1397,6 +1441,17 @@ impl<'a> Importer<'a> {
                 let x = self.input(o, 0)?;
                 let y = self.out(o)?;
                 let perm = self.const_ints(o.inputs[1])?;
+                let rank = self.shape(x).len();
+                let mut seen = vec![false; rank];
+                for &p in &perm {
+                    if p < 0 || p as usize >= rank || std::mem::replace(&mut seen[p as usize], true)
+                    {
+                        bail!("permutation {perm:?} is not a permutation of rank {rank}");
+                    }
+                }
+                if perm.len() != rank || rank > 6 {
+                    bail!("permutation {perm:?} does not fit an input of rank {rank} (at most 6)");
+                }
                 let mut node = Node::new(name, OpKind::Transpose, vec![Some(x)], vec![y]);
                 for (d, &p) in perm.iter().enumerate() {
                     node.params[d] = p as i32;
