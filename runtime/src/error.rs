@@ -138,9 +138,6 @@ impl fmt::Display for Error {
 }
 
 #[cfg(feature = "std")]
-extern crate std;
-
-#[cfg(feature = "std")]
 impl std::error::Error for Error {}
 
 /// Shorthand for results with the runtime's [`Error`].

@@ -18,6 +18,8 @@
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
 
 #[allow(unsafe_code)]
 pub mod cast;

@@ -8,6 +8,7 @@ use crate::cast::{
 };
 use crate::error::{Error, Result};
 use crate::format::{DType, Storage, ALIGN};
+use crate::kernels::optimized_i8 as opt8;
 use crate::kernels::reference_f32 as k;
 use crate::kernels::reference_i8 as ki8;
 use crate::model::{Model, OpInfo, Quant, TensorInfo};
@@ -477,7 +478,7 @@ fn run_op_i8(v: &View<'_, '_>, op: &OpInfo<'_>, y: &mut [i8], yt: &TensorInfo<'_
                 },
             };
             if op.kind == OpKind::Dense {
-                ki8::dense(x, wt.dims[1], w, wt.dims[0], bias, y, &q);
+                opt8::dense(x, wt.dims[1], w, wt.dims[0], bias, y, &q);
             } else {
                 let geo = k::Conv2dParams {
                     stride: [p[0] as usize, p[1] as usize],
@@ -486,7 +487,7 @@ fn run_op_i8(v: &View<'_, '_>, op: &OpInfo<'_>, y: &mut [i8], yt: &TensorInfo<'_
                     groups: p[8] as usize,
                     act: [0.0, 0.0],
                 };
-                ki8::conv2d(x, dims4(&xt), w, dims4(&wt), bias, y, dims4(yt), &geo, &q);
+                opt8::conv2d(x, dims4(&xt), w, dims4(&wt), bias, y, dims4(yt), &geo, &q);
             }
         }
         OpKind::MaxPool | OpKind::AvgPool => {

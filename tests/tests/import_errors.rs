@@ -64,6 +64,18 @@ fn fuzz_regressions_are_errors() {
     bytes[4..8].copy_from_slice(b"TFL3"); // as the fuzz target does
     let err = format!("{:#}", kiln_converter::tflite::import(&bytes).unwrap_err());
     assert!(err.contains("expected rank 4"), "{err}");
+    // tflite_import: depthwise int8 weights whose shape promised more bytes than the buffer
+    // held (an out-of-bounds index), and a shape of 8e8 elements that made the importer
+    // allocate gigabytes: both are now rejected when the tensor table is read.
+    for f in [
+        "tflite_import-short-weights.tflite",
+        "tflite_import-huge-shape.tflite",
+    ] {
+        let mut bytes = std::fs::read(dir.join(f)).unwrap();
+        bytes[4..8].copy_from_slice(b"TFL3");
+        let err = format!("{:#}", kiln_converter::tflite::import(&bytes).unwrap_err());
+        assert!(err.contains("more than 2^28 elements"), "{f}: {err}");
+    }
     // onnx_import: a graph input missing from tract's value table panicked inside tract-onnx.
     let path = dir.join("onnx_import-missing-value-info.onnx");
     let err = format!("{:#}", kiln_converter::import_file(&path).unwrap_err());

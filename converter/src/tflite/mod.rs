@@ -151,6 +151,20 @@ const T_INT32: u8 = 2;
 const T_INT64: u8 = 4;
 const T_INT8: u8 = 9;
 
+/// Largest tensor the `.kiln` format holds (elements).
+const MAX_ELEMENTS: usize = 1 << 28;
+
+/// Bytes per element of the TensorType codes kiln reads.
+fn type_size(t: u8) -> Option<usize> {
+    match t {
+        0 | 2 => Some(4),
+        1 | 7 => Some(2),
+        3 | 9 => Some(1),
+        4 => Some(8),
+        _ => None,
+    }
+}
+
 fn type_name(t: u8) -> &'static str {
     match t {
         0 => "float32",
@@ -307,6 +321,31 @@ pub fn import(bytes: &[u8]) -> Result<Graph> {
                 t.buffer,
                 buffers.len()
             );
+        }
+        let count = t
+            .shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .filter(|&c| c <= MAX_ELEMENTS)
+            .ok_or_else(|| {
+                anyhow!(
+                    "tensor '{}' has shape {:?}: more than 2^28 elements",
+                    t.name,
+                    t.shape
+                )
+            })?;
+        let data = buffers[t.buffer];
+        if let Some(size) = type_size(t.ttype) {
+            if !data.is_empty() && data.len() != count * size {
+                bail!(
+                    "tensor '{}' ({} {:?}) holds {} bytes of data, expected {}",
+                    t.name,
+                    type_name(t.ttype),
+                    t.shape,
+                    data.len(),
+                    count * size
+                );
+            }
         }
     }
 

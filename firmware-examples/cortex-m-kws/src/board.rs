@@ -6,12 +6,31 @@ use cortex_m_semihosting::{debug, hio};
 use embedded_hal::delay::DelayNs;
 use embedded_hal::digital::{ErrorType, OutputPin};
 
-/// Console over semihosting.
+/// Console over semihosting, behind `embedded-io`'s `Write` (the serial trait of the
+/// embedded-hal 1.0 ecosystem; a real board's UART driver implements the same trait).
 pub struct Console(hio::HostStream);
 
-impl core::fmt::Write for Console {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        self.0.write_all(s.as_bytes()).map_err(|_| core::fmt::Error)
+/// The host refused a semihosting write.
+#[derive(Debug)]
+pub struct ConsoleError;
+
+impl embedded_io::Error for ConsoleError {
+    fn kind(&self) -> embedded_io::ErrorKind {
+        embedded_io::ErrorKind::Other
+    }
+}
+
+impl embedded_io::ErrorType for Console {
+    type Error = ConsoleError;
+}
+
+impl embedded_io::Write for Console {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, ConsoleError> {
+        self.0.write_all(buf).map_err(|_| ConsoleError)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> Result<(), ConsoleError> {
+        Ok(())
     }
 }
 
@@ -61,7 +80,9 @@ pub fn exit(ok: bool) -> ! {
     } else {
         debug::EXIT_FAILURE
     });
-    loop {}
+    loop {
+        cortex_m::asm::wfi();
+    }
 }
 
 const PAINT: u32 = 0xC0DE_C0DE;

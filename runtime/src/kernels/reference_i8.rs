@@ -57,8 +57,9 @@ pub enum Rounding {
 }
 
 impl QuantParams<'_> {
+    /// The output value for accumulator `acc` of output channel `channel`.
     #[inline]
-    fn requantize(&self, acc: i32, channel: usize) -> i8 {
+    pub fn requantize(&self, acc: i32, channel: usize) -> i8 {
         let c = if self.multiplier.len() == 1 {
             0
         } else {

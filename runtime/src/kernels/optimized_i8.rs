@@ -1,0 +1,134 @@
+//! Optimized int8 conv and dense: the same arithmetic as [`super::reference_i8`], bit for bit,
+//! with the bounds arithmetic hoisted out of the channel loop and the inner products on
+//! [`super::simd`] (NEON, AVX2, Cortex-M DSP). The session runs these; tests compare them with
+//! the reference kernels over an edge-case grid (odd sizes, padding, strides, dilation, groups,
+//! zero points, per-channel scales).
+
+use super::reference_f32::Conv2dParams;
+use super::reference_i8::{self as reference, QuantParams};
+use super::simd;
+
+/// Most kernel taps one output pixel can have before the kernel falls back to the reference
+/// loop (the tap list lives on the stack).
+const MAX_TAPS: usize = 64;
+
+/// int8 2-D convolution (per-channel), NHWC / OHWI, int32 bias; same contract as
+/// [`reference::conv2d`].
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d(
+    x: &[i8],
+    xs: [usize; 4],
+    w: &[i8],
+    ws: [usize; 4],
+    bias: Option<&[i32]>,
+    y: &mut [i8],
+    ys: [usize; 4],
+    geo: &Conv2dParams,
+    q: &QuantParams<'_>,
+) {
+    let [n, h, wd, ci] = xs;
+    let [co, kh, kw, cig] = ws;
+    let [_, oh, ow, _] = ys;
+    if kh * kw > MAX_TAPS || geo.groups == 0 {
+        return reference::conv2d(x, xs, w, ws, bias, y, ys, geo, q);
+    }
+    let dot = simd::best();
+    let cog = co / geo.groups;
+    let taps_per_oc = kh * kw;
+    // Runs of taps inside the input: (first tap index, offset of its input pixel in x, number of
+    // taps). Without groups and dilation, neighbouring taps of one kernel row are contiguous in
+    // both x and w, so a run becomes one longer inner product.
+    let merge = geo.groups == 1 && geo.dilation[1] == 1;
+    let mut taps = [(0usize, 0usize, 0usize); MAX_TAPS];
+    for b in 0..n {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut nt = 0;
+                for ky in 0..kh {
+                    let iy =
+                        (oy * geo.stride[0] + ky * geo.dilation[0]) as isize - geo.pad[0] as isize;
+                    if iy < 0 || iy >= h as isize {
+                        continue;
+                    }
+                    for kx in 0..kw {
+                        let ix = (ox * geo.stride[1] + kx * geo.dilation[1]) as isize
+                            - geo.pad[1] as isize;
+                        if ix < 0 || ix >= wd as isize {
+                            continue;
+                        }
+                        let xo = ((b * h + iy as usize) * wd + ix as usize) * ci;
+                        let t = ky * kw + kx;
+                        if merge && nt > 0 && taps[nt - 1].0 + taps[nt - 1].2 == t && kx > 0 {
+                            taps[nt - 1].2 += 1;
+                        } else {
+                            taps[nt] = (t, xo, 1);
+                            nt += 1;
+                        }
+                    }
+                }
+                let taps = &taps[..nt];
+                let yrow = &mut y[((b * oh + oy) * ow + ox) * co..][..co];
+                if cig == 1 && !merge {
+                    // Depthwise (and any one-channel-per-group conv): a scalar sum over taps.
+                    for (oc, out) in yrow.iter_mut().enumerate() {
+                        let g = oc / cog;
+                        let wk = &w[oc * taps_per_oc..][..taps_per_oc];
+                        let mut acc: i32 = 0;
+                        for &(t, xo, _) in taps {
+                            acc = acc.wrapping_add(
+                                (x[xo + g] as i32 - q.input_zp) * (wk[t] as i32 - q.weight_zp),
+                            );
+                        }
+                        if let Some(bb) = bias {
+                            acc = acc.wrapping_add(bb[oc]);
+                        }
+                        *out = q.requantize(acc, oc);
+                    }
+                } else {
+                    for (oc, out) in yrow.iter_mut().enumerate() {
+                        let g = oc / cog;
+                        let wk = &w[oc * taps_per_oc * cig..][..taps_per_oc * cig];
+                        let mut acc: i32 = 0;
+                        for &(t, xo, len) in taps {
+                            acc = acc.wrapping_add(dot(
+                                &x[xo + g * cig..][..len * cig],
+                                &wk[t * cig..][..len * cig],
+                                q.input_zp,
+                                q.weight_zp,
+                            ));
+                        }
+                        if let Some(bb) = bias {
+                            acc = acc.wrapping_add(bb[oc]);
+                        }
+                        *out = q.requantize(acc, oc);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// int8 fully connected; same contract as [`reference::dense`].
+pub fn dense(
+    x: &[i8],
+    k: usize,
+    w: &[i8],
+    m: usize,
+    bias: Option<&[i32]>,
+    y: &mut [i8],
+    q: &QuantParams<'_>,
+) {
+    if k == 0 {
+        return reference::dense(x, k, w, m, bias, y, q);
+    }
+    let dot = simd::best();
+    for (xr, yr) in x.chunks_exact(k).zip(y.chunks_exact_mut(m)) {
+        for (j, o) in yr.iter_mut().enumerate() {
+            let mut acc = dot(xr, &w[j * k..][..k], q.input_zp, q.weight_zp);
+            if let Some(bb) = bias {
+                acc = acc.wrapping_add(bb[j]);
+            }
+            *o = q.requantize(acc, j);
+        }
+    }
+}
