@@ -2,6 +2,7 @@
 # The README's test command: everything CI checks, from a fresh clone.
 #   - Python venv with numpy, onnx==1.20.0, onnxruntime, scikit-learn (scripts/venv.sh)
 #   - ONNX backend node conformance cases extracted as data (build/conformance)
+#   - quantized ONNX models (QOperator, uint8, integer ops) with onnxruntime outputs (build/onnx_quant)
 #   - cargo fmt --check, cargo clippy -D warnings
 #   - cargo test --release over the workspace (unit, format, conformance, MLPerf Tiny goldens)
 #   - the runtime builds for Cortex-M with only `core`
@@ -17,6 +18,10 @@ if [ ! -f build/tflite_ops/SUMMARY.txt ] || [ scripts/gen_tflite_ops.py -nt buil
   "$py" scripts/gen_tflite_ops.py --out build/tflite_ops
 fi
 export KILN_TFLITE_OPS="$PWD/build/tflite_ops"
+if [ ! -f build/onnx_quant/SUMMARY.txt ] || [ scripts/gen_onnx_quant.py -nt build/onnx_quant/SUMMARY.txt ]; then
+  "$py" scripts/gen_onnx_quant.py --out build/onnx_quant
+fi
+export KILN_ONNX_QUANT="$PWD/build/onnx_quant"
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings
 cargo test --release --workspace

@@ -27,7 +27,7 @@ use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::identity::Identity;
 use tract_onnx::tract_core::ops::konst::Const;
 use tract_onnx::tract_core::ops::nn::{DataFormat, Reduce, Reducer, Softmax, SoftmaxKind};
-use tract_onnx::tract_core::ops::quant::{DequantizeLinearF32, QuantizeLinearI8};
+use tract_onnx::tract_core::ops::quant::{DequantizeLinearF32, QuantizeLinearI8, QuantizeLinearU8};
 use tract_onnx::tract_core::ops::source::TypedSource;
 use tract_onnx::tract_core::optim::{Optimizer, OptimizerSession, TypedPass};
 use tract_onnx::tract_hir::infer::Factoid;
@@ -57,10 +57,30 @@ pub fn load_typed(path: &Path, input_shapes: Option<&[Vec<usize>]>) -> Result<Ty
 }
 
 fn load_typed_inner(path: &Path, input_shapes: Option<&[Vec<usize>]>) -> Result<TypedModel> {
-    let mut model = tract_onnx::onnx()
-        .model_for_path(path)
+    let onnx = tract_onnx::onnx();
+    let mut proto = onnx
+        .proto_model_for_path(path)
         .map_err(|e| anyhow!("{e:?}"))
         .context("tract could not parse the ONNX file")?;
+    // QOperator models (QLinearConv, ...) become their QDQ equivalent first.
+    if crate::onnx_qop::needs_rewrite(&proto) {
+        crate::onnx_qop::rewrite(&mut proto)?;
+    }
+    // Symbolic input dims become concrete below; value_info annotations that still carry the
+    // symbol (onnxruntime's pre-processing writes them) would then contradict the inference.
+    let onnx = onnx.with_ignore_value_info(has_symbolic_input(&proto));
+    let dir = path.parent().and_then(|d| d.to_str());
+    let parsed = onnx
+        .parse(&proto, dir)
+        .map_err(|e| anyhow!("{e:?}"))
+        .context("tract could not parse the ONNX file")?;
+    if !parsed.unresolved_inputs.is_empty() {
+        bail!(
+            "the graph uses values nothing produces: {}",
+            parsed.unresolved_inputs.join(", ")
+        );
+    }
+    let mut model = parsed.model;
     let unimplemented: Vec<String> = model
         .nodes()
         .iter()
@@ -106,6 +126,22 @@ fn load_typed_inner(path: &Path, input_shapes: Option<&[Vec<usize>]>) -> Result<
         .map_err(|e| anyhow!("{e:?}"))
         .context("tract could not declutter the model")?;
     Ok(typed)
+}
+
+/// Whether a graph input has a symbolic (named) dimension.
+fn has_symbolic_input(proto: &tract_onnx::pb::ModelProto) -> bool {
+    use tract_onnx::pb::{tensor_shape_proto::dimension::Value as Dim, type_proto::Value};
+    let Some(g) = &proto.graph else { return false };
+    g.input.iter().any(|i| {
+        let Some(Value::TensorType(t)) = i.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
+            return false;
+        };
+        t.shape.as_ref().is_some_and(|s| {
+            s.dim
+                .iter()
+                .any(|d| matches!(d.value, Some(Dim::DimParam(_))))
+        })
+    })
 }
 
 /// tract's per-op declutter pass, skipping `DequantizeLinearF32` nodes.
@@ -242,9 +278,10 @@ fn unsupported_reason(node: &TypedNode) -> Option<String> {
         || op.downcast_ref::<MultiBroadcastTo>().is_some()
         || op.downcast_ref::<Identity>().is_some()
         || op.downcast_ref::<DequantizeLinearF32>().is_some()
-        || op
-            .downcast_ref::<ElementWiseOp>()
-            .is_some_and(|e| e.0.downcast_ref::<QuantizeLinearI8>().is_some())
+        || op.downcast_ref::<ElementWiseOp>().is_some_and(|e| {
+            e.0.downcast_ref::<QuantizeLinearI8>().is_some()
+                || e.0.downcast_ref::<QuantizeLinearU8>().is_some()
+        })
         || op
             .downcast_ref::<Cast>()
             .is_some_and(|c| c.to == f32::datum_type());
@@ -492,9 +529,13 @@ impl Imp<'_> {
                     self.layouts.insert((o, want.to_vec()), out);
                     return Ok(out);
                 }
-                let out = self
-                    .g
-                    .add_tensor(format!("{name}.transposed"), DType::F32, phys);
+                // Layout changes keep the dtype (and an int8 tensor's quantization).
+                let out = self.g.add_tensor(
+                    format!("{name}.transposed"),
+                    self.g.tensors[tid].dtype,
+                    phys,
+                );
+                self.g.tensors[out].quant = self.g.tensors[tid].quant;
                 let mut n = Node::new(
                     format!("{name}.transpose"),
                     OpKind::Transpose,
@@ -589,6 +630,21 @@ impl Imp<'_> {
         }
         if let Some(dq) = op.downcast_ref::<DequantizeLinearF32>() {
             return self.dequantize(node, dq.scale, dq.zero_point);
+        }
+        if let Some(q) = op
+            .downcast_ref::<ElementWiseOp>()
+            .and_then(|e| e.0.downcast_ref::<QuantizeLinearU8>())
+        {
+            // uint8: the same real values as int8 with the zero point moved by -128.
+            self.vals.insert(
+                out,
+                Val::QuantOf {
+                    src: node.inputs[0],
+                    scale: 1.0 / q.scale,
+                    zero_point: q.zero_point as i32 - 128,
+                },
+            );
+            return Ok(());
         }
         if let Some(q) = op
             .downcast_ref::<ElementWiseOp>()
@@ -761,7 +817,14 @@ impl Imp<'_> {
     /// pair's parameters recorded), or a real int8 -> f32 conversion (of a graph input).
     fn dequantize(&mut self, node: &TypedNode, scale: f32, zero_point: i32) -> Result<()> {
         let out = OutletId::new(node.id, 0);
-        if let Val::QuantOf { src, .. } = self.val(node.inputs[0])? {
+        if let Val::QuantOf {
+            src,
+            zero_point: qzp,
+            ..
+        } = self.val(node.inputs[0])?
+        {
+            // The pair's zero point as int8 (the QuantizeLinear's, already moved for uint8).
+            let zero_point = qzp;
             let v = self.val(src)?;
             if let Val::Act { tid, .. } = &v {
                 self.g.act_quant.insert(*tid, (scale, zero_point));
@@ -769,6 +832,11 @@ impl Imp<'_> {
             self.vals.insert(out, v);
             return Ok(());
         }
+        // A uint8 tensor is carried as int8 with the zero point moved by -128.
+        let zero_point = match self.model.outlet_fact(node.inputs[0]) {
+            Ok(f) if f.datum_type == u8::datum_type() => zero_point - 128,
+            _ => zero_point,
+        };
         let (x, perm) = self.any_act(node.inputs[0])?;
         let xt = &mut self.g.tensors[x];
         if xt.dtype != DType::I8 {

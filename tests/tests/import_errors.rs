@@ -76,6 +76,12 @@ fn fuzz_regressions_are_errors() {
         let err = format!("{:#}", kiln_converter::tflite::import(&bytes).unwrap_err());
         assert!(err.contains("more than 2^28 elements"), "{f}: {err}");
     }
+    // tflite_import: a conv naming tensor -150995200 as its weights (only -1, "absent", is
+    // valid) indexed the tensor table with a wrapped negative number.
+    let mut bytes = std::fs::read(dir.join("tflite_import-absent-weights.tflite")).unwrap();
+    bytes[4..8].copy_from_slice(b"TFL3");
+    let err = format!("{:#}", kiln_converter::tflite::import(&bytes).unwrap_err());
+    assert!(err.contains("names tensor -150995200"), "{err}");
     // onnx_import: a graph input missing from tract's value table panicked inside tract-onnx.
     let path = dir.join("onnx_import-missing-value-info.onnx");
     let err = format!("{:#}", kiln_converter::import_file(&path).unwrap_err());

@@ -288,7 +288,7 @@ pub fn import(bytes: &[u8]) -> Result<Graph> {
     }
     for o in &ops {
         for &t in o.inputs.iter().chain(&o.outputs) {
-            if t >= 0 && t as usize >= tensors.len() {
+            if t < -1 || (t >= 0 && t as usize >= tensors.len()) {
                 bail!(
                     "an operator names tensor {t}, but the model has {} tensors",
                     tensors.len()
@@ -681,7 +681,11 @@ impl<'a> Importer<'a> {
     ) -> Result<(TId, TId, Vec<Option<TId>>)> {
         let x = self.input(o, 0)?;
         let y = self.out(o)?;
-        let (w, scales) = self.int8_weights(o.inputs[1] as usize, depthwise)?;
+        let wt = o.inputs[1];
+        if wt < 0 {
+            bail!("the weights input is absent");
+        }
+        let (w, scales) = self.int8_weights(wt as usize, depthwise)?;
         let bias = self.int32_bias(o.inputs.get(2).copied().unwrap_or(-1))?;
         let (mult, shift) = conv_multipliers(self.q_scale(x), &scales, self.q_scale(y));
         let name = self.name_of(o);
@@ -806,6 +810,9 @@ impl<'a> Importer<'a> {
             .outputs
             .first()
             .ok_or_else(|| anyhow!("operator has no outputs"))?;
+        if t < 0 {
+            bail!("the operator's output is absent");
+        }
         self.activation(t as usize)
     }
 
@@ -1454,7 +1461,7 @@ impl<'a> Importer<'a> {
                 if pads.len() != 2 * rank {
                     bail!("paddings must be [{rank}, 2]");
                 }
-                let value = if o.code == PADV2 && o.inputs.len() > 2 {
+                let value = if o.code == PADV2 && o.inputs.len() > 2 && o.inputs[2] >= 0 {
                     let c = self.tensor(o.inputs[2] as usize)?;
                     self.g
                         .const_f32(c)

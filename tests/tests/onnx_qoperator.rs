@@ -1,0 +1,105 @@
+//! Already-quantized ONNX models in the forms onnxruntime and hand-written graphs use:
+//! QOperator (QLinearConv, QLinearMatMul, com.microsoft QGemm / QLinearSoftmax), uint8
+//! activations, QDQ with uint8, ConvInteger / MatMulInteger, and a dynamically quantized model
+//! that must be rejected with a clear error. Generated with onnxruntime's outputs by
+//! `scripts/gen_onnx_quant.py` (run by `scripts/test.sh`, which sets `KILN_ONNX_QUANT`).
+
+use kiln_converter::verify::run_kiln;
+use kiln_tests::{npy, workspace};
+use std::path::PathBuf;
+
+fn cases_dir() -> Option<PathBuf> {
+    match std::env::var_os("KILN_ONNX_QUANT") {
+        Some(p) => {
+            let p = PathBuf::from(p);
+            assert!(
+                p.join("SUMMARY.txt").is_file(),
+                "KILN_ONNX_QUANT={} is set but holds no generated cases",
+                p.display()
+            );
+            Some(p)
+        }
+        None => {
+            let p = workspace().join("build/onnx_quant");
+            p.join("SUMMARY.txt").is_file().then_some(p)
+        }
+    }
+}
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter()
+        .enumerate()
+        .fold(0, |b, (i, &x)| if x > v[b] { i } else { b })
+}
+
+#[test]
+fn quantized_onnx_models_agree_with_onnxruntime() {
+    let Some(dir) = cases_dir() else {
+        eprintln!("generated cases missing (run scripts/test.sh); skipping");
+        return;
+    };
+    // (case, max |kiln - ort|, minimum int8 ops). Softmax outputs are in steps of 1/256; a
+    // one-step difference in a logit (scale ~0.16 in the uint8 models) moves a probability by
+    // up to ~10 steps, since onnxruntime requantizes in float and kiln in TFLite's fixed point.
+    // ConvInteger / MatMulInteger return raw int32 sums, so kiln runs them as float ops.
+    let cases = [
+        ("qop_s8", 2.0 / 256.0, 3),
+        ("qop_u8", 12.0 / 256.0, 3),
+        ("qdq_u8", 12.0 / 256.0, 3),
+        ("qlinear_matmul", 0.02, 1),
+        ("integer_ops", 0.02, 0),
+    ];
+    let mut report = Vec::new();
+    for (case, tol, min_int8) in cases {
+        let d = dir.join(case);
+        let g = kiln_converter::import_file(&d.join("model.onnx"))
+            .unwrap_or_else(|e| panic!("{case}: {e:#}"));
+        let int8_ops = g
+            .nodes
+            .iter()
+            .filter(|n| {
+                n.inputs
+                    .first()
+                    .copied()
+                    .flatten()
+                    .is_some_and(|t| g.tensors[t].dtype == kiln_runtime::DType::I8)
+            })
+            .count();
+        assert!(
+            int8_ops >= min_int8,
+            "{case}: only {int8_ops} int8 ops (expected >= {min_int8})"
+        );
+        let bytes = kiln_converter::emit::emit(&g).unwrap().0;
+        let x = npy(&d.join("inputs.npy")).unwrap();
+        let y = npy(&d.join("expected.npy")).unwrap();
+        let n = x.shape[0];
+        let (isz, osz) = (x.data.len() / n, y.data.len() / n);
+        let samples: Vec<Vec<Vec<f32>>> = (0..n)
+            .map(|i| vec![x.data[i * isz..(i + 1) * isz].to_vec()])
+            .collect();
+        let got = run_kiln(&bytes, &samples).unwrap_or_else(|e| panic!("{case}: {e:#}"));
+        let (mut worst, mut top1) = (0f32, 0);
+        for (i, out) in got.iter().enumerate() {
+            let want = &y.data[i * osz..(i + 1) * osz];
+            for (a, b) in out[0].iter().zip(want) {
+                worst = worst.max((a - b).abs());
+            }
+            top1 += (argmax(&out[0]) == argmax(want)) as usize;
+        }
+        report.push(format!(
+            "{case}: {int8_ops} int8 ops, max |kiln - ort| {worst:.4}, top-1 {top1}/{n}"
+        ));
+        assert!(worst <= tol, "{case}: max |kiln - ort| {worst} > {tol}");
+        assert!(top1 + 2 >= n, "{case}: top-1 agreement {top1}/{n}");
+    }
+    eprintln!("{}", report.join("\n"));
+
+    let err = format!(
+        "{:#}",
+        kiln_converter::import_file(&dir.join("dynamic/model.onnx")).unwrap_err()
+    );
+    assert!(
+        err.contains("DynamicQuantizeLinear") && err.contains("kiln quantize"),
+        "{err}"
+    );
+}
