@@ -7,7 +7,8 @@ use crate::emit::emit_mapped;
 use crate::ir::{Data, Graph, Node, TId};
 use anyhow::{anyhow, bail, Result};
 use kiln_quantize::calibrate::{
-    asymmetric, quantize_bias, quantize_weights_per_channel, sqnr_db, Method, Observer,
+    asymmetric, quantize_bias, quantize_weights_compact, quantize_weights_per_channel, sqnr_db,
+    Method, Observer,
 };
 use kiln_quantize::requant::{
     add_params, conv_multipliers, logistic, lut_i8, mean_params, mul_params, softmax_params,
@@ -118,7 +119,9 @@ pub fn lower_with_hints(g: &Graph) -> Result<Graph> {
         method: Method::MinMax,
         int8_io: false,
     };
-    let mut graph = Builder::new(&g, &obs, &opts).build()?.q;
+    let mut b = Builder::new(&g, &obs, &opts);
+    b.compact = false;
+    let mut graph = b.build()?.q;
     crate::passes::simplify_reshape::run(&mut graph);
     crate::passes::dce::run(&mut graph);
     graph.check()?;
@@ -272,6 +275,9 @@ struct Builder<'g> {
     int8_nodes: HashSet<TId>,
     /// f32 copies of tensors that are int8 in the source
     f32_twin: HashMap<TId, TId>,
+    /// Nudge weight scales so requantization multipliers fit 16 bits (kiln's own quantization);
+    /// off when the source model fixed the quantization (QDQ import), to stay closest to it.
+    compact: bool,
 }
 
 impl<'g> Builder<'g> {
@@ -292,6 +298,7 @@ impl<'g> Builder<'g> {
             have_f32: HashSet::new(),
             int8_nodes: HashSet::new(),
             f32_twin: HashMap::new(),
+            compact: true,
         }
     }
 
@@ -528,11 +535,25 @@ impl<'g> Builder<'g> {
                     },
                     None => vec![0.0; channels],
                 };
-                let (wq, ws) = quantize_weights_per_channel(w, channels);
                 let xq = self.need_i8(x)?;
                 let (sx, _) = self.qparams(xq);
                 let (sy, zy) = self.params(y);
                 let yq = self.new_i8(y, sy, zy);
+                // Weight scales chosen so the multipliers fit 16 bits (half-size tables); the
+                // plain per-channel form when a shift would be out of range.
+                let compact = if self.compact {
+                    quantize_weights_compact(w, channels, sx, sy)
+                } else {
+                    None
+                };
+                let (wq, ws, mult) = match compact {
+                    Some(c) => (c.weights, c.scales, Ok((c.multipliers, c.shifts))),
+                    None => {
+                        let (wq, ws) = quantize_weights_per_channel(w, channels);
+                        let ms = conv_multipliers(sx, &ws, sy);
+                        (wq, ws, Err(ms))
+                    }
+                };
                 // Symmetric per-channel weights: their scales are folded into the multipliers, so
                 // the file carries none (they can be recovered as
                 // multiplier * 2^(shift - 31) * output_scale / input_scale).
@@ -546,8 +567,23 @@ impl<'g> Builder<'g> {
                     format!("{}.bias_i32", n.name),
                     quantize_bias(&bias, sx, &ws),
                 );
-                let (mult, shift) = conv_multipliers(sx, &ws, sy);
-                let mid = self.const_i32(format!("{}.multiplier", n.name), mult);
+                let (mid, shift) = match mult {
+                    Ok((m16, shift)) => {
+                        let t = self.q.add_tensor(
+                            format!("{}.multiplier", n.name),
+                            DType::I16,
+                            vec![m16.len()],
+                        );
+                        self.q.tensors[t].data = Some(Data::Raw(
+                            m16.iter().flat_map(|m| m.to_le_bytes()).collect(),
+                        ));
+                        (t, shift)
+                    }
+                    Err((mult, shift)) => (
+                        self.const_i32(format!("{}.multiplier", n.name), mult),
+                        shift,
+                    ),
+                };
                 // Shifts lie in -31..=30: one byte each.
                 let sid =
                     self.q

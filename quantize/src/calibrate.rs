@@ -246,6 +246,82 @@ pub fn quantize_weights_per_channel(w: &[f32], channels: usize) -> (Vec<i8>, Vec
     (q, scales)
 }
 
+/// Per-channel symmetric int8 weights whose requantization multipliers fit in 16 bits.
+///
+/// Each channel's scale starts at `amax / 127` and is raised by less than 2^-14 (relative) so that
+/// `input_scale * w_scale / output_scale` is exactly `m * 2^(shift - 15)` with `m` in
+/// `16384..=32767`. The kernels then apply the Q0.31 multiplier `m << 16`: the same TFLite
+/// arithmetic, with tables half the size (kiln stores `m` as i16). The scale change is far below
+/// int8 resolution. Returns the weights, their scales, the multipliers and the shifts, or `None`
+/// when a shift would leave TFLite's range (-31..=30).
+pub fn quantize_weights_compact(
+    w: &[f32],
+    channels: usize,
+    input_scale: f32,
+    output_scale: f32,
+) -> Option<CompactWeights> {
+    let per = w.len() / channels.max(1);
+    let (sx, sy) = (input_scale as f64, output_scale as f64);
+    let mut q = Vec::with_capacity(w.len());
+    let (mut scales, mut mults, mut shifts) = (vec![], vec![], vec![]);
+    for c in 0..channels {
+        let row = &w[c * per..(c + 1) * per];
+        let amax = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let s = if amax > 0.0 { amax as f64 / 127.0 } else { 1.0 };
+        let m = sx * s / sy;
+        if !(m.is_finite() && m > 0.0) {
+            return None;
+        }
+        // m = frac * 2^e with frac in [0.5, 1).
+        let mut e = m.log2().floor() as i32 + 1;
+        let mut frac = m / 2f64.powi(e);
+        while frac >= 1.0 {
+            frac /= 2.0;
+            e += 1;
+        }
+        while frac < 0.5 {
+            frac *= 2.0;
+            e -= 1;
+        }
+        let mut m16 = (frac * 32768.0).ceil() as i32;
+        if m16 > 32767 {
+            m16 = 16384;
+            e += 1;
+        }
+        if !(-31..=30).contains(&e) {
+            return None;
+        }
+        let m_exact = m16 as f64 / 32768.0 * 2f64.powi(e);
+        let s_new = (m_exact * sy / sx) as f32;
+        scales.push(s_new);
+        mults.push(m16 as i16);
+        shifts.push(e);
+        q.extend(
+            row.iter()
+                .map(|v| (v / s_new).round().clamp(-127.0, 127.0) as i8),
+        );
+    }
+    Some(CompactWeights {
+        weights: q,
+        scales,
+        multipliers: mults,
+        shifts,
+    })
+}
+
+/// Result of [`quantize_weights_compact`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompactWeights {
+    /// int8 weights, row per output channel.
+    pub weights: Vec<i8>,
+    /// Scale of each channel.
+    pub scales: Vec<f32>,
+    /// 16-bit multipliers `m` (the Q0.31 multiplier is `m << 16`).
+    pub multipliers: Vec<i16>,
+    /// Shifts (positive = left).
+    pub shifts: Vec<i32>,
+}
+
 /// int32 bias for an int8 conv/dense: `round(b / (input_scale * weight_scale[c]))`, saturated.
 pub fn quantize_bias(b: &[f32], input_scale: f32, weight_scales: &[f32]) -> Vec<i32> {
     b.iter()

@@ -74,6 +74,17 @@ pub fn bytes_as_i32(bytes: &[u8]) -> &[i32] {
     }
 }
 
+/// Views `bytes` as `i16`s (empty if misaligned).
+pub fn bytes_as_i16(bytes: &[u8]) -> &[i16] {
+    // SAFETY: every bit pattern is a valid i16; alignment and length are checked as above.
+    let (pre, mid, post) = unsafe { bytes.align_to::<i16>() };
+    if pre.is_empty() && post.is_empty() {
+        mid
+    } else {
+        &[]
+    }
+}
+
 /// Views `bytes` as `i8`s (always possible).
 pub fn bytes_as_i8(bytes: &[u8]) -> &[i8] {
     // SAFETY: i8 and u8 have the same size and alignment and every bit pattern is valid.
@@ -100,6 +111,8 @@ mod tests {
         assert_eq!(bytes_as_f32(&bytes[0..6]).len(), 0);
         assert_eq!(bytes_as_i32(&bytes[4..12]).len(), 2);
         assert_eq!(bytes_as_i8(&bytes[3..7]).len(), 4);
+        assert_eq!(bytes_as_i16(&bytes[2..8]).len(), 3);
+        assert_eq!(bytes_as_i16(&bytes[1..5]).len(), 0);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The `.kiln` file layout (version 1). `runtime/FORMAT.md` is the prose specification; this
+//! The `.kiln` file layout (version 2). `runtime/FORMAT.md` is the prose specification; this
 //! module is its single source of truth in code: offsets, sizes and codes used by both the reader
 //! ([`crate::Model`]) and the writer ([`crate::writer`]).
 
@@ -7,11 +7,11 @@ use crate::error::{Error, Result};
 /// The first four bytes of every `.kiln` file.
 pub const MAGIC: [u8; 4] = *b"KILN";
 /// The format version this runtime reads and writes.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// Size of the fixed header in bytes.
-pub const HEADER_LEN: usize = 64;
-/// Size of one tensor descriptor in bytes.
-pub const TENSOR_DESC_LEN: usize = 64;
+pub const HEADER_LEN: usize = 80;
+/// Size of one tensor descriptor in bytes (its dims live in the shared dims table).
+pub const TENSOR_DESC_LEN: usize = 32;
 /// Size of one op record in bytes.
 pub const OP_RECORD_LEN: usize = 64;
 /// Number of `i32` parameter words in an op record.
@@ -64,6 +64,10 @@ pub mod header {
     pub const DATA_OFF: usize = 56;
     /// `u32` length of the constant data section.
     pub const DATA_LEN: usize = 60;
+    /// `u32` offset of the dims table (`u32` entries; tensors point at runs of `rank` dims).
+    pub const DIMS_OFF: usize = 64;
+    /// `u32` number of entries in the dims table.
+    pub const DIMS_LEN: usize = 68;
 }
 
 /// Byte offsets inside a tensor descriptor.
@@ -76,24 +80,23 @@ pub mod tensor {
     pub const STORAGE: usize = 2;
     /// `u8` quantization kind: 0 none, 1 per-tensor, 2 per-axis.
     pub const QUANT: usize = 3;
-    /// `[u32; 6]` dims (unused trailing dims are 1).
-    pub const SHAPE: usize = 4;
     /// `u32` data offset (file offset for constants, arena offset otherwise).
-    pub const OFFSET: usize = 28;
-    /// `u32` byte length.
-    pub const BYTE_LEN: usize = 32;
+    pub const OFFSET: usize = 4;
+    /// `u32` index of the tensor's first dim in the dims table (`rank` entries follow).
+    pub const DIMS: usize = 8;
     /// `u32` name offset in the string section.
-    pub const NAME_OFF: usize = 36;
-    /// `u32` name length.
-    pub const NAME_LEN: usize = 40;
+    pub const NAME_OFF: usize = 12;
+    /// `u16` name length.
+    pub const NAME_LEN: usize = 16;
+    /// `u16` quantized axis (per-axis quantization).
+    pub const QUANT_AXIS: usize = 18;
     /// `f32` scale (per-tensor quantization).
-    pub const SCALE: usize = 44;
+    pub const SCALE: usize = 20;
+    /// `u32` index of the constant f32 tensor holding per-axis scales (per-axis quantization;
+    /// shares the word with `SCALE`).
+    pub const QUANT_SCALES: usize = 20;
     /// `i32` zero point (per-tensor quantization).
-    pub const ZERO_POINT: usize = 48;
-    /// `u32` quantized axis (per-axis quantization).
-    pub const QUANT_AXIS: usize = 52;
-    /// `u32` index of the constant f32 tensor holding per-axis scales, or `NO_TENSOR`.
-    pub const QUANT_SCALES: usize = 56;
+    pub const ZERO_POINT: usize = 24;
 }
 
 /// Byte offsets inside an op record.
@@ -250,7 +253,7 @@ pub(crate) fn check_header(bytes: &[u8]) -> Result<usize> {
         return Err(Error::UnsupportedVersion(version));
     }
     if rd_u16(bytes, header::HEADER_LEN) as usize != HEADER_LEN {
-        return Err(Error::Header("header length is not 64"));
+        return Err(Error::Header("header length is not 80"));
     }
     let file_len = rd_u32(bytes, header::FILE_LEN) as usize;
     if file_len < HEADER_LEN {

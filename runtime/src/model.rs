@@ -114,6 +114,8 @@ pub struct Model<'m> {
     arena_size: usize,
     strings_off: usize,
     strings_len: usize,
+    dims_off: usize,
+    dims_len: usize,
 }
 
 fn tensor_err(index: usize, problem: &'static str) -> Error {
@@ -146,11 +148,14 @@ impl<'m> Model<'m> {
             arena_size: u(header::ARENA_SIZE),
             strings_off: u(header::STRINGS_OFF),
             strings_len: u(header::STRINGS_LEN),
+            dims_off: u(header::DIMS_OFF),
+            dims_len: u(header::DIMS_LEN),
         };
         let sections = [
             (m.tensors_off, m.num_tensors.checked_mul(TENSOR_DESC_LEN)),
             (m.ops_off, m.num_ops.checked_mul(OP_RECORD_LEN)),
             (m.io_off, m.io_len.checked_mul(4)),
+            (m.dims_off, m.dims_len.checked_mul(4)),
             (m.strings_off, Some(m.strings_len)),
             (u(header::DATA_OFF), Some(u(header::DATA_LEN))),
         ];
@@ -205,25 +210,22 @@ impl<'m> Model<'m> {
         if rank > MAX_RANK {
             return Err(tensor_err(i, "rank above 6"));
         }
+        let first = rd_u32(d, tensor::DIMS) as usize;
+        if !range_ok(first, rank, self.dims_len) {
+            return Err(tensor_err(i, "dims lie past the dims table"));
+        }
         let mut count: usize = 1;
-        for k in 0..MAX_RANK {
-            let dim = rd_u32(d, tensor::SHAPE + 4 * k) as usize;
-            if k < rank {
-                if dim == 0 {
-                    return Err(tensor_err(i, "zero-sized dimension"));
-                }
-                count = count
-                    .checked_mul(dim)
-                    .filter(|&c| c <= MAX_ELEMENTS)
-                    .ok_or(tensor_err(i, "element count overflows"))?;
-            } else if dim != 1 {
-                return Err(tensor_err(i, "dimension past the rank is not 1"));
+        for k in 0..rank {
+            let dim = self.dim(first + k);
+            if dim == 0 {
+                return Err(tensor_err(i, "zero-sized dimension"));
             }
+            count = count
+                .checked_mul(dim)
+                .filter(|&c| c <= MAX_ELEMENTS)
+                .ok_or(tensor_err(i, "element count overflows"))?;
         }
-        let byte_len = rd_u32(d, tensor::BYTE_LEN) as usize;
-        if count * dtype.size() != byte_len {
-            return Err(tensor_err(i, "byte length does not match shape and dtype"));
-        }
+        let byte_len = count * dtype.size();
         let offset = rd_u32(d, tensor::OFFSET) as usize;
         if !offset.is_multiple_of(ALIGN) {
             return Err(tensor_err(i, "data offset is not 16-byte aligned"));
@@ -242,7 +244,7 @@ impl<'m> Model<'m> {
             _ => return Err(tensor_err(i, "unknown storage kind")),
         }
         let name_off = rd_u32(d, tensor::NAME_OFF) as usize;
-        let name_len = rd_u32(d, tensor::NAME_LEN) as usize;
+        let name_len = rd_u16(d, tensor::NAME_LEN) as usize;
         self.string(name_off, name_len).ok_or(tensor_err(
             i,
             "name lies outside the string section or is not UTF-8",
@@ -256,7 +258,7 @@ impl<'m> Model<'m> {
                 }
             }
             2 => {
-                let axis = rd_u32(d, tensor::QUANT_AXIS) as usize;
+                let axis = rd_u16(d, tensor::QUANT_AXIS) as usize;
                 let scales = rd_u32(d, tensor::QUANT_SCALES) as usize;
                 if axis >= rank {
                     return Err(tensor_err(i, "quantized axis past the rank"));
@@ -266,10 +268,13 @@ impl<'m> Model<'m> {
                 }
                 // The scale tensor must be validated on its own; check its basic shape here.
                 let sd = &self.bytes[self.tensors_off + scales * TENSOR_DESC_LEN..];
+                let s_rank = sd[tensor::RANK] as usize;
+                let s_first = rd_u32(sd, tensor::DIMS) as usize;
                 if sd[tensor::DTYPE] != DType::F32 as u8
                     || sd[tensor::STORAGE] != 1
-                    || rd_u32(sd, tensor::BYTE_LEN) as usize
-                        != 4 * rd_u32(d, tensor::SHAPE + 4 * axis) as usize
+                    || s_rank != 1
+                    || !range_ok(s_first, 1, self.dims_len)
+                    || self.dim(s_first) != self.dim(first + axis)
                 {
                     return Err(tensor_err(i, "per-axis scales are not one f32 per channel"));
                 }
@@ -277,6 +282,11 @@ impl<'m> Model<'m> {
             _ => return Err(tensor_err(i, "unknown quantization kind")),
         }
         Ok(())
+    }
+
+    /// Entry `k` of the dims table (callers check `k < dims_len`).
+    fn dim(&self, k: usize) -> usize {
+        rd_u32(self.bytes, self.dims_off + 4 * k) as usize
     }
 
     fn string(&self, off: usize, len: usize) -> Option<&'m str> {
@@ -484,23 +494,25 @@ impl<'m> Model<'m> {
     pub fn tensor(&self, i: usize) -> TensorInfo<'m> {
         let d = &self.bytes[self.tensors_off + i * TENSOR_DESC_LEN..][..TENSOR_DESC_LEN];
         let rank = d[tensor::RANK] as usize;
+        let first = rd_u32(d, tensor::DIMS) as usize;
         let mut dims = [1usize; MAX_RANK];
         for (k, dim) in dims.iter_mut().enumerate().take(rank) {
-            *dim = rd_u32(d, tensor::SHAPE + 4 * k) as usize;
+            *dim = self.dim(first + k);
         }
+        let dtype = DType::from_u8(d[tensor::DTYPE]).unwrap_or(DType::F32);
         let quant = match d[tensor::QUANT] {
             1 => Quant::PerTensor {
                 scale: f32::from_bits(rd_u32(d, tensor::SCALE)),
                 zero_point: rd_i32(d, tensor::ZERO_POINT),
             },
             2 => Quant::PerAxis {
-                axis: rd_u32(d, tensor::QUANT_AXIS),
+                axis: rd_u16(d, tensor::QUANT_AXIS) as u32,
                 scales: rd_u32(d, tensor::QUANT_SCALES),
             },
             _ => Quant::None,
         };
         TensorInfo {
-            dtype: DType::from_u8(d[tensor::DTYPE]).unwrap_or(DType::F32),
+            dtype,
             rank,
             dims,
             storage: if d[tensor::STORAGE] == 1 {
@@ -509,11 +521,11 @@ impl<'m> Model<'m> {
                 Storage::Arena
             },
             offset: rd_u32(d, tensor::OFFSET) as usize,
-            byte_len: rd_u32(d, tensor::BYTE_LEN) as usize,
+            byte_len: dims[..rank].iter().product::<usize>() * dtype.size(),
             name: self
                 .string(
                     rd_u32(d, tensor::NAME_OFF) as usize,
-                    rd_u32(d, tensor::NAME_LEN) as usize,
+                    rd_u16(d, tensor::NAME_LEN) as usize,
                 )
                 .unwrap_or(""),
             quant,

@@ -311,22 +311,30 @@ impl<'m> Ctx<'_, 'm> {
             "int8 clamp is invalid",
         )
     }
-    /// Requantization tables (inputs `k`, `k + 1`): i32 multipliers and shifts, one per
-    /// output channel or one for all.
+    /// Requantization tables (inputs `k`, `k + 1`): multipliers (i32 Q0.31, or i16 holding the
+    /// top 16 bits of one) and shifts (i32 or i8), one per output channel or one for all.
     fn requant_tables(&self, k: usize, channels: usize) -> Result<()> {
+        self.check(
+            self.input(k)?.len() == self.input(k + 1)?.len(),
+            "requantization multipliers and shifts differ in length",
+        )?;
         for t in [k, k + 1] {
             let ti = self.input(t)?;
-            let dtype_ok = ti.dtype == DType::I32 || (t == k + 1 && ti.dtype == DType::I8);
+            let dtype_ok = ti.dtype == DType::I32
+                || (t == k && ti.dtype == DType::I16)
+                || (t == k + 1 && ti.dtype == DType::I8);
             self.check(
                 dtype_ok && ti.storage == crate::format::Storage::Constant,
-                "requantization tables must be constants (i32 multipliers, i32 or i8 shifts)",
+                "requantization tables must be constants (i32 or i16 multipliers, i32 or i8 shifts)",
             )?;
             self.check(
                 ti.len() == channels || ti.len() == 1,
                 "requantization tables must have one entry per output channel",
             )?;
             let bytes = self.m.constant_bytes(&ti);
-            let ok = if t == k {
+            let ok = if t == k && ti.dtype == DType::I16 {
+                crate::cast::bytes_as_i16(bytes).iter().all(|&m| m >= 0)
+            } else if t == k {
                 crate::cast::bytes_as_i32(bytes).iter().all(|&m| m >= 0)
             } else if ti.dtype == DType::I8 {
                 crate::cast::bytes_as_i8(bytes)

@@ -461,7 +461,14 @@ fn run_op_i8(v: &View<'_, '_>, op: &OpInfo<'_>, y: &mut [i8], yt: &TensorInfo<'_
                 input_zp: x_zp,
                 weight_zp: weight_zp(&wt),
                 output_zp: y_zp,
-                multiplier: bytes_as_i32(v.bytes(&v.info(3)?)?),
+                multiplier: {
+                    let mt = v.info(3)?;
+                    if mt.dtype == DType::I16 {
+                        ki8::Multipliers::I16(crate::cast::bytes_as_i16(v.bytes(&mt)?))
+                    } else {
+                        ki8::Multipliers::I32(bytes_as_i32(v.bytes(&mt)?))
+                    }
+                },
                 shift: {
                     let st = v.info(4)?;
                     if st.dtype == DType::I8 {

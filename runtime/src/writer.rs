@@ -90,6 +90,8 @@ pub enum WriteError {
     TooLarge,
     /// More than 65535 graph inputs or outputs.
     TooManyGraphIo,
+    /// A tensor name is longer than 65535 bytes.
+    NameTooLong(usize),
 }
 
 impl core::fmt::Display for WriteError {
@@ -99,6 +101,7 @@ impl core::fmt::Display for WriteError {
             WriteError::TooManyOperands(i) => write!(f, "op #{i} has more than 255 operands"),
             WriteError::TooLarge => write!(f, "model would exceed 4 GiB"),
             WriteError::TooManyGraphIo => write!(f, "more than 65535 graph inputs/outputs"),
+            WriteError::NameTooLong(i) => write!(f, "tensor #{i} has a name over 65535 bytes"),
         }
     }
 }
@@ -137,11 +140,35 @@ pub fn write(spec: &ModelSpec) -> Result<Vec<u8>, WriteError> {
         names.push(at);
     }
     let (tnames, onames) = names.split_at(spec.tensors.len());
+    // The dims table: each tensor's dims as a run of u32, equal runs stored once.
+    let mut dims: Vec<u32> = Vec::new();
+    let mut dims_at: Vec<u32> = Vec::with_capacity(nt);
+    for (i, t) in spec.tensors.iter().enumerate() {
+        if t.shape.len() > MAX_RANK {
+            return Err(WriteError::RankTooHigh(i));
+        }
+        if t.name.len() > u16::MAX as usize {
+            return Err(WriteError::NameTooLong(i));
+        }
+        let run: Vec<u32> = t.shape.iter().map(|&d| d as u32).collect();
+        let at = if run.is_empty() {
+            0
+        } else {
+            (0..(dims.len() + 1).saturating_sub(run.len()))
+                .find(|&s| dims[s..s + run.len()] == run[..])
+                .unwrap_or_else(|| {
+                    dims.extend_from_slice(&run);
+                    dims.len() - run.len()
+                })
+        };
+        dims_at.push(at as u32);
+    }
 
     let tensors_off = HEADER_LEN;
     let ops_off = tensors_off + nt * TENSOR_DESC_LEN;
     let io_off = ops_off + no * OP_RECORD_LEN;
-    let strings_off = io_off + io_len * 4;
+    let dims_off = io_off + io_len * 4;
+    let strings_off = dims_off + dims.len() * 4;
     let data_off = align_up(strings_off + strings.len());
     let mut data_len = 0usize;
     let mut const_offsets = Vec::with_capacity(nt);
@@ -175,24 +202,17 @@ pub fn write(spec: &ModelSpec) -> Result<Vec<u8>, WriteError> {
     put_u32(&mut b, header::STRINGS_LEN, strings.len() as u32);
     put_u32(&mut b, header::DATA_OFF, data_off as u32);
     put_u32(&mut b, header::DATA_LEN, data_len as u32);
+    put_u32(&mut b, header::DIMS_OFF, dims_off as u32);
+    put_u32(&mut b, header::DIMS_LEN, dims.len() as u32);
+    for (k, d) in dims.iter().enumerate() {
+        put_u32(&mut b, dims_off + 4 * k, *d);
+    }
 
     for (i, t) in spec.tensors.iter().enumerate() {
-        if t.shape.len() > MAX_RANK {
-            return Err(WriteError::RankTooHigh(i));
-        }
         let d = tensors_off + i * TENSOR_DESC_LEN;
         b[d + tensor::DTYPE] = t.dtype as u8;
         b[d + tensor::RANK] = t.shape.len() as u8;
-        for k in 0..MAX_RANK {
-            let dim = t.shape.get(k).copied().unwrap_or(1);
-            put_u32(&mut b, d + tensor::SHAPE + 4 * k, dim as u32);
-        }
-        let count: usize = t.shape.iter().product();
-        put_u32(
-            &mut b,
-            d + tensor::BYTE_LEN,
-            (count * t.dtype.size()) as u32,
-        );
+        put_u32(&mut b, d + tensor::DIMS, dims_at[i]);
         match &t.data {
             TensorData::Arena { offset } => {
                 b[d + tensor::STORAGE] = 0;
@@ -206,8 +226,7 @@ pub fn write(spec: &ModelSpec) -> Result<Vec<u8>, WriteError> {
             }
         }
         put_u32(&mut b, d + tensor::NAME_OFF, tnames[i].0);
-        put_u32(&mut b, d + tensor::NAME_LEN, tnames[i].1);
-        put_u32(&mut b, d + tensor::QUANT_SCALES, NO_TENSOR);
+        put_u16(&mut b, d + tensor::NAME_LEN, tnames[i].1 as u16);
         match t.quant {
             Quant::None => {}
             Quant::PerTensor { scale, zero_point } => {
@@ -217,7 +236,7 @@ pub fn write(spec: &ModelSpec) -> Result<Vec<u8>, WriteError> {
             }
             Quant::PerAxis { axis, scales } => {
                 b[d + tensor::QUANT] = 2;
-                put_u32(&mut b, d + tensor::QUANT_AXIS, axis);
+                put_u16(&mut b, d + tensor::QUANT_AXIS, axis as u16);
                 put_u32(&mut b, d + tensor::QUANT_SCALES, scales);
             }
         }

@@ -6,7 +6,9 @@
 
 use kiln_runtime::kernels::optimized_i8 as opt;
 use kiln_runtime::kernels::reference_f32::Conv2dParams;
-use kiln_runtime::kernels::reference_i8::{self as reference, QuantParams, Rounding, Shifts};
+use kiln_runtime::kernels::reference_i8::{
+    self as reference, Multipliers, QuantParams, Rounding, Shifts,
+};
 use kiln_runtime::kernels::simd;
 
 struct Lcg(u32);
@@ -43,7 +45,7 @@ fn quant<'a>(
         input_zp: r.pick(&[-128, 0, 5, 127, -7]),
         weight_zp: r.pick(&[0, 0, 0, 3, -128]),
         output_zp: r.pick(&[-128, 0, 10]),
-        multiplier: mult,
+        multiplier: Multipliers::I32(mult),
         shift: Shifts::I32(shift),
         act: [lo, r.pick(&[127, 127, 100])],
         rounding: if r.below(2) == 0 {

@@ -97,6 +97,12 @@ fn tensor_at(b: &[u8], t: usize) -> usize {
         + t * TENSOR_DESC_LEN
 }
 
+/// Byte offset of dim `k` of tensor `t` in the shared dims table.
+fn dim_at(b: &[u8], t: usize, k: usize) -> usize {
+    let rd = |at: usize| u32::from_le_bytes(b[at..][..4].try_into().unwrap()) as usize;
+    rd(header::DIMS_OFF) + 4 * (rd(tensor_at(b, t) + tensor::DIMS) + k)
+}
+
 fn respec(f: impl Fn(&mut ModelSpec)) -> String {
     let mut s = spec();
     f(&mut s);
@@ -166,12 +172,12 @@ fn bad_input_table() {
         (
             "empty file",
             load(&[]),
-            "file truncated: needs 64 bytes, got 0",
+            "file truncated: needs 80 bytes, got 0",
         ),
         (
             "10-byte file",
             load(&good()[..10]),
-            "needs 64 bytes, got 10",
+            "needs 80 bytes, got 10",
         ),
         (
             "truncated by one byte",
@@ -202,9 +208,9 @@ fn bad_input_table() {
             "unsupported .kiln format version 7",
         ),
         (
-            "header length not 64",
+            "wrong header length",
             patched(|b| b[6] = 32),
-            "header length is not 64",
+            "header length is not 80",
         ),
         (
             "checksum mismatch",
@@ -275,19 +281,19 @@ fn bad_input_table() {
         (
             "overflowing shape",
             patched(|b| {
-                let t = tensor_at(b, 0);
-                put32(b, t + tensor::SHAPE, 1 << 30);
-                put32(b, t + tensor::SHAPE + 4, 1 << 30)
+                let (d0, d1) = (dim_at(b, 0, 0), dim_at(b, 0, 1));
+                put32(b, d0, 1 << 30);
+                put32(b, d1, 1 << 30)
             }),
             "tensor #0: element count overflows",
         ),
         (
             "zero-sized tensor",
             patched(|b| {
-                let t = tensor_at(b, 2);
-                put32(b, t + tensor::SHAPE, 0)
+                let d0 = dim_at(b, 0, 0);
+                put32(b, d0, 0)
             }),
-            "tensor #2: zero-sized dimension",
+            "tensor #0: zero-sized dimension",
         ),
         (
             "rank above 6",
@@ -306,18 +312,18 @@ fn bad_input_table() {
             "tensor #2: unknown dtype",
         ),
         (
-            "byte length disagrees with shape",
+            "dims past the dims table",
             patched(|b| {
                 let t = tensor_at(b, 2);
-                put32(b, t + tensor::BYTE_LEN, 16)
+                put32(b, t + tensor::DIMS, 1 << 30)
             }),
-            "byte length does not match",
+            "tensor #2: dims lie past the dims table",
         ),
         (
             "name outside the string section",
             patched(|b| {
                 let t = tensor_at(b, 2);
-                put32(b, t + tensor::NAME_LEN, 1 << 20)
+                b[t + tensor::NAME_LEN..][..2].copy_from_slice(&u16::MAX.to_le_bytes())
             }),
             "name lies outside the string section",
         ),

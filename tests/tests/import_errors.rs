@@ -78,6 +78,11 @@ fn fuzz_regressions_are_errors() {
     }
     // tflite_import: a conv naming tensor -150995200 as its weights (only -1, "absent", is
     // valid) indexed the tensor table with a wrapped negative number.
+    // tflite_import: depthwise int8 weights of rank 2 were indexed as [1, KH, KW, O].
+    let mut bytes = std::fs::read(dir.join("tflite_import-dw-weights-rank.tflite")).unwrap();
+    bytes[4..8].copy_from_slice(b"TFL3");
+    let err = format!("{:#}", kiln_converter::tflite::import(&bytes).unwrap_err());
+    assert!(err.contains("expected rank 4"), "{err}");
     let mut bytes = std::fs::read(dir.join("tflite_import-absent-weights.tflite")).unwrap();
     bytes[4..8].copy_from_slice(b"TFL3");
     let err = format!("{:#}", kiln_converter::tflite::import(&bytes).unwrap_err());

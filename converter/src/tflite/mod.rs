@@ -564,6 +564,14 @@ impl<'a> Importer<'a> {
         if info.ttype != T_INT8 || !self.is_const(t) {
             bail!("weights '{}' must be a constant int8 tensor", info.name);
         }
+        if info.shape.len() < 2 || (depthwise && info.shape.len() != 4) {
+            bail!(
+                "weights '{}' have shape {:?}; expected rank {}",
+                info.name,
+                info.shape,
+                if depthwise { "4" } else { "2 or 4" }
+            );
+        }
         let raw: Vec<i8> = self.raw(t).iter().map(|&b| b as i8).collect();
         let (data, shape, axis) = if depthwise {
             let (kh, kw, co) = (info.shape[1], info.shape[2], info.shape[3]);
@@ -745,7 +753,7 @@ impl<'a> Importer<'a> {
                     bail!("int8 constant '{}' has no quantization scale", info.name);
                 }
                 let axis = info.quant_axis.min(info.shape.len().saturating_sub(1));
-                let inner: usize = info.shape[axis + 1..].iter().product();
+                let inner: usize = info.shape.get(axis + 1..).unwrap_or(&[]).iter().product();
                 let dim = info.shape.get(axis).copied().unwrap_or(1);
                 raw.iter()
                     .enumerate()

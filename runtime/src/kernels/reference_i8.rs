@@ -17,13 +17,47 @@ pub struct QuantParams<'a> {
     /// Zero point of the output activation.
     pub output_zp: i32,
     /// Fixed-point multiplier per output channel (one entry = per-tensor).
-    pub multiplier: &'a [i32],
+    pub multiplier: Multipliers<'a>,
     /// Shift per output channel (positive = left).
     pub shift: Shifts<'a>,
     /// Output clamp `[min, max]` in the quantized domain.
     pub act: [i32; 2],
     /// How the accumulator is rescaled.
     pub rounding: Rounding,
+}
+
+/// Per-channel Q0.31 multipliers, stored as i32 (TFLite's layout) or as i16 holding the top 16
+/// bits (compact; kiln's own quantizer picks scales whose multipliers fit).
+#[derive(Clone, Copy, Debug)]
+pub enum Multipliers<'a> {
+    /// One Q0.31 multiplier per channel.
+    I32(&'a [i32]),
+    /// One multiplier per channel, `(m as i32) << 16`.
+    I16(&'a [i16]),
+}
+
+impl Multipliers<'_> {
+    /// Number of entries.
+    #[inline]
+    pub fn len(&self) -> usize {
+        match self {
+            Multipliers::I32(m) => m.len(),
+            Multipliers::I16(m) => m.len(),
+        }
+    }
+    /// Whether there are no entries.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The Q0.31 multiplier of channel `c`.
+    #[inline]
+    pub fn get(&self, c: usize) -> i32 {
+        match self {
+            Multipliers::I32(m) => m[c],
+            Multipliers::I16(m) => (m[c] as i32) << 16,
+        }
+    }
 }
 
 /// Per-channel shifts, stored as i32 (TFLite's layout) or i8 (compact).
@@ -67,11 +101,13 @@ impl QuantParams<'_> {
         };
         let scaled = match self.rounding {
             Rounding::Double => {
-                multiply_by_quantized_multiplier(acc, self.multiplier[c], self.shift.get(c))
+                multiply_by_quantized_multiplier(acc, self.multiplier.get(c), self.shift.get(c))
             }
-            Rounding::Single => {
-                multiply_by_quantized_multiplier_single(acc, self.multiplier[c], self.shift.get(c))
-            }
+            Rounding::Single => multiply_by_quantized_multiplier_single(
+                acc,
+                self.multiplier.get(c),
+                self.shift.get(c),
+            ),
         };
         scaled
             .saturating_add(self.output_zp)
