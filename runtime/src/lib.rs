@@ -12,8 +12,8 @@
 //! `std::error::Error` impls.
 #![no_std]
 #![warn(missing_docs)]
-// `unsafe` lives only in `cast` (checked byte views) and `writer::AlignedBuf`; each block has a
-// SAFETY comment and a test.
+// `unsafe` lives only in `cast` (checked byte views), `writer::AlignedBuf` and `kernels::simd`
+// (SIMD intrinsics, Cortex-M DSP instructions); each block has a SAFETY comment and a test.
 #![deny(unsafe_code)]
 
 #[cfg(feature = "alloc")]
