@@ -38,6 +38,11 @@ if [ -d build/tflite_ops ]; then
   done
 fi
 cp build/quickstart/digits_cnn.onnx "$corpus/onnx_import/"
+if [ -d build/onnx_quant ]; then  # QOperator, uint8 and integer-op models (scripts/test.sh)
+  for d in build/onnx_quant/*/; do
+    [ -f "$d/model.onnx" ] && cp "$d/model.onnx" "$corpus/onnx_import/q_$(basename "$d").onnx"
+  done
+fi
 if [ -d build/conformance ]; then
   for d in $(ls -d build/conformance/test_*/ | head -60); do cp "$d/model.onnx" "$corpus/onnx_import/$(basename "$d").onnx"; done
 fi

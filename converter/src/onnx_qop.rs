@@ -365,7 +365,14 @@ impl<'a> Rewriter<'a> {
                 .initializer
                 .iter()
                 .find(|t| t.name == z)
-                .map(|t| t.dims.iter().product::<i64>().max(1))
+                .map(|t| {
+                    t.dims
+                        .iter()
+                        .try_fold(1i64, |a, &d| a.checked_mul(d.max(1)))
+                        .filter(|&n| n <= 1 << 20)
+                        .ok_or_else(|| anyhow!("zero point '{z}' has absurd dims {:?}", t.dims))
+                })
+                .transpose()?
                 .unwrap_or(1),
             None => 1,
         };
