@@ -9,6 +9,7 @@ assets="${KILN_ASSETS:-$(cd .. && pwd)/shared/assets}"
 mode=$(scripts/cross-setup.sh | grep '^mode=' | cut -d= -f2)
 cargo build --release -q -p kiln-converter
 kiln=$PWD/target/release/kiln
+mkdir -p build/firmware
 fw=firmware-examples/cortex-m-kws
 "$kiln" convert "$assets/mlperf-tiny/kws_ref_model.tflite" -o build/firmware/kws.kiln
 "$kiln" export build/firmware/kws.kiln -o "$fw/generated" -i "$assets/golden/kws_ref_model/inputs.npy" --row 0
