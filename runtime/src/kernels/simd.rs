@@ -248,8 +248,9 @@ pub mod dsp {
     }
 
     #[inline(always)]
-    fn word(s: &[i8], i: usize) -> u32 {
-        u32::from_le_bytes([s[i] as u8, s[i + 1] as u8, s[i + 2] as u8, s[i + 3] as u8])
+    fn word(c: &[i8]) -> u32 {
+        // `c` comes from `chunks_exact(4)`: one unaligned LDR, no bounds checks.
+        u32::from_le_bytes([c[0] as u8, c[1] as u8, c[2] as u8, c[3] as u8])
     }
 
     /// DSP dot product; see the module docs.
@@ -265,9 +266,8 @@ pub mod dsp {
         let nzb = ((-zb) as u16 as u32) * 0x0001_0001;
         let main = n - n % 4;
         let mut acc: i32 = 0;
-        let mut i = 0;
-        while i < main {
-            let (wa, wb) = (word(a, i), word(b, i));
+        for (ca, cb) in a[..main].chunks_exact(4).zip(b[..main].chunks_exact(4)) {
+            let (wa, wb) = (word(ca), word(cb));
             // Lanes 0, 2 and lanes 1, 3 as (x - z) int16 pairs; |x - z| <= 383 fits.
             let a02 = sadd16(sxtb16(wa), nza);
             let a13 = sadd16(sxtb16_ror8(wa), nza);
@@ -275,7 +275,6 @@ pub mod dsp {
             let b13 = sadd16(sxtb16_ror8(wb), nzb);
             acc = smlad(a02, b02, acc);
             acc = smlad(a13, b13, acc);
-            i += 4;
         }
         acc.wrapping_add(super::dot_portable(&a[main..], &b[main..], za, zb))
     }
