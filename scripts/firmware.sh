@@ -27,7 +27,8 @@ elf0="$fw/target/thumbv6m-none-eabi/release/cortex-m-kws"
 plugin=build/firmware/libinsncount.so
 gcc -O2 -shared -fPIC -o "$plugin" ../shared/tools/qemu-insncount/insncount.c 2>/dev/null || plugin=""
 marker=$(arm-none-eabi-nm "$elf" | awk '$3 == "bench_marker" {print $1}')
-args=(-M mps2-an386 -cpu cortex-m4 -nographic -monitor none -serial none -semihosting-config enable=on,target=native)
+base=(-M mps2-an386 -cpu cortex-m4 -nographic -monitor none -serial none -semihosting-config enable=on,target=native)
+args=("${base[@]}")
 [ -n "$plugin" ] && args+=(-plugin "$plugin,marker=0x$(printf '%x' $((0x$marker & ~1)))")
 set +e
 out=$(timeout 300 qemu-system-arm "${args[@]}" -kernel "$elf" 2>&1)
@@ -35,6 +36,13 @@ status=$?
 set -e
 echo "$out" | grep -v '^INSN'
 [ $status -eq 0 ] || { echo "firmware: FAILED under QEMU (exit $status)"; exit 1; }
+# The DSP inner product checked on the M4 itself against the portable loop (edge-case grid).
+set +e
+dsp_out=$(timeout 120 qemu-system-arm "${base[@]}" -kernel "$fw/target/thumbv7em-none-eabihf/release/dsp_check" 2>&1)
+dsp_status=$?
+set -e
+echo "cortex-m4 $dsp_out"
+[ $dsp_status -eq 0 ] || { echo "firmware: DSP kernel check FAILED under QEMU (exit $dsp_status)"; exit 1; }
 insns=$(echo "$out" | awk '/^INSN marker 0/ {a=$4} /^INSN marker 1/ {b=$4} END {if (a != "" && b != "") print b - a}')
 model=$(stat -c %s build/firmware/kws.kiln)
 arena=$(grep -o 'ARENA_SIZE: usize = [0-9]*' "$fw/generated/model.rs" | grep -o '[0-9]*$')
