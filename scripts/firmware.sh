@@ -80,7 +80,8 @@ imgs=$(ls build/quickstart/digit_*.pgm)
 (cd "$pi" && cargo build --release -q && cargo build --release -q --target aarch64-unknown-linux-gnu)
 for m in digits_cnn digits_cnn_int8; do
   host=$("$pi/target/release/raspberry-pi-digits" "build/quickstart/$m.kiln" $imgs)
-  arm=$(qemu-aarch64 -L /usr/aarch64-linux-gnu "$pi/target/aarch64-unknown-linux-gnu/release/raspberry-pi-digits" "build/quickstart/$m.kiln" $imgs)
+  arm=$(qemu-aarch64 -L /usr/aarch64-linux-gnu "$pi/target/aarch64-unknown-linux-gnu/release/raspberry-pi-digits" "build/quickstart/$m.kiln" $imgs 2>build/firmware/pi-stderr.txt)
+  sed "s/^/pi ($m): /" build/firmware/pi-stderr.txt
   echo "$arm" | sed "s/^/pi ($m): /"
   if [ "$host" != "$arm" ]; then echo "raspberry pi ($m): output differs from the host build"; fail=1; fi
 done
