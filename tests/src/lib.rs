@@ -14,6 +14,20 @@ pub fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
+/// Number of ops of `g` whose first input is int8, i.e. that run an int8 kernel.
+pub fn int8_op_count(g: &kiln_converter::ir::Graph) -> usize {
+    g.nodes
+        .iter()
+        .filter(|n| {
+            n.inputs
+                .first()
+                .copied()
+                .flatten()
+                .is_some_and(|t| g.tensors[t].dtype == kiln_runtime::DType::I8)
+        })
+        .count()
+}
+
 /// `../shared/assets`, or `$KILN_ASSETS`. When the variable is set the directory must exist
 /// (tests fail rather than skip); when unset, `None` means "not available on this machine".
 pub fn assets() -> Option<PathBuf> {

@@ -2,6 +2,7 @@
 //! made from the shared samples (never the golden inputs), then judged on the golden inputs
 //! against the float model: file size and fidelity at least as good as TFLite's own int8 models.
 
+use kiln_converter::eval::argmax;
 use kiln_converter::ptq::{quantize, PtqOptions};
 use kiln_converter::verify::run_kiln;
 use kiln_quantize::calibrate::Method;
@@ -87,12 +88,6 @@ fn calibration(model: &str, a: &Path) -> Vec<Vec<f32>> {
         }
         _ => unreachable!(),
     }
-}
-
-fn argmax(v: &[f32]) -> usize {
-    v.iter()
-        .enumerate()
-        .fold(0, |b, (i, &x)| if x > v[b] { i } else { b })
 }
 
 #[test]

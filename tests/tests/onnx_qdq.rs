@@ -3,14 +3,9 @@
 //! requantizes in float while kiln uses TFLite's fixed-point arithmetic, so a few LSB apart is
 //! expected (the golden README measures the same gap between onnxruntime and TFLite).
 
+use kiln_converter::eval::argmax;
 use kiln_converter::verify::run_kiln;
-use kiln_tests::{assets, npy};
-
-fn argmax(v: &[f32]) -> usize {
-    v.iter()
-        .enumerate()
-        .fold(0, |b, (i, &x)| if x > v[b] { i } else { b })
-}
+use kiln_tests::{assets, int8_op_count, npy};
 
 #[test]
 fn qdq_models_run_in_int8_and_agree_with_onnxruntime() {
@@ -29,17 +24,7 @@ fn qdq_models_run_in_int8_and_agree_with_onnxruntime() {
     for (model, max_lsb) in cases {
         let g = kiln_converter::import_file(&a.join(format!("onnx/{model}.onnx")))
             .unwrap_or_else(|e| panic!("{model}: {e:#}"));
-        let int8_ops = g
-            .nodes
-            .iter()
-            .filter(|n| {
-                n.inputs
-                    .first()
-                    .copied()
-                    .flatten()
-                    .is_some_and(|t| g.tensors[t].dtype == kiln_runtime::DType::I8)
-            })
-            .count();
+        let int8_ops = int8_op_count(&g);
         let float_ops = g.nodes.len() - int8_ops;
         let bytes = kiln_converter::emit::emit(&g).unwrap().0;
         let golden = a.join("golden").join(model);

@@ -4,8 +4,9 @@
 //! that must be rejected with a clear error. Generated with onnxruntime's outputs by
 //! `scripts/gen_onnx_quant.py` (run by `scripts/test.sh`, which sets `KILN_ONNX_QUANT`).
 
+use kiln_converter::eval::argmax;
 use kiln_converter::verify::run_kiln;
-use kiln_tests::{npy, workspace};
+use kiln_tests::{int8_op_count, npy, workspace};
 use std::path::PathBuf;
 
 fn cases_dir() -> Option<PathBuf> {
@@ -24,12 +25,6 @@ fn cases_dir() -> Option<PathBuf> {
             p.join("SUMMARY.txt").is_file().then_some(p)
         }
     }
-}
-
-fn argmax(v: &[f32]) -> usize {
-    v.iter()
-        .enumerate()
-        .fold(0, |b, (i, &x)| if x > v[b] { i } else { b })
 }
 
 #[test]
@@ -54,17 +49,7 @@ fn quantized_onnx_models_agree_with_onnxruntime() {
         let d = dir.join(case);
         let g = kiln_converter::import_file(&d.join("model.onnx"))
             .unwrap_or_else(|e| panic!("{case}: {e:#}"));
-        let int8_ops = g
-            .nodes
-            .iter()
-            .filter(|n| {
-                n.inputs
-                    .first()
-                    .copied()
-                    .flatten()
-                    .is_some_and(|t| g.tensors[t].dtype == kiln_runtime::DType::I8)
-            })
-            .count();
+        let int8_ops = int8_op_count(&g);
         assert!(
             int8_ops >= min_int8,
             "{case}: only {int8_ops} int8 ops (expected >= {min_int8})"
