@@ -43,58 +43,36 @@ pub type DotFn = fn(&[i8], &[i8], i32, i32) -> i32;
 /// The fastest dot product this CPU supports (checked once per call site; cheap).
 #[inline]
 pub fn best() -> DotFn {
-    #[cfg(target_arch = "aarch64")]
-    {
-        neon::dot
-    }
-    #[cfg(all(target_arch = "x86_64", feature = "std"))]
-    {
-        if std::is_x86_feature_detected!("avx2") {
-            avx2::dot
-        } else {
-            dot_portable
-        }
-    }
-    #[cfg(all(target_arch = "x86_64", not(feature = "std"), target_feature = "avx2"))]
-    {
-        avx2::dot
-    }
-    #[cfg(kiln_dsp)]
-    {
-        dsp::dot
-    }
-    #[cfg(not(any(
-        target_arch = "aarch64",
-        all(target_arch = "x86_64", feature = "std"),
-        all(target_arch = "x86_64", not(feature = "std"), target_feature = "avx2"),
-        kiln_dsp
-    )))]
-    {
-        dot_portable
-    }
+    select().0
 }
 
 /// Name of the instruction set [`best`] uses, for reports.
 pub fn isa() -> &'static str {
+    select().1
+}
+
+/// The dot product for this target and CPU, with the name of its instruction set.
+#[inline]
+fn select() -> (DotFn, &'static str) {
     #[cfg(target_arch = "aarch64")]
     {
-        "neon"
+        (neon::dot, "neon")
     }
     #[cfg(all(target_arch = "x86_64", feature = "std"))]
     {
         if std::is_x86_feature_detected!("avx2") {
-            "avx2"
+            (avx2::dot, "avx2")
         } else {
-            "portable"
+            (dot_portable, "portable")
         }
     }
     #[cfg(all(target_arch = "x86_64", not(feature = "std"), target_feature = "avx2"))]
     {
-        "avx2"
+        (avx2::dot, "avx2")
     }
     #[cfg(kiln_dsp)]
     {
-        "cortex-m dsp"
+        (dsp::dot, "cortex-m dsp")
     }
     #[cfg(not(any(
         target_arch = "aarch64",
@@ -103,8 +81,63 @@ pub fn isa() -> &'static str {
         kiln_dsp
     )))]
     {
-        "portable"
+        (dot_portable, "portable")
     }
+}
+
+/// Raw sums `(Σab, Σa, Σb)` of the elements a vector loop left over (wrapping).
+#[inline]
+#[allow(dead_code)]
+fn tail_sums(a: &[i8], b: &[i8]) -> (i32, i32, i32) {
+    let (mut ab, mut sa, mut sb) = (0i32, 0i32, 0i32);
+    for (&x, &w) in a.iter().zip(b) {
+        ab = ab.wrapping_add(x as i32 * w as i32);
+        sa = sa.wrapping_add(x as i32);
+        sb = sb.wrapping_add(w as i32);
+    }
+    (ab, sa, sb)
+}
+
+/// Compares `dot` with [`dot_portable`] over every length 0..=100 (bytes from a fixed LCG) at the
+/// zero-point corners, and on all -128 inputs (every product at its maximum). Returns the number
+/// of cases, or the first mismatch as `(length, za, zb)`. No allocation: the firmware
+/// `dsp_check` runs it on a Cortex-M, the unit tests on the host.
+pub fn check_against_portable(dot: DotFn) -> Result<usize, (usize, i32, i32)> {
+    let mut seed: u32 = 0x1234_5678;
+    let mut next = || {
+        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        (seed >> 24) as u8 as i8
+    };
+    let zps = [
+        (0, 0),
+        (-128, 0),
+        (127, 0),
+        (5, -3),
+        (-128, 127),
+        (127, -128),
+        (0, 3),
+    ];
+    let extremes = [(127, 127), (0, 0), (-128, -128)];
+    let lo = [-128i8; 100];
+    let mut cases = 0;
+    for n in 0..=100usize {
+        let mut a = [0i8; 100];
+        let mut b = [0i8; 100];
+        for v in a.iter_mut().chain(b.iter_mut()) {
+            *v = next();
+        }
+        let runs = zps
+            .iter()
+            .map(|z| (&a, &b, z))
+            .chain(extremes.iter().map(|z| (&lo, &lo, z)));
+        for (a, b, &(za, zb)) in runs {
+            cases += 1;
+            if dot(&a[..n], &b[..n], za, zb) != dot_portable(&a[..n], &b[..n], za, zb) {
+                return Err((n, za, zb));
+            }
+        }
+    }
+    Ok(cases)
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -119,7 +152,7 @@ pub mod neon {
         let main = n - n % 16;
         // SAFETY: NEON is always present on aarch64; every load reads 16 bytes at offset
         // `i < main <= n - 16 + 16` inside both slices (checked lengths above).
-        let (mut ab, mut sa, mut sb) = unsafe {
+        let (ab, sa, sb) = unsafe {
             let mut vab = vdupq_n_s32(0);
             let mut vsa = vdupq_n_s32(0);
             let mut vsb = vdupq_n_s32(0);
@@ -136,12 +169,15 @@ pub mod neon {
             }
             (vaddvq_s32(vab), vaddvq_s32(vsa), vaddvq_s32(vsb))
         };
-        for (&x, &w) in a[main..].iter().zip(&b[main..]) {
-            ab = ab.wrapping_add(x as i32 * w as i32);
-            sa = sa.wrapping_add(x as i32);
-            sb = sb.wrapping_add(w as i32);
-        }
-        super::combine(n, ab, sa, sb, za, zb)
+        let (tab, tsa, tsb) = super::tail_sums(&a[main..], &b[main..]);
+        super::combine(
+            n,
+            ab.wrapping_add(tab),
+            sa.wrapping_add(tsa),
+            sb.wrapping_add(tsb),
+            za,
+            zb,
+        )
     }
 }
 
@@ -184,13 +220,16 @@ pub mod avx2 {
             vsb = _mm256_add_epi32(vsb, _mm256_madd_epi16(wb, ones));
             i += 16;
         }
-        let (mut ab, mut sa, mut sb) = (hsum(vab), hsum(vsa), hsum(vsb));
-        for (&x, &w) in a[main..].iter().zip(&b[main..]) {
-            ab = ab.wrapping_add(x as i32 * w as i32);
-            sa = sa.wrapping_add(x as i32);
-            sb = sb.wrapping_add(w as i32);
-        }
-        super::combine(n, ab, sa, sb, za, zb)
+        let (ab, sa, sb) = (hsum(vab), hsum(vsa), hsum(vsb));
+        let (tab, tsa, tsb) = super::tail_sums(&a[main..], &b[main..]);
+        super::combine(
+            n,
+            ab.wrapping_add(tab),
+            sa.wrapping_add(tsa),
+            sb.wrapping_add(tsb),
+            za,
+            zb,
+        )
     }
 
     #[target_feature(enable = "avx2")]
@@ -284,47 +323,8 @@ pub mod dsp {
 mod tests {
     use super::*;
 
-    fn lcg(seed: &mut u32) -> i8 {
-        *seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-        (*seed >> 24) as u8 as i8
-    }
-
     #[test]
     fn best_is_bit_exact_with_portable() {
-        let dot = best();
-        let mut seed = 0x1234_5678;
-        for n in 0..=100usize {
-            let mut a = [0i8; 100];
-            let mut b = [0i8; 100];
-            for v in a.iter_mut().chain(b.iter_mut()) {
-                *v = lcg(&mut seed);
-            }
-            for (za, zb) in [
-                (0, 0),
-                (-128, 0),
-                (127, 0),
-                (5, -3),
-                (-128, 127),
-                (127, -128),
-            ] {
-                assert_eq!(
-                    dot(&a[..n], &b[..n], za, zb),
-                    dot_portable(&a[..n], &b[..n], za, zb),
-                    "n={n} za={za} zb={zb} isa={}",
-                    isa()
-                );
-            }
-            // Saturated extremes: every product at its maximum.
-            let a = [-128i8; 100];
-            let b = [-128i8; 100];
-            assert_eq!(
-                dot(&a[..n], &b[..n], 127, 127),
-                dot_portable(&a[..n], &b[..n], 127, 127)
-            );
-            assert_eq!(
-                dot(&a[..n], &b[..n], 0, 0),
-                dot_portable(&a[..n], &b[..n], 0, 0)
-            );
-        }
+        assert_eq!(check_against_portable(best()), Ok(1010), "isa {}", isa());
     }
 }
