@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 secs="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(model_from_bytes session_run tflite_import onnx_import input_parsers signed_model)
+[ ${#targets[@]} -gt 0 ] || targets=(model_from_bytes session_run differential tflite_import onnx_import input_parsers signed_model)
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   echo "fuzz: installing cargo-fuzz" >&2
   cargo install cargo-fuzz --locked -q
@@ -22,10 +22,12 @@ fuzz() { RUSTC_BOOTSTRAP=1 cargo fuzz "$@"; }
 
 # Seed corpora from the project's own artifacts.
 corpus=fuzz/corpus
-mkdir -p "$corpus"/{model_from_bytes,session_run,tflite_import,onnx_import,input_parsers,signed_model}
+mkdir -p "$corpus"/{model_from_bytes,session_run,differential,tflite_import,onnx_import,input_parsers,signed_model}
 if [ ! -f build/quickstart/digits_cnn.kiln ]; then scripts/quickstart.sh >/dev/null; fi
 cargo build --release -q -p kiln-converter
 kiln=target/release/kiln
+# Long op chains (800 and 20,000 ops): validation must stay linear in the op count.
+KILN_WRITE_SEEDS="$PWD/$corpus/model_from_bytes" cargo test --release -q -p kiln-runtime --test validation long_chains >/dev/null
 for f in build/quickstart/*.kiln; do
   cp "$f" "$corpus/model_from_bytes/"
   { printf '\xff\x7f'; cat "$f"; } > "$corpus/session_run/$(basename "$f")"

@@ -7,8 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 py="$(scripts/venv.sh)"
 out=build/quickstart
-echo "== building kiln (release)"
-cargo build --release -q -p kiln-converter
+echo "== building kiln (release; the first build compiles tract and takes about 15 minutes on 2 cores)"
+cargo build --release -p kiln-converter
 kiln=target/release/kiln
 echo "== training a CNN on scikit-learn's digits with numpy"
 "$py" scripts/train_digits.py --out "$out"

@@ -89,7 +89,6 @@ pub fn emit_mapped(g: &Graph) -> Result<(Vec<u8>, Plan, Vec<u32>)> {
         ops,
         inputs: g.inputs.iter().map(|&t| remap[t]).collect(),
         outputs: g.outputs.iter().map(|&t| remap[t]).collect(),
-        arena_size: p.arena_size,
     };
     let bytes = writer::write(&spec).map_err(|e| anyhow!("{e}"))?;
     let remap_out = remap.clone();

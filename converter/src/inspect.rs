@@ -30,9 +30,26 @@ pub struct Layer {
     pub output_bytes: usize,
 }
 
+/// A graph input or output.
+#[derive(Clone, Debug, Serialize)]
+pub struct Io {
+    /// Tensor name.
+    pub name: String,
+    /// Element type.
+    pub dtype: String,
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Quantization scale (int8 tensors).
+    pub scale: Option<f32>,
+    /// Quantization zero point (int8 tensors).
+    pub zero_point: Option<i32>,
+}
+
 /// The whole report.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
+    /// `.kiln` format version of the file.
+    pub format_version: u16,
     /// File size in bytes.
     pub file_bytes: usize,
     /// Constant data in bytes.
@@ -41,10 +58,10 @@ pub struct Report {
     pub arena_bytes: usize,
     /// Total MACs per inference.
     pub macs: u64,
-    /// Graph inputs: name, dtype, shape.
-    pub inputs: Vec<(String, String, Vec<usize>)>,
-    /// Graph outputs: name, dtype, shape.
-    pub outputs: Vec<(String, String, Vec<usize>)>,
+    /// Graph inputs.
+    pub inputs: Vec<Io>,
+    /// Graph outputs.
+    pub outputs: Vec<Io>,
     /// Layers in execution order.
     pub layers: Vec<Layer>,
 }
@@ -181,7 +198,7 @@ pub fn report(m: &Model<'_>) -> Report {
         layers.push(Layer {
             index: i,
             op: op.kind.name().into(),
-            name: op.name.into(),
+            name: op.name().into(),
             inputs,
             output: y.shape().to_vec(),
             params: describe(m, i),
@@ -193,13 +210,20 @@ pub fn report(m: &Model<'_>) -> Report {
     }
     let io = |t: usize| {
         let ti = m.tensor(t);
-        (
-            ti.name.to_string(),
-            ti.dtype.name().to_string(),
-            ti.shape().to_vec(),
-        )
+        let (scale, zero_point) = match ti.quant {
+            kiln_runtime::Quant::PerTensor { scale, zero_point } => (Some(scale), Some(zero_point)),
+            _ => (None, None),
+        };
+        Io {
+            name: ti.name().to_string(),
+            dtype: ti.dtype.name().to_string(),
+            shape: ti.shape().to_vec(),
+            scale,
+            zero_point,
+        }
     };
     Report {
+        format_version: kiln_runtime::format::VERSION,
         file_bytes: m.bytes().len(),
         weight_bytes: weight_total,
         arena_bytes: m.arena_size(),
@@ -271,14 +295,23 @@ pub fn render(r: &Report) -> String {
             format!("{}+{}", l.arena_offset, l.output_bytes)
         ));
     }
-    for (n, d, s) in &r.inputs {
-        out.push_str(&format!("input  '{n}' {d}[{}]\n", shape_str(s)));
-    }
-    for (n, d, s) in &r.outputs {
-        out.push_str(&format!("output '{n}' {d}[{}]\n", shape_str(s)));
+    for (what, list) in [("input ", &r.inputs), ("output", &r.outputs)] {
+        for io in list {
+            let q = match (io.scale, io.zero_point) {
+                (Some(s), Some(z)) => format!(" scale {s:e} zero point {z}"),
+                _ => String::new(),
+            };
+            out.push_str(&format!(
+                "{what} '{}' {}[{}]{q}\n",
+                io.name,
+                io.dtype,
+                shape_str(&io.shape)
+            ));
+        }
     }
     out.push_str(&format!(
-        "{} ops, {} MACs; file {} bytes (weights {}), arena {} bytes\n",
+        ".kiln format version {}; {} ops, {} MACs; file {} bytes (weights {}), arena {} bytes\n",
+        r.format_version,
         r.layers.len(),
         r.macs,
         r.file_bytes,

@@ -216,6 +216,21 @@ impl Graph {
     }
     /// Checks the graph is in execution order and every tensor read is defined.
     pub fn check(&self) -> Result<()> {
+        // Weights that are NaN or infinite would make every output NaN: refuse them, naming the op.
+        for n in &self.nodes {
+            for &t in n.inputs.iter().flatten() {
+                if let Some(Data::F32(v)) = &self.tensors[t].data {
+                    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                        bail!(
+                            "node '{}' ({}): constant '{}' holds a NaN or infinite value at element {i}",
+                            n.name,
+                            n.kind.name(),
+                            self.tensors[t].name
+                        );
+                    }
+                }
+            }
+        }
         let mut defined = vec![false; self.tensors.len()];
         for &i in &self.inputs {
             defined[i] = true;

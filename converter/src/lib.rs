@@ -64,7 +64,7 @@ pub fn import_file(path: &Path) -> Result<ir::Graph> {
 
 /// As [`import_file`], with explicit input shapes (ONNX models with symbolic dims).
 pub fn import_file_with(path: &Path, input_shapes: Option<&[Vec<usize>]>) -> Result<ir::Graph> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = fsutil::read_file(path)?;
     let mut g = match detect_format(path, &bytes)? {
         SourceFormat::Tflite => {
             if input_shapes.is_some() {
@@ -81,6 +81,8 @@ pub fn import_file_with(path: &Path, input_shapes: Option<&[Vec<usize>]>) -> Res
         g = ptq::lower_with_hints(&g)
             .with_context(|| format!("lowering {} to int8", path.display()))?;
     }
+    g.check()
+        .with_context(|| format!("importing {}", path.display()))?;
     Ok(g)
 }
 

@@ -62,6 +62,7 @@ fn load_typed_inner(path: &Path, input_shapes: Option<&[Vec<usize>]>) -> Result<
         .proto_model_for_path(path)
         .map_err(|e| anyhow!("{e:?}"))
         .context("tract could not parse the ONNX file")?;
+    check_single_writer(&proto)?;
     // QOperator models (QLinearConv, ...) become their QDQ equivalent first.
     if crate::onnx_qop::needs_rewrite(&proto) {
         crate::onnx_qop::rewrite(&mut proto)?;
@@ -126,6 +127,27 @@ fn load_typed_inner(path: &Path, input_shapes: Option<&[Vec<usize>]>) -> Result<
         .map_err(|e| anyhow!("{e:?}"))
         .context("tract could not declutter the model")?;
     Ok(typed)
+}
+
+/// ONNX graphs are in SSA form: every value has one writer (a graph input, an initializer or
+/// one node output). onnxruntime refuses a graph that breaks this; so does kiln, naming both.
+fn check_single_writer(proto: &tract_onnx::pb::ModelProto) -> Result<()> {
+    let Some(g) = &proto.graph else {
+        return Ok(());
+    };
+    let mut writer: std::collections::HashMap<&str, String> = std::collections::HashMap::new();
+    for i in &g.input {
+        writer.insert(i.name.as_str(), "the graph input".into());
+    }
+    for n in &g.node {
+        for o in n.output.iter().filter(|o| !o.is_empty()) {
+            let me = format!("node '{}' ({})", n.name, n.op_type);
+            if let Some(first) = writer.insert(o.as_str(), me.clone()) {
+                bail!("value '{o}' is written twice: by {first} and by {me} (an ONNX graph gives every value one writer)");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether a graph input has a symbolic (named) dimension.

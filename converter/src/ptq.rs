@@ -395,12 +395,12 @@ impl<'g> Builder<'g> {
     fn int_clamp(n: &Node, scale: f32, zp: i32) -> (i32, i32) {
         let (lo, hi) = n.act();
         let lo = if lo.is_finite() {
-            (zp + (lo / scale).round() as i32).max(-128)
+            zp.saturating_add((lo / scale).round() as i32).max(-128)
         } else {
             -128
         };
         let hi = if hi.is_finite() {
-            (zp + (hi / scale).round() as i32).min(127)
+            zp.saturating_add((hi / scale).round() as i32).min(127)
         } else {
             127
         };

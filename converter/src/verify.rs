@@ -1,7 +1,7 @@
 //! `kiln verify`: runs the same inputs through tract (ONNX or TFLite, the source model) and
 //! through kiln (the converted model) and reports the error per output.
 
-use crate::{detect_format, onnx, SourceFormat};
+use crate::{detect_format, eval, onnx, SourceFormat};
 use anyhow::{anyhow, bail, Context, Result};
 use kiln_runtime::writer::AlignedBuf;
 use kiln_runtime::{Model, Session};
@@ -18,6 +18,19 @@ pub struct OutputError {
     pub max_abs: f32,
     /// Largest absolute difference divided by the largest reference magnitude.
     pub max_rel: f32,
+    /// NaN or infinite values seen in either engine's output.
+    pub non_finite: usize,
+    /// Samples on which both engines' largest value is at the same position.
+    pub top1_agree: usize,
+    /// Samples compared.
+    pub samples: usize,
+}
+
+impl OutputError {
+    /// True when the output agrees within `tolerance` (max relative error) and is finite.
+    pub fn ok(&self, tolerance: f32) -> bool {
+        self.non_finite == 0 && self.max_rel <= tolerance && self.samples > 0
+    }
 }
 
 /// Runs the source model in tract on `inputs` (one row per graph input per sample).
@@ -26,7 +39,7 @@ pub fn run_tract(
     shapes: &[Vec<usize>],
     samples: &[Vec<Vec<f32>>],
 ) -> Result<Vec<Vec<Vec<f32>>>> {
-    let bytes = std::fs::read(source).with_context(|| format!("reading {}", source.display()))?;
+    let bytes = crate::fsutil::read_file(source)?;
     let typed = match detect_format(source, &bytes)? {
         SourceFormat::Onnx => onnx::load_typed(source, Some(shapes))?,
         SourceFormat::Tflite => tract_tflite::tflite()
@@ -151,6 +164,9 @@ pub fn compare(
             name: n.clone(),
             max_abs: 0.0,
             max_rel: 0.0,
+            non_finite: 0,
+            top1_agree: 0,
+            samples: 0,
         })
         .collect();
     for (g, w) in got.iter().zip(want) {
@@ -166,10 +182,25 @@ pub fn compare(
                     b.len()
                 );
             }
-            let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
-            let abs = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            // `f32::max` ignores NaN: non-finite values are counted on their own, and any of
+            // them makes the comparison fail rather than vanish from the maximum.
+            res[k].non_finite += a.iter().chain(b).filter(|v| !v.is_finite()).count();
+            let scale = b
+                .iter()
+                .filter(|v| v.is_finite())
+                .fold(0f32, |m, v| m.max(v.abs()))
+                .max(1e-12);
+            let abs = a
+                .iter()
+                .zip(b)
+                .filter(|(x, y)| x.is_finite() && y.is_finite())
+                .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
             res[k].max_abs = res[k].max_abs.max(abs);
             res[k].max_rel = res[k].max_rel.max(abs / scale);
+            if eval::argmax(a) == eval::argmax(b) {
+                res[k].top1_agree += 1;
+            }
+            res[k].samples += 1;
         }
     }
     Ok(res)
@@ -193,4 +224,164 @@ pub fn random_inputs(shapes: &[Vec<usize>], n: usize, seed: u32) -> Vec<Vec<Vec<
                 .collect()
         })
         .collect()
+}
+
+/// The Python program that runs a `.tflite` file with LiteRT's reference kernels
+/// (`BUILTIN_REF`, the kernels kiln's int8 arithmetic is bit-exact with).
+const LITERT_RUNNER: &str = r#"
+import sys
+try:
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+except Exception as e:
+    sys.stderr.write("NO_LITERT: %s\n" % e)
+    sys.exit(3)
+model, xin, outdir = sys.argv[1:4]
+x = np.load(xin)
+it = Interpreter(model_path=model, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+it.allocate_tensors()
+ind, outd = it.get_input_details(), it.get_output_details()
+if len(ind) != 1:
+    sys.stderr.write("the model has %d inputs; verify feeds one\n" % len(ind))
+    sys.exit(2)
+outs = [[] for _ in outd]
+for row in x:
+    it.set_tensor(ind[0]["index"], row.reshape(ind[0]["shape"]).astype(ind[0]["dtype"]))
+    it.invoke()
+    for k, o in enumerate(outd):
+        outs[k].append(it.get_tensor(o["index"]).copy())
+with open(outdir + "/names.txt", "w") as f:
+    for k, o in enumerate(outd):
+        np.save("%s/out%d.npy" % (outdir, k), np.stack(outs[k]))
+        f.write(o["name"] + "\n")
+"#;
+
+/// Outputs of a reference engine: per output, its name (when known), whether it is int8, and
+/// one row of values per sample (int8 values as numbers).
+pub struct RefOutputs {
+    /// Output names in the reference's order.
+    pub names: Vec<String>,
+    /// `outputs[k][sample]`.
+    pub outputs: Vec<Vec<Vec<f32>>>,
+    /// Whether output `k` is int8.
+    pub int8: Vec<bool>,
+}
+
+/// Runs a `.tflite` model on `rows` (raw bytes in the model input's dtype, as kiln takes them)
+/// with LiteRT's reference kernels, through the Python in `$KILN_PYTHON` (default `python3`)
+/// with `ai-edge-litert` installed.
+pub fn run_litert(
+    source: &Path,
+    input_shape: &[usize],
+    int8_input: bool,
+    rows: &[Vec<u8>],
+) -> Result<RefOutputs> {
+    let dir = tempfile::tempdir().context("creating a temporary directory")?;
+    let mut shape = vec![rows.len()];
+    shape.extend_from_slice(input_shape);
+    let x = if int8_input {
+        let v: Vec<i8> = rows.iter().flatten().map(|&b| b as i8).collect();
+        crate::npy::to_bytes_i8(&shape, &v)
+    } else {
+        let v: Vec<f32> = rows
+            .iter()
+            .flat_map(|r| r.chunks_exact(4))
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        crate::npy::to_bytes_f32(&shape, &v)
+    };
+    let xin = dir.path().join("x.npy");
+    std::fs::write(&xin, x).context("writing the reference input")?;
+    let python = std::env::var_os("KILN_PYTHON").unwrap_or_else(|| "python3".into());
+    let out = std::process::Command::new(&python)
+        .arg("-c")
+        .arg(LITERT_RUNNER)
+        .arg(source)
+        .arg(&xin)
+        .arg(dir.path())
+        .output()
+        .with_context(|| format!("starting {}", python.to_string_lossy()))?;
+    if out.status.code() == Some(3) {
+        bail!(
+            "verifying a .tflite file needs LiteRT's interpreter: `pip install ai-edge-litert` \
+             (or set KILN_PYTHON to a Python that has it; {} says: {})",
+            python.to_string_lossy(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    if !out.status.success() {
+        bail!(
+            "LiteRT failed on {}: {}",
+            source.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let names: Vec<String> = std::fs::read_to_string(dir.path().join("names.txt"))
+        .context("reading LiteRT's output names")?
+        .lines()
+        .map(String::from)
+        .collect();
+    let mut outputs = Vec::new();
+    let mut int8 = Vec::new();
+    for k in 0..names.len() {
+        let a = crate::npy::read(&dir.path().join(format!("out{k}.npy")))?;
+        let per = a.data.len() / rows.len().max(1);
+        int8.push(a.kind == crate::npy::NpyKind::Int8);
+        outputs.push(a.data.chunks(per.max(1)).map(<[f32]>::to_vec).collect());
+    }
+    Ok(RefOutputs {
+        names,
+        outputs,
+        int8,
+    })
+}
+
+/// One output of one kiln run: real values (int8 dequantized with the output's scale and zero
+/// point) and, for an int8 output, its raw values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutVals {
+    /// Real values.
+    pub real: Vec<f32>,
+    /// Raw int8 values, for an int8 output.
+    pub int8: Option<Vec<i8>>,
+}
+
+/// Runs a single-input model on rows already in its input's dtype (see
+/// [`crate::input::load_inputs`]); returns `[sample][output]`.
+pub fn run_rows(m: &Model<'_>, rows: &[Vec<u8>]) -> Result<Vec<Vec<OutVals>>> {
+    if m.num_inputs() != 1 {
+        bail!(
+            "the model has {} inputs; this command feeds one",
+            m.num_inputs()
+        );
+    }
+    let mut arena = AlignedBuf::zeroed(m.arena_size());
+    let mut s = Session::new(m, arena.as_mut_slice())?;
+    let mut all = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        let dst = s.input_bytes_mut(0)?;
+        if dst.len() != row.len() {
+            bail!(
+                "input #{i}: {} bytes, the model's input takes {}",
+                row.len(),
+                dst.len()
+            );
+        }
+        dst.copy_from_slice(row);
+        s.invoke().with_context(|| format!("input #{i}"))?;
+        let mut outs = Vec::with_capacity(m.num_outputs());
+        for k in 0..m.num_outputs() {
+            let t = m.tensor(m.output_tensor(k)?);
+            let int8 = (t.dtype == kiln_runtime::DType::I8).then(|| {
+                s.output_bytes(k)
+                    .map(|b| b.iter().map(|&v| v as i8).collect::<Vec<i8>>())
+            });
+            outs.push(OutVals {
+                real: get_output(&s, k)?,
+                int8: int8.transpose()?,
+            });
+        }
+        all.push(outs);
+    }
+    Ok(all)
 }

@@ -64,7 +64,7 @@ pub enum Activation {
 
 /// TFLite's `CalculateActivationRangeQuantized` for int8: the clamp in the quantized domain.
 pub fn activation_range_i8(act: Activation, scale: f32, zero_point: i32) -> (i32, i32) {
-    let q = |f: f32| zero_point + (f / scale).round() as i32;
+    let q = |f: f32| zero_point.saturating_add((f / scale).round() as i32);
     match act {
         Activation::None => (-128, 127),
         Activation::Relu => ((-128).max(q(0.0)), 127),

@@ -84,6 +84,13 @@ pub enum Error {
     },
     /// The model's signature does not verify against the trusted key.
     BadSignature,
+    /// An op index is out of range.
+    NoSuchOp {
+        /// The index asked for.
+        index: usize,
+        /// Number of ops in the model.
+        ops: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -93,7 +100,12 @@ impl fmt::Display for Error {
                 write!(f, "file truncated: needs {needed} bytes, got {got}")
             }
             Error::BadMagic => write!(f, "not a .kiln model (bad magic)"),
-            Error::UnsupportedVersion(v) => write!(f, "unsupported .kiln format version {v}"),
+            Error::UnsupportedVersion(v) => write!(
+                f,
+                "this file is .kiln format version {v}, but this kiln reads version {}: \
+                 re-convert it from the source model (ONNX/TFLite) with this kiln",
+                crate::format::VERSION
+            ),
             Error::ChecksumMismatch { stored, computed } => write!(
                 f,
                 "checksum mismatch: header says {stored:#010x}, contents give {computed:#010x}"
@@ -133,6 +145,9 @@ impl fmt::Display for Error {
                 write!(f, "input #{index}: element {element} is NaN or infinite")
             }
             Error::BadSignature => write!(f, "model signature does not verify"),
+            Error::NoSuchOp { index, ops } => {
+                write!(f, "no op #{index}: the model has {ops} ops")
+            }
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The `.kiln` file layout (version 2). `runtime/FORMAT.md` is the prose specification; this
+//! The `.kiln` file layout (version 3). `runtime/FORMAT.md` is the prose specification; this
 //! module is its single source of truth in code: offsets, sizes and codes used by both the reader
 //! ([`crate::Model`]) and the writer ([`crate::writer`]).
 
@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 /// The first four bytes of every `.kiln` file.
 pub const MAGIC: [u8; 4] = *b"KILN";
 /// The format version this runtime reads and writes.
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 /// Size of the fixed header in bytes.
 pub const HEADER_LEN: usize = 80;
 /// Size of one tensor descriptor in bytes (its dims live in the shared dims table).
@@ -25,6 +25,17 @@ pub const NO_TENSOR: u32 = u32::MAX;
 /// Largest number of elements a single tensor may have (keeps all index math in `u32`/`usize`
 /// without overflow on 32-bit targets).
 pub const MAX_ELEMENTS: usize = 1 << 28;
+/// Largest number of ops a model may have (op indices are stored as `u16`; the two highest
+/// values are the [`LIFE_INPUT`] and [`LIFE_NONE`] markers).
+pub const MAX_OPS: usize = 0xFFF0;
+/// Largest number of arena tensors that may be live at once: the validator checks slot overlap
+/// with a fixed stack array of this many entries, so loading needs no heap and stays linear.
+pub const MAX_LIVE: usize = 64;
+/// `producer` marker of a graph input (written by the caller before op 0).
+pub const LIFE_INPUT: u16 = 0xFFFE;
+/// `producer` marker of a tensor no op writes (constants); `last_use` marker of a tensor that is
+/// live until the end (graph outputs) or not an arena tensor.
+pub const LIFE_NONE: u16 = 0xFFFF;
 
 /// Byte offsets of the header fields.
 pub mod header {
@@ -97,6 +108,13 @@ pub mod tensor {
     pub const QUANT_SCALES: usize = 20;
     /// `i32` zero point (per-tensor quantization).
     pub const ZERO_POINT: usize = 24;
+    /// `u16` index of the op that writes the tensor ([`super::LIFE_INPUT`] for a graph input,
+    /// [`super::LIFE_NONE`] for constants).
+    pub const PRODUCER: usize = 28;
+    /// `u16` index of the last op that reads the tensor (its own producer when nothing reads
+    /// it; [`super::LIFE_NONE`] for graph outputs, which stay live after the last op, and for
+    /// constants).
+    pub const LAST_USE: usize = 30;
 }
 
 /// Byte offsets inside an op record.

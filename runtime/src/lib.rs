@@ -39,7 +39,7 @@ pub use error::{Error, Result};
 pub use format::DType;
 pub use model::{Model, OpInfo, Quant, TensorInfo};
 pub use ops::OpKind;
-pub use session::Session;
+pub use session::{Kernels, Session};
 
 /// A 16-byte aligned byte array for arenas and embedded models:
 /// `static MODEL: AlignedBytes<N> = AlignedBytes(*include_bytes!("model.kiln"));`

@@ -3,7 +3,8 @@
 use crate::error::{Error, Result};
 use crate::format::{
     self, header, op, range_ok, rd_i32, rd_u16, rd_u32, tensor, DType, Storage, ALIGN, HEADER_LEN,
-    MAX_ELEMENTS, MAX_RANK, NO_TENSOR, OP_PARAMS, OP_RECORD_LEN, TENSOR_DESC_LEN,
+    LIFE_INPUT, LIFE_NONE, MAX_ELEMENTS, MAX_LIVE, MAX_OPS, MAX_RANK, NO_TENSOR, OP_PARAMS,
+    OP_RECORD_LEN, TENSOR_DESC_LEN,
 };
 use crate::ops::{self, OpKind};
 
@@ -44,13 +45,16 @@ pub struct TensorInfo<'m> {
     pub offset: usize,
     /// Byte length.
     pub byte_len: usize,
-    /// Name as in the source model.
-    pub name: &'m str,
     /// Quantization parameters.
     pub quant: Quant,
+    name: &'m [u8],
 }
 
-impl TensorInfo<'_> {
+impl<'m> TensorInfo<'m> {
+    /// Name as in the source model (decoded on demand: the session never asks for it).
+    pub fn name(&self) -> &'m str {
+        core::str::from_utf8(self.name).unwrap_or("")
+    }
     /// The dimensions as a slice of length `rank`.
     pub fn shape(&self) -> &[usize] {
         &self.dims[..self.rank]
@@ -74,14 +78,17 @@ pub struct OpInfo<'m> {
     pub kind: OpKind,
     /// Kind-specific parameters (see `FORMAT.md`).
     pub params: [i32; OP_PARAMS],
-    /// Name as in the source model.
-    pub name: &'m str,
+    name: &'m [u8],
     n_in: u8,
     n_out: u8,
     io_start: u32,
 }
 
-impl OpInfo<'_> {
+impl<'m> OpInfo<'m> {
+    /// Name as in the source model (decoded on demand).
+    pub fn name(&self) -> &'m str {
+        core::str::from_utf8(self.name).unwrap_or("")
+    }
     /// Number of inputs (including absent optional ones).
     pub fn num_inputs(&self) -> usize {
         self.n_in as usize
@@ -179,8 +186,23 @@ impl<'m> Model<'m> {
         if !m.arena_size.is_multiple_of(ALIGN) {
             return Err(Error::Header("arena size is not a multiple of 16"));
         }
+        if m.num_ops > MAX_OPS {
+            return Err(Error::Header("more ops than the format allows (65,520)"));
+        }
+        let mut arena_end = 0;
         for i in 0..m.num_tensors {
             m.validate_tensor(i)?;
+            let t = m.tensor(i);
+            if t.storage == Storage::Arena {
+                arena_end = arena_end.max(t.offset + t.byte_len);
+            }
+        }
+        // The header's arena size is what the plan needs, no more: a device sizes its arena from
+        // it (and `kiln export` writes it into firmware), so it must not be trusted blindly.
+        if m.arena_size != arena_end.div_ceil(ALIGN) * ALIGN {
+            return Err(Error::Header(
+                "arena size is not the size the tensor plan needs",
+            ));
         }
         for k in 0..m.num_inputs + m.num_outputs {
             let t = m.io(k);
@@ -204,7 +226,7 @@ impl<'m> Model<'m> {
     }
 
     fn validate_tensor(&self, i: usize) -> Result<()> {
-        let d = &self.bytes[self.tensors_off + i * TENSOR_DESC_LEN..][..TENSOR_DESC_LEN];
+        let d = self.desc(i);
         let dtype = DType::from_u8(d[tensor::DTYPE]).ok_or(tensor_err(i, "unknown dtype"))?;
         let rank = d[tensor::RANK] as usize;
         if rank > MAX_RANK {
@@ -289,6 +311,14 @@ impl<'m> Model<'m> {
         rd_u32(self.bytes, self.dims_off + 4 * k) as usize
     }
 
+    /// The bytes of a string (empty if out of range; validation has checked every name).
+    fn string_bytes(&self, off: usize, len: usize) -> &'m [u8] {
+        if !range_ok(off, len, self.strings_len) {
+            return &[];
+        }
+        &self.bytes[self.strings_off + off..][..len]
+    }
+
     fn string(&self, off: usize, len: usize) -> Option<&'m str> {
         if !range_ok(off, len, self.strings_len) {
             return None;
@@ -334,10 +364,81 @@ impl<'m> Model<'m> {
         ops::validate(self, &self.op(i))
     }
 
-    /// Checks that every arena tensor an op reads was written before (or is a graph input), and
-    /// that no op's output slot overlaps a tensor that is still live.
+    /// The dataflow rules, checked in one pass over the ops with the lifetimes the file stores
+    /// (each tensor's producer and last reader, `format::tensor::{PRODUCER, LAST_USE}`):
+    ///
+    /// - every arena tensor an op reads was written by an earlier op or is a graph input, and
+    ///   its stored last use is not before the read;
+    /// - every op output names the op as its producer, and the number of tensors that claim a
+    ///   producer equals the number of op outputs (so no tensor is written twice and no claim is
+    ///   false); likewise graph inputs and the tensors marked as such;
+    /// - every graph output is written by an op and stays live to the end;
+    /// - no tensor's arena bytes overlap those of another tensor live at the same time (graph
+    ///   inputs are live from the start, a slot is freed after its last use); a reshape whose
+    ///   output sits exactly on its input is the one allowed alias.
+    ///
+    /// The overlap check keeps the live tensors in a fixed array of [`MAX_LIVE`] entries: the
+    /// whole check is O(ops × live + tensors) with no heap.
     fn validate_dataflow(&self) -> Result<()> {
-        for j in 0..self.num_ops {
+        let n_ops = self.num_ops;
+        let mut claimed_by_ops = 0usize;
+        let mut claimed_inputs = 0usize;
+        for t in 0..self.num_tensors {
+            let d = self.desc(t);
+            let (producer, last) = (rd_u16(d, tensor::PRODUCER), rd_u16(d, tensor::LAST_USE));
+            if d[tensor::STORAGE] != 0 {
+                if producer != LIFE_NONE || last != LIFE_NONE {
+                    return Err(tensor_err(t, "a constant has a producer or a last use"));
+                }
+                continue;
+            }
+            match producer {
+                LIFE_INPUT => claimed_inputs += 1,
+                LIFE_NONE => {}
+                p if (p as usize) < n_ops => {
+                    claimed_by_ops += 1;
+                    if last != LIFE_NONE && last < p {
+                        return Err(tensor_err(t, "last use lies before the producer"));
+                    }
+                }
+                _ => return Err(tensor_err(t, "producer is not an op of the model")),
+            }
+            if last != LIFE_NONE && last as usize >= n_ops {
+                return Err(tensor_err(t, "last use is not an op of the model"));
+            }
+        }
+        if claimed_inputs != self.num_inputs {
+            return Err(Error::Header(
+                "the tensors marked as graph inputs are not the graph input list",
+            ));
+        }
+        let mut live = Live::new();
+        for k in 0..self.num_inputs {
+            let t = self.io(k) as usize;
+            if rd_u16(self.desc(t), tensor::PRODUCER) != LIFE_INPUT {
+                return Err(tensor_err(t, "graph input is not marked as one"));
+            }
+            if live.conflict(self, t).is_some() {
+                return Err(tensor_err(
+                    t,
+                    "graph input shares arena bytes with another graph input",
+                ));
+            }
+            live.insert(t, self.last_use(t))
+                .map_err(|_| Error::Header("more than 64 graph inputs"))?;
+        }
+        for k in 0..self.num_outputs {
+            let t = self.io(self.num_inputs + k) as usize;
+            let d = self.desc(t);
+            if rd_u16(d, tensor::PRODUCER) as usize >= n_ops {
+                return Err(tensor_err(t, "graph output is not written by any op"));
+            }
+            if rd_u16(d, tensor::LAST_USE) != LIFE_NONE {
+                return Err(tensor_err(t, "graph output is not live to the end"));
+            }
+        }
+        let mut op_outputs = 0usize;
+        for j in 0..n_ops {
             let o = self.op(j);
             let err = |problem| Error::Op {
                 index: j as u32,
@@ -348,94 +449,65 @@ impl<'m> Model<'m> {
                 let Some(t) = self.op_input(&o, k) else {
                     continue;
                 };
-                if self.tensor(t).storage == Storage::Arena
-                    && self.producer(t).is_none_or(|p| p >= j)
-                    && !self.is_graph_input(t)
-                {
+                let d = self.desc(t);
+                if d[tensor::STORAGE] != 0 {
+                    continue;
+                }
+                let producer = rd_u16(d, tensor::PRODUCER);
+                if !(producer == LIFE_INPUT || (producer as usize) < j) {
                     return Err(err("reads a tensor that no earlier op writes"));
                 }
+                if self.last_use(t) < j {
+                    return Err(err("reads a tensor after its recorded last use"));
+                }
             }
+            live.retire(j);
             for k in 0..o.num_outputs() {
                 let out = self.op_output(&o, k);
-                if self.is_graph_input(out) || self.producer(out) != Some(j) {
-                    return Err(err("output tensor is written by more than one op"));
+                op_outputs += 1;
+                if rd_u16(self.desc(out), tensor::PRODUCER) as usize != j {
+                    return Err(err("output tensor does not name this op as its producer"));
                 }
-                let ot = self.tensor(out);
                 // A reshape whose output sits exactly on its input writes nothing (the session
-                // skips it); whatever later overwrites the shared bytes is checked against the
-                // output's own lifetime.
-                let aliased = o.kind == OpKind::Reshape
+                // skips it); whatever later overwrites the shared bytes meets the output in the
+                // live set and is checked against its lifetime.
+                let aliased = k == 0
+                    && o.kind == OpKind::Reshape
                     && self
                         .op_input(&o, 0)
                         .map(|t| self.tensor(t))
                         .is_some_and(|t| {
+                            let ot = self.tensor(out);
                             t.storage == Storage::Arena
                                 && t.offset == ot.offset
                                 && t.byte_len == ot.byte_len
                         });
-                if aliased {
-                    continue;
+                if !aliased && live.conflict(self, out).is_some() {
+                    return Err(err("output slot overlaps a tensor that is still live"));
                 }
-                for t in 0..self.num_tensors {
-                    if t == out {
-                        continue;
-                    }
-                    let tt = self.tensor(t);
-                    if tt.storage != Storage::Arena
-                        || !overlaps(ot.offset, ot.byte_len, tt.offset, tt.byte_len)
-                    {
-                        continue;
-                    }
-                    let born = if self.is_graph_input(t) {
-                        Some(0)
-                    } else {
-                        self.producer(t).map(|p| p + 1)
-                    };
-                    let Some(born) = born else { continue };
-                    let Some(last) = self.last_use(t) else {
-                        continue;
-                    };
-                    if born <= j && j <= last {
-                        return Err(err("output slot overlaps a tensor that is still live"));
-                    }
-                }
+                live.insert(out, self.last_use(out))
+                    .map_err(|_| err("more than 64 arena tensors live at once"))?;
             }
+        }
+        if op_outputs != claimed_by_ops {
+            return Err(Error::Header(
+                "the tensors that name a producer are not the ops' outputs",
+            ));
         }
         Ok(())
     }
 
-    fn is_graph_input(&self, t: usize) -> bool {
-        (0..self.num_inputs).any(|k| self.io(k) as usize == t)
+    /// The raw descriptor of tensor `t` (callers check `t < num_tensors`).
+    fn desc(&self, t: usize) -> &'m [u8] {
+        &self.bytes[self.tensors_off + t * TENSOR_DESC_LEN..][..TENSOR_DESC_LEN]
     }
 
-    fn is_graph_output(&self, t: usize) -> bool {
-        (0..self.num_outputs).any(|k| self.io(self.num_inputs + k) as usize == t)
-    }
-
-    /// The op that writes tensor `t` (the first, if a malformed file has several).
-    fn producer(&self, t: usize) -> Option<usize> {
-        (0..self.num_ops).find(|&j| {
-            let o = self.op(j);
-            (0..o.num_outputs()).any(|k| self.op_output(&o, k) == t)
-        })
-    }
-
-    /// The last op that reads `t` (ops are inclusive), `num_ops` for graph outputs, `None` if
-    /// nothing reads it.
-    fn last_use(&self, t: usize) -> Option<usize> {
-        if self.is_graph_output(t) {
-            return Some(self.num_ops);
+    /// The last op during which `t` is live (`usize::MAX` for graph outputs).
+    fn last_use(&self, t: usize) -> usize {
+        match rd_u16(self.desc(t), tensor::LAST_USE) {
+            LIFE_NONE => usize::MAX,
+            l => l as usize,
         }
-        let mut last = None;
-        for j in 0..self.num_ops {
-            let o = self.op(j);
-            // A reshape aliasing `t` does not extend `t`'s life here: its output is a tensor of
-            // its own, checked against later writes with its own lifetime.
-            if (0..o.num_inputs()).any(|k| self.op_input(&o, k) == Some(t)) {
-                last = Some(j);
-            }
-        }
-        last
     }
 
     #[inline]
@@ -492,7 +564,7 @@ impl<'m> Model<'m> {
     /// Decodes tensor `i`. Panics if `i >= num_tensors()`; use [`Model::get_tensor`] for a checked
     /// lookup.
     pub fn tensor(&self, i: usize) -> TensorInfo<'m> {
-        let d = &self.bytes[self.tensors_off + i * TENSOR_DESC_LEN..][..TENSOR_DESC_LEN];
+        let d = self.desc(i);
         let rank = d[tensor::RANK] as usize;
         let first = rd_u32(d, tensor::DIMS) as usize;
         let mut dims = [1usize; MAX_RANK];
@@ -522,12 +594,10 @@ impl<'m> Model<'m> {
             },
             offset: rd_u32(d, tensor::OFFSET) as usize,
             byte_len: dims[..rank].iter().product::<usize>() * dtype.size(),
-            name: self
-                .string(
-                    rd_u32(d, tensor::NAME_OFF) as usize,
-                    rd_u16(d, tensor::NAME_LEN) as usize,
-                )
-                .unwrap_or(""),
+            name: self.string_bytes(
+                rd_u32(d, tensor::NAME_OFF) as usize,
+                rd_u16(d, tensor::NAME_LEN) as usize,
+            ),
             quant,
         }
     }
@@ -548,12 +618,10 @@ impl<'m> Model<'m> {
             index: i as u32,
             kind: OpKind::from_u16(rd_u16(r, op::KIND)).unwrap_or(OpKind::Reshape),
             params,
-            name: self
-                .string(
-                    rd_u32(r, op::NAME_OFF) as usize,
-                    rd_u32(r, op::NAME_LEN) as usize,
-                )
-                .unwrap_or(""),
+            name: self.string_bytes(
+                rd_u32(r, op::NAME_OFF) as usize,
+                rd_u32(r, op::NAME_LEN) as usize,
+            ),
             n_in: r[op::N_IN],
             n_out: r[op::N_OUT],
             io_start: rd_u32(r, op::IO_START),
@@ -593,4 +661,57 @@ impl<'m> Model<'m> {
 
 fn overlaps(a: usize, alen: usize, b: usize, blen: usize) -> bool {
     a < b + blen && b < a + alen
+}
+
+/// The arena tensors live at the current op, for the overlap check: a fixed array, no heap.
+struct Live {
+    tensors: [u32; MAX_LIVE],
+    last: [u32; MAX_LIVE],
+    len: usize,
+}
+
+impl Live {
+    fn new() -> Live {
+        Live {
+            tensors: [0; MAX_LIVE],
+            last: [0; MAX_LIVE],
+            len: 0,
+        }
+    }
+
+    /// Drops the tensors whose last use lies before op `j`.
+    fn retire(&mut self, j: usize) {
+        let mut k = 0;
+        while k < self.len {
+            if (self.last[k] as usize) < j {
+                self.len -= 1;
+                self.tensors[k] = self.tensors[self.len];
+                self.last[k] = self.last[self.len];
+            } else {
+                k += 1;
+            }
+        }
+    }
+
+    /// A live tensor whose arena bytes overlap those of `t` (`t` itself too, if already live).
+    fn conflict(&self, m: &Model<'_>, t: usize) -> Option<usize> {
+        let a = m.tensor(t);
+        self.tensors[..self.len]
+            .iter()
+            .map(|&u| u as usize)
+            .find(|&u| {
+                let b = m.tensor(u);
+                overlaps(a.offset, a.byte_len, b.offset, b.byte_len)
+            })
+    }
+
+    fn insert(&mut self, t: usize, last: usize) -> core::result::Result<(), ()> {
+        if self.len == MAX_LIVE {
+            return Err(());
+        }
+        self.tensors[self.len] = t as u32;
+        self.last[self.len] = last.min(u32::MAX as usize) as u32;
+        self.len += 1;
+        Ok(())
+    }
 }

@@ -757,7 +757,7 @@ pub fn validate(m: &Model<'_>, op: &OpInfo<'_>) -> Result<()> {
                     "int8 softmax output must have scale 1/256 and zero point -128",
                 )?;
                 c.check(
-                    c.p(0) as usize == x.rank.saturating_sub(1),
+                    x.rank >= 1 && c.p(0) as usize == x.rank - 1,
                     "int8 softmax runs along the last axis",
                 )?;
                 c.check(

@@ -28,6 +28,18 @@ use crate::ops::{pad_pair, BinaryKind, OpKind, UnaryKind, P_ACT_MAX, P_ACT_MIN};
 pub struct Session<'m, 'a> {
     model: &'a Model<'m>,
     arena: &'a mut [u8],
+    kernels: Kernels,
+}
+
+/// Which int8 kernels a [`Session`] runs. Both give the same bytes (the tests and the
+/// differential fuzz target check that); the reference kernels are the portable specification.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Kernels {
+    /// The fastest kernels for this CPU (the default).
+    #[default]
+    Optimized,
+    /// The portable reference kernels (TFLite's reference arithmetic, loop for loop).
+    Reference,
 }
 
 impl<'m, 'a> Session<'m, 'a> {
@@ -43,7 +55,16 @@ impl<'m, 'a> Session<'m, 'a> {
             return Err(Error::MisalignedArena);
         }
         let arena = &mut arena[..model.arena_size()];
-        Ok(Session { model, arena })
+        Ok(Session {
+            model,
+            arena,
+            kernels: Kernels::Optimized,
+        })
+    }
+
+    /// Chooses the int8 kernels this session runs (see [`Kernels`]).
+    pub fn set_kernels(&mut self, kernels: Kernels) {
+        self.kernels = kernels;
     }
 
     /// The model this session runs.
@@ -136,7 +157,10 @@ impl<'m, 'a> Session<'m, 'a> {
     /// compare intermediate tensors with another engine.
     pub fn invoke_until(&mut self, last: usize) -> Result<&[u8]> {
         if last >= self.model.num_ops() {
-            return Err(Error::NoSuchTensor { index: last });
+            return Err(Error::NoSuchOp {
+                index: last,
+                ops: self.model.num_ops(),
+            });
         }
         for i in 0..=last {
             self.exec(&self.model.op(i))?;
@@ -168,6 +192,7 @@ impl<'m, 'a> Session<'m, 'a> {
             right,
             right_start: yt.offset + yt.byte_len,
             op,
+            kernels: self.kernels,
         };
         run_op(&view, op, out, &yt)
     }
@@ -179,6 +204,7 @@ struct View<'v, 'm> {
     right: &'v [u8],
     right_start: usize,
     op: &'v OpInfo<'m>,
+    kernels: Kernels,
 }
 
 impl<'m> View<'_, 'm> {
@@ -484,8 +510,13 @@ fn run_op_i8(v: &View<'_, '_>, op: &OpInfo<'_>, y: &mut [i8], yt: &TensorInfo<'_
                     ki8::Rounding::Double
                 },
             };
+            let reference = v.kernels == Kernels::Reference;
             if op.kind == OpKind::Dense {
-                opt8::dense(x, wt.dims[1], w, wt.dims[0], bias, y, &q);
+                if reference {
+                    ki8::dense(x, wt.dims[1], w, wt.dims[0], bias, y, &q);
+                } else {
+                    opt8::dense(x, wt.dims[1], w, wt.dims[0], bias, y, &q);
+                }
             } else {
                 let geo = k::Conv2dParams {
                     stride: [p[0] as usize, p[1] as usize],
@@ -494,7 +525,11 @@ fn run_op_i8(v: &View<'_, '_>, op: &OpInfo<'_>, y: &mut [i8], yt: &TensorInfo<'_
                     groups: p[8] as usize,
                     act: [0.0, 0.0],
                 };
-                opt8::conv2d(x, dims4(&xt), w, dims4(&wt), bias, y, dims4(yt), &geo, &q);
+                if reference {
+                    ki8::conv2d(x, dims4(&xt), w, dims4(&wt), bias, y, dims4(yt), &geo, &q);
+                } else {
+                    opt8::conv2d(x, dims4(&xt), w, dims4(&wt), bias, y, dims4(yt), &geo, &q);
+                }
             }
         }
         OpKind::MaxPool | OpKind::AvgPool => {

@@ -5,8 +5,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::format::{
-    crc32, header, op, tensor, DType, ALIGN, HEADER_LEN, MAGIC, MAX_RANK, NO_TENSOR, OP_PARAMS,
-    OP_RECORD_LEN, TENSOR_DESC_LEN, VERSION,
+    crc32, header, op, tensor, DType, ALIGN, HEADER_LEN, LIFE_INPUT, LIFE_NONE, MAGIC, MAX_OPS,
+    MAX_RANK, NO_TENSOR, OP_PARAMS, OP_RECORD_LEN, TENSOR_DESC_LEN, VERSION,
 };
 use crate::model::Quant;
 use crate::ops::OpKind;
@@ -53,7 +53,8 @@ pub struct OpSpec {
     pub params: [i32; OP_PARAMS],
 }
 
-/// A whole model to write: tensors, ops in execution order, graph inputs/outputs, arena size.
+/// A whole model to write: tensors, ops in execution order, graph inputs/outputs. The writer
+/// derives the arena size and each tensor's lifetime (producer, last use) from them.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ModelSpec {
     /// Tensor table.
@@ -64,8 +65,6 @@ pub struct ModelSpec {
     pub inputs: Vec<u32>,
     /// Graph output tensor indices.
     pub outputs: Vec<u32>,
-    /// Arena size in bytes (multiple of 16).
-    pub arena_size: usize,
 }
 
 fn put_u16(b: &mut [u8], off: usize, v: u16) {
@@ -92,6 +91,8 @@ pub enum WriteError {
     TooManyGraphIo,
     /// A tensor name is longer than 65535 bytes.
     NameTooLong(usize),
+    /// More ops than [`MAX_OPS`].
+    TooManyOps(usize),
 }
 
 impl core::fmt::Display for WriteError {
@@ -102,6 +103,9 @@ impl core::fmt::Display for WriteError {
             WriteError::TooLarge => write!(f, "model would exceed 4 GiB"),
             WriteError::TooManyGraphIo => write!(f, "more than 65535 graph inputs/outputs"),
             WriteError::NameTooLong(i) => write!(f, "tensor #{i} has a name over 65535 bytes"),
+            WriteError::TooManyOps(n) => {
+                write!(f, "{n} ops: the format holds at most {MAX_OPS}")
+            }
         }
     }
 }
@@ -121,6 +125,22 @@ pub fn write(spec: &ModelSpec) -> Result<Vec<u8>, WriteError> {
     if spec.inputs.len() > u16::MAX as usize || spec.outputs.len() > u16::MAX as usize {
         return Err(WriteError::TooManyGraphIo);
     }
+    if no > MAX_OPS {
+        return Err(WriteError::TooManyOps(no));
+    }
+    let (producer, last_use) = lifetimes(spec);
+    let arena_size = align_up(
+        spec.tensors
+            .iter()
+            .filter_map(|t| match t.data {
+                TensorData::Arena { offset } => {
+                    Some(offset + t.shape.iter().product::<usize>() * t.dtype.size())
+                }
+                TensorData::Constant(_) => None,
+            })
+            .max()
+            .unwrap_or(0),
+    );
     let mut strings: Vec<u8> = Vec::new();
     // Equal names are stored once.
     let mut seen: alloc::collections::BTreeMap<&str, (u32, u32)> =
@@ -197,7 +217,7 @@ pub fn write(spec: &ModelSpec) -> Result<Vec<u8>, WriteError> {
     put_u32(&mut b, header::IO_LEN, io_len as u32);
     put_u16(&mut b, header::NUM_INPUTS, spec.inputs.len() as u16);
     put_u16(&mut b, header::NUM_OUTPUTS, spec.outputs.len() as u16);
-    put_u32(&mut b, header::ARENA_SIZE, spec.arena_size as u32);
+    put_u32(&mut b, header::ARENA_SIZE, arena_size as u32);
     put_u32(&mut b, header::STRINGS_OFF, strings_off as u32);
     put_u32(&mut b, header::STRINGS_LEN, strings.len() as u32);
     put_u32(&mut b, header::DATA_OFF, data_off as u32);
@@ -225,6 +245,8 @@ pub fn write(spec: &ModelSpec) -> Result<Vec<u8>, WriteError> {
                 b[off..off + bytes.len()].copy_from_slice(bytes);
             }
         }
+        put_u16(&mut b, d + tensor::PRODUCER, producer[i]);
+        put_u16(&mut b, d + tensor::LAST_USE, last_use[i]);
         put_u32(&mut b, d + tensor::NAME_OFF, tnames[i].0);
         put_u16(&mut b, d + tensor::NAME_LEN, tnames[i].1 as u16);
         match t.quant {
@@ -268,6 +290,42 @@ pub fn write(spec: &ModelSpec) -> Result<Vec<u8>, WriteError> {
     let crc = crc32(&b[16..]);
     put_u32(&mut b, header::CRC, crc);
     Ok(b)
+}
+
+/// Each tensor's producer and last use as the format stores them (`format::tensor::PRODUCER`).
+/// Indices past the tensor table are skipped: the reader refuses such a file with its own
+/// error (tests write malformed files on purpose).
+fn lifetimes(spec: &ModelSpec) -> (Vec<u16>, Vec<u16>) {
+    let nt = spec.tensors.len();
+    let mut producer = alloc::vec![LIFE_NONE; nt];
+    let mut last = alloc::vec![None::<u16>; nt];
+    for &t in spec.inputs.iter().filter(|&&t| (t as usize) < nt) {
+        producer[t as usize] = LIFE_INPUT;
+    }
+    for (j, o) in spec.ops.iter().enumerate() {
+        for &t in o.inputs.iter().flatten().filter(|&&t| (t as usize) < nt) {
+            last[t as usize] = Some(j as u16);
+        }
+        for &t in o.outputs.iter().filter(|&&t| (t as usize) < nt) {
+            producer[t as usize] = j as u16;
+        }
+    }
+    let mut last_use = alloc::vec![LIFE_NONE; nt];
+    for t in 0..nt {
+        if matches!(spec.tensors[t].data, TensorData::Constant(_)) {
+            producer[t] = LIFE_NONE;
+            continue;
+        }
+        last_use[t] = match (last[t], producer[t]) {
+            (Some(l), _) => l,
+            (None, LIFE_INPUT) => 0,
+            (None, p) => p, // an op output nothing reads lives only while it is written
+        };
+    }
+    for &t in spec.outputs.iter().filter(|&&t| (t as usize) < nt) {
+        last_use[t as usize] = LIFE_NONE;
+    }
+    (producer, last_use)
 }
 
 /// Recomputes the CRC of a file whose bytes were edited (tests and tools that patch models).
@@ -329,7 +387,7 @@ pub fn spec_from_model(m: &crate::Model<'_>) -> ModelSpec {
         .map(|i| {
             let t = m.tensor(i);
             TensorSpec {
-                name: t.name.into(),
+                name: t.name().into(),
                 dtype: t.dtype,
                 shape: t.shape().to_vec(),
                 data: match t.storage {
@@ -345,7 +403,7 @@ pub fn spec_from_model(m: &crate::Model<'_>) -> ModelSpec {
             let o = m.op(i);
             OpSpec {
                 kind: o.kind,
-                name: o.name.into(),
+                name: o.name().into(),
                 inputs: (0..o.num_inputs())
                     .map(|k| m.op_input(&o, k).map(|t| t as u32))
                     .collect(),
@@ -367,7 +425,6 @@ pub fn spec_from_model(m: &crate::Model<'_>) -> ModelSpec {
             .filter_map(|k| m.output_tensor(k).ok())
             .map(|t| t as u32)
             .collect(),
-        arena_size: m.arena_size(),
     }
 }
 
@@ -426,7 +483,6 @@ mod tests {
             }],
             inputs: vec![0],
             outputs: vec![3],
-            arena_size: 32,
         }
     }
 
@@ -452,8 +508,8 @@ mod tests {
         let buf = AlignedBuf::new(&bytes);
         let m = Model::from_bytes(buf.as_slice()).unwrap();
         assert_eq!(m.arena_size(), 32);
-        assert_eq!(m.tensor(1).name, "w");
-        assert_eq!(m.op(0).name, "fc");
+        assert_eq!(m.tensor(1).name(), "w");
+        assert_eq!(m.op(0).name(), "fc");
         let mut arena = AlignedBuf::zeroed(m.arena_size());
         let mut s = Session::new(&m, arena.as_mut_slice()).unwrap();
         let mut y = [0.0; 2];

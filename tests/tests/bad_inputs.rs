@@ -65,7 +65,6 @@ fn spec() -> ModelSpec {
         ],
         inputs: vec![0],
         outputs: vec![8],
-        arena_size: 320,
     }
 }
 
@@ -154,7 +153,7 @@ fn bad_input_table() {
     let mut inf = x.clone();
     inf[9] = f32::NEG_INFINITY;
     let npy_ok = kiln_converter::npy::to_bytes_f32(&[2, 32], &[0.25; 64]);
-    let mut npy_nan = kiln_converter::npy::to_bytes_f32(&[1, 32], &[0.25; 32]);
+    let mut npy_nan = kiln_converter::npy::to_bytes_f32(&[1, 4, 4, 2], &[0.25; 32]);
     let len = npy_nan.len();
     npy_nan[len - 4..].copy_from_slice(&f32::NAN.to_le_bytes());
     let mut npy_f16 = npy_ok.clone();
@@ -205,7 +204,7 @@ fn bad_input_table() {
                 b[4] = 7;
                 load(&b)
             },
-            "unsupported .kiln format version 7",
+            "format version 7, but this kiln reads version 3: re-convert it from the source model",
         ),
         (
             "wrong header length",
@@ -370,7 +369,76 @@ fn bad_input_table() {
         (
             "ops out of order",
             respec(|s| s.ops.swap(0, 1)),
+            "last use lies before the producer",
+        ),
+        (
+            "op reads an arena tensor nothing writes",
+            respec(|s| {
+                let t = s.tensors[0].clone();
+                s.tensors.push(TensorSpec {
+                    name: "stale".into(),
+                    ..t
+                });
+                let n = s.tensors.len() as u32 - 1;
+                s.ops[0].inputs[0] = Some(n);
+            }),
             "reads a tensor that no earlier op writes",
+        ),
+        (
+            "graph output no op writes",
+            respec(|s| {
+                let mut t = s.tensors[0].clone();
+                t.name = "stale".into();
+                s.tensors.push(t);
+                s.outputs = vec![s.tensors.len() as u32 - 1];
+            }),
+            "graph output is not written by any op",
+        ),
+        (
+            "graph output that is a graph input",
+            respec(|s| s.outputs = vec![0]),
+            "graph output is not written by any op",
+        ),
+        (
+            "two graph inputs sharing one arena slot",
+            respec(|s| {
+                let mut t = s.tensors[0].clone();
+                t.name = "b".into();
+                s.tensors.push(t);
+                s.inputs.push(s.tensors.len() as u32 - 1);
+            }),
+            "graph input shares arena bytes with another graph input",
+        ),
+        (
+            "the same graph input listed twice",
+            respec(|s| s.inputs = vec![0, 0]),
+            "graph inputs are not the graph input list",
+        ),
+        (
+            "header arena size larger than the plan needs (4 GiB)",
+            patched(|b| put32(b, header::ARENA_SIZE, u32::MAX - 15)),
+            "arena size is not the size the tensor plan needs",
+        ),
+        (
+            "header arena size smaller than the plan needs",
+            patched(|b| put32(b, header::ARENA_SIZE, 16)),
+            "arena slot lies past the arena size",
+        ),
+        (
+            "a tensor claims a producer that does not write it",
+            patched(|b| {
+                let at = tensor_at(b, 3) + tensor::PRODUCER;
+                b[at..at + 2].copy_from_slice(&1u16.to_le_bytes());
+            }),
+            "output tensor does not name this op as its producer",
+        ),
+        (
+            "a last use recorded before a read",
+            patched(|b| {
+                let at = tensor_at(b, 3) + tensor::LAST_USE;
+                b[at..at + 2].copy_from_slice(&0u16.to_le_bytes());
+            }),
+            "reads a tensor after its recorded last use",
         ),
         (
             "arena too small",
@@ -448,7 +516,7 @@ fn bad_input_table() {
         (
             "input of the wrong size",
             rows(temp("x.raw", &[0u8; 12])),
-            "is not a whole number of inputs of shape [1, 4, 4, 2]",
+            "3 f32 values is not a whole number of input 'input' (f32 [1, 4, 4, 2])",
         ),
         (
             "corrupt image",
@@ -457,7 +525,7 @@ fn bad_input_table() {
                 &[1, 4, 4, 3],
                 &Default::default(),
             )),
-            "reading image",
+            "cannot decode image",
         ),
         (
             "image for a non-image input",

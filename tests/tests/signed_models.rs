@@ -42,7 +42,6 @@ fn tiny() -> Vec<u8> {
         }],
         inputs: vec![0],
         outputs: vec![2],
-        arena_size: 32,
     })
     .unwrap()
 }

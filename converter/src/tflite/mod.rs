@@ -239,7 +239,15 @@ pub fn import(bytes: &[u8]) -> Result<Graph> {
     for i in 0..tvec.len() {
         let t = tvec.table(i)?;
         let shape: Vec<usize> = match t.vector(0, 4)? {
-            Some(v) => v.i32s().iter().map(|&d| d.max(1) as usize).collect(),
+            Some(v) => {
+                let dims = v.i32s();
+                if let Some(&d) = dims.iter().find(|&&d| d <= 0) {
+                    bail!(
+                        "tensor #{i} has shape {dims:?}: dimension {d} is not a size kiln can run (every dimension must be at least 1)"
+                    );
+                }
+                dims.iter().map(|&d| d as usize).collect()
+            }
             None => vec![],
         };
         let (mut scales, mut zero_points, mut quant_axis) = (vec![], vec![], 0);

@@ -458,7 +458,9 @@ pub fn softmax(x: &[i8], y: &mut [i8], depth: usize, p: &SoftmaxParams) {
 /// Float to int8: `round(x / scale) + zero_point`, clamped (TFLite's `AffineQuantize`).
 pub fn quantize(x: &[f32], y: &mut [i8], scale: f32, zero_point: i32) {
     for (o, &v) in y.iter_mut().zip(x) {
-        let q = libm::roundf(v / scale) as i32 + zero_point;
+        // `as i32` saturates; the zero point is added saturating too, so a huge finite input
+        // clamps to the end of the range (as TFLite) instead of wrapping to the other end.
+        let q = (libm::roundf(v / scale) as i32).saturating_add(zero_point);
         *o = q.clamp(-128, 127) as i8;
     }
 }

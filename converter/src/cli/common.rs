@@ -1,0 +1,200 @@
+//! What every command shares: reading models (with the signature policy), keys, image options,
+//! progress, and stdout that survives a closed pipe.
+
+use anyhow::{anyhow, bail, Result};
+use kiln_converter::fsutil;
+use kiln_converter::input::{ImageOpts, Layout};
+use kiln_runtime::writer::AlignedBuf;
+use kiln_runtime::Model;
+use std::io::Write;
+use std::path::Path;
+
+/// Writes one line to stdout. A closed pipe (`kiln eval … | head -1`) ends the process quietly
+/// with status 141, as a shell reports SIGPIPE; any other write error is reported.
+pub fn out(args: std::fmt::Arguments<'_>) {
+    let mut so = std::io::stdout().lock();
+    if let Err(e) = so.write_fmt(args).and_then(|_| so.write_all(b"\n")) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("error: writing to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// Prints a note about a conversion kiln made, on stderr.
+pub fn note(n: &str) {
+    eprintln!("note: {n}");
+}
+
+const SIG_TRAILER: usize = kiln_runtime::signature::TRAILER_LEN;
+
+/// Reads a `.kiln` file's bytes (not yet validated: see [`open_model`]).
+///
+/// When `$KILN_TRUSTED_KEY` names a public key file, only files signed by that key are read:
+/// an unsigned file is refused, as is one whose signature does not verify. Without it, a
+/// signature trailer is dropped unverified (host tools; devices verify with
+/// `kiln_runtime::signature::from_signed_bytes`).
+pub fn load_model_bytes(path: &Path) -> Result<AlignedBuf> {
+    let bytes = fsutil::read_file(path)?;
+    let signed =
+        bytes.len() > SIG_TRAILER && bytes[bytes.len() - SIG_TRAILER..].starts_with(b"KSIG");
+    if let Some(key) = std::env::var_os("KILN_TRUSTED_KEY") {
+        let pk = read_key::<32>(Path::new(&key))?;
+        if !signed {
+            bail!(
+                "{}: refused: the file is not signed and KILN_TRUSTED_KEY ({}) requires a signature",
+                path.display(),
+                Path::new(&key).display()
+            );
+        }
+        let buf = AlignedBuf::new(&bytes);
+        kiln_runtime::signature::from_signed_bytes(buf.as_slice(), &pk).map_err(|e| {
+            anyhow!(
+                "{}: refused: {e} (trusted key {})",
+                path.display(),
+                Path::new(&key).display()
+            )
+        })?;
+    }
+    let model = if signed {
+        &bytes[..bytes.len() - SIG_TRAILER]
+    } else {
+        &bytes[..]
+    };
+    Ok(AlignedBuf::new(model))
+}
+
+/// Validates the bytes of a model read from `path`; errors name the file.
+pub fn open_model<'b>(buf: &'b AlignedBuf, path: &Path) -> Result<Model<'b>> {
+    Model::from_bytes(buf.as_slice()).map_err(|e| anyhow!("{}: {e}", path.display()))
+}
+
+/// Reads a hex key file of `N` bytes.
+pub fn read_key<const N: usize>(path: &Path) -> Result<[u8; N]> {
+    let text = fsutil::read_text(path)?;
+    let hex: Vec<u8> = text.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
+    if hex.len() != 2 * N || !hex.iter().all(u8::is_ascii_hexdigit) {
+        bail!(
+            "{}: expected a key of {N} bytes as {} hex digits",
+            path.display(),
+            2 * N
+        );
+    }
+    let mut key = [0u8; N];
+    for (k, pair) in key.iter_mut().zip(hex.chunks_exact(2)) {
+        let s = std::str::from_utf8(pair).map_err(|_| anyhow!("{}: not hex", path.display()))?;
+        *k = u8::from_str_radix(s, 16).map_err(|_| anyhow!("{}: not hex", path.display()))?;
+    }
+    Ok(key)
+}
+
+/// Lower-case hex of `b` with a newline.
+pub fn to_hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect::<String>() + "\n"
+}
+
+/// Options for image and array inputs shared by `run`, `eval`, `export` and `quantize`.
+#[derive(clap::Args, Clone)]
+pub struct ImageArgs {
+    /// Per-channel mean subtracted after scaling to [0, 1] (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    pub mean: Vec<f32>,
+    /// Per-channel standard deviation (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub std: Vec<f32>,
+    /// Keep pixel values in [0, 255] instead of scaling to [0, 1].
+    #[arg(long)]
+    pub no_scale: bool,
+    /// Invert gray levels before normalizing.
+    #[arg(long)]
+    pub invert: bool,
+    /// Layout of the given arrays when it differs from the model's (nhwc or nchw): kiln
+    /// transposes them and says so.
+    #[arg(long, default_value = "model")]
+    pub layout: Layout,
+}
+
+impl ImageArgs {
+    /// The image options.
+    pub fn opts(&self) -> Result<ImageOpts> {
+        if self.std.contains(&0.0) || self.std.iter().chain(&self.mean).any(|v| !v.is_finite()) {
+            bail!("--mean and --std must be finite, and --std non-zero");
+        }
+        Ok(ImageOpts {
+            scale01: !self.no_scale,
+            mean: self.mean.clone(),
+            std: self.std.clone(),
+            invert: self.invert,
+        })
+    }
+}
+
+/// A progress bar on stderr: redrawn in place on a terminal, every 10% otherwise.
+pub fn progress_bar() -> impl FnMut(&str, usize, usize) {
+    use std::io::IsTerminal;
+    let tty = std::io::stderr().is_terminal();
+    let mut last_decile = usize::MAX;
+    move |stage: &str, done: usize, total: usize| {
+        let width = 30;
+        let filled = done.min(total) * width / total.max(1);
+        let bar = format!(
+            "{:<12} [{}{}] {done}/{total}",
+            stage,
+            "#".repeat(filled),
+            ".".repeat(width - filled)
+        );
+        if tty {
+            eprint!("\r{bar}");
+            if done == total {
+                eprintln!();
+            }
+        } else {
+            let decile = done * 10 / total.max(1);
+            if decile != last_decile || done == total {
+                last_decile = decile;
+                if decile == 10 || done == total || decile.is_multiple_of(5) {
+                    eprintln!("{bar}");
+                }
+            }
+        }
+    }
+}
+
+/// Parses `1,3,32,32`: every dimension at least 1, and the shape within the runtime's element
+/// limit.
+pub fn parse_shape(s: &str) -> Result<Vec<usize>, String> {
+    let dims: Vec<usize> = s
+        .split(',')
+        .map(|d| {
+            let d = d.trim();
+            match d.parse::<usize>() {
+                Ok(0) => Err(format!(
+                    "dimension 0 in shape '{s}': every dimension must be at least 1"
+                )),
+                Ok(v) => Ok(v),
+                Err(_) => Err(format!("bad dimension '{d}' in shape '{s}'")),
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    let max = kiln_runtime::format::MAX_ELEMENTS;
+    match dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) {
+        Some(n) if n <= max => Ok(dims),
+        _ => Err(format!(
+            "shape '{s}' has more than {max} elements, the most one tensor may have"
+        )),
+    }
+}
+
+/// Refuses to write `out` over `source` (the user would lose the source model).
+pub fn not_the_source(out: &Path, source: &Path) -> Result<()> {
+    if let (Ok(a), Ok(b)) = (std::fs::canonicalize(out), std::fs::canonicalize(source)) {
+        if a == b {
+            bail!(
+                "{}: the output would replace the source model; choose another -o",
+                out.display()
+            );
+        }
+    }
+    Ok(())
+}

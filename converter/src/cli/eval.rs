@@ -1,0 +1,172 @@
+//! `kiln eval`: accuracy and per-class metrics on a labelled data set, models side by side.
+
+use super::common::{load_model_bytes, open_model, ImageArgs};
+use super::run::load_all;
+use anyhow::{bail, Result};
+use kiln_converter::input::InputSpec;
+use kiln_converter::{eval, fsutil, npy, verify};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Arguments of `kiln eval`.
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// The .kiln models (classifiers: output 0 holds one score per class), side by side.
+    #[arg(num_args = 1.., required = true)]
+    models: Vec<PathBuf>,
+    /// Inputs as one .npy batch [N, ...] (float, or int8 for an int8 input).
+    #[arg(short, long)]
+    input: PathBuf,
+    /// Labels as .npy [N] (integer class indices).
+    #[arg(short, long)]
+    labels: PathBuf,
+    /// Class names, one per line.
+    #[arg(long)]
+    names: Option<PathBuf>,
+    #[command(flatten)]
+    image: ImageArgs,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+struct EvalResult {
+    metrics: eval::Metrics,
+    predictions: Vec<usize>,
+    seconds: f64,
+    bytes: usize,
+    arena: usize,
+}
+
+/// Reads class labels: whole numbers, one per sample.
+fn read_labels(path: &Path) -> Result<Vec<usize>> {
+    let a = npy::read(path)?;
+    a.data
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            if v >= 0.0 && v.fract() == 0.0 && v < u32::MAX as f32 {
+                Ok(v as usize)
+            } else {
+                bail!(
+                    "{}: label #{i} is {v}, not a class index (a whole number from 0)",
+                    path.display()
+                )
+            }
+        })
+        .collect()
+}
+
+fn eval_one(a: &EvalArgs, model: &Path, truth: &[usize]) -> Result<EvalResult> {
+    let buf = load_model_bytes(model)?;
+    let m = open_model(&buf, model)?;
+    if m.num_inputs() != 1 {
+        bail!(
+            "{}: `kiln eval` feeds one input; this model has {}",
+            model.display(),
+            m.num_inputs()
+        );
+    }
+    let spec = InputSpec::of(&m, 0)?;
+    let batch = load_all(std::slice::from_ref(&a.input), &spec, &a.image)?;
+    if truth.len() != batch.rows.len() {
+        bail!(
+            "{} holds {} inputs but {} holds {} labels",
+            a.input.display(),
+            batch.rows.len(),
+            a.labels.display(),
+            truth.len()
+        );
+    }
+    let t0 = Instant::now();
+    let outs = verify::run_rows(&m, &batch.rows)?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let classes = outs.first().map_or(0, |o| o[0].real.len());
+    if let Some((i, &l)) = truth.iter().enumerate().find(|(_, &l)| l >= classes) {
+        bail!(
+            "{}: label #{i} is {l} but {} has {classes} classes (0..{})",
+            a.labels.display(),
+            model.display(),
+            classes.saturating_sub(1)
+        );
+    }
+    let predictions: Vec<usize> = outs.iter().map(|o| eval::argmax(&o[0].real)).collect();
+    Ok(EvalResult {
+        metrics: eval::metrics(&predictions, truth, classes),
+        predictions,
+        seconds,
+        bytes: buf.as_slice().len(),
+        arena: m.arena_size(),
+    })
+}
+
+/// Evaluates every model on the same data and prints the metrics.
+pub fn run(a: EvalArgs) -> Result<()> {
+    let truth = read_labels(&a.labels)?;
+    if truth.is_empty() {
+        bail!("{}: no labels", a.labels.display());
+    }
+    let mut results = Vec::new();
+    for model in &a.models {
+        results.push(eval_one(&a, model, &truth)?);
+    }
+    let names: Vec<String> = match &a.names {
+        Some(p) => fsutil::read_text(p)?.lines().map(String::from).collect(),
+        None => vec![],
+    };
+    if a.json {
+        let v: Vec<_> = a
+            .models
+            .iter()
+            .zip(&results)
+            .map(|(p, r)| json!({"model": p, "metrics": r.metrics, "seconds": r.seconds, "model_bytes": r.bytes, "arena_bytes": r.arena}))
+            .collect();
+        outln!("{}", if v.len() == 1 { v[0].clone() } else { json!(v) });
+        return Ok(());
+    }
+    if results.len() == 1 {
+        let r = &results[0];
+        outln!("{}", eval::render(&r.metrics, &names).trim_end());
+        outln!(
+            "{:.1} us per inference",
+            r.seconds * 1e6 / r.metrics.samples.max(1) as f64
+        );
+        return Ok(());
+    }
+    outln!(
+        "{:<40} {:>9} {:>12} {:>12} {:>14}",
+        "model",
+        "accuracy",
+        "file bytes",
+        "arena bytes",
+        "us/inference"
+    );
+    for (p, r) in a.models.iter().zip(&results) {
+        outln!(
+            "{:<40} {:>8.2}% {:>12} {:>12} {:>14.1}",
+            p.display().to_string(),
+            r.metrics.accuracy * 100.0,
+            r.bytes,
+            r.arena,
+            r.seconds * 1e6 / r.metrics.samples.max(1) as f64
+        );
+    }
+    let base = &results[0];
+    for (p, r) in a.models.iter().zip(&results).skip(1) {
+        let agree = r
+            .predictions
+            .iter()
+            .zip(&base.predictions)
+            .filter(|(x, y)| x == y)
+            .count();
+        outln!(
+            "{}: {:+.2} accuracy points vs {}; top-1 agrees on {agree}/{}",
+            p.display(),
+            (r.metrics.accuracy - base.metrics.accuracy) * 100.0,
+            a.models[0].display(),
+            r.predictions.len()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! The `kiln` subcommands, one module each.
+
+pub mod common;
+pub mod convert;
+pub mod eval;
+pub mod export;
+pub mod inspect;
+pub mod keys;
+pub mod quantize;
+pub mod run;
+pub mod verify;

@@ -1,0 +1,189 @@
+//! `kiln quantize`: post-training int8 quantization.
+
+use super::common::{not_the_source, progress_bar, ImageArgs};
+use anyhow::{anyhow, bail, Context, Result};
+use kiln_converter::{emit, fsutil, input};
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Arguments of `kiln quantize`.
+#[derive(clap::Args)]
+pub struct QuantizeArgs {
+    /// Float source model (.onnx, .tflite).
+    model: PathBuf,
+    /// Calibration inputs: .npy batches, raw f32 files, images or directories of them
+    /// (repeatable).
+    #[arg(long, num_args = 1.., required = true)]
+    calib: Vec<PathBuf>,
+    /// Output file (default: the model's name with _int8.kiln).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Range method: minmax, percentile[:P], entropy, mse.
+    #[arg(long, default_value = "minmax")]
+    method: String,
+    /// Use at most this many calibration samples.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+    max_samples: u64,
+    /// Make the model's inputs and outputs int8 (the caller quantizes).
+    #[arg(long)]
+    int8_io: bool,
+    /// Concrete input shape (ONNX; repeat per input).
+    #[arg(long = "input-shape", value_parser = super::common::parse_shape)]
+    input_shape: Vec<Vec<usize>>,
+    #[command(flatten)]
+    image: ImageArgs,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The last `n` characters of `s`, with a leading ellipsis when cut (never splits a character).
+fn tail_chars(s: &str, n: usize) -> String {
+    let count = s.chars().count();
+    if count <= n {
+        return s.to_string();
+    }
+    let tail: String = s.chars().skip(count - (n - 1)).collect();
+    format!("…{tail}")
+}
+
+/// Quantizes, writes the int8 model and prints the per-layer report.
+pub fn run(a: QuantizeArgs) -> Result<()> {
+    let method = kiln_quantize::calibrate::Method::parse(&a.method).ok_or_else(|| {
+        anyhow!(
+            "unknown --method '{}' (minmax, percentile[:P], entropy, mse)",
+            a.method
+        )
+    })?;
+    let out = a.output.clone().unwrap_or_else(|| {
+        let stem = a
+            .model
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".into());
+        a.model.with_file_name(format!("{stem}_int8.kiln"))
+    });
+    not_the_source(&out, &a.model)?;
+    let shapes = (!a.input_shape.is_empty()).then_some(a.input_shape.as_slice());
+    let g = kiln_converter::import_file_with(&a.model, shapes)?;
+    if g.inputs.len() != 1 {
+        bail!(
+            "calibration feeds one input; this model has {}",
+            g.inputs.len()
+        );
+    }
+    let in_shape = g.tensors[g.inputs[0]].shape.clone();
+    let opts = a.image.opts()?;
+    let mut rows = Vec::new();
+    for p in &a.calib {
+        if p.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("reading {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.is_file())
+                .collect();
+            files.sort();
+            for f in files {
+                rows.extend(input::load_batch(&f, &in_shape, &opts)?);
+            }
+        } else {
+            rows.extend(input::load_batch(p, &in_shape, &opts)?);
+        }
+    }
+    rows.truncate(a.max_samples as usize);
+    if rows.is_empty() {
+        bail!("no calibration samples in {:?}", a.calib);
+    }
+    if rows.iter().flatten().all(|&v| v == 0.0) {
+        bail!(
+            "the calibration set {:?} is all zeros: activation ranges cannot be measured from it",
+            a.calib
+        );
+    }
+    let (lo, hi) = rows
+        .iter()
+        .flatten()
+        .fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+    if !(hi - lo).is_finite() || hi.abs().max(lo.abs()) > 1e18 {
+        bail!(
+            "calibration values span [{lo:e}, {hi:e}]: too large for int8 ranges to be \
+             computed in f32 (normalize the data the way the model was trained)"
+        );
+    }
+    let samples: Vec<Vec<Vec<f32>>> = rows.into_iter().map(|r| vec![r]).collect();
+    let (float_bytes, _) = emit::emit(&g)?;
+    let mut bar = progress_bar();
+    let t0 = Instant::now();
+    let res = kiln_converter::ptq::quantize(
+        &g,
+        &samples,
+        &kiln_converter::ptq::PtqOptions {
+            method,
+            int8_io: a.int8_io,
+        },
+        &mut bar,
+    )?;
+    let (bytes, plan) = emit::emit(&res.graph)?;
+    fsutil::write_atomic(&out, &bytes)?;
+    let float_ops = res.layers.iter().filter(|l| !l.int8).count();
+    if a.json {
+        outln!(
+            "{}",
+            json!({"output": out, "method": a.method, "samples": samples.len(), "float_bytes": float_bytes.len(),
+                "int8_bytes": bytes.len(), "arena_bytes": plan.arena_size, "float_ops": float_ops,
+                "layers": res.layers, "seconds": t0.elapsed().as_secs_f64()})
+        );
+        return Ok(());
+    }
+    outln!(
+        "{:>3}  {:<10} {:<40} {:>6} {:>10}",
+        "#",
+        "op",
+        "name",
+        "dtype",
+        "SQNR dB"
+    );
+    for (i, l) in res.layers.iter().enumerate() {
+        let sq = if l.sqnr_db.is_nan() {
+            "-".to_string()
+        } else if l.sqnr_db.is_infinite() {
+            "exact".to_string()
+        } else {
+            format!("{:.1}", l.sqnr_db)
+        };
+        outln!(
+            "{i:>3}  {:<10} {:<40} {:>6} {:>10}",
+            l.op,
+            tail_chars(&l.name, 40),
+            if l.int8 { "int8" } else { "f32" },
+            sq
+        );
+    }
+    outln!(
+        "quantized {} -> {}: {} calibration samples ({}), size {} -> {} bytes ({:.1}%), arena {} bytes, {} op(s) kept in float, {:.2}s",
+        a.model.display(),
+        out.display(),
+        samples.len(),
+        a.method,
+        float_bytes.len(),
+        bytes.len(),
+        100.0 * bytes.len() as f64 / float_bytes.len() as f64,
+        plan.arena_size,
+        float_ops,
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tails_never_split_a_character() {
+        let s = "é".repeat(50);
+        let t = super::tail_chars(&s, 40);
+        assert_eq!(t.chars().count(), 40);
+        assert!(t.starts_with('…'));
+        assert_eq!(super::tail_chars("abc", 40), "abc");
+    }
+}

@@ -1,0 +1,521 @@
+//! The `kiln` binary as a user meets it: each command's dtype/shape/layout handling and error
+//! paths, the signature policy, key handling, and a property test that no argument list makes
+//! the CLI panic or succeed silently on bad input.
+
+use kiln_runtime::writer::{write, ModelSpec, OpSpec, TensorData, TensorSpec};
+use kiln_runtime::{DType, OpKind, Quant};
+use proptest::prelude::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn kiln(args: &[&str]) -> Output {
+    kiln_env(args, &[])
+}
+
+fn kiln_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    c.args(args).env_remove("KILN_TRUSTED_KEY");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("running kiln")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts a failure with status 1 and a message containing every `needle`.
+#[track_caller]
+fn fails(o: &Output, needles: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "stdout: {}\nstderr: {err}",
+        stdout(o)
+    );
+    for n in needles {
+        assert!(err.contains(n), "expected '{n}' in: {err}");
+    }
+}
+
+/// x f32 [1,4] -> dense(w = 4x4 permutation scaled) -> y f32 [1,4]: class k scores x[perm[k]].
+fn f32_model() -> Vec<u8> {
+    let mut params = [0i32; 12];
+    params[9] = f32::NEG_INFINITY.to_bits() as i32;
+    params[10] = f32::INFINITY.to_bits() as i32;
+    let w: Vec<f32> = (0..16)
+        .map(|i| if i % 5 == 0 { 1.0 } else { 0.0 })
+        .collect();
+    let t = |name: &str, shape: Vec<usize>, data| TensorSpec {
+        name: name.into(),
+        dtype: DType::F32,
+        shape,
+        data,
+        quant: Quant::None,
+    };
+    write(&ModelSpec {
+        tensors: vec![
+            t("x", vec![1, 4], TensorData::Arena { offset: 0 }),
+            t(
+                "w",
+                vec![4, 4],
+                TensorData::Constant(w.iter().flat_map(|v| v.to_le_bytes()).collect()),
+            ),
+            t("y", vec![1, 4], TensorData::Arena { offset: 16 }),
+        ],
+        ops: vec![OpSpec {
+            kind: OpKind::Dense,
+            name: "fc".into(),
+            inputs: vec![Some(0), Some(1), None],
+            outputs: vec![2],
+            params,
+        }],
+        inputs: vec![0],
+        outputs: vec![2],
+    })
+    .unwrap()
+}
+
+/// x int8 [1,4] (scale 0.5, zero point 10) -> dequantize -> y f32 [1,4].
+fn int8_input_model() -> Vec<u8> {
+    write(&ModelSpec {
+        tensors: vec![
+            TensorSpec {
+                name: "x".into(),
+                dtype: DType::I8,
+                shape: vec![1, 4],
+                data: TensorData::Arena { offset: 0 },
+                quant: Quant::PerTensor {
+                    scale: 0.5,
+                    zero_point: 10,
+                },
+            },
+            TensorSpec {
+                name: "y".into(),
+                dtype: DType::F32,
+                shape: vec![1, 4],
+                data: TensorData::Arena { offset: 16 },
+                quant: Quant::None,
+            },
+        ],
+        ops: vec![OpSpec {
+            kind: OpKind::Dequantize,
+            name: "dq".into(),
+            inputs: vec![Some(0)],
+            outputs: vec![1],
+            params: [0; 12],
+        }],
+        inputs: vec![0],
+        outputs: vec![1],
+    })
+    .unwrap()
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let f = Fixture {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        std::fs::write(f.p("f32.kiln"), f32_model()).unwrap();
+        std::fs::write(f.p("i8.kiln"), int8_input_model()).unwrap();
+        f
+    }
+    fn p(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn s(&self, name: &str) -> String {
+        self.p(name).display().to_string()
+    }
+    fn npy_f32(&self, name: &str, shape: &[usize], v: &[f32]) -> String {
+        std::fs::write(self.p(name), kiln_converter::npy::to_bytes_f32(shape, v)).unwrap();
+        self.s(name)
+    }
+    fn npy_i8(&self, name: &str, shape: &[usize], v: &[i8]) -> String {
+        std::fs::write(self.p(name), kiln_converter::npy::to_bytes_i8(shape, v)).unwrap();
+        self.s(name)
+    }
+}
+
+fn npy_u8(path: &Path, shape: &[usize], v: &[u8]) {
+    use npyz::WriterBuilder;
+    let mut out = Vec::new();
+    let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    let mut w = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&shape)
+        .writer(&mut out)
+        .begin_nd()
+        .unwrap();
+    w.extend(v.iter().copied()).unwrap();
+    w.finish().unwrap();
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn int8_inputs_are_taken_as_is_and_floats_are_quantized_and_said_so() {
+    let f = Fixture::new();
+    // int8 data for an int8 input: taken as is. x = [12, 14, 8, 30] -> y = 0.5 (x - 10).
+    let xi = f.npy_i8("x_i8.npy", &[1, 4], &[12, 14, 8, 30]);
+    let o = kiln(&["run", &f.s("i8.kiln"), "-i", &xi, "--top-k", "4", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let top = &v["results"][0];
+    assert_eq!(top[0]["class"], 3);
+    assert_eq!(top[0]["score"], 10.0);
+    assert_eq!(top[3]["score"], -1.0);
+    assert!(!stderr(&o).contains("quantized"), "{}", stderr(&o));
+    // Float data for the same input: quantized with its scale/zero point, and the user is told.
+    let xf = f.npy_f32("x_f.npy", &[1, 4], &[1.0, 2.0, -1.0, 10.0]);
+    let o = kiln(&["run", &f.s("i8.kiln"), "-i", &xf, "--top-k", "1", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("quantized to int8"), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["results"][0][0]["score"], 10.0);
+    // eval on the int8 input: the int8 values are not quantized a second time.
+    let labels = f.npy_i8("y.npy", &[2], &[3, 1]);
+    let x2 = f.npy_i8("x2.npy", &[2, 1, 4], &[12, 14, 8, 30, 0, 100, 20, 30]);
+    let o = kiln(&["eval", &f.s("i8.kiln"), "-i", &x2, "-l", &labels, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["metrics"]["accuracy"], 1.0);
+}
+
+#[test]
+fn export_records_quantized_float_input_and_exact_int8_rows() {
+    let f = Fixture::new();
+    let xf = f.npy_f32(
+        "x.npy",
+        &[2, 4],
+        &[1.0, 2.0, -1.0, 10.0, 0.5, 0.0, 0.0, 0.0],
+    );
+    let out = f.p("fw");
+    let o = kiln(&[
+        "export",
+        &f.s("i8.kiln"),
+        "-o",
+        &out.display().to_string(),
+        "-i",
+        &xf,
+        "--row",
+        "0",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // 1.0 / 0.5 + 10 = 12, ...: the floats are quantized, not truncated to int8.
+    assert_eq!(
+        std::fs::read(out.join("input.bin")).unwrap(),
+        [12u8, 14, 8, 30]
+    );
+    let rs = std::fs::read_to_string(out.join("model.rs")).unwrap();
+    assert!(rs.contains("INPUT_SCALE: f32 = 5e-1"), "{rs}");
+    assert!(rs.contains("INPUT_ZERO_POINT: i32 = 10"), "{rs}");
+    for row in ["2", "18446744073709551615", "4611686018427387904"] {
+        let o = kiln(&[
+            "export",
+            &f.s("i8.kiln"),
+            "-o",
+            &out.display().to_string(),
+            "-i",
+            &xf,
+            "--row",
+            row,
+        ]);
+        fails(&o, &["no row", "holds 2 inputs"]);
+    }
+}
+
+#[test]
+fn dtype_and_shape_mismatches_are_refused_with_both_sides_named() {
+    let f = Fixture::new();
+    // A uint8 array for a float input.
+    npy_u8(&f.p("u8.npy"), &[1, 4], &[0, 255, 3, 4]);
+    let o = kiln(&["run", &f.s("f32.kiln"), "-i", &f.s("u8.npy")]);
+    fails(&o, &["uint8", "takes float", "f32 [1, 4]"]);
+    // int8 data for a float input.
+    let xi = f.npy_i8("xi.npy", &[1, 4], &[1, 2, 3, 4]);
+    fails(
+        &kiln(&["run", &f.s("f32.kiln"), "-i", &xi]),
+        &["int8", "takes float"],
+    );
+    // A wrong shape with the right element count.
+    let x = f.npy_f32("x22.npy", &[2, 2], &[0.0; 4]);
+    fails(
+        &kiln(&["run", &f.s("f32.kiln"), "-i", &x]),
+        &["shape [2, 2]", "[1, 4]"],
+    );
+    // NaN inputs.
+    let x = f.npy_f32("nan.npy", &[1, 4], &[0.0, f32::NAN, 0.0, 0.0]);
+    fails(&kiln(&["run", &f.s("f32.kiln"), "-i", &x]), &["NaN"]);
+}
+
+#[test]
+fn eval_refuses_labels_out_of_range_and_names_the_file() {
+    let f = Fixture::new();
+    let x = f.npy_f32("x.npy", &[2, 1, 4], &[0.0; 8]);
+    let y = f.npy_i8("y.npy", &[2], &[0, 99]);
+    fails(
+        &kiln(&["eval", &f.s("f32.kiln"), "-i", &x, "-l", &y]),
+        &["y.npy", "label #1 is 99", "4 classes"],
+    );
+    let y = f.npy_f32("yf.npy", &[2], &[0.0, 0.625]);
+    fails(
+        &kiln(&["eval", &f.s("f32.kiln"), "-i", &x, "-l", &y]),
+        &["yf.npy", "label #1 is 0.625"],
+    );
+}
+
+#[test]
+fn eval_into_a_closed_pipe_does_not_panic() {
+    let f = Fixture::new();
+    let n = 64;
+    let x = f.npy_f32("x.npy", &[n, 1, 4], &vec![0.5; n * 4]);
+    let y = f.npy_i8("y.npy", &[n], &vec![0; n]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["eval", &f.s("f32.kiln"), "-i", &x, "-l", &y])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away before kiln writes
+    let o = child.wait_with_output().unwrap();
+    assert_ne!(o.status.code(), Some(101), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_trusted_key_refuses_unsigned_and_foreign_models() {
+    let f = Fixture::new();
+    let key = f.s("dev");
+    assert!(kiln(&["keygen", &key]).status.success());
+    let other = f.s("other");
+    assert!(kiln(&["keygen", &other]).status.success());
+    let signed = f.s("signed.kiln");
+    let o = kiln(&[
+        "sign",
+        &f.s("f32.kiln"),
+        "--key",
+        &format!("{key}.secret"),
+        "-o",
+        &signed,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let trusted = [("KILN_TRUSTED_KEY", format!("{key}.pub"))];
+    let env: Vec<(&str, &str)> = trusted.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert!(kiln_env(&["inspect", &signed], &env).status.success());
+    // The same model with its trailer stripped: refused, not run unverified.
+    fails(
+        &kiln_env(&["inspect", &f.s("f32.kiln")], &env),
+        &["not signed", "KILN_TRUSTED_KEY"],
+    );
+    fails(
+        &kiln_env(&["run", &f.s("f32.kiln"), "-i", "x.npy"], &env),
+        &["not signed"],
+    );
+    // Signed by another key: refused.
+    let foreign = f.s("foreign.kiln");
+    assert!(kiln(&[
+        "sign",
+        &f.s("f32.kiln"),
+        "--key",
+        &format!("{other}.secret"),
+        "-o",
+        &foreign
+    ])
+    .status
+    .success());
+    fails(
+        &kiln_env(&["inspect", &foreign], &env),
+        &["refused", "signature"],
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn keys_are_private_never_overwritten_and_checked() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fixture::new();
+    let name = f.s("dev.v2");
+    let o = kiln(&["keygen", &name]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let secret = f.p("dev.v2.secret");
+    assert!(f.p("dev.v2.pub").is_file() && !f.p("dev.secret").exists());
+    assert_eq!(
+        std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let before = std::fs::read(&secret).unwrap();
+    fails(&kiln(&["keygen", &name]), &["already exists"]);
+    assert_eq!(std::fs::read(&secret).unwrap(), before);
+    // A secret key whose public half does not match its seed.
+    let mut hex = std::fs::read_to_string(&secret).unwrap();
+    let flip = if hex.as_bytes()[70] == b'0' { "1" } else { "0" };
+    hex.replace_range(70..71, flip);
+    std::fs::write(f.p("bad.secret"), hex).unwrap();
+    fails(
+        &kiln(&["sign", &f.s("f32.kiln"), "--key", &f.s("bad.secret")]),
+        &["does not match its seed"],
+    );
+    // Multibyte characters in a key file.
+    std::fs::write(f.p("mb.secret"), "é".repeat(64)).unwrap();
+    fails(
+        &kiln(&["sign", &f.s("f32.kiln"), "--key", &f.s("mb.secret")]),
+        &["hex digits"],
+    );
+}
+
+#[test]
+fn files_kiln_reads_are_regular_and_capped() {
+    let f = Fixture::new();
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink("/dev/zero", f.p("zero.npy")).unwrap();
+        fails(
+            &kiln(&["run", &f.s("f32.kiln"), "-i", &f.s("zero.npy")]),
+            &["not a regular file"],
+        );
+        fails(&kiln(&["inspect", "/dev/zero"]), &["not a regular file"]);
+    }
+    let x = f.npy_f32("x.npy", &[1, 4], &[0.0; 4]);
+    fails(
+        &kiln(&["--max-file-size", "50", "run", &f.s("f32.kiln"), "-i", &x]),
+        &["over the 50-byte limit", "--max-file-size"],
+    );
+    // --save onto a device is refused rather than replacing it.
+    #[cfg(unix)]
+    fails(
+        &kiln(&["run", &f.s("f32.kiln"), "-i", &x, "--save", "/dev/null"]),
+        &["not a regular file"],
+    );
+}
+
+#[test]
+fn convert_never_replaces_its_source_and_shapes_are_checked() {
+    let f = Fixture::new();
+    let src = f.p("m.onnx");
+    std::fs::write(&src, b"not really onnx").unwrap();
+    fails(
+        &kiln(&["convert", &f.s("m.onnx"), "-o", &f.s("m.onnx")]),
+        &["replace the source"],
+    );
+    assert_eq!(std::fs::read(&src).unwrap(), b"not really onnx");
+    for (shape, msg) in [
+        ("0,8", "dimension 0"),
+        ("99999999999,8", "elements"),
+        ("1,x", "bad dimension"),
+    ] {
+        let o = kiln(&["convert", &f.s("m.onnx"), "--input-shape", shape]);
+        assert_eq!(o.status.code(), Some(2), "{shape}: {}", stderr(&o));
+        assert!(stderr(&o).contains(msg), "{shape}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn inspect_shows_version_and_io_quantization() {
+    let f = Fixture::new();
+    let o = kiln(&["inspect", &f.s("i8.kiln")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = stdout(&o);
+    assert!(s.contains("format version 3"), "{s}");
+    assert!(s.contains("scale 5e-1 zero point 10"), "{s}");
+    let o = kiln(&["inspect", &f.s("i8.kiln"), "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["inputs"][0]["zero_point"], 10);
+    assert_eq!(v["format_version"], 3);
+}
+
+#[test]
+fn a_file_of_another_format_version_names_both_versions() {
+    let f = Fixture::new();
+    let mut b = f32_model();
+    b[4] = 2; // format version 2
+    kiln_runtime::writer::reseal(&mut b);
+    std::fs::write(f.p("old.kiln"), b).unwrap();
+    fails(
+        &kiln(&["inspect", &f.s("old.kiln")]),
+        &["version 2", "reads version 3", "re-convert"],
+    );
+}
+
+fn subcommand_args(f: &Fixture) -> Vec<Vec<String>> {
+    let m = f.s("f32.kiln");
+    let bad = f.s("bad.bin");
+    vec![
+        vec!["convert".into(), bad.clone()],
+        vec![
+            "quantize".into(),
+            bad.clone(),
+            "--calib".into(),
+            bad.clone(),
+        ],
+        vec!["inspect".into(), bad.clone()],
+        vec!["run".into(), m.clone(), "-i".into(), bad.clone()],
+        vec!["run".into(), bad.clone(), "-i".into(), bad.clone()],
+        vec![
+            "eval".into(),
+            m.clone(),
+            "-i".into(),
+            bad.clone(),
+            "-l".into(),
+            bad.clone(),
+        ],
+        vec!["verify".into(), bad.clone()],
+        vec!["export".into(), bad.clone(), "-o".into(), f.s("out")],
+        vec![
+            "export".into(),
+            m.clone(),
+            "-o".into(),
+            f.s("out"),
+            "-i".into(),
+            bad.clone(),
+        ],
+        vec!["sign".into(), m.clone(), "--key".into(), bad.clone()],
+        vec![
+            "check-signature".into(),
+            m.clone(),
+            "--pub".into(),
+            bad.clone(),
+        ],
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
+
+    /// Every subcommand, given a file of arbitrary bytes (named like an input it takes) or an
+    /// arbitrary extra argument, exits 1 or 2 with a message: never a panic (101), never a
+    /// silent success.
+    #[test]
+    fn bad_files_and_arguments_get_an_error_with_a_message(
+        bytes in proptest::collection::vec(any::<u8>(), 0..300),
+        ext in prop::sample::select(vec!["npy", "kiln", "onnx", "tflite", "png", "bin", "pub", "secret"]),
+        which in 0usize..11,
+        extra in prop::sample::select(vec!["", "--top-k=0", "--row=99", "--samples=0", "--layout=hwc", "--max-samples=0", "--std=0"]),
+    ) {
+        let f = Fixture::new();
+        let mut args = subcommand_args(&f)[which].clone();
+        let bad = f.p(&format!("bad.{ext}"));
+        std::fs::write(&bad, &bytes).unwrap();
+        for a in args.iter_mut() {
+            if a.ends_with("bad.bin") {
+                *a = bad.display().to_string();
+            }
+        }
+        if !extra.is_empty() {
+            args.push(extra.to_string());
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = kiln(&refs);
+        let code = o.status.code();
+        prop_assert!(code == Some(1) || code == Some(2), "{args:?}: exit {code:?}\n{}", stderr(&o));
+        prop_assert!(!stderr(&o).trim().is_empty(), "{args:?}: no message");
+        prop_assert!(!stderr(&o).contains("panicked"), "{args:?}: {}", stderr(&o));
+    }
+}
