@@ -25,8 +25,8 @@ pub struct RunArgs {
     /// A text file with one class name per line.
     #[arg(long)]
     labels: Option<PathBuf>,
-    /// Write output 0 of every input, stacked, to this .npy file (in the output's dtype:
-    /// int8 outputs stay int8).
+    /// Write output 0 of every input to this .npy file, one row per input ([N, values]), in the
+    /// output's dtype (int8 outputs stay int8).
     #[arg(long)]
     save: Option<PathBuf>,
     /// Print JSON.
@@ -92,8 +92,8 @@ pub fn run(a: RunArgs) -> Result<()> {
         results.push(top);
     }
     if let Some(p) = &a.save {
-        let mut shape = vec![outs.len()];
-        shape.extend_from_slice(ot.shape());
+        // One row per input: [inputs, values of output 0].
+        let shape = [outs.len(), ot.len()];
         let bytes = if ot.dtype == kiln_runtime::DType::I8 {
             let v: Vec<i8> = outs
                 .iter()
