@@ -191,11 +191,7 @@ impl<'m> Model<'m> {
         }
         let mut arena_end = 0;
         for i in 0..m.num_tensors {
-            m.validate_tensor(i)?;
-            let t = m.tensor(i);
-            if t.storage == Storage::Arena {
-                arena_end = arena_end.max(t.offset + t.byte_len);
-            }
+            arena_end = arena_end.max(m.validate_tensor(i)?);
         }
         // The header's arena size is what the plan needs, no more: a device sizes its arena from
         // it (and `kiln export` writes it into firmware), so it must not be trusted blindly.
@@ -225,7 +221,8 @@ impl<'m> Model<'m> {
         Ok(m)
     }
 
-    fn validate_tensor(&self, i: usize) -> Result<()> {
+    /// Checks tensor `i`'s descriptor; returns the end of its arena slot (0 for a constant).
+    fn validate_tensor(&self, i: usize) -> Result<usize> {
         let d = self.desc(i);
         let dtype = DType::from_u8(d[tensor::DTYPE]).ok_or(tensor_err(i, "unknown dtype"))?;
         let rank = d[tensor::RANK] as usize;
@@ -252,19 +249,21 @@ impl<'m> Model<'m> {
         if !offset.is_multiple_of(ALIGN) {
             return Err(tensor_err(i, "data offset is not 16-byte aligned"));
         }
-        match d[tensor::STORAGE] {
+        let arena_end = match d[tensor::STORAGE] {
             0 => {
                 if !range_ok(offset, byte_len, self.arena_size) {
                     return Err(tensor_err(i, "arena slot lies past the arena size"));
                 }
+                offset + byte_len
             }
             1 => {
                 if offset < HEADER_LEN || !range_ok(offset, byte_len, self.bytes.len()) {
                     return Err(tensor_err(i, "constant data lies outside the file"));
                 }
+                0
             }
             _ => return Err(tensor_err(i, "unknown storage kind")),
-        }
+        };
         let name_off = rd_u32(d, tensor::NAME_OFF) as usize;
         let name_len = rd_u16(d, tensor::NAME_LEN) as usize;
         self.string(name_off, name_len).ok_or(tensor_err(
@@ -303,7 +302,7 @@ impl<'m> Model<'m> {
             }
             _ => return Err(tensor_err(i, "unknown quantization kind")),
         }
-        Ok(())
+        Ok(arena_end)
     }
 
     /// Entry `k` of the dims table (callers check `k < dims_len`).
@@ -323,8 +322,7 @@ impl<'m> Model<'m> {
         if !range_ok(off, len, self.strings_len) {
             return None;
         }
-        let start = self.strings_off + off;
-        core::str::from_utf8(&self.bytes[start..start + len]).ok()
+        core::str::from_utf8(self.string_bytes(off, len)).ok()
     }
 
     fn validate_op(&self, i: usize) -> Result<()> {
@@ -418,14 +416,15 @@ impl<'m> Model<'m> {
             if rd_u16(self.desc(t), tensor::PRODUCER) != LIFE_INPUT {
                 return Err(tensor_err(t, "graph input is not marked as one"));
             }
-            if live.conflict(self, t).is_some() {
+            if live.conflicts(self, t) {
                 return Err(tensor_err(
                     t,
                     "graph input shares arena bytes with another graph input",
                 ));
             }
-            live.insert(t, self.last_use(t))
-                .map_err(|_| Error::Header("more than 64 graph inputs"))?;
+            if !live.insert(t) {
+                return Err(Error::Header("more than 64 graph inputs"));
+            }
         }
         for k in 0..self.num_outputs {
             let t = self.io(self.num_inputs + k) as usize;
@@ -461,7 +460,7 @@ impl<'m> Model<'m> {
                     return Err(err("reads a tensor after its recorded last use"));
                 }
             }
-            live.retire(j);
+            live.retire(self, j);
             for k in 0..o.num_outputs() {
                 let out = self.op_output(&o, k);
                 op_outputs += 1;
@@ -482,11 +481,12 @@ impl<'m> Model<'m> {
                                 && t.offset == ot.offset
                                 && t.byte_len == ot.byte_len
                         });
-                if !aliased && live.conflict(self, out).is_some() {
+                if !aliased && live.conflicts(self, out) {
                     return Err(err("output slot overlaps a tensor that is still live"));
                 }
-                live.insert(out, self.last_use(out))
-                    .map_err(|_| err("more than 64 arena tensors live at once"))?;
+                if !live.insert(out) {
+                    return Err(err("more than 64 arena tensors live at once"));
+                }
             }
         }
         if op_outputs != claimed_by_ops {
@@ -664,9 +664,9 @@ fn overlaps(a: usize, alen: usize, b: usize, blen: usize) -> bool {
 }
 
 /// The arena tensors live at the current op, for the overlap check: a fixed array, no heap.
+/// Their lifetimes are read from their descriptors as needed.
 struct Live {
     tensors: [u32; MAX_LIVE],
-    last: [u32; MAX_LIVE],
     len: usize,
 }
 
@@ -674,44 +674,39 @@ impl Live {
     fn new() -> Live {
         Live {
             tensors: [0; MAX_LIVE],
-            last: [0; MAX_LIVE],
             len: 0,
         }
     }
 
     /// Drops the tensors whose last use lies before op `j`.
-    fn retire(&mut self, j: usize) {
+    fn retire(&mut self, m: &Model<'_>, j: usize) {
         let mut k = 0;
         while k < self.len {
-            if (self.last[k] as usize) < j {
+            if m.last_use(self.tensors[k] as usize) < j {
                 self.len -= 1;
                 self.tensors[k] = self.tensors[self.len];
-                self.last[k] = self.last[self.len];
             } else {
                 k += 1;
             }
         }
     }
 
-    /// A live tensor whose arena bytes overlap those of `t` (`t` itself too, if already live).
-    fn conflict(&self, m: &Model<'_>, t: usize) -> Option<usize> {
+    /// Whether a live tensor's arena bytes overlap those of `t` (`t` itself too, if live).
+    fn conflicts(&self, m: &Model<'_>, t: usize) -> bool {
         let a = m.tensor(t);
-        self.tensors[..self.len]
-            .iter()
-            .map(|&u| u as usize)
-            .find(|&u| {
-                let b = m.tensor(u);
-                overlaps(a.offset, a.byte_len, b.offset, b.byte_len)
-            })
+        self.tensors[..self.len].iter().any(|&u| {
+            let b = m.tensor(u as usize);
+            overlaps(a.offset, a.byte_len, b.offset, b.byte_len)
+        })
     }
 
-    fn insert(&mut self, t: usize, last: usize) -> core::result::Result<(), ()> {
+    /// Adds `t`; false when the set is full.
+    fn insert(&mut self, t: usize) -> bool {
         if self.len == MAX_LIVE {
-            return Err(());
+            return false;
         }
         self.tensors[self.len] = t as u32;
-        self.last[self.len] = last.min(u32::MAX as usize) as u32;
         self.len += 1;
-        Ok(())
+        true
     }
 }
