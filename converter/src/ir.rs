@@ -216,16 +216,27 @@ impl Graph {
     }
     /// Checks the graph is in execution order and every tensor read is defined.
     pub fn check(&self) -> Result<()> {
-        // Weights that are NaN or infinite would make every output NaN: refuse them, naming the op.
+        // A NaN constant makes every value it touches NaN, and an infinite weight of a conv,
+        // dense or matmul makes its outputs infinite or NaN: refuse both, naming the op. (An
+        // infinite constant elsewhere is legitimate: attention masks add -inf.)
         for n in &self.nodes {
+            let weighted = matches!(n.kind, OpKind::Conv2d | OpKind::Dense | OpKind::MatMul);
             for &t in n.inputs.iter().flatten() {
                 if let Some(Data::F32(v)) = &self.tensors[t].data {
-                    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                    let bad = v
+                        .iter()
+                        .position(|x| x.is_nan() || (weighted && x.is_infinite()));
+                    if let Some(i) = bad {
                         bail!(
-                            "node '{}' ({}): constant '{}' holds a NaN or infinite value at element {i}",
+                            "node '{}' ({}): constant '{}' holds {} at element {i}",
                             n.name,
                             n.kind.name(),
-                            self.tensors[t].name
+                            self.tensors[t].name,
+                            if v[i].is_nan() {
+                                "NaN"
+                            } else {
+                                "an infinite weight"
+                            }
                         );
                     }
                 }

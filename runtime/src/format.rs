@@ -31,7 +31,8 @@ pub const MAX_OPS: usize = 0xFFF0;
 /// Largest number of arena tensors that may be live at once: the validator checks slot overlap
 /// with a fixed stack array of this many entries, so loading needs no heap and stays linear.
 pub const MAX_LIVE: usize = 64;
-/// `producer` marker of a graph input (written by the caller before op 0).
+/// `producer` marker of a graph input (written by the caller before op 0); `last_use` marker of
+/// a graph input that no op reads (dead before op 0).
 pub const LIFE_INPUT: u16 = 0xFFFE;
 /// `producer` marker of a tensor no op writes (constants); `last_use` marker of a tensor that is
 /// live until the end (graph outputs) or not an arena tensor.
@@ -112,7 +113,8 @@ pub mod tensor {
     /// [`super::LIFE_NONE`] for constants).
     pub const PRODUCER: usize = 28;
     /// `u16` index of the last op that reads the tensor (its own producer when nothing reads
-    /// it; [`super::LIFE_NONE`] for graph outputs, which stay live after the last op, and for
+    /// it; [`super::LIFE_INPUT`] for a graph input no op reads, which is dead before op 0;
+    /// [`super::LIFE_NONE`] for graph outputs, which stay live after the last op, and for
     /// constants).
     pub const LAST_USE: usize = 30;
 }

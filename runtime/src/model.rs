@@ -372,7 +372,8 @@ impl<'m> Model<'m> {
     ///   false); likewise graph inputs and the tensors marked as such;
     /// - every graph output is written by an op and stays live to the end;
     /// - no tensor's arena bytes overlap those of another tensor live at the same time (graph
-    ///   inputs are live from the start, a slot is freed after its last use); a reshape whose
+    ///   inputs are live before op 0 and so never share bytes; a graph input no op reads dies
+    ///   there; a slot is freed after its last use); a reshape whose
     ///   output sits exactly on its input is the one allowed alias.
     ///
     /// The overlap check keeps the live tensors in a fixed array of [`MAX_LIVE`] entries: the
@@ -390,6 +391,9 @@ impl<'m> Model<'m> {
                 }
                 continue;
             }
+            if last == LIFE_INPUT && producer != LIFE_INPUT {
+                return Err(tensor_err(t, "only a graph input can be read by no op"));
+            }
             match producer {
                 LIFE_INPUT => claimed_inputs += 1,
                 LIFE_NONE => {}
@@ -401,7 +405,7 @@ impl<'m> Model<'m> {
                 }
                 _ => return Err(tensor_err(t, "producer is not an op of the model")),
             }
-            if last != LIFE_NONE && last as usize >= n_ops {
+            if last != LIFE_NONE && last != LIFE_INPUT && last as usize >= n_ops {
                 return Err(tensor_err(t, "last use is not an op of the model"));
             }
         }
@@ -456,7 +460,7 @@ impl<'m> Model<'m> {
                 if !(producer == LIFE_INPUT || (producer as usize) < j) {
                     return Err(err("reads a tensor that no earlier op writes"));
                 }
-                if self.last_use(t) < j {
+                if self.live_until(t) <= j {
                     return Err(err("reads a tensor after its recorded last use"));
                 }
             }
@@ -502,11 +506,13 @@ impl<'m> Model<'m> {
         &self.bytes[self.tensors_off + t * TENSOR_DESC_LEN..][..TENSOR_DESC_LEN]
     }
 
-    /// The last op during which `t` is live (`usize::MAX` for graph outputs).
-    fn last_use(&self, t: usize) -> usize {
+    /// The first op at which `t` is no longer live: its last use + 1, 0 for a graph input no
+    /// op reads (dead before op 0), `usize::MAX` for graph outputs.
+    fn live_until(&self, t: usize) -> usize {
         match rd_u16(self.desc(t), tensor::LAST_USE) {
             LIFE_NONE => usize::MAX,
-            l => l as usize,
+            LIFE_INPUT => 0,
+            l => l as usize + 1,
         }
     }
 
@@ -678,11 +684,11 @@ impl Live {
         }
     }
 
-    /// Drops the tensors whose last use lies before op `j`.
+    /// Drops the tensors that are no longer live at op `j`.
     fn retire(&mut self, m: &Model<'_>, j: usize) {
         let mut k = 0;
         while k < self.len {
-            if m.last_use(self.tensors[k] as usize) < j {
+            if m.live_until(self.tensors[k] as usize) <= j {
                 self.len -= 1;
                 self.tensors[k] = self.tensors[self.len];
             } else {

@@ -318,7 +318,7 @@ fn lifetimes(spec: &ModelSpec) -> (Vec<u16>, Vec<u16>) {
         }
         last_use[t] = match (last[t], producer[t]) {
             (Some(l), _) => l,
-            (None, LIFE_INPUT) => 0,
+            (None, LIFE_INPUT) => LIFE_INPUT, // a graph input nothing reads: dead before op 0
             (None, p) => p, // an op output nothing reads lives only while it is written
         };
     }

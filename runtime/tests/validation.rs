@@ -103,7 +103,7 @@ struct Graph {
 }
 
 fn graphs() -> impl Strategy<Value = Graph> {
-    (1usize..3, 1usize..10).prop_flat_map(|(inputs, ops)| {
+    (1usize..4, 1usize..10).prop_flat_map(|(inputs, ops)| {
         let n = inputs + ops;
         (
             proptest::collection::vec(0usize..6, n),
@@ -151,20 +151,28 @@ impl Graph {
         }
     }
 
-    /// Brute force: tensor `k` is live from its birth (0 for inputs, its op otherwise) to its
-    /// last read (the end for graph outputs); no two live tensors may share a slot.
+    /// Brute force, on a time axis where 0 is "before op 0" and op `j` runs at time `j + 1`:
+    /// graph inputs are born at 0, op outputs when their op runs; a tensor lives until its last
+    /// read (graph outputs to the end; a graph input nothing reads dies at 0). No two tensors
+    /// live at the same time may share a slot.
     fn plan_is_sound(&self) -> bool {
         let n = self.slots.len();
-        let ops = self.reads.len();
-        let born = |k: usize| k.saturating_sub(self.inputs);
+        let end = self.reads.len() + 1;
+        let born = |k: usize| {
+            if k < self.inputs {
+                0
+            } else {
+                k - self.inputs + 1
+            }
+        };
         let last = |k: usize| {
             if self.outputs.contains(&k) {
-                return ops;
+                return end;
             }
             let mut l = born(k);
             for (j, &(a, b)) in self.reads.iter().enumerate() {
                 if a == k || b == Some(k) {
-                    l = l.max(j);
+                    l = l.max(j + 1);
                 }
             }
             l
