@@ -79,18 +79,13 @@ pub fn read_text(path: &Path) -> Result<String> {
 
 /// Atomically replaces `path` with `bytes` (mode 0666 less the umask, as a new file gets).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_atomic_mode(path, bytes, 0o666, |f, b| f.write_all(b))
+    write_atomic_mode(path, bytes, 0o666, true, |f, b| f.write_all(b))
 }
 
-/// Atomically writes a secret (mode 0600), refusing to replace an existing file.
+/// Atomically writes a secret (mode 0600), refusing to replace an existing file: the final
+/// link is made without clobbering, so a file created meanwhile is not overwritten either.
 pub fn write_secret(path: &Path, bytes: &[u8]) -> Result<()> {
-    if std::fs::symlink_metadata(path).is_ok() {
-        bail!(
-            "{}: already exists; a key is never overwritten (remove it first if you mean to)",
-            path.display()
-        );
-    }
-    write_atomic_mode(path, bytes, 0o600, |f, b| f.write_all(b))
+    write_atomic_mode(path, bytes, 0o600, false, |f, b| f.write_all(b))
 }
 
 /// As [`write_atomic`], with the write itself supplied (tests inject failures here).
@@ -99,13 +94,14 @@ pub fn write_atomic_with(
     bytes: &[u8],
     write: impl FnOnce(&mut std::fs::File, &[u8]) -> std::io::Result<()>,
 ) -> Result<()> {
-    write_atomic_mode(path, bytes, 0o666, write)
+    write_atomic_mode(path, bytes, 0o666, true, write)
 }
 
 fn write_atomic_mode(
     path: &Path,
     bytes: &[u8],
     mode: u32,
+    replace: bool,
     write: impl FnOnce(&mut std::fs::File, &[u8]) -> std::io::Result<()>,
 ) -> Result<()> {
     if let Ok(meta) = std::fs::metadata(path) {
@@ -136,10 +132,24 @@ fn write_atomic_mode(
     tmp.as_file()
         .sync_all()
         .with_context(|| format!("syncing {}", path.display()))?;
-    // Dropping `tmp` on any error above removes the temporary file.
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("renaming a temporary file to {}", path.display()))?;
+    // Dropping `tmp` on any error above (or below) removes the temporary file.
+    if replace {
+        tmp.persist(path)
+            .map_err(|e| e.error)
+            .with_context(|| format!("renaming a temporary file to {}", path.display()))?;
+    } else {
+        tmp.persist_noclobber(path).map_err(|e| {
+            if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+                anyhow::anyhow!(
+                    "{}: already exists; a key is never overwritten (remove it first if you mean to)",
+                    path.display()
+                )
+            } else {
+                anyhow::Error::new(e.error)
+                    .context(format!("linking a temporary file to {}", path.display()))
+            }
+        })?;
+    }
     Ok(())
 }
 

@@ -322,36 +322,18 @@ fn encode(
         Source::Other(t) => t,
     };
     match (spec.dtype, source) {
-        (DType::F32, Source::Float) => Ok(Batch {
-            rows: values
-                .iter()
-                .map(|r| r.iter().flat_map(|v| v.to_le_bytes()).collect())
-                .collect(),
-            values,
-            notes,
-        }),
-        (DType::I8, Source::Float) => {
-            let (scale, zp) = spec.quant.ok_or_else(|| {
-                anyhow!("{} has no per-tensor quantization", spec.describe())
-            })?;
-            notes.push(format!(
-                "{}: float values quantized to int8 for {} with its scale {scale:e} and zero point {zp}",
-                path.display(),
-                spec.describe()
-            ));
-            let mut rows = Vec::with_capacity(values.len());
-            let mut deq = Vec::with_capacity(values.len());
-            for r in &values {
-                let mut q = vec![0i8; r.len()];
-                kiln_runtime::kernels::reference_i8::quantize(r, &mut q, scale, zp);
-                deq.push(q.iter().map(|&v| scale * (v as i32 - zp) as f32).collect());
-                rows.push(q.iter().map(|&v| v as u8).collect());
+        (DType::F32 | DType::I8, Source::Float) => {
+            let mut b = encode_float(spec, values)?;
+            if spec.dtype == DType::I8 {
+                let (scale, zp) = spec.quant.unwrap_or((1.0, 0));
+                notes.push(format!(
+                    "{}: float values quantized to int8 for {} with its scale {scale:e} and zero point {zp}",
+                    path.display(),
+                    spec.describe()
+                ));
             }
-            Ok(Batch {
-                rows,
-                values: deq,
-                notes,
-            })
+            b.notes = notes;
+            Ok(b)
         }
         (DType::I8, Source::Int8) => {
             let (scale, zp) = spec.quant.unwrap_or((1.0, 0));
@@ -382,6 +364,41 @@ fn encode(
         (d, _) => bail!(
             "{}: {} is {}; kiln feeds f32 and int8 inputs only",
             path.display(),
+            spec.describe(),
+            d.name()
+        ),
+    }
+}
+
+/// Encodes real-valued rows for model input `spec`: little-endian f32 for a float input; for an
+/// int8 input, quantized (saturating) with its scale and zero point, `values` then holding what
+/// the int8 rows mean.
+pub fn encode_float(spec: &InputSpec, values: Vec<Vec<f32>>) -> Result<Batch> {
+    match spec.dtype {
+        DType::F32 => Ok(Batch {
+            rows: values
+                .iter()
+                .map(|r| r.iter().flat_map(|v| v.to_le_bytes()).collect())
+                .collect(),
+            values,
+            notes: vec![],
+        }),
+        DType::I8 => {
+            let (scale, zp) = spec
+                .quant
+                .ok_or_else(|| anyhow!("{} has no per-tensor quantization", spec.describe()))?;
+            let mut b = Batch::default();
+            for r in &values {
+                let mut q = vec![0i8; r.len()];
+                kiln_runtime::kernels::reference_i8::quantize(r, &mut q, scale, zp);
+                b.values
+                    .push(q.iter().map(|&v| scale * (v as i32 - zp) as f32).collect());
+                b.rows.push(q.iter().map(|&v| v as u8).collect());
+            }
+            Ok(b)
+        }
+        d => bail!(
+            "{} is {}; kiln feeds f32 and int8 inputs only",
             spec.describe(),
             d.name()
         ),

@@ -27,6 +27,50 @@ pub struct OutputError {
 }
 
 impl OutputError {
+    /// No samples compared yet.
+    pub fn new(name: &str) -> OutputError {
+        OutputError {
+            name: name.to_string(),
+            max_abs: 0.0,
+            max_rel: 0.0,
+            non_finite: 0,
+            top1_agree: 0,
+            samples: 0,
+        }
+    }
+
+    /// Adds one sample: kiln's values `a` against the reference's `b`.
+    pub fn add(&mut self, a: &[f32], b: &[f32]) -> Result<()> {
+        if a.len() != b.len() {
+            bail!(
+                "output '{}': kiln has {} values, reference {}",
+                self.name,
+                a.len(),
+                b.len()
+            );
+        }
+        // `f32::max` ignores NaN: non-finite values are counted on their own, and any of them
+        // makes the comparison fail rather than vanish from the maximum.
+        self.non_finite += a.iter().chain(b).filter(|v| !v.is_finite()).count();
+        let scale = b
+            .iter()
+            .filter(|v| v.is_finite())
+            .fold(0f32, |m, v| m.max(v.abs()))
+            .max(1e-12);
+        let abs = a
+            .iter()
+            .zip(b)
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        self.max_abs = self.max_abs.max(abs);
+        self.max_rel = self.max_rel.max(abs / scale);
+        if eval::argmax(a) == eval::argmax(b) {
+            self.top1_agree += 1;
+        }
+        self.samples += 1;
+        Ok(())
+    }
+
     /// True when the output agrees within `tolerance` (max relative error) and is finite.
     pub fn ok(&self, tolerance: f32) -> bool {
         self.non_finite == 0 && self.max_rel <= tolerance && self.samples > 0
@@ -152,55 +196,19 @@ pub fn run_kiln(bytes: &[u8], samples: &[Vec<Vec<f32>>]) -> Result<Vec<Vec<Vec<f
     Ok(all)
 }
 
-/// Compares two sets of outputs.
+/// Compares kiln's outputs (`got[sample][output]`) with a reference's, output by output.
 pub fn compare(
     names: &[String],
     got: &[Vec<Vec<f32>>],
     want: &[Vec<Vec<f32>>],
 ) -> Result<Vec<OutputError>> {
-    let mut res: Vec<OutputError> = names
-        .iter()
-        .map(|n| OutputError {
-            name: n.clone(),
-            max_abs: 0.0,
-            max_rel: 0.0,
-            non_finite: 0,
-            top1_agree: 0,
-            samples: 0,
-        })
-        .collect();
+    let mut res: Vec<OutputError> = names.iter().map(|n| OutputError::new(n)).collect();
     for (g, w) in got.iter().zip(want) {
         if g.len() != w.len() || g.len() != names.len() {
             bail!("kiln produced {} outputs, reference {}", g.len(), w.len());
         }
         for (k, (a, b)) in g.iter().zip(w).enumerate() {
-            if a.len() != b.len() {
-                bail!(
-                    "output '{}': kiln has {} values, reference {}",
-                    names[k],
-                    a.len(),
-                    b.len()
-                );
-            }
-            // `f32::max` ignores NaN: non-finite values are counted on their own, and any of
-            // them makes the comparison fail rather than vanish from the maximum.
-            res[k].non_finite += a.iter().chain(b).filter(|v| !v.is_finite()).count();
-            let scale = b
-                .iter()
-                .filter(|v| v.is_finite())
-                .fold(0f32, |m, v| m.max(v.abs()))
-                .max(1e-12);
-            let abs = a
-                .iter()
-                .zip(b)
-                .filter(|(x, y)| x.is_finite() && y.is_finite())
-                .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-            res[k].max_abs = res[k].max_abs.max(abs);
-            res[k].max_rel = res[k].max_rel.max(abs / scale);
-            if eval::argmax(a) == eval::argmax(b) {
-                res[k].top1_agree += 1;
-            }
-            res[k].samples += 1;
+            res[k].add(a, b)?;
         }
     }
     Ok(res)

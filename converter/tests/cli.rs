@@ -198,16 +198,19 @@ fn export_records_quantized_float_input_and_exact_int8_rows() {
         &[1.0, 2.0, -1.0, 10.0, 0.5, 0.0, 0.0, 0.0],
     );
     let out = f.p("fw");
-    let o = kiln(&[
-        "export",
-        &f.s("i8.kiln"),
-        "-o",
-        &out.display().to_string(),
-        "-i",
-        &xf,
-        "--row",
-        "0",
-    ]);
+    let export_row = |row: &str| {
+        kiln(&[
+            "export",
+            &f.s("i8.kiln"),
+            "-o",
+            &out.display().to_string(),
+            "-i",
+            &xf,
+            "--row",
+            row,
+        ])
+    };
+    let o = export_row("0");
     assert!(o.status.success(), "{}", stderr(&o));
     // 1.0 / 0.5 + 10 = 12, ...: the floats are quantized, not truncated to int8.
     assert_eq!(
@@ -218,16 +221,7 @@ fn export_records_quantized_float_input_and_exact_int8_rows() {
     assert!(rs.contains("INPUT_SCALE: f32 = 5e-1"), "{rs}");
     assert!(rs.contains("INPUT_ZERO_POINT: i32 = 10"), "{rs}");
     for row in ["2", "18446744073709551615", "4611686018427387904"] {
-        let o = kiln(&[
-            "export",
-            &f.s("i8.kiln"),
-            "-o",
-            &out.display().to_string(),
-            "-i",
-            &xf,
-            "--row",
-            row,
-        ]);
+        let o = export_row(row);
         fails(&o, &["no row", "holds 2 inputs"]);
     }
 }

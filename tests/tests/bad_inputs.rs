@@ -102,6 +102,15 @@ fn dim_at(b: &[u8], t: usize, k: usize) -> usize {
     rd(header::DIMS_OFF) + 4 * (rd(tensor_at(b, t) + tensor::DIMS) + k)
 }
 
+/// Adds a tensor like graph input 0 (same arena slot) that no op writes; returns its index.
+fn push_copy_of_input(s: &mut ModelSpec, name: &str) -> u32 {
+    s.tensors.push(TensorSpec {
+        name: name.into(),
+        ..s.tensors[0].clone()
+    });
+    s.tensors.len() as u32 - 1
+}
+
 fn respec(f: impl Fn(&mut ModelSpec)) -> String {
     let mut s = spec();
     f(&mut s);
@@ -373,25 +382,12 @@ fn bad_input_table() {
         ),
         (
             "op reads an arena tensor nothing writes",
-            respec(|s| {
-                let t = s.tensors[0].clone();
-                s.tensors.push(TensorSpec {
-                    name: "stale".into(),
-                    ..t
-                });
-                let n = s.tensors.len() as u32 - 1;
-                s.ops[0].inputs[0] = Some(n);
-            }),
+            respec(|s| s.ops[0].inputs[0] = Some(push_copy_of_input(s, "stale"))),
             "reads a tensor that no earlier op writes",
         ),
         (
             "graph output no op writes",
-            respec(|s| {
-                let mut t = s.tensors[0].clone();
-                t.name = "stale".into();
-                s.tensors.push(t);
-                s.outputs = vec![s.tensors.len() as u32 - 1];
-            }),
+            respec(|s| s.outputs = vec![push_copy_of_input(s, "stale")]),
             "graph output is not written by any op",
         ),
         (
@@ -402,10 +398,8 @@ fn bad_input_table() {
         (
             "two graph inputs sharing one arena slot",
             respec(|s| {
-                let mut t = s.tensors[0].clone();
-                t.name = "b".into();
-                s.tensors.push(t);
-                s.inputs.push(s.tensors.len() as u32 - 1);
+                let b = push_copy_of_input(s, "b");
+                s.inputs.push(b);
             }),
             "graph input shares arena bytes with another graph input",
         ),

@@ -3,7 +3,7 @@
 
 use anyhow::{anyhow, bail, Result};
 use kiln_converter::fsutil;
-use kiln_converter::input::{ImageOpts, Layout};
+use kiln_converter::input::{ImageOpts, InputSpec, Layout};
 use kiln_runtime::writer::AlignedBuf;
 use kiln_runtime::Model;
 use std::io::Write;
@@ -70,6 +70,18 @@ pub fn open_model<'b>(buf: &'b AlignedBuf, path: &Path) -> Result<Model<'b>> {
     Model::from_bytes(buf.as_slice()).map_err(|e| anyhow!("{}: {e}", path.display()))
 }
 
+/// The one input a command feeds; a model with several is refused, naming the file.
+pub fn single_input(m: &Model<'_>, path: &Path, command: &str) -> Result<InputSpec> {
+    if m.num_inputs() != 1 {
+        bail!(
+            "{}: `{command}` feeds one input; this model has {}",
+            path.display(),
+            m.num_inputs()
+        );
+    }
+    InputSpec::of(m, 0)
+}
+
 /// Reads a hex key file of `N` bytes.
 pub fn read_key<const N: usize>(path: &Path) -> Result<[u8; N]> {
     let text = fsutil::read_text(path)?;
@@ -130,7 +142,7 @@ impl ImageArgs {
     }
 }
 
-/// A progress bar on stderr: redrawn in place on a terminal, every 10% otherwise.
+/// A progress bar on stderr: redrawn in place on a terminal, one line per 10% otherwise.
 pub fn progress_bar() -> impl FnMut(&str, usize, usize) {
     use std::io::IsTerminal;
     let tty = std::io::stderr().is_terminal();
@@ -150,12 +162,10 @@ pub fn progress_bar() -> impl FnMut(&str, usize, usize) {
                 eprintln!();
             }
         } else {
-            let decile = done * 10 / total.max(1);
-            if decile != last_decile || done == total {
+            let decile = done.min(total) * 10 / total.max(1);
+            if decile != last_decile {
                 last_decile = decile;
-                if decile == 10 || done == total || decile.is_multiple_of(5) {
-                    eprintln!("{bar}");
-                }
+                eprintln!("{bar}");
             }
         }
     }

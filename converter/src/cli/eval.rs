@@ -1,9 +1,8 @@
 //! `kiln eval`: accuracy and per-class metrics on a labelled data set, models side by side.
 
-use super::common::{load_model_bytes, open_model, ImageArgs};
+use super::common::{load_model_bytes, open_model, single_input, ImageArgs};
 use super::run::load_all;
 use anyhow::{bail, Result};
-use kiln_converter::input::InputSpec;
 use kiln_converter::{eval, fsutil, npy, verify};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -61,14 +60,7 @@ fn read_labels(path: &Path) -> Result<Vec<usize>> {
 fn eval_one(a: &EvalArgs, model: &Path, truth: &[usize]) -> Result<EvalResult> {
     let buf = load_model_bytes(model)?;
     let m = open_model(&buf, model)?;
-    if m.num_inputs() != 1 {
-        bail!(
-            "{}: `kiln eval` feeds one input; this model has {}",
-            model.display(),
-            m.num_inputs()
-        );
-    }
-    let spec = InputSpec::of(&m, 0)?;
+    let spec = single_input(&m, model, "kiln eval")?;
     let batch = load_all(std::slice::from_ref(&a.input), &spec, &a.image)?;
     if truth.len() != batch.rows.len() {
         bail!(

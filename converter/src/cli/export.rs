@@ -1,10 +1,9 @@
 //! `kiln export`: a model packaged for firmware.
 
-use super::common::{load_model_bytes, open_model, ImageArgs};
+use super::common::{load_model_bytes, open_model, single_input, ImageArgs};
 use super::run::load_all;
 use anyhow::{bail, Context, Result};
 use kiln_converter::fsutil;
-use kiln_converter::input::InputSpec;
 use kiln_runtime::writer::AlignedBuf;
 use kiln_runtime::{Quant, Session, TensorInfo};
 use std::path::PathBuf;
@@ -51,14 +50,8 @@ pub fn run(a: ExportArgs) -> Result<()> {
     let recorded = match &a.input {
         None => None,
         Some(p) => {
-            if m.num_inputs() != 1 {
-                bail!(
-                    "{}: a recorded input feeds one input; this model has {}",
-                    a.model.display(),
-                    m.num_inputs()
-                );
-            }
-            let batch = load_all(std::slice::from_ref(p), &InputSpec::of(&m, 0)?, &a.image)?;
+            let spec = single_input(&m, &a.model, "kiln export -i")?;
+            let batch = load_all(std::slice::from_ref(p), &spec, &a.image)?;
             let n = batch.rows.len();
             let Some(row) = usize::try_from(a.row).ok().and_then(|r| batch.rows.get(r)) else {
                 bail!(

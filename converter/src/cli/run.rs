@@ -1,7 +1,7 @@
 //! `kiln run`: top-k classes for inputs of any supported kind.
 
-use super::common::{load_model_bytes, note, open_model, ImageArgs};
-use anyhow::{bail, Result};
+use super::common::{load_model_bytes, note, open_model, single_input, ImageArgs};
+use anyhow::Result;
 use kiln_converter::input::{self, Batch, InputSpec};
 use kiln_converter::{fsutil, npy, verify};
 use serde_json::json;
@@ -51,14 +51,7 @@ pub fn load_all(paths: &[PathBuf], spec: &InputSpec, image: &ImageArgs) -> Resul
 pub fn run(a: RunArgs) -> Result<()> {
     let buf = load_model_bytes(&a.model)?;
     let m = open_model(&buf, &a.model)?;
-    if m.num_inputs() != 1 {
-        bail!(
-            "{}: `kiln run` feeds one input; this model has {}",
-            a.model.display(),
-            m.num_inputs()
-        );
-    }
-    let spec = InputSpec::of(&m, 0)?;
+    let spec = single_input(&m, &a.model, "kiln run")?;
     let batch = load_all(&a.input, &spec, &a.image)?;
     let names: Vec<String> = match &a.labels {
         Some(p) => fsutil::read_text(p)?

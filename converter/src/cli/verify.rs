@@ -1,11 +1,11 @@
 //! `kiln verify`: kiln against a reference engine that reads the source file correctly.
 
-use super::common::{load_model_bytes, note, open_model, ImageArgs};
+use super::common::{load_model_bytes, note, open_model, single_input, ImageArgs};
 use super::run::load_all;
 use anyhow::{bail, Result};
-use kiln_converter::input::{Batch, InputSpec};
+use kiln_converter::input::{self, Batch, InputSpec};
 use kiln_converter::verify::{self, OutVals};
-use kiln_converter::{detect_format, eval, fsutil, SourceFormat};
+use kiln_converter::{detect_format, fsutil, SourceFormat};
 use kiln_runtime::writer::AlignedBuf;
 use kiln_runtime::DType;
 use serde::Serialize;
@@ -45,9 +45,11 @@ struct Row {
     name: String,
     /// "int8" (compared in LSBs) or "f32" (relative error).
     kind: &'static str,
-    max_abs: f32,
-    max_rel: f32,
-    max_lsb: u32,
+    /// Float outputs: largest absolute and relative difference.
+    max_abs: Option<f32>,
+    max_rel: Option<f32>,
+    /// int8 outputs: largest difference in quantization steps.
+    max_lsb: Option<u32>,
     non_finite: usize,
     top1_agree: usize,
     samples: usize,
@@ -55,32 +57,16 @@ struct Row {
 }
 
 /// Random inputs in [-1, 1] encoded for the model input (quantized for an int8 input).
-fn random_batch(spec: &InputSpec, n: usize) -> Batch {
+fn random_batch(spec: &InputSpec, n: usize) -> Result<Batch> {
     let values = verify::random_inputs(std::slice::from_ref(&spec.shape), n, 0x1234_5678)
         .into_iter()
         .map(|mut v| v.remove(0))
-        .collect::<Vec<_>>();
-    let mut b = Batch::default();
-    for v in values {
-        match (spec.dtype, spec.quant) {
-            (DType::I8, Some((scale, zp))) => {
-                let mut q = vec![0i8; v.len()];
-                kiln_runtime::kernels::reference_i8::quantize(&v, &mut q, scale, zp);
-                b.values
-                    .push(q.iter().map(|&x| scale * (x as i32 - zp) as f32).collect());
-                b.rows.push(q.iter().map(|&x| x as u8).collect());
-            }
-            _ => {
-                b.rows
-                    .push(v.iter().flat_map(|x| x.to_le_bytes()).collect());
-                b.values.push(v);
-            }
-        }
-    }
-    b
+        .collect();
+    input::encode_float(spec, values)
 }
 
-/// Compares kiln's output `k` over all samples with the reference's.
+/// Compares kiln's output `k` over all samples with the reference's: in LSBs when both are
+/// int8, by relative error otherwise.
 fn compare(
     name: &str,
     got: &[&OutVals],
@@ -89,52 +75,33 @@ fn compare(
     a: &VerifyArgs,
 ) -> Result<Row> {
     let int8 = ref_int8 && got.iter().all(|g| g.int8.is_some());
-    let mut row = Row {
-        name: name.to_string(),
-        kind: if int8 { "int8" } else { "f32" },
-        max_abs: 0.0,
-        max_rel: 0.0,
-        max_lsb: 0,
-        non_finite: 0,
-        top1_agree: 0,
-        samples: got.len(),
-        ok: false,
-    };
+    let mut e = verify::OutputError::new(name);
     for (g, w) in got.iter().zip(want) {
-        if g.real.len() != w.len() {
-            bail!(
-                "output '{name}': kiln gives {} values, the reference {}",
-                g.real.len(),
-                w.len()
-            );
-        }
-        if int8 {
-            let q = g.int8.as_deref().unwrap_or_default();
-            for (&x, &y) in q.iter().zip(w.iter()) {
-                row.max_lsb = row.max_lsb.max((x as f32 - y).abs() as u32);
-            }
-            if eval::argmax(&q.iter().map(|&v| v as f32).collect::<Vec<_>>()) == eval::argmax(w) {
-                row.top1_agree += 1;
-            }
-        } else {
-            let e = verify::compare(
-                &[name.to_string()],
-                &[vec![g.real.clone()]],
-                &[vec![(*w).clone()]],
-            )?
-            .remove(0);
-            row.max_abs = row.max_abs.max(e.max_abs);
-            row.max_rel = row.max_rel.max(e.max_rel);
-            row.non_finite += e.non_finite;
-            row.top1_agree += e.top1_agree;
+        match &g.int8 {
+            // int8 against int8: the differences are whole quantization steps.
+            Some(q) if int8 => e.add(&q.iter().map(|&v| v as f32).collect::<Vec<_>>(), w)?,
+            _ => e.add(&g.real, w)?,
         }
     }
-    row.ok = if int8 {
-        row.max_lsb <= a.max_lsb
+    let (max_abs, max_rel, max_lsb) = if int8 {
+        (None, None, Some(e.max_abs as u32))
     } else {
-        row.non_finite == 0 && row.max_rel <= a.tolerance
+        (Some(e.max_abs), Some(e.max_rel), None)
     };
-    Ok(row)
+    Ok(Row {
+        name: name.to_string(),
+        kind: if int8 { "int8" } else { "f32" },
+        ok: match max_lsb {
+            Some(l) => e.non_finite == 0 && l <= a.max_lsb,
+            None => e.ok(a.tolerance),
+        },
+        max_abs,
+        max_rel,
+        max_lsb,
+        non_finite: e.non_finite,
+        top1_agree: e.top1_agree,
+        samples: e.samples,
+    })
 }
 
 /// Runs both engines on the same inputs and reports per output.
@@ -145,17 +112,10 @@ pub fn run(a: VerifyArgs) -> Result<()> {
     };
     let kiln_path = a.kiln.clone().unwrap_or_else(|| a.source.clone());
     let m = open_model(&buf, &kiln_path)?;
-    if m.num_inputs() != 1 {
-        bail!(
-            "{}: verify feeds one input; this model has {}",
-            kiln_path.display(),
-            m.num_inputs()
-        );
-    }
-    let spec = InputSpec::of(&m, 0)?;
+    let spec = single_input(&m, &kiln_path, "kiln verify")?;
     let batch = match &a.input {
         Some(p) => load_all(std::slice::from_ref(p), &spec, &a.image)?,
-        None => random_batch(&spec, a.samples as usize),
+        None => random_batch(&spec, a.samples as usize)?,
     };
     if batch.rows.is_empty() {
         bail!("no inputs to compare");
@@ -221,10 +181,10 @@ pub fn run(a: VerifyArgs) -> Result<()> {
             batch.rows.len()
         );
         for r in &rows {
-            let detail = if r.kind == "int8" {
-                format!("max diff {} LSB", r.max_lsb)
-            } else {
-                format!("max abs {:.3e}  max rel {:.3e}", r.max_abs, r.max_rel)
+            let detail = match (r.max_lsb, r.max_abs, r.max_rel) {
+                (Some(l), _, _) => format!("max diff {l} LSB"),
+                (None, Some(abs), Some(rel)) => format!("max abs {abs:.3e}  max rel {rel:.3e}"),
+                _ => String::new(),
             };
             outln!(
                 "  {:<30} {:<5} {detail}  top-1 agrees {}/{}{}",
