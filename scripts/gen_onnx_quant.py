@@ -53,7 +53,7 @@ def run_ort(path, x):
     return np.concatenate([sess.run(None, {name: x[i:i + 1]})[0] for i in range(len(x))]).astype(np.float32)
 
 
-def save_case(out, name, model_path_or_proto, x):
+def save_case(out, name, model_path_or_proto, x, float_model=None):
     d = os.path.join(out, name)
     os.makedirs(d, exist_ok=True)
     path = os.path.join(d, "model.onnx")
@@ -65,6 +65,11 @@ def save_case(out, name, model_path_or_proto, x):
     np.save(os.path.join(d, "inputs.npy"), x.astype(np.float32))
     y = run_ort(path, x)
     np.save(os.path.join(d, "expected.npy"), y)
+    if float_model is not None:
+        # The float model the quantized one approximates: a second oracle, which tells which
+        # engine is off when kiln and onnxruntime disagree (onnxruntime's uint8 kernels differ
+        # between CPUs).
+        np.save(os.path.join(d, "expected_float.npy"), run_ort(float_model, x))
     ops = sorted({n.op_type for n in onnx.load(path).graph.node})
     return f"{name}: {', '.join(ops)}"
 
@@ -187,7 +192,7 @@ def main():
                             activation_type=act, weight_type=QuantType.QInt8,
                             reduce_range=act == QuantType.QUInt8,
                             calibrate_method=CalibrationMethod.MinMax)
-            lines.append(save_case(args.out, case, tmp, x_test))
+            lines.append(save_case(args.out, case, tmp, x_test, float_model=src))
         tmp = os.path.join(d, "dynamic.onnx")
         quantize_dynamic(pre, tmp, weight_type=QuantType.QInt8)
         lines.append(save_case(args.out, "dynamic", tmp, x_test))

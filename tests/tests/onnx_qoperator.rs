@@ -71,10 +71,43 @@ fn quantized_onnx_models_agree_with_onnxruntime() {
             }
             top1 += (argmax(&out[0]) == argmax(want)) as usize;
         }
-        report.push(format!(
-            "{case}: {int8_ops} int8 ops, max |kiln - ort| {worst:.4}, top-1 {top1}/{n}"
-        ));
-        assert!(worst <= tol, "{case}: max |kiln - ort| {worst} > {tol}");
+        let mut line =
+            format!("{case}: {int8_ops} int8 ops, max |kiln - ort| {worst:.4}, top-1 {top1}/{n}");
+        // For models onnxruntime quantized from the float model, that float model is a second
+        // oracle: kiln must be no farther from it than onnxruntime is (one output step of
+        // slack), and when onnxruntime is the farther of the two, its own output is not a
+        // bound on kiln (its uint8 kernels differ between CPUs: on an AVX-512 VNNI machine
+        // they are 20 steps off where kiln is within the quantization error).
+        let mut ort_is_off = false;
+        let float_path = d.join("expected_float.npy");
+        if float_path.is_file() {
+            let f = npy(&float_path).unwrap();
+            let (mut kiln_f, mut ort_f) = (0f32, 0f32);
+            for (i, out) in got.iter().enumerate() {
+                let fr = &f.data[i * osz..(i + 1) * osz];
+                let want = &y.data[i * osz..(i + 1) * osz];
+                for ((a, b), r) in out[0].iter().zip(want).zip(fr) {
+                    kiln_f = kiln_f.max((a - r).abs());
+                    ort_f = ort_f.max((b - r).abs());
+                }
+            }
+            line += &format!(
+                ", max error vs the float model: kiln {kiln_f:.4}, onnxruntime {ort_f:.4}"
+            );
+            assert!(
+                kiln_f <= ort_f + 1.0 / 256.0,
+                "{case}: kiln is farther from the float model ({kiln_f}) than onnxruntime ({ort_f})"
+            );
+            ort_is_off = ort_f > kiln_f + 1.0 / 256.0;
+            if ort_is_off {
+                line += " (onnxruntime is the one off here)";
+            }
+        }
+        report.push(line);
+        assert!(
+            worst <= tol || ort_is_off,
+            "{case}: max |kiln - ort| {worst} > {tol}"
+        );
         assert!(top1 + 2 >= n, "{case}: top-1 agreement {top1}/{n}");
     }
     eprintln!("{}", report.join("\n"));
