@@ -223,20 +223,22 @@ impl Graph {
             let weighted = matches!(n.kind, OpKind::Conv2d | OpKind::Dense | OpKind::MatMul);
             for &t in n.inputs.iter().flatten() {
                 if let Some(Data::F32(v)) = &self.tensors[t].data {
+                    // (No element index: after lowering, weights may be stored transposed,
+                    // and an index into kiln's layout would mislead about the source's.)
                     let bad = v
                         .iter()
-                        .position(|x| x.is_nan() || (weighted && x.is_infinite()));
-                    if let Some(i) = bad {
+                        .find(|x| x.is_nan() || (weighted && x.is_infinite()));
+                    if let Some(x) = bad {
+                        let what = if x.is_nan() {
+                            "NaN"
+                        } else {
+                            "an infinite weight"
+                        };
                         bail!(
-                            "node '{}' ({}): constant '{}' holds {} at element {i}",
+                            "node '{}' ({}): constant '{}' holds {what}",
                             n.name,
                             n.kind.name(),
-                            self.tensors[t].name,
-                            if v[i].is_nan() {
-                                "NaN"
-                            } else {
-                                "an infinite weight"
-                            }
+                            self.tensors[t].name
                         );
                     }
                 }

@@ -513,3 +513,170 @@ proptest! {
         prop_assert!(!stderr(&o).contains("panicked"), "{args:?}: {}", stderr(&o));
     }
 }
+
+/// An ONNX model `y = op(x, C)` with x float [1, 4] and a constant C [4, 4] (MatMul) or [1, 4]
+/// (Add), written with tract's own protobuf types. `twice` adds a second node writing `y`.
+fn onnx_model(op: &str, c: &[f32], twice: bool) -> Vec<u8> {
+    use prost::Message;
+    use tract_onnx::pb::tensor_shape_proto::{dimension, Dimension};
+    use tract_onnx::pb::{
+        type_proto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+        TensorShapeProto, TypeProto, ValueInfoProto,
+    };
+    let value = |name: &str| ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: 1,
+                shape: Some(TensorShapeProto {
+                    dim: [1, 4]
+                        .iter()
+                        .map(|&d| Dimension {
+                            value: Some(dimension::Value::DimValue(d)),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let node = |name: &str| NodeProto {
+        op_type: op.into(),
+        name: name.into(),
+        input: vec!["x".into(), "c".into()],
+        output: vec!["y".into()],
+        ..Default::default()
+    };
+    let mut nodes = vec![node("first")];
+    if twice {
+        nodes.push(node("second"));
+    }
+    let dims = if c.len() == 16 {
+        vec![4, 4]
+    } else {
+        vec![1, 4]
+    };
+    ModelProto {
+        ir_version: 8,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 13,
+        }],
+        graph: Some(GraphProto {
+            name: "g".into(),
+            node: nodes,
+            initializer: vec![TensorProto {
+                name: "c".into(),
+                data_type: 1,
+                dims,
+                float_data: c.to_vec(),
+                ..Default::default()
+            }],
+            input: vec![value("x")],
+            output: vec![value("y")],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+fn identity4() -> Vec<f32> {
+    (0..16)
+        .map(|i| if i % 5 == 0 { 1.0 } else { 0.0 })
+        .collect()
+}
+
+#[test]
+fn convert_refuses_nan_weights_and_values_written_twice() {
+    let f = Fixture::new();
+    std::fs::write(f.p("ok.onnx"), onnx_model("MatMul", &identity4(), false)).unwrap();
+    let o = kiln(&["convert", &f.s("ok.onnx"), "-o", &f.s("ok.kiln")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut w = identity4();
+    w[6] = f32::NAN;
+    std::fs::write(f.p("nan.onnx"), onnx_model("MatMul", &w, false)).unwrap();
+    fails(
+        &kiln(&["convert", &f.s("nan.onnx")]),
+        &["nan.onnx", "node 'first'", "holds NaN"],
+    );
+    std::fs::write(f.p("twice.onnx"), onnx_model("MatMul", &identity4(), true)).unwrap();
+    fails(
+        &kiln(&["convert", &f.s("twice.onnx")]),
+        &[
+            "value 'y' is written twice",
+            "node 'first'",
+            "node 'second'",
+        ],
+    );
+}
+
+#[test]
+fn quantize_refuses_calibration_data_it_cannot_measure() {
+    let f = Fixture::new();
+    std::fs::write(f.p("m.onnx"), onnx_model("MatMul", &identity4(), false)).unwrap();
+    let zeros = f.npy_f32("zeros.npy", &[8, 1, 4], &[0.0; 32]);
+    fails(
+        &kiln(&["quantize", &f.s("m.onnx"), "--calib", &zeros]),
+        &["all zeros"],
+    );
+    let mut huge = vec![0.5f32; 32];
+    huge[3] = 3e38;
+    huge[9] = -3e38;
+    let huge = f.npy_f32("huge.npy", &[8, 1, 4], &huge);
+    fails(
+        &kiln(&["quantize", &f.s("m.onnx"), "--calib", &huge]),
+        &["too large", "3e38"],
+    );
+    let o = kiln(&[
+        "quantize",
+        &f.s("m.onnx"),
+        "--calib",
+        &zeros,
+        "--input-shape",
+        "99999999999,4",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // A calibration set it can measure works, and the int8 file validates.
+    let x: Vec<f32> = (0..32).map(|i| (i as f32 - 16.0) / 8.0).collect();
+    let x = f.npy_f32("x.npy", &[8, 1, 4], &x);
+    let o = kiln(&[
+        "quantize",
+        &f.s("m.onnx"),
+        "--calib",
+        &x,
+        "-o",
+        &f.s("q.kiln"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(kiln(&["inspect", &f.s("q.kiln")]).status.success());
+}
+
+#[test]
+fn verify_never_calls_non_finite_outputs_ok() {
+    let f = Fixture::new();
+    // y = x + c with c[2] = -inf: both engines give -inf there. Equal infinities must not read
+    // as "no difference" (f32::max ignores the NaN that inf - inf makes).
+    std::fs::write(
+        f.p("inf.onnx"),
+        onnx_model("Add", &[0.0, 1.0, f32::NEG_INFINITY, 0.0], false),
+    )
+    .unwrap();
+    let o = kiln(&["verify", &f.s("inf.onnx"), "--samples", "2"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("MISMATCH"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("NaN/infinite"), "{}", stdout(&o));
+    // A finite model verifies, and --samples 0 is refused as an argument.
+    std::fs::write(f.p("ok.onnx"), onnx_model("MatMul", &identity4(), false)).unwrap();
+    let o = kiln(&["verify", &f.s("ok.onnx"), "--samples", "2"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("tract") && stdout(&o).contains("OK"),
+        "{}",
+        stdout(&o)
+    );
+    let o = kiln(&["verify", &f.s("ok.onnx"), "--samples", "0"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
