@@ -22,6 +22,8 @@ if [ ! -f build/onnx_quant/SUMMARY.txt ] || [ scripts/gen_onnx_quant.py -nt buil
   "$py" scripts/gen_onnx_quant.py --out build/onnx_quant
 fi
 export KILN_ONNX_QUANT="$PWD/build/onnx_quant"
+# `kiln verify` on .tflite files runs LiteRT's reference kernels in this Python.
+export KILN_PYTHON="$py"
 if [ -z "${KILN_ASSETS:-}" ] && [ ! -f ../shared/assets/MANIFEST.md ]; then
   echo "NOTE: no ../shared/assets and KILN_ASSETS is unset: the MLPerf Tiny tests (mlperf_float, mlperf_ptq, tflite goldens) will be skipped"
 fi

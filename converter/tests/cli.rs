@@ -680,3 +680,52 @@ fn verify_never_calls_non_finite_outputs_ok() {
     let o = kiln(&["verify", &f.s("ok.onnx"), "--samples", "0"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
+
+/// Keras models exported to .tflite by `scripts/gen_keras_models.py` (committed with Keras'
+/// own outputs): kiln matches Keras, and `kiln verify` (LiteRT's reference kernels, through
+/// `$KILN_PYTHON`, which `scripts/test.sh` sets to the project venv) says OK. Flatten with a
+/// dynamic batch is SHAPE / STRIDED_SLICE / PACK / RESHAPE in the file.
+#[test]
+fn keras_conv1d_and_flatten_match_keras_and_verify() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/keras");
+    let f = Fixture::new();
+    for name in ["conv1d", "flatten"] {
+        let model = dir.join(format!("{name}.tflite")).display().to_string();
+        let x = dir.join(format!("{name}_inputs.npy")).display().to_string();
+        let k = f.s(&format!("{name}.kiln"));
+        let o = kiln(&["convert", &model, "-o", &k]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let saved = f.s(&format!("{name}_out.npy"));
+        let o = kiln(&["run", &k, "-i", &x, "--save", &saved]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let got = kiln_converter::npy::read(Path::new(&saved)).unwrap().data;
+        let want = kiln_converter::npy::read(&dir.join(format!("{name}_keras.npy")))
+            .unwrap()
+            .data;
+        assert_eq!(got.len(), want.len(), "{name}");
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let err = got
+            .iter()
+            .zip(&want)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
+            / scale;
+        assert!(err <= 1e-4, "{name}: max rel error vs Keras {err}");
+        let Some(py) = std::env::var_os("KILN_PYTHON") else {
+            eprintln!(
+                "KILN_PYTHON unset: `kiln verify {name}.tflite` not run (scripts/test.sh sets it)"
+            );
+            continue;
+        };
+        let o = kiln_env(
+            &["verify", &model, "-i", &x],
+            &[("KILN_PYTHON", &py.to_string_lossy())],
+        );
+        assert!(o.status.success(), "{name}: {}{}", stdout(&o), stderr(&o));
+        assert!(
+            stdout(&o).contains("LiteRT's reference kernels"),
+            "{}",
+            stdout(&o)
+        );
+        assert!(stdout(&o).ends_with("OK\n"), "{}", stdout(&o));
+    }
+}
