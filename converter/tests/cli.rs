@@ -729,3 +729,66 @@ fn keras_conv1d_and_flatten_match_keras_and_verify() {
         assert!(stdout(&o).ends_with("OK\n"), "{}", stdout(&o));
     }
 }
+
+/// x f32 [1, 4, 4, 1] -> relu: a one-channel "image" model.
+fn gray_image_model() -> Vec<u8> {
+    let t = |name: &str, offset| TensorSpec {
+        name: name.into(),
+        dtype: DType::F32,
+        shape: vec![1, 4, 4, 1],
+        data: TensorData::Arena { offset },
+        quant: Quant::None,
+    };
+    write(&ModelSpec {
+        tensors: vec![t("x", 0), t("y", 64)],
+        ops: vec![OpSpec {
+            kind: OpKind::Unary,
+            name: "relu".into(),
+            inputs: vec![Some(0)],
+            outputs: vec![1],
+            params: [0; 12],
+        }],
+        inputs: vec![0],
+        outputs: vec![1],
+    })
+    .unwrap()
+}
+
+#[test]
+fn images_get_a_polarity_hint_and_decode_errors_are_said_once() {
+    let f = Fixture::new();
+    std::fs::write(f.p("gray.kiln"), gray_image_model()).unwrap();
+    // A dark digit on a white page: most pixels are light.
+    let img = image::GrayImage::from_fn(4, 4, |x, _| image::Luma([if x == 1 { 0 } else { 255 }]));
+    img.save(f.p("digit.png")).unwrap();
+    let o = kiln(&["run", &f.s("gray.kiln"), "-i", &f.s("digit.png")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("need --invert"), "{}", stderr(&o));
+    let o = kiln(&[
+        "run",
+        &f.s("gray.kiln"),
+        "-i",
+        &f.s("digit.png"),
+        "--invert",
+    ]);
+    assert!(
+        o.status.success() && !stderr(&o).contains("--invert"),
+        "{}",
+        stderr(&o)
+    );
+    // A corrupt image: the decoder's message once, with the file's name.
+    std::fs::write(f.p("bad.png"), b"\x89PNG\r\n\x1a\nbroken").unwrap();
+    let o = kiln(&["run", &f.s("gray.kiln"), "-i", &f.s("bad.png")]);
+    fails(&o, &["bad.png", "cannot decode image"]);
+    let err = stderr(&o);
+    let first = err.lines().next().unwrap_or_default();
+    let tail = first
+        .rsplit("cannot decode image: ")
+        .next()
+        .unwrap_or_default();
+    assert_eq!(
+        err.matches(tail).count(),
+        1,
+        "the decoder's text repeats: {err}"
+    );
+}

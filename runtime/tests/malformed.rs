@@ -602,3 +602,40 @@ fn every_byte_corruption_is_handled() {
         "loaded {loaded}, rejected {rejected}"
     );
 }
+
+/// int8 softmax on a rank-0 tensor used to pass validation (the axis check was
+/// `axis == rank.saturating_sub(1)`) and then index `dims[rank - 1]` in the session.
+#[test]
+fn int8_softmax_on_a_scalar_is_refused() {
+    let q = |scale: f32, zero_point: i32| Quant::PerTensor { scale, zero_point };
+    let t = |name: &str, offset: usize, quant: Quant| TensorSpec {
+        name: name.into(),
+        dtype: DType::I8,
+        shape: vec![],
+        data: TensorData::Arena { offset },
+        quant,
+    };
+    let mut sm = [0i32; 12];
+    sm[3] = 1 << 30; // input multiplier
+    sm[5] = -1; // diff_min
+    let spec = ModelSpec {
+        tensors: vec![t("x", 0, q(0.1, 0)), t("y", 16, q(1.0 / 256.0, -128))],
+        ops: vec![OpSpec {
+            kind: OpKind::Softmax,
+            name: "softmax".into(),
+            inputs: vec![Some(0)],
+            outputs: vec![1],
+            params: sm,
+        }],
+        inputs: vec![0],
+        outputs: vec![1],
+    };
+    assert_eq!(
+        load(&write(&spec).unwrap()),
+        Err(Error::Op {
+            index: 0,
+            kind: OpKind::Softmax as u16,
+            problem: "int8 softmax runs along the last axis"
+        })
+    );
+}

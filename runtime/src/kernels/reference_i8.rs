@@ -472,3 +472,18 @@ pub fn dequantize(x: &[i8], y: &mut [f32], scale: f32, zero_point: i32) {
         *o = (s * (v as i32 - zero_point) as f64) as f32;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn quantize_saturates_huge_finite_inputs_instead_of_wrapping() {
+        // roundf(1e12 / 0.5) saturates to i32::MAX; adding the zero point used to overflow
+        // (a panic in debug builds, a wrap to -128 in release).
+        let mut y = [0i8; 5];
+        super::quantize(&[1e12, -1e12, 1e6, 3e38, -3e38], &mut y, 0.5, 5);
+        assert_eq!(y, [127, -128, 127, 127, -128]);
+        let mut y = [0i8; 2];
+        super::quantize(&[1e12, -1e12], &mut y, 1e-3, -128);
+        assert_eq!(y, [127, -128]);
+    }
+}
