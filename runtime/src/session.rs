@@ -28,11 +28,13 @@ use crate::ops::{pad_pair, BinaryKind, OpKind, UnaryKind, P_ACT_MAX, P_ACT_MIN};
 pub struct Session<'m, 'a> {
     model: &'a Model<'m>,
     arena: &'a mut [u8],
+    #[cfg(feature = "kernel-choice")]
     kernels: Kernels,
 }
 
-/// Which int8 kernels a [`Session`] runs. Both give the same bytes (the tests and the
-/// differential fuzz target check that); the reference kernels are the portable specification.
+/// Which int8 kernels a [`Session`] runs (feature `kernel-choice`; without it, always the
+/// optimized ones). Both give the same bytes (the tests and the differential fuzz target check
+/// that); the reference kernels are the portable specification.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Kernels {
     /// The fastest kernels for this CPU (the default).
@@ -58,13 +60,23 @@ impl<'m, 'a> Session<'m, 'a> {
         Ok(Session {
             model,
             arena,
+            #[cfg(feature = "kernel-choice")]
             kernels: Kernels::Optimized,
         })
     }
 
-    /// Chooses the int8 kernels this session runs (see [`Kernels`]).
+    /// Chooses the int8 kernels this session runs (see [`Kernels`]; feature `kernel-choice`).
+    #[cfg(feature = "kernel-choice")]
     pub fn set_kernels(&mut self, kernels: Kernels) {
         self.kernels = kernels;
+    }
+
+    /// The int8 kernels this session runs.
+    pub fn kernels(&self) -> Kernels {
+        #[cfg(feature = "kernel-choice")]
+        return self.kernels;
+        #[cfg(not(feature = "kernel-choice"))]
+        Kernels::Optimized
     }
 
     /// The model this session runs.
@@ -184,6 +196,7 @@ impl<'m, 'a> Session<'m, 'a> {
         }
         // Split the arena around the output slot; validation guarantees that no input overlaps
         // it, so every input lies wholly left or right of it.
+        let reference = self.kernels() == Kernels::Reference;
         let (left, rest) = self.arena.split_at_mut(yt.offset);
         let (out, right) = rest.split_at_mut(yt.byte_len);
         let view = View {
@@ -192,7 +205,7 @@ impl<'m, 'a> Session<'m, 'a> {
             right,
             right_start: yt.offset + yt.byte_len,
             op,
-            kernels: self.kernels,
+            reference,
         };
         run_op(&view, op, out, &yt)
     }
@@ -204,7 +217,8 @@ struct View<'v, 'm> {
     right: &'v [u8],
     right_start: usize,
     op: &'v OpInfo<'m>,
-    kernels: Kernels,
+    /// Run the portable reference int8 kernels (a constant `false` without `kernel-choice`).
+    reference: bool,
 }
 
 impl<'m> View<'_, 'm> {
@@ -510,7 +524,7 @@ fn run_op_i8(v: &View<'_, '_>, op: &OpInfo<'_>, y: &mut [i8], yt: &TensorInfo<'_
                     ki8::Rounding::Double
                 },
             };
-            let reference = v.kernels == Kernels::Reference;
+            let reference = v.reference;
             if op.kind == OpKind::Dense {
                 if reference {
                     ki8::dense(x, wt.dims[1], w, wt.dims[0], bias, y, &q);

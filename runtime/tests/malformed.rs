@@ -639,3 +639,33 @@ fn int8_softmax_on_a_scalar_is_refused() {
         })
     );
 }
+
+/// A whole int8 model (conv, pool, reshape, dense, softmax) gives the same bytes with the
+/// optimized and the reference kernels, for many inputs.
+#[test]
+fn optimized_and_reference_sessions_agree_bit_for_bit() {
+    use kiln_runtime::Kernels;
+    let b = write(&small_int8_model()).unwrap();
+    let buf = AlignedBuf::new(&b);
+    let m = Model::from_bytes(buf.as_slice()).unwrap();
+    for seed in 0..64u32 {
+        let run = |kernels: Kernels| {
+            let mut arena = AlignedBuf::zeroed(m.arena_size());
+            let mut s = Session::new(&m, arena.as_mut_slice()).unwrap();
+            s.set_kernels(kernels);
+            assert_eq!(s.kernels(), kernels);
+            for (i, v) in s.input_bytes_mut(0).unwrap().iter_mut().enumerate() {
+                *v = (i as u32)
+                    .wrapping_mul(2_654_435_761)
+                    .wrapping_add(seed * 97) as u8;
+            }
+            s.invoke().unwrap();
+            s.output_bytes(0).unwrap().to_vec()
+        };
+        assert_eq!(
+            run(Kernels::Optimized),
+            run(Kernels::Reference),
+            "seed {seed}"
+        );
+    }
+}
