@@ -49,8 +49,11 @@ if [ -d build/conformance ]; then
   for d in $(ls -d build/conformance/test_*/ | head -60); do cp "$d/model.onnx" "$corpus/onnx_import/$(basename "$d").onnx"; done
 fi
 cp build/quickstart/test_x.npy build/quickstart/digit_*.pgm "$corpus/input_parsers/"
-"$kiln" keygen /tmp/kiln-fuzz-key >/dev/null
-"$kiln" sign build/quickstart/digits_cnn.kiln --key /tmp/kiln-fuzz-key.secret -o "$corpus/signed_model/digits.signed.kiln" >/dev/null
+# A throwaway key in a fresh directory (kiln keygen never overwrites an existing key).
+keydir=$(mktemp -d)
+"$kiln" keygen "$keydir/fuzz-key" >/dev/null
+"$kiln" sign build/quickstart/digits_cnn.kiln --key "$keydir/fuzz-key.secret" -o "$corpus/signed_model/digits.signed.kiln" >/dev/null
+rm -rf "$keydir"
 
 cd fuzz
 fuzz build -s "$san" -O

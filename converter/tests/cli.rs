@@ -792,3 +792,104 @@ fn images_get_a_polarity_hint_and_decode_errors_are_said_once() {
         "the decoder's text repeats: {err}"
     );
 }
+
+/// x f32 [1, 3, 2, 2] (NCHW, as an ONNX image model) -> relu.
+fn nchw_model() -> Vec<u8> {
+    let t = |name: &str, offset| TensorSpec {
+        name: name.into(),
+        dtype: DType::F32,
+        shape: vec![1, 3, 2, 2],
+        data: TensorData::Arena { offset },
+        quant: Quant::None,
+    };
+    write(&ModelSpec {
+        tensors: vec![t("x", 0), t("y", 48)],
+        ops: vec![OpSpec {
+            kind: OpKind::Unary,
+            name: "relu".into(),
+            inputs: vec![Some(0)],
+            outputs: vec![1],
+            params: [0; 12],
+        }],
+        inputs: vec![0],
+        outputs: vec![1],
+    })
+    .unwrap()
+}
+
+#[test]
+fn nhwc_arrays_for_an_nchw_model_are_refused_or_transposed_on_request() {
+    let f = Fixture::new();
+    std::fs::write(f.p("nchw.kiln"), nchw_model()).unwrap();
+    // NHWC [1, 2, 2, 3]: pixel (y, x) has channels (c0, c1, c2) = (10p, 10p + 1, 10p + 2).
+    let nhwc: Vec<f32> = (0..4)
+        .flat_map(|p| (0..3).map(move |c| (10 * p + c) as f32))
+        .collect();
+    let x = f.npy_f32("nhwc.npy", &[1, 2, 2, 3], &nhwc);
+    fails(
+        &kiln(&["run", &f.s("nchw.kiln"), "-i", &x]),
+        &["looks NHWC", "is NCHW", "--layout nhwc"],
+    );
+    let o = kiln(&[
+        "run",
+        &f.s("nchw.kiln"),
+        "-i",
+        &x,
+        "--layout",
+        "nhwc",
+        "--save",
+        &f.s("y.npy"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("transposed NHWC"), "{}", stderr(&o));
+    // relu keeps the values: output 0 must be the NCHW order of the same pixels.
+    let y = kiln_converter::npy::read(&f.p("y.npy")).unwrap().data;
+    let nchw: Vec<f32> = (0..3)
+        .flat_map(|c| (0..4).map(move |p| (10 * p + c) as f32))
+        .collect();
+    assert_eq!(y, nchw);
+    // An NCHW array is taken as is, and --layout on a non-image input is refused.
+    let x = f.npy_f32("nchw.npy", &[1, 3, 2, 2], &nchw);
+    let o = kiln(&["run", &f.s("nchw.kiln"), "-i", &x, "--save", &f.s("y2.npy")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        kiln_converter::npy::read(&f.p("y2.npy")).unwrap().data,
+        nchw
+    );
+    let x = f.npy_f32("x4.npy", &[1, 4], &[0.0; 4]);
+    fails(
+        &kiln(&["run", &f.s("f32.kiln"), "-i", &x, "--layout", "nhwc"]),
+        &["--layout applies to image inputs"],
+    );
+}
+
+/// `kiln verify` on int8 TFLite files: compared in LSBs against LiteRT's reference kernels, with
+/// which kiln is bit-exact. Uses the generated single-op grid (`$KILN_TFLITE_OPS`) and
+/// `$KILN_PYTHON`, both set by scripts/test.sh.
+#[test]
+fn verify_compares_int8_tflite_outputs_in_lsbs() {
+    let (Some(ops), Some(py)) = (
+        std::env::var_os("KILN_TFLITE_OPS"),
+        std::env::var_os("KILN_PYTHON"),
+    ) else {
+        eprintln!("KILN_TFLITE_OPS or KILN_PYTHON unset: not run (scripts/test.sh sets both)");
+        return;
+    };
+    let py = py.to_string_lossy().into_owned();
+    let mut checked = 0;
+    for case in ["000_conv", "002_depthwise"] {
+        let model = Path::new(&ops).join(case).join("model.tflite");
+        let o = kiln_env(
+            &["verify", &model.display().to_string(), "--samples", "4"],
+            &[("KILN_PYTHON", &py)],
+        );
+        let out = stdout(&o);
+        assert!(o.status.success(), "{case}: {out}{}", stderr(&o));
+        assert!(
+            out.contains(" int8 ") && out.contains("max diff 0 LSB"),
+            "{case}: {out}"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 2);
+}
