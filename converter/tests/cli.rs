@@ -730,17 +730,18 @@ fn keras_conv1d_and_flatten_match_keras_and_verify() {
     }
 }
 
-/// x f32 [1, 4, 4, 1] -> relu: a one-channel "image" model.
-fn gray_image_model() -> Vec<u8> {
+/// x f32 `shape` -> relu -> y: an image model (one-channel NHWC, or NCHW as from ONNX).
+fn relu_model(shape: &[usize]) -> Vec<u8> {
+    let bytes = 4 * shape.iter().product::<usize>();
     let t = |name: &str, offset| TensorSpec {
         name: name.into(),
         dtype: DType::F32,
-        shape: vec![1, 4, 4, 1],
+        shape: shape.to_vec(),
         data: TensorData::Arena { offset },
         quant: Quant::None,
     };
     write(&ModelSpec {
-        tensors: vec![t("x", 0), t("y", 64)],
+        tensors: vec![t("x", 0), t("y", bytes.div_ceil(16) * 16)],
         ops: vec![OpSpec {
             kind: OpKind::Unary,
             name: "relu".into(),
@@ -757,7 +758,7 @@ fn gray_image_model() -> Vec<u8> {
 #[test]
 fn images_get_a_polarity_hint_and_decode_errors_are_said_once() {
     let f = Fixture::new();
-    std::fs::write(f.p("gray.kiln"), gray_image_model()).unwrap();
+    std::fs::write(f.p("gray.kiln"), relu_model(&[1, 4, 4, 1])).unwrap();
     // A dark digit on a white page: most pixels are light.
     let img = image::GrayImage::from_fn(4, 4, |x, _| image::Luma([if x == 1 { 0 } else { 255 }]));
     img.save(f.p("digit.png")).unwrap();
@@ -793,34 +794,10 @@ fn images_get_a_polarity_hint_and_decode_errors_are_said_once() {
     );
 }
 
-/// x f32 [1, 3, 2, 2] (NCHW, as an ONNX image model) -> relu.
-fn nchw_model() -> Vec<u8> {
-    let t = |name: &str, offset| TensorSpec {
-        name: name.into(),
-        dtype: DType::F32,
-        shape: vec![1, 3, 2, 2],
-        data: TensorData::Arena { offset },
-        quant: Quant::None,
-    };
-    write(&ModelSpec {
-        tensors: vec![t("x", 0), t("y", 48)],
-        ops: vec![OpSpec {
-            kind: OpKind::Unary,
-            name: "relu".into(),
-            inputs: vec![Some(0)],
-            outputs: vec![1],
-            params: [0; 12],
-        }],
-        inputs: vec![0],
-        outputs: vec![1],
-    })
-    .unwrap()
-}
-
 #[test]
 fn nhwc_arrays_for_an_nchw_model_are_refused_or_transposed_on_request() {
     let f = Fixture::new();
-    std::fs::write(f.p("nchw.kiln"), nchw_model()).unwrap();
+    std::fs::write(f.p("nchw.kiln"), relu_model(&[1, 3, 2, 2])).unwrap();
     // NHWC [1, 2, 2, 3]: pixel (y, x) has channels (c0, c1, c2) = (10p, 10p + 1, 10p + 2).
     let nhwc: Vec<f32> = (0..4)
         .flat_map(|p| (0..3).map(move |c| (10 * p + c) as f32))
