@@ -77,11 +77,11 @@ pub fn emit_mapped(g: &Graph) -> Result<(Vec<u8>, Plan, Vec<u32>)> {
         .nodes
         .iter()
         .map(|n| OpSpec {
-            kind: n.kind,
+            kind: n.kind(),
             name: n.name.clone(),
             inputs: n.inputs.iter().map(|i| i.map(|t| remap[t])).collect(),
             outputs: n.outputs.iter().map(|&t| remap[t]).collect(),
-            params: n.params,
+            params: n.op.encode(),
         })
         .collect();
     let spec = ModelSpec {

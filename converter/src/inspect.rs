@@ -1,8 +1,9 @@
 //! `kiln inspect`: a per-layer table of a `.kiln` file.
 
 use kiln_runtime::format::Storage;
-use kiln_runtime::ops::{pad_pair, BinaryKind, UnaryKind, P_ACT_MAX, P_ACT_MIN};
-use kiln_runtime::{Model, OpKind};
+use kiln_runtime::format::MAX_RANK;
+use kiln_runtime::ops::shapes_of;
+use kiln_runtime::Model;
 use serde::Serialize;
 
 /// One row of the table.
@@ -66,109 +67,25 @@ pub struct Report {
     pub layers: Vec<Layer>,
 }
 
-fn act_str(lo: f32, hi: f32) -> String {
-    match (lo, hi) {
-        (l, h) if l == f32::NEG_INFINITY && h == f32::INFINITY => String::new(),
-        (l, h) if l == 0.0 && h == f32::INFINITY => " relu".into(),
-        (l, h) if l == 0.0 && h == 6.0 => " relu6".into(),
-        (l, h) => format!(" clamp[{l},{h}]"),
-    }
-}
-
-/// Describes op `i`'s parameters in words.
+/// Describes op `i`'s parameters in words (`k3x3 s2,2 d1,1 p1,1,1,1 g8 relu6`).
 pub fn describe(m: &Model<'_>, i: usize) -> String {
     let op = m.op(i);
-    let p = op.params;
-    let int8 = m
-        .op_input(&op, 0)
-        .is_some_and(|t| m.tensor(t).dtype == kiln_runtime::DType::I8);
-    let act = if int8 {
-        let (lo, hi) = (p[P_ACT_MIN], p[P_ACT_MAX]);
-        if (lo, hi) == (-128, 127) {
-            String::new()
-        } else {
-            format!(" clamp[{lo},{hi}]q")
+    let mut buf = [[0; MAX_RANK]; 3];
+    let shapes = shapes_of(m, &op, &mut buf);
+    let mut s = String::new();
+    match m.op_params(&op) {
+        Ok(p) => {
+            // Writing into a String cannot fail.
+            let _ = p.describe(&shapes, &mut s);
         }
-    } else {
-        act_str(op.param_f32(P_ACT_MIN), op.param_f32(P_ACT_MAX))
-    };
-    match op.kind {
-        OpKind::Conv2d => {
-            let w = m
-                .op_input(&op, 1)
-                .map(|t| m.tensor(t).dims)
-                .unwrap_or([0; 6]);
-            let dw = if p[8] > 1 && w[3] == 1 {
-                " depthwise"
-            } else {
-                ""
-            };
-            format!(
-                "k{}x{} s{},{} d{},{} p{},{},{},{} g{}{dw}{act}",
-                w[1], w[2], p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8]
-            )
-        }
-        OpKind::MaxPool | OpKind::AvgPool => format!(
-            "k{}x{} s{},{} p{},{},{},{}{act}",
-            p[2], p[3], p[0], p[1], p[4], p[5], p[6], p[7]
-        ),
-        OpKind::Dense | OpKind::MatMul => act.trim().to_string(),
-        OpKind::Binary => format!(
-            "{:?}{act}",
-            BinaryKind::from_i32(p[0]).map_or("?".into(), |k| format!("{k:?}").to_lowercase())
-        )
-        .replace('"', ""),
-        OpKind::Unary => {
-            UnaryKind::from_i32(p[0]).map_or("?".into(), |k| format!("{k:?}").to_lowercase())
-        }
-        OpKind::Softmax => format!(
-            "axis {} beta {}{}",
-            p[0],
-            op.param_f32(1),
-            if p[2] == 1 { " log" } else { "" }
-        ),
-        OpKind::Reduce => format!(
-            "{} mask {:#b}",
-            ["mean", "sum", "max", "min", "prod", "mean_sq"]
-                .get(p[0] as usize)
-                .unwrap_or(&"?"),
-            p[1]
-        ),
-        OpKind::Concat => format!("axis {}", p[0]),
-        OpKind::Transpose => {
-            let r = m.tensor(m.op_output(&op, 0)).rank;
-            format!("perm {:?}", &p[..r])
-        }
-        OpKind::Pad => {
-            let r = m.tensor(m.op_output(&op, 0)).rank;
-            let pads: Vec<(usize, usize)> = (0..r).map(|d| pad_pair(p[2 + d])).collect();
-            format!(
-                "{} {pads:?}",
-                ["constant", "reflect", "edge"]
-                    .get(p[0] as usize)
-                    .unwrap_or(&"?")
-            )
-        }
-        OpKind::Slice => {
-            let r = m.tensor(m.op_output(&op, 0)).rank;
-            format!("begin {:?} step {:?}", &p[..r], &p[6..6 + r])
-        }
-        _ => String::new(),
+        Err(e) => s = format!("(invalid parameters: {e})"),
     }
+    s.trim().to_string()
 }
 
 /// MACs of op `i`.
 pub fn macs(m: &Model<'_>, i: usize) -> u64 {
-    let op = m.op(i);
-    let out = m.tensor(m.op_output(&op, 0)).len() as u64;
-    let w = |k| m.op_input(&op, k).map(|t| m.tensor(t));
-    match op.kind {
-        OpKind::Conv2d => w(1).map_or(0, |t| out * (t.dims[1] * t.dims[2] * t.dims[3]) as u64),
-        OpKind::Dense => w(1).map_or(0, |t| out * t.dims[1] as u64),
-        OpKind::MatMul => w(0).map_or(0, |t| out * t.dims[t.rank - 1] as u64),
-        OpKind::MaxPool | OpKind::AvgPool => out * (op.params[2] * op.params[3]) as u64,
-        _ => 0,
-    }
+    m.op_macs(&m.op(i))
 }
 
 /// Builds the report.

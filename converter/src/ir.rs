@@ -2,8 +2,7 @@
 //! passes rewrite it, the planner places it and `emit` writes it as a `.kiln` file.
 
 use anyhow::{bail, Result};
-use kiln_runtime::format::OP_PARAMS;
-use kiln_runtime::ops::{P_ACT_MAX, P_ACT_MIN};
+use kiln_runtime::ops::{Act, OpParams, OpShapes};
 use kiln_runtime::{DType, OpKind, Quant};
 
 /// Tensor id: index into [`Graph::tensors`].
@@ -76,55 +75,45 @@ impl Tensor {
 pub struct Node {
     /// Name from the source model.
     pub name: String,
-    /// Kind.
-    pub kind: OpKind,
+    /// What it computes, with its typed parameters.
+    pub op: OpParams,
     /// Inputs (`None` for an absent optional input).
     pub inputs: Vec<Option<TId>>,
     /// Outputs.
     pub outputs: Vec<TId>,
-    /// Parameter words, as in the file.
-    pub params: [i32; OP_PARAMS],
 }
 
 impl Node {
-    /// A node with no fused activation (clamp to ±inf).
+    /// A node computing `op`.
     pub fn new(
         name: impl Into<String>,
-        kind: OpKind,
+        op: OpParams,
         inputs: Vec<Option<TId>>,
         outputs: Vec<TId>,
     ) -> Node {
-        let mut params = [0; OP_PARAMS];
-        params[P_ACT_MIN] = f32::NEG_INFINITY.to_bits() as i32;
-        params[P_ACT_MAX] = f32::INFINITY.to_bits() as i32;
         Node {
             name: name.into(),
-            kind,
+            op,
             inputs,
             outputs,
-            params,
         }
     }
-    /// Sets parameter word `i`.
-    pub fn with(mut self, i: usize, v: i32) -> Node {
-        self.params[i] = v;
-        self
+    /// The op kind.
+    pub fn kind(&self) -> OpKind {
+        self.op.kind()
     }
-    /// Sets parameter word `i` to the bits of `v`.
-    pub fn with_f32(self, i: usize, v: f32) -> Node {
-        self.with(i, v.to_bits() as i32)
+    /// The fused activation of a float op (`None` for ops without one or int8 ones).
+    pub fn act(&self) -> Option<(f32, f32)> {
+        match self.op.act() {
+            Some(Act::Float { lo, hi }) => Some((lo, hi)),
+            _ => None,
+        }
     }
-    /// The fused activation clamp.
-    pub fn act(&self) -> (f32, f32) {
-        (
-            f32::from_bits(self.params[P_ACT_MIN] as u32),
-            f32::from_bits(self.params[P_ACT_MAX] as u32),
-        )
-    }
-    /// Sets the fused activation clamp.
+    /// Sets the fused float activation clamp (ops without one are left alone).
     pub fn set_act(&mut self, lo: f32, hi: f32) {
-        self.params[P_ACT_MIN] = lo.to_bits() as i32;
-        self.params[P_ACT_MAX] = hi.to_bits() as i32;
+        if let Some(a) = self.op.act_mut() {
+            *a = Act::Float { lo, hi };
+        }
     }
     /// Input `k`, if present.
     pub fn input(&self, k: usize) -> Option<TId> {
@@ -220,7 +209,7 @@ impl Graph {
         // dense or matmul makes its outputs infinite or NaN: refuse both, naming the op. (An
         // infinite constant elsewhere is legitimate: attention masks add -inf.)
         for n in &self.nodes {
-            let weighted = matches!(n.kind, OpKind::Conv2d | OpKind::Dense | OpKind::MatMul);
+            let weighted = matches!(n.kind(), OpKind::Conv2d | OpKind::Dense | OpKind::MatMul);
             for &t in n.inputs.iter().flatten() {
                 if let Some(Data::F32(v)) = &self.tensors[t].data {
                     // (No element index: after lowering, weights may be stored transposed,
@@ -237,7 +226,7 @@ impl Graph {
                         bail!(
                             "node '{}' ({}): constant '{}' holds {what}",
                             n.name,
-                            n.kind.name(),
+                            n.kind().name(),
                             self.tensors[t].name
                         );
                     }
@@ -280,23 +269,12 @@ impl Graph {
     /// Multiply-accumulates of node `i` (for `inspect` and reports).
     pub fn macs(&self, i: usize) -> u64 {
         let n = &self.nodes[i];
-        let out = n.outputs.first().map_or(0, |&o| self.tensors[o].len()) as u64;
-        match n.kind {
-            OpKind::Conv2d => {
-                let w = &self.tensors[n.input(1).unwrap_or(0)].shape;
-                out * (w[1] * w[2] * w[3]) as u64
-            }
-            OpKind::Dense => {
-                let w = &self.tensors[n.input(1).unwrap_or(0)].shape;
-                out * w[1] as u64
-            }
-            OpKind::MatMul => {
-                let a = &self.tensors[n.input(0).unwrap_or(0)].shape;
-                out * a[a.len() - 1] as u64
-            }
-            OpKind::MaxPool | OpKind::AvgPool => out * (n.params[2] * n.params[3]) as u64,
-            _ => 0,
-        }
+        let shape = |t: Option<TId>| t.map_or(&[][..], |t| &self.tensors[t].shape[..]);
+        n.op.macs(&OpShapes {
+            x: shape(n.input(0)),
+            w: shape(n.input(1)),
+            y: shape(n.outputs.first().copied()),
+        })
     }
 }
 
@@ -321,9 +299,9 @@ pub fn dump(g: &Graph, plan: Option<&crate::plan::Plan>) -> String {
         let outs: Vec<String> = n.outputs.iter().map(|&x| t(x)).collect();
         s.push_str(&format!(
             "#{i} {:?} '{}' {:?}\n   in: {}\n   out: {}\n",
-            n.kind,
+            n.kind(),
             n.name,
-            &n.params[..9],
+            n.op,
             ins.join(", "),
             outs.join(", ")
         ));
@@ -333,4 +311,13 @@ pub fn dump(g: &Graph, plan: Option<&crate::plan::Plan>) -> String {
         g.outputs.iter().map(|&i| t(i)).collect::<Vec<_>>()
     ));
     s
+}
+
+/// Max (`max`) or average pooling with parameters `p`.
+pub fn pool_op(max: bool, p: kiln_runtime::ops::PoolParams) -> OpParams {
+    if max {
+        OpParams::MaxPool(p)
+    } else {
+        OpParams::AvgPool(p)
+    }
 }

@@ -7,9 +7,13 @@
 //! permutation, and a real transpose op is emitted only where an op needs another layout (a
 //! reshape across permuted axes, or a graph output).
 
-use crate::ir::{Graph, Node, TId};
+use crate::ir::{pool_op, Graph, Node, TId};
 use anyhow::{anyhow, bail, Context, Result};
-use kiln_runtime::ops::{BinaryKind, UnaryKind};
+use kiln_runtime::format::MAX_RANK;
+use kiln_runtime::ops::{
+    self as kops, BinaryKind, BinaryParams, OpParams, ReshapeParams, TransposeParams, UnaryKind,
+    UnaryParams,
+};
 use kiln_runtime::{DType, OpKind};
 use std::collections::HashMap;
 use std::path::Path;
@@ -445,10 +449,12 @@ pub fn from_typed(model: &TypedModel) -> Result<Graph> {
             let copy = imp
                 .g
                 .add_tensor(name.clone(), DType::F32, imp.g.tensors[tid].shape.clone());
-            imp.g.push(
-                Node::new(name, OpKind::Unary, vec![Some(tid)], vec![copy])
-                    .with(0, UnaryKind::Identity as i32),
-            );
+            imp.g.push(Node::new(
+                name,
+                OpParams::Unary(UnaryParams::new(UnaryKind::Identity)),
+                vec![Some(tid)],
+                vec![copy],
+            ));
             tid = copy;
         }
         let oname = model
@@ -558,16 +564,12 @@ impl Imp<'_> {
                     phys,
                 );
                 self.g.tensors[out].quant = self.g.tensors[tid].quant;
-                let mut n = Node::new(
+                self.g.push(Node::new(
                     format!("{name}.transpose"),
-                    OpKind::Transpose,
+                    OpParams::Transpose(TransposeParams::new(&tp)),
                     vec![Some(tid)],
                     vec![out],
-                );
-                for (i, &p) in tp.iter().enumerate() {
-                    n.params[i] = p as i32;
-                }
-                self.g.push(n);
+                ));
                 out
             }
         };
@@ -596,7 +598,7 @@ impl Imp<'_> {
         self.g.tensors[y].quant = self.g.tensors[x].quant;
         self.g.push(Node::new(
             format!("{name}.reshape"),
-            OpKind::Reshape,
+            OpParams::Reshape(ReshapeParams),
             vec![Some(x)],
             vec![y],
         ));
@@ -689,12 +691,12 @@ impl Imp<'_> {
                 unary_kind(e).ok_or_else(|| anyhow!("unsupported element-wise op"))?;
             let (x, perm) = self.any_act(node.inputs[0])?;
             let y = self.new_tensor(name.clone(), self.g.tensors[x].shape.clone());
-            self.g.push(
-                Node::new(name, OpKind::Unary, vec![Some(x)], vec![y])
-                    .with(0, kind as i32)
-                    .with_f32(1, a)
-                    .with_f32(2, b),
-            );
+            self.g.push(Node::new(
+                name,
+                OpParams::Unary(UnaryParams { kind, a, b }),
+                vec![Some(x)],
+                vec![y],
+            ));
             self.set_act(node, y, perm);
             return Ok(());
         }
@@ -703,11 +705,11 @@ impl Imp<'_> {
         }
         if let Some(r) = op.downcast_ref::<Reduce>() {
             let reducer = match r.reducer {
-                Reducer::Sum => 1,
-                Reducer::Max => 2,
-                Reducer::Min => 3,
-                Reducer::Prod => 4,
-                Reducer::MeanOfSquares => 5,
+                Reducer::Sum => kops::Reducer::Sum,
+                Reducer::Max => kops::Reducer::Max,
+                Reducer::Min => kops::Reducer::Min,
+                Reducer::Prod => kops::Reducer::Prod,
+                Reducer::MeanOfSquares => kops::Reducer::MeanSquare,
                 _ => bail!("unsupported reducer"),
             };
             if r.axes.is_empty() {
@@ -716,7 +718,7 @@ impl Imp<'_> {
                 return Ok(());
             }
             let (x, perm) = self.any_act(node.inputs[0])?;
-            let mut mask = 0;
+            let mut mask = 0u32;
             let mut shape = self.g.tensors[x].shape.clone();
             for &a in &r.axes {
                 let p = perm
@@ -727,11 +729,12 @@ impl Imp<'_> {
                 shape[p] = 1;
             }
             let y = self.new_tensor(name.clone(), shape);
-            self.g.push(
-                Node::new(name, OpKind::Reduce, vec![Some(x)], vec![y])
-                    .with(0, reducer)
-                    .with(1, mask),
-            );
+            self.g.push(Node::new(
+                name,
+                OpParams::Reduce(kops::ReduceParams::new(reducer, mask)),
+                vec![Some(x)],
+                vec![y],
+            ));
             self.set_act(node, y, perm);
             return Ok(());
         }
@@ -755,33 +758,43 @@ impl Imp<'_> {
             let shape = self.shape(out)?;
             let phys: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
             let y = self.new_tensor(name.clone(), phys);
-            self.g
-                .push(Node::new(name, OpKind::Concat, ins, vec![y]).with(0, axis as i32));
+            self.g.push(Node::new(
+                name,
+                OpParams::Concat(kops::ConcatParams { axis }),
+                ins,
+                vec![y],
+            ));
             self.set_act(node, y, perm);
             return Ok(());
         }
         if let Some(p) = op.downcast_ref::<Pad>() {
             let (x, perm) = self.any_act(node.inputs[0])?;
-            let (mode, value) = match &p.mode {
-                PadMode::Constant(v) => (0, tensor_f32(v)?.first().copied().unwrap_or(0.0)),
-                PadMode::Reflect => (1, 0.0),
-                PadMode::Edge => (2, 0.0),
+            let mode = match &p.mode {
+                PadMode::Constant(v) => {
+                    kops::PadMode::Constant(tensor_f32(v)?.first().copied().unwrap_or(0.0))
+                }
+                PadMode::Reflect => kops::PadMode::Reflect,
+                PadMode::Edge => kops::PadMode::Edge,
             };
-            let mut n = Node::new(name.clone(), OpKind::Pad, vec![Some(x)], vec![])
-                .with(0, mode)
-                .with_f32(1, value);
+            if perm.len() > MAX_RANK {
+                bail!("pad of a rank-{} tensor (at most {MAX_RANK})", perm.len());
+            }
+            let mut pp = kops::PadParams {
+                mode,
+                pads: [(0, 0); MAX_RANK],
+            };
             let mut shape = self.g.tensors[x].shape.clone();
             for (i, &l) in perm.iter().enumerate() {
                 let (b, a) = p.pads[l];
                 if b >= 1 << 15 || a >= 1 << 15 {
                     bail!("padding ({b}, {a}) too large");
                 }
-                n.params[2 + i] = ((b << 16) | a) as i32;
+                pp.pads[i] = (b, a);
                 shape[i] += b + a;
             }
-            let y = self.new_tensor(name, shape);
-            n.outputs.push(y);
-            self.g.push(n);
+            let y = self.new_tensor(name.clone(), shape);
+            self.g
+                .push(Node::new(name, OpParams::Pad(pp), vec![Some(x)], vec![y]));
             self.set_act(node, y, perm);
             return Ok(());
         }
@@ -825,10 +838,12 @@ impl Imp<'_> {
                 .g
                 .add_const_f32(format!("{name}.zeros"), zshape, vec![0.0; zn]);
             let y = self.new_tensor(name.clone(), phys);
-            self.g.push(
-                Node::new(name, OpKind::Binary, vec![Some(x), Some(z)], vec![y])
-                    .with(0, BinaryKind::Add as i32),
-            );
+            self.g.push(Node::new(
+                name,
+                OpParams::Binary(BinaryParams::new(BinaryKind::Add)),
+                vec![Some(x), Some(z)],
+                vec![y],
+            ));
             self.set_act(node, y, perm);
             return Ok(());
         }
@@ -876,7 +891,7 @@ impl Imp<'_> {
         let y = self.new_tensor(node.name.clone(), self.g.tensors[x].shape.clone());
         self.g.push(Node::new(
             node.name.clone(),
-            OpKind::Dequantize,
+            OpParams::Dequantize(kops::DequantizeParams),
             vec![Some(x)],
             vec![y],
         ));
@@ -900,8 +915,12 @@ impl Imp<'_> {
                     .g
                     .add_tensor(name.clone(), DType::I8, self.g.tensors[x].shape.clone());
                 self.g.tensors[q].quant = kiln_runtime::Quant::PerTensor { scale, zero_point };
-                self.g
-                    .push(Node::new(name, OpKind::Quantize, vec![Some(x)], vec![q]));
+                self.g.push(Node::new(
+                    name,
+                    OpParams::Quantize(kops::QuantizeParams),
+                    vec![Some(x)],
+                    vec![q],
+                ));
                 self.vals.insert(
                     o,
                     Val::Act {
@@ -927,15 +946,19 @@ impl Imp<'_> {
             .iter()
             .position(|&p| p == axis)
             .ok_or_else(|| anyhow!("bad axis"))?;
-        let mut n = Node::new(node.name.clone(), OpKind::Slice, vec![Some(x)], vec![]);
-        for i in 0..perm.len() {
-            n.params[6 + i] = 1;
+        if pa >= MAX_RANK {
+            bail!("slice of a rank-{} tensor (at most {MAX_RANK})", perm.len());
         }
-        n.params[pa] = i32::try_from(begin)?;
-        n.params[6 + pa] = i32::try_from(step)?;
+        let mut sp = kops::SliceParams::default();
+        sp.begin[pa] = i32::try_from(begin)?;
+        sp.step[pa] = i32::try_from(step)?;
         let y = self.new_tensor(node.name.clone(), phys);
-        n.outputs.push(y);
-        self.g.push(n);
+        self.g.push(Node::new(
+            node.name.clone(),
+            OpParams::Slice(sp),
+            vec![Some(x)],
+            vec![y],
+        ));
         self.set_act(node, y, perm);
         Ok(())
     }
@@ -966,12 +989,12 @@ impl Imp<'_> {
                         UnaryKind::Clip
                     };
                     let y = self.new_tensor(name.clone(), self.g.tensors[xt].shape.clone());
-                    self.g.push(
-                        Node::new(name, OpKind::Unary, vec![Some(xt)], vec![y])
-                            .with(0, kind as i32)
-                            .with_f32(1, lo)
-                            .with_f32(2, hi),
-                    );
+                    self.g.push(Node::new(
+                        name,
+                        OpParams::Unary(UnaryParams { kind, a: lo, b: hi }),
+                        vec![Some(xt)],
+                        vec![y],
+                    ));
                     self.set_act(node, y, perm);
                     return Ok(());
                 }
@@ -986,16 +1009,19 @@ impl Imp<'_> {
         let out_shape = self.shape(OutletId::new(node.id, 0))?;
         let phys: Vec<usize> = perm.iter().map(|&p| out_shape[p]).collect();
         let y = self.new_tensor(name.clone(), phys);
-        self.g.push(
-            Node::new(name, OpKind::Binary, vec![Some(at), Some(bt)], vec![y]).with(0, kind as i32),
-        );
+        self.g.push(Node::new(
+            name,
+            OpParams::Binary(BinaryParams::new(kind)),
+            vec![Some(at), Some(bt)],
+            vec![y],
+        ));
         self.set_act(node, y, perm);
         Ok(())
     }
 
     fn softmax(&mut self, node: &TypedNode, s: &Softmax) -> Result<()> {
         let name = node.name.clone();
-        let log = matches!(s.kind, SoftmaxKind::LogSoftmax) as i32;
+        let log = matches!(s.kind, SoftmaxKind::LogSoftmax);
         let shape = self.shape(node.inputs[0])?;
         if s.axes.len() == 1 {
             let (x, perm) = self.any_act(node.inputs[0])?;
@@ -1004,12 +1030,12 @@ impl Imp<'_> {
                 .position(|&p| p == s.axes[0])
                 .ok_or_else(|| anyhow!("bad axis"))?;
             let y = self.new_tensor(name.clone(), self.g.tensors[x].shape.clone());
-            self.g.push(
-                Node::new(name, OpKind::Softmax, vec![Some(x)], vec![y])
-                    .with(0, axis as i32)
-                    .with_f32(1, 1.0)
-                    .with(2, log),
-            );
+            self.g.push(Node::new(
+                name,
+                OpParams::Softmax(kops::SoftmaxParams::new(axis, log)),
+                vec![Some(x)],
+                vec![y],
+            ));
             self.set_act(node, y, perm);
             return Ok(());
         }
@@ -1026,12 +1052,12 @@ impl Imp<'_> {
         let inner: usize = shape[axes[axes.len() - 1] + 1..].iter().product();
         let x3 = self.reshape(x, vec![outer, n, inner], format!("{name}.flat"));
         let y3 = self.new_tensor(format!("{name}.flat_out"), vec![outer, n, inner]);
-        self.g.push(
-            Node::new(name.clone(), OpKind::Softmax, vec![Some(x3)], vec![y3])
-                .with(0, 1)
-                .with_f32(1, 1.0)
-                .with(2, log),
-        );
+        self.g.push(Node::new(
+            name.clone(),
+            OpParams::Softmax(kops::SoftmaxParams::new(1, log)),
+            vec![Some(x3)],
+            vec![y3],
+        ));
         let y = self.reshape(y3, shape, name);
         self.set_act(node, y, identity(r));
         Ok(())
@@ -1293,23 +1319,18 @@ impl Imp<'_> {
         };
         let pads = Self::padding(spec, [h, w], [dh, dw], [oh, ow])?;
         let y4 = self.new_tensor(format!("{name}.nhwc_out"), vec![n, oh, ow, o]);
-        self.g.push(
-            Node::new(
-                name.clone(),
-                OpKind::Conv2d,
-                vec![Some(x), Some(wt), bias],
-                vec![y4],
-            )
-            .with(0, sh as i32)
-            .with(1, sw as i32)
-            .with(2, dh as i32)
-            .with(3, dw as i32)
-            .with(4, pads[0] as i32)
-            .with(5, pads[1] as i32)
-            .with(6, pads[2] as i32)
-            .with(7, pads[3] as i32)
-            .with(8, g as i32),
-        );
+        let geom = kops::ConvGeom {
+            stride: [sh, sw],
+            dilation: [dh, dw],
+            pad: pads,
+            groups: g,
+        };
+        self.g.push(Node::new(
+            name.clone(),
+            OpParams::Conv2d(kops::ConvParams::new(geom)),
+            vec![Some(x), Some(wt), bias],
+            vec![y4],
+        ));
         let y = self.reshape(y4, out_phys, name);
         self.set_act(node, y, want);
         Ok(())
@@ -1352,19 +1373,19 @@ impl Imp<'_> {
         pads[2] += extra_b;
         pads[3] += extra_r;
         let y4 = self.new_tensor(format!("{name}.nhwc_out"), vec![n, oh, ow, c]);
-        self.g.push(
-            Node::new(name.clone(), kind, vec![Some(x)], vec![y4])
-                .with(0, sh as i32)
-                .with(1, sw as i32)
-                .with(2, kh as i32)
-                .with(3, kw as i32)
-                .with(4, pads[0] as i32)
-                .with(5, pads[1] as i32)
-                .with(6, pads[2] as i32)
-                .with(7, pads[3] as i32)
-                .with(8, count_include_pad as i32)
-                .with(11, ((extra_b << 16) | extra_r) as i32),
-        );
+        if pads.iter().any(|&p| p >= 1 << 15) {
+            bail!("pooling padding {pads:?} too large");
+        }
+        let mut p = kops::PoolParams::new([kh, kw], [sh, sw]);
+        p.window.pad = pads;
+        p.window.ceil_extra = [extra_b, extra_r];
+        p.window.count_include_pad = count_include_pad;
+        self.g.push(Node::new(
+            name.clone(),
+            pool_op(kind == OpKind::MaxPool, p),
+            vec![Some(x)],
+            vec![y4],
+        ));
         let y = self.reshape(y4, out_phys, name);
         self.set_act(node, y, want);
         Ok(())
@@ -1487,7 +1508,7 @@ impl Imp<'_> {
             let y = self.new_tensor(format!("{name}.flat"), vec![rows, cols]);
             self.g.push(Node::new(
                 name.clone(),
-                OpKind::Dense,
+                OpParams::Dense(kops::DenseParams::default()),
                 vec![Some(xt), Some(wt), None],
                 vec![y],
             ));
@@ -1519,7 +1540,7 @@ impl Imp<'_> {
             let y = self.new_tensor(format!("{name}.flat"), yshape);
             self.g.push(Node::new(
                 name.clone(),
-                OpKind::MatMul,
+                OpParams::MatMul(kops::MatMulParams::default()),
                 vec![Some(at), Some(bt), None],
                 vec![y],
             ));

@@ -37,7 +37,7 @@ pub fn plan(g: &Graph) -> Plan {
     }
     let is_arena = |t: TId| g.tensors[t].data.is_none();
     for n in &g.nodes {
-        if n.kind == OpKind::Reshape {
+        if n.kind() == OpKind::Reshape {
             if let Some(x) = n.input(0) {
                 if is_arena(x) {
                     let (a, b) = (find(&mut group, x), find(&mut group, n.outputs[0]));

@@ -4,7 +4,7 @@
 //! quantize/dequantize ops, and report per-layer error (SQNR) against the float model.
 
 use crate::emit::emit_mapped;
-use crate::ir::{Data, Graph, Node, TId};
+use crate::ir::{pool_op, Data, Graph, Node, TId};
 use anyhow::{anyhow, bail, Result};
 use kiln_quantize::calibrate::{
     asymmetric, quantize_bias, quantize_weights_compact, quantize_weights_per_channel, sqnr_db,
@@ -14,7 +14,10 @@ use kiln_quantize::requant::{
     add_params, conv_multipliers, logistic, lut_i8, mean_params, mul_params, softmax_params,
 };
 use kiln_runtime::cast::{bytes_as_f32, bytes_as_i8};
-use kiln_runtime::ops::{BinaryKind, UnaryKind, P_ACT_MAX, P_ACT_MIN};
+use kiln_runtime::ops::{
+    Act, AddQuant, BinaryKind, BinaryParams, BinaryQuant, DequantizeParams, LutParams, MeanQuant,
+    MulQuant, OpParams, QuantizeParams, Reducer, Rounding, SoftmaxQuant, UnaryKind, UnaryParams,
+};
 use kiln_runtime::writer::AlignedBuf;
 use kiln_runtime::{DType, Model, OpKind, Quant, Session};
 use serde::Serialize;
@@ -136,7 +139,7 @@ fn propagate_through_reshapes(g: &mut Graph) {
         for i in 0..g.nodes.len() {
             let n = &g.nodes[i];
             // A quantize to an int8 tensor fixes its input's quantization.
-            if n.kind == OpKind::Quantize {
+            if n.kind() == OpKind::Quantize {
                 if let (Some(x), Quant::PerTensor { scale, zero_point }) =
                     (n.input(0), g.tensors[n.outputs[0]].quant)
                 {
@@ -147,7 +150,10 @@ fn propagate_through_reshapes(g: &mut Graph) {
                 }
                 continue;
             }
-            if !matches!(n.kind, OpKind::Reshape | OpKind::Slice | OpKind::Transpose) {
+            if !matches!(
+                n.kind(),
+                OpKind::Reshape | OpKind::Slice | OpKind::Transpose
+            ) {
                 continue;
             }
             let (Some(x), y) = (n.input(0), n.outputs[0]) else {
@@ -254,7 +260,7 @@ pub fn quantize(
         let sqnr = acc.get(&t).map_or(f64::NAN, |(r, x)| sqnr_db(r, x));
         layers.push(LayerError {
             name: node.name.clone(),
-            op: node.kind.name().into(),
+            op: node.kind().name().into(),
             int8,
             sqnr_db: sqnr,
         });
@@ -353,8 +359,12 @@ impl<'g> Builder<'g> {
         let (s, z) = self.params(t);
         let q = self.new_i8(t, s, z);
         let name = format!("{}.quantize", self.g.tensors[t].name);
-        self.q
-            .push(Node::new(name, OpKind::Quantize, vec![Some(t)], vec![q]));
+        self.q.push(Node::new(
+            name,
+            OpParams::Quantize(QuantizeParams),
+            vec![Some(t)],
+            vec![q],
+        ));
         Ok(q)
     }
 
@@ -381,8 +391,12 @@ impl<'g> Builder<'g> {
             self.f32_twin.insert(t, f);
             f
         };
-        self.q
-            .push(Node::new(name, OpKind::Dequantize, vec![Some(q)], vec![f]));
+        self.q.push(Node::new(
+            name,
+            OpParams::Dequantize(DequantizeParams),
+            vec![Some(q)],
+            vec![f],
+        ));
         self.have_f32.insert(t);
         Ok(f)
     }
@@ -392,8 +406,8 @@ impl<'g> Builder<'g> {
     }
 
     /// The fused float clamp of `n` in the quantized domain of `(scale, zp)`.
-    fn int_clamp(n: &Node, scale: f32, zp: i32) -> (i32, i32) {
-        let (lo, hi) = n.act();
+    fn int_clamp(n: &Node, scale: f32, zp: i32) -> Act {
+        let (lo, hi) = n.act().unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
         let lo = if lo.is_finite() {
             zp.saturating_add((lo / scale).round() as i32).max(-128)
         } else {
@@ -404,7 +418,7 @@ impl<'g> Builder<'g> {
         } else {
             127
         };
-        (lo.min(hi), hi)
+        Act::Int8 { lo: lo.min(hi), hi }
     }
 
     fn build(mut self) -> Result<Self> {
@@ -458,14 +472,14 @@ impl<'g> Builder<'g> {
     fn int8_node(&mut self, n: &Node) -> Result<bool> {
         let y = n.outputs[0];
         // Conversions present in the source model (an int8 graph input, an int8 output).
-        if n.kind == OpKind::Dequantize {
+        if n.kind() == OpKind::Dequantize {
             if let Some(&xq) = n.input(0).and_then(|x| self.int8_of.get(&x)) {
                 self.int8_of.insert(y, xq);
                 return Ok(true);
             }
             return Ok(false);
         }
-        if n.kind == OpKind::Quantize {
+        if n.kind() == OpKind::Quantize {
             let x = n.input(0).unwrap_or(y);
             if let Some(&xq) = self.int8_of.get(&x) {
                 if self.q.tensors[xq].quant == self.g.tensors[y].quant {
@@ -480,7 +494,10 @@ impl<'g> Builder<'g> {
             self.int8_of.insert(y, y);
             return Ok(true);
         }
-        if matches!(n.kind, OpKind::Reshape | OpKind::Slice | OpKind::Transpose) {
+        if matches!(
+            n.kind(),
+            OpKind::Reshape | OpKind::Slice | OpKind::Transpose
+        ) {
             // Data movement follows its input: int8 in, int8 out, same quantization.
             let Some(&xq) = n.input(0).and_then(|x| self.int8_of.get(&x)) else {
                 return Ok(false);
@@ -513,10 +530,10 @@ impl<'g> Builder<'g> {
             .copied()
             .filter(|&t| self.is_act(t))
             .collect();
-        if n.kind != OpKind::Reshape && !acts.iter().all(|&t| self.can_i8(t)) {
+        if n.kind() != OpKind::Reshape && !acts.iter().all(|&t| self.can_i8(t)) {
             return Ok(false);
         }
-        match n.kind {
+        match n.kind() {
             OpKind::Conv2d | OpKind::Dense => {
                 let (Some(x), Some(wt)) = (n.input(0), n.input(1)) else {
                     return Ok(false);
@@ -589,64 +606,80 @@ impl<'g> Builder<'g> {
                     self.q
                         .add_tensor(format!("{}.shift", n.name), DType::I8, vec![shift.len()]);
                 self.q.tensors[sid].data = Some(Data::I8(shift.iter().map(|&s| s as i8).collect()));
-                let (lo, hi) = Self::int_clamp(n, sy, zy);
+                let act = Self::int_clamp(n, sy, zy);
                 let mut m = n.clone();
                 m.inputs = vec![Some(xq), Some(wid), Some(bid), Some(mid), Some(sid)];
                 m.outputs = vec![yq];
-                m.params[P_ACT_MIN] = lo;
-                m.params[P_ACT_MAX] = hi;
-                m.params[11] = 0;
+                match &mut m.op {
+                    OpParams::Conv2d(p) => {
+                        p.act = act;
+                        p.rounding = Rounding::Double;
+                    }
+                    OpParams::Dense(p) => {
+                        p.act = act;
+                        p.rounding = Rounding::Double;
+                    }
+                    _ => return Ok(false),
+                }
                 self.q.push(m);
             }
             OpKind::MaxPool | OpKind::AvgPool => {
                 let Some(x) = n.input(0) else {
                     return Ok(false);
                 };
-                let padded = n.params[4..8].iter().any(|&p| p != 0);
-                if n.kind == OpKind::AvgPool && ((n.params[8] != 0 && padded) || n.params[11] != 0)
+                let (OpParams::MaxPool(mut p) | OpParams::AvgPool(mut p)) = n.op else {
+                    return Ok(false);
+                };
+                let w = &p.window;
+                let padded = w.pad.iter().any(|&p| p != 0);
+                if n.kind() == OpKind::AvgPool
+                    && ((w.count_include_pad && padded) || w.ceil_extra != [0, 0])
                 {
                     return Ok(false); // int8 average pooling counts only the valid window
                 }
                 let xq = self.need_i8(x)?;
                 let (s, z) = self.qparams(xq);
                 let yq = self.new_i8(y, s, z);
-                let (lo, hi) = Self::int_clamp(n, s, z);
+                p.act = Self::int_clamp(n, s, z);
+                p.window.count_include_pad = false;
                 let mut m = n.clone();
+                m.op = pool_op(n.kind() == OpKind::MaxPool, p);
                 m.inputs = vec![Some(xq)];
                 m.outputs = vec![yq];
-                m.params[8] = 0;
-                m.params[P_ACT_MIN] = lo;
-                m.params[P_ACT_MAX] = hi;
                 self.q.push(m);
             }
             OpKind::Binary => {
-                let kind = BinaryKind::from_i32(n.params[0]);
+                let OpParams::Binary(BinaryParams { kind, .. }) = n.op else {
+                    return Ok(false);
+                };
                 let (Some(a), Some(b)) = (n.input(0), n.input(1)) else {
                     return Ok(false);
                 };
-                if !matches!(
-                    kind,
-                    Some(BinaryKind::Add | BinaryKind::Sub | BinaryKind::Mul)
-                ) || !self.is_act(a)
+                if !matches!(kind, BinaryKind::Add | BinaryKind::Sub | BinaryKind::Mul)
+                    || !self.is_act(a)
                     || !self.is_act(b)
                 {
                     return Ok(false);
                 }
-                if kind == Some(BinaryKind::Mul) {
+                if kind == BinaryKind::Mul {
                     let aq = self.need_i8(a)?;
                     let bq = self.need_i8(b)?;
                     let (sy, zy) = self.params(y);
                     let yq = self.new_i8(y, sy, zy);
-                    let (mult, shift) = mul_params(self.qparams(aq).0, self.qparams(bq).0, sy);
-                    let (lo, hi) = Self::int_clamp(n, sy, zy);
+                    let (multiplier, shift) =
+                        mul_params(self.qparams(aq).0, self.qparams(bq).0, sy);
                     let mut m = n.clone();
+                    m.op = OpParams::Binary(BinaryParams {
+                        kind,
+                        act: Self::int_clamp(n, sy, zy),
+                        quant: BinaryQuant::Mul(MulQuant {
+                            multiplier,
+                            shift,
+                            rounding: Rounding::Double,
+                        }),
+                    });
                     m.inputs = vec![Some(aq), Some(bq)];
                     m.outputs = vec![yq];
-                    m.params[2] = mult;
-                    m.params[3] = shift;
-                    m.params[11] = 0;
-                    m.params[P_ACT_MIN] = lo;
-                    m.params[P_ACT_MAX] = hi;
                     self.q.push(m);
                     self.int8_nodes.insert(y);
                     return Ok(true);
@@ -655,38 +688,41 @@ impl<'g> Builder<'g> {
                 let bq = self.need_i8(b)?;
                 let (sy, zy) = self.params(y);
                 let yq = self.new_i8(y, sy, zy);
-                let (left, m3) = add_params(self.qparams(aq).0, self.qparams(bq).0, sy);
-                let (lo, hi) = Self::int_clamp(n, sy, zy);
+                let (left_shift, mult) = add_params(self.qparams(aq).0, self.qparams(bq).0, sy);
                 let mut m = n.clone();
+                m.op = OpParams::Binary(BinaryParams {
+                    kind,
+                    act: Self::int_clamp(n, sy, zy),
+                    quant: BinaryQuant::Add(AddQuant { left_shift, mult }),
+                });
                 m.inputs = vec![Some(aq), Some(bq)];
                 m.outputs = vec![yq];
-                m.params[1] = left;
-                for (k, (mult, shift)) in m3.iter().enumerate() {
-                    m.params[2 + 2 * k] = *mult;
-                    m.params[3 + 2 * k] = *shift;
-                }
-                m.params[P_ACT_MIN] = lo;
-                m.params[P_ACT_MAX] = hi;
                 self.q.push(m);
             }
             OpKind::Softmax => {
                 let Some(x) = n.input(0) else {
                     return Ok(false);
                 };
+                let OpParams::Softmax(mut p) = n.op else {
+                    return Ok(false);
+                };
                 let rank = self.g.tensors[x].shape.len();
-                if n.params[0] as usize != rank - 1 || n.params[2] != 0 {
+                if rank == 0 || p.axis != rank - 1 || p.log {
                     return Ok(false);
                 }
                 let xq = self.need_i8(x)?;
-                let beta = f32::from_bits(n.params[1] as u32);
-                let (mult, shift, diff_min) = softmax_params(beta, self.qparams(xq).0);
+                let (input_multiplier, input_left_shift, diff_min) =
+                    softmax_params(p.beta, self.qparams(xq).0);
+                p.quant = SoftmaxQuant {
+                    input_multiplier,
+                    input_left_shift,
+                    diff_min,
+                };
                 let yq = self.new_i8(y, 1.0 / 256.0, -128);
                 let mut m = n.clone();
+                m.op = OpParams::Softmax(p);
                 m.inputs = vec![Some(xq)];
                 m.outputs = vec![yq];
-                m.params[3] = mult;
-                m.params[4] = shift;
-                m.params[5] = diff_min;
                 self.q.push(m);
             }
             OpKind::Reshape => {
@@ -709,10 +745,15 @@ impl<'g> Builder<'g> {
                 let Some(x) = n.input(0) else {
                     return Ok(false);
                 };
-                let (f, sy, zy): (fn(f32) -> f32, f32, i32) = match UnaryKind::from_i32(n.params[0])
-                {
-                    Some(UnaryKind::Sigmoid) => (logistic, 1.0 / 256.0, -128),
-                    Some(UnaryKind::Tanh) => (f32::tanh, 1.0 / 128.0, 0),
+                let (f, sy, zy): (fn(f32) -> f32, f32, i32) = match n.op {
+                    OpParams::Unary(UnaryParams {
+                        kind: UnaryKind::Sigmoid,
+                        ..
+                    }) => (logistic, 1.0 / 256.0, -128),
+                    OpParams::Unary(UnaryParams {
+                        kind: UnaryKind::Tanh,
+                        ..
+                    }) => (f32::tanh, 1.0 / 128.0, 0),
                     _ => return Ok(false),
                 };
                 let xq = self.need_i8(x)?;
@@ -724,29 +765,35 @@ impl<'g> Builder<'g> {
                 let yq = self.new_i8(y, sy, zy);
                 self.q.push(Node::new(
                     n.name.clone(),
-                    OpKind::Lut,
+                    OpParams::Lut(LutParams),
                     vec![Some(xq), Some(table)],
                     vec![yq],
                 ));
             }
-            OpKind::Reduce if n.params[0] == 0 => {
+            OpKind::Reduce => {
+                let OpParams::Reduce(mut p) = n.op else {
+                    return Ok(false);
+                };
                 let Some(x) = n.input(0) else {
                     return Ok(false);
                 };
+                if p.reducer != Reducer::Mean {
+                    return Ok(false);
+                }
                 let xs = &self.g.tensors[x].shape;
                 let count: i64 = (0..xs.len())
-                    .filter(|a| n.params[1] & (1 << a) != 0)
+                    .filter(|a| p.mask & (1 << a) != 0)
                     .map(|a| xs[a] as i64)
                     .product();
                 let xq = self.need_i8(x)?;
                 let (sy, zy) = self.params(y);
                 let yq = self.new_i8(y, sy, zy);
-                let (mult, shift) = mean_params(self.qparams(xq).0, sy, count);
+                let (multiplier, shift) = mean_params(self.qparams(xq).0, sy, count);
+                p.quant = MeanQuant { multiplier, shift };
                 let mut m = n.clone();
+                m.op = OpParams::Reduce(p);
                 m.inputs = vec![Some(xq)];
                 m.outputs = vec![yq];
-                m.params[2] = mult;
-                m.params[3] = shift;
                 self.q.push(m);
             }
             OpKind::Concat => {
@@ -795,58 +842,66 @@ mod tests {
         let wt = g.add_const_f32("w", vec![3, 3, 3, 2], w);
         let bt = g.add_const_f32("b", vec![3], vec![0.1, -0.2, 0.05]);
         let c = g.add_tensor("conv", DType::F32, vec![1, 4, 4, 3]);
-        g.push(
-            Node::new(
-                "conv",
-                OpKind::Conv2d,
-                vec![Some(x), Some(wt), Some(bt)],
-                vec![c],
-            )
-            .with(0, 1)
-            .with(1, 1)
-            .with(2, 1)
-            .with(3, 1)
-            .with(4, 1)
-            .with(5, 1)
-            .with(6, 1)
-            .with(7, 1)
-            .with(8, 1),
-        );
+        use kiln_runtime::ops::{
+            ConcatParams, ConvGeom, ConvParams, DenseParams, ReduceParams, ReshapeParams,
+            SoftmaxParams,
+        };
+        let geom = ConvGeom {
+            pad: [1; 4],
+            ..ConvGeom::default()
+        };
+        g.push(Node::new(
+            "conv",
+            OpParams::Conv2d(ConvParams::new(geom)),
+            vec![Some(x), Some(wt), Some(bt)],
+            vec![c],
+        ));
+        let unary = |k| OpParams::Unary(UnaryParams::new(k));
         let s = g.add_tensor("sig", DType::F32, vec![1, 4, 4, 3]);
-        g.push(
-            Node::new("sig", OpKind::Unary, vec![Some(c)], vec![s])
-                .with(0, UnaryKind::Sigmoid as i32),
-        );
+        g.push(Node::new(
+            "sig",
+            unary(UnaryKind::Sigmoid),
+            vec![Some(c)],
+            vec![s],
+        ));
         let t = g.add_tensor("tanh", DType::F32, vec![1, 4, 4, 3]);
-        g.push(
-            Node::new("tanh", OpKind::Unary, vec![Some(c)], vec![t])
-                .with(0, UnaryKind::Tanh as i32),
-        );
+        g.push(Node::new(
+            "tanh",
+            unary(UnaryKind::Tanh),
+            vec![Some(c)],
+            vec![t],
+        ));
+        let mul = OpParams::Binary(BinaryParams::new(BinaryKind::Mul));
         let m = g.add_tensor("mul", DType::F32, vec![1, 4, 4, 3]);
-        g.push(
-            Node::new("mul", OpKind::Binary, vec![Some(s), Some(t)], vec![m])
-                .with(0, BinaryKind::Mul as i32),
-        );
+        g.push(Node::new("mul", mul, vec![Some(s), Some(t)], vec![m]));
         let mean = g.add_tensor("mean", DType::F32, vec![1, 1, 1, 3]);
-        g.push(
-            Node::new("mean", OpKind::Reduce, vec![Some(m)], vec![mean])
-                .with(0, 0)
-                .with(1, 0b0110),
-        );
+        g.push(Node::new(
+            "mean",
+            OpParams::Reduce(ReduceParams::new(Reducer::Mean, 0b0110)),
+            vec![Some(m)],
+            vec![mean],
+        ));
         let mm = g.add_tensor("scaled", DType::F32, vec![1, 4, 4, 3]);
-        g.push(
-            Node::new(
-                "scaled",
-                OpKind::Binary,
-                vec![Some(m), Some(mean)],
-                vec![mm],
-            )
-            .with(0, BinaryKind::Mul as i32),
-        );
+        g.push(Node::new(
+            "scaled",
+            mul,
+            vec![Some(m), Some(mean)],
+            vec![mm],
+        ));
         let k = g.add_tensor("cat", DType::F32, vec![1, 4, 4, 6]);
-        g.push(Node::new("cat", OpKind::Concat, vec![Some(mm), Some(mm)], vec![k]).with(0, 3));
+        g.push(Node::new(
+            "cat",
+            OpParams::Concat(ConcatParams { axis: 3 }),
+            vec![Some(mm), Some(mm)],
+            vec![k],
+        ));
         let f = g.add_tensor("flat", DType::F32, vec![1, 96]);
-        g.push(Node::new("flat", OpKind::Reshape, vec![Some(k)], vec![f]));
+        g.push(Node::new(
+            "flat",
+            OpParams::Reshape(ReshapeParams),
+            vec![Some(k)],
+            vec![f],
+        ));
         let fw: Vec<f32> = (0..5 * 96)
             .map(|i| ((i * 13 % 17) as f32 - 8.0) / 20.0)
             .collect();
@@ -854,16 +909,17 @@ mod tests {
         let l = g.add_tensor("logits", DType::F32, vec![1, 5]);
         g.push(Node::new(
             "fc",
-            OpKind::Dense,
+            OpParams::Dense(DenseParams::default()),
             vec![Some(f), Some(fwt), None],
             vec![l],
         ));
         let y = g.add_tensor("y", DType::F32, vec![1, 5]);
-        g.push(
-            Node::new("softmax", OpKind::Softmax, vec![Some(l)], vec![y])
-                .with(0, 1)
-                .with_f32(1, 1.0),
-        );
+        g.push(Node::new(
+            "softmax",
+            OpParams::Softmax(SoftmaxParams::new(1, false)),
+            vec![Some(l)],
+            vec![y],
+        ));
         g.inputs = vec![x];
         g.outputs = vec![y];
         g
@@ -900,7 +956,7 @@ mod tests {
                 "{method:?}: {:?}",
                 r.layers
             );
-            let kinds: Vec<OpKind> = r.graph.nodes.iter().map(|n| n.kind).collect();
+            let kinds: Vec<OpKind> = r.graph.nodes.iter().map(|n| n.kind()).collect();
             assert!(kinds.contains(&OpKind::Lut), "{kinds:?}");
             let fb = crate::emit::emit(&g).unwrap().0;
             let qb = crate::emit::emit(&r.graph).unwrap().0;

@@ -11,7 +11,9 @@ fuzz_target!(|data: &[u8]| {
     // libfuzzer-sys checks the target's result with catch_unwind.
     QUIET.call_once(|| std::panic::set_hook(Box::new(|_| {})));
     let path = std::env::temp_dir().join(format!("kiln-fuzz-{}.onnx", std::process::id()));
-    let Ok(mut f) = std::fs::File::create(&path) else { return };
+    let Ok(mut f) = std::fs::File::create(&path) else {
+        return;
+    };
     if f.write_all(data).is_err() {
         return;
     }

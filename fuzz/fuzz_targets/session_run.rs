@@ -15,12 +15,16 @@ fuzz_target!(|data: &[u8]| {
     let mut sealed = model.to_vec();
     reseal(&mut sealed);
     let buf = AlignedBuf::new(&sealed);
-    let Ok(m) = Model::from_bytes(buf.as_slice()) else { return };
+    let Ok(m) = Model::from_bytes(buf.as_slice()) else {
+        return;
+    };
     if m.arena_size() > 1 << 24 {
         return;
     }
     let mut arena = AlignedBuf::zeroed(m.arena_size());
-    let Ok(mut s) = Session::new(&m, arena.as_mut_slice()) else { return };
+    let Ok(mut s) = Session::new(&m, arena.as_mut_slice()) else {
+        return;
+    };
     for k in 0..m.num_inputs() {
         if let Ok(dst) = s.input_bytes_mut(k) {
             for (d, &v) in dst.iter_mut().zip(input.iter().cycle()) {

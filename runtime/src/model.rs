@@ -76,8 +76,7 @@ pub struct OpInfo<'m> {
     pub index: u32,
     /// What the op computes.
     pub kind: OpKind,
-    /// Kind-specific parameters (see `FORMAT.md`).
-    pub params: [i32; OP_PARAMS],
+    words: [i32; OP_PARAMS],
     name: &'m [u8],
     n_in: u8,
     n_out: u8,
@@ -97,9 +96,10 @@ impl<'m> OpInfo<'m> {
     pub fn num_outputs(&self) -> usize {
         self.n_out as usize
     }
-    /// Parameter `i` reinterpreted as `f32`.
-    pub fn param_f32(&self, i: usize) -> f32 {
-        f32::from_bits(self.params[i] as u32)
+    /// The raw parameter words (see `FORMAT.md`); [`crate::ops::OpParams::decode`] or
+    /// [`Model::op_params`] gives them typed.
+    pub fn words(&self) -> &[i32; OP_PARAMS] {
+        &self.words
     }
 }
 
@@ -616,14 +616,14 @@ impl<'m> Model<'m> {
     /// Decodes op `i` (execution order). Panics if `i >= num_ops()`.
     pub fn op(&self, i: usize) -> OpInfo<'m> {
         let r = &self.bytes[self.ops_off + i * OP_RECORD_LEN..][..OP_RECORD_LEN];
-        let mut params = [0i32; OP_PARAMS];
-        for (k, p) in params.iter_mut().enumerate() {
-            *p = rd_i32(r, op::PARAMS + 4 * k);
+        let mut words = [0i32; OP_PARAMS];
+        for (k, w) in words.iter_mut().enumerate() {
+            *w = rd_i32(r, op::PARAMS + 4 * k);
         }
         OpInfo {
             index: i as u32,
             kind: OpKind::from_u16(rd_u16(r, op::KIND)).unwrap_or(OpKind::Reshape),
-            params,
+            words,
             name: self.string_bytes(
                 rd_u32(r, op::NAME_OFF) as usize,
                 rd_u32(r, op::NAME_LEN) as usize,
@@ -632,6 +632,22 @@ impl<'m> Model<'m> {
             n_out: r[op::N_OUT],
             io_start: rd_u32(r, op::IO_START),
         }
+    }
+
+    /// The typed parameters of `op` (always `Ok` for an op of a validated model).
+    pub fn op_params(&self, op: &OpInfo<'_>) -> Result<ops::OpParams> {
+        ops::params_of(self, op).map_err(|problem| Error::Op {
+            index: op.index,
+            kind: op.kind as u16,
+            problem,
+        })
+    }
+
+    /// MACs of `op` per run (its parameters and shapes; 0 for ops without multiplies).
+    pub fn op_macs(&self, op: &OpInfo<'_>) -> u64 {
+        let mut buf = [[0; MAX_RANK]; 3];
+        let s = ops::shapes_of(self, op, &mut buf);
+        self.op_params(op).map_or(0, |p| p.macs(&s))
     }
 
     /// Tensor index of input `k` of `op`, or `None` for an absent optional input.

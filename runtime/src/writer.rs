@@ -49,7 +49,8 @@ pub struct OpSpec {
     pub inputs: Vec<Option<u32>>,
     /// Output tensor indices.
     pub outputs: Vec<u32>,
-    /// Parameter words.
+    /// Parameter words, as the file stores them: `OpParams::encode` of the typed parameters
+    /// (tests may write any words to probe validation).
     pub params: [i32; OP_PARAMS],
 }
 
@@ -410,7 +411,7 @@ pub fn spec_from_model(m: &crate::Model<'_>) -> ModelSpec {
                 outputs: (0..o.num_outputs())
                     .map(|k| m.op_output(&o, k) as u32)
                     .collect(),
-                params: o.params,
+                params: *o.words(),
             }
         })
         .collect();
@@ -440,9 +441,14 @@ mod tests {
 
     /// y = relu(x @ W^T + b), 1x3 -> 1x2.
     pub(crate) fn tiny_dense() -> ModelSpec {
-        let mut params = [0i32; OP_PARAMS];
-        params[crate::ops::P_ACT_MIN] = 0f32.to_bits() as i32;
-        params[crate::ops::P_ACT_MAX] = f32::INFINITY.to_bits() as i32;
+        let params = crate::ops::DenseParams {
+            act: crate::ops::Act::Float {
+                lo: 0.0,
+                hi: f32::INFINITY,
+            },
+            ..Default::default()
+        }
+        .encode();
         ModelSpec {
             tensors: vec![
                 TensorSpec {

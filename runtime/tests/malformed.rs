@@ -2,7 +2,10 @@
 //! corruption of a valid file makes the reader or the interpreter panic.
 
 use kiln_runtime::format::{header, tensor, HEADER_LEN, TENSOR_DESC_LEN};
-use kiln_runtime::ops::{P_ACT_MAX, P_ACT_MIN};
+use kiln_runtime::ops::{
+    Act, ConvGeom, ConvParams, DenseParams, PoolParams, ReshapeParams, Rounding, SoftmaxParams,
+    SoftmaxQuant,
+};
 use kiln_runtime::writer::{
     reseal, spec_from_model, write, AlignedBuf, ModelSpec, OpSpec, TensorData, TensorSpec,
 };
@@ -10,11 +13,6 @@ use kiln_runtime::{DType, Error, Model, OpKind, Quant, Session};
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-fn act(params: &mut [i32; 12]) {
-    params[P_ACT_MIN] = f32::NEG_INFINITY.to_bits() as i32;
-    params[P_ACT_MAX] = f32::INFINITY.to_bits() as i32;
 }
 
 /// x[1,4,4,2] -> conv 3x3 pad 1 (3 ch) -> relu -> avg pool 2x2 -> reshape [1,12] -> dense 4 -> softmax
@@ -32,18 +30,22 @@ fn small_model() -> ModelSpec {
     let fw: Vec<f32> = (0..4 * 12)
         .map(|i| ((i * 5) % 13) as f32 / 13.0 - 0.5)
         .collect();
-    let mut conv = [0i32; 12];
-    act(&mut conv);
-    conv[..9].copy_from_slice(&[1, 1, 1, 1, 1, 1, 1, 1, 1]);
-    conv[P_ACT_MIN] = 0f32.to_bits() as i32;
-    let mut pool = [0i32; 12];
-    act(&mut pool);
-    pool[..8].copy_from_slice(&[2, 2, 2, 2, 0, 0, 0, 0]);
-    let mut plain = [0i32; 12];
-    act(&mut plain);
-    let mut sm = [0i32; 12];
-    sm[0] = 1;
-    sm[1] = 1f32.to_bits() as i32;
+    let pad1 = ConvGeom {
+        pad: [1; 4],
+        ..ConvGeom::default()
+    };
+    let conv = ConvParams {
+        act: Act::Float {
+            lo: 0.0,
+            hi: f32::INFINITY,
+        },
+        ..ConvParams::new(pad1)
+    }
+    .encode();
+    let pool = PoolParams::new([2, 2], [2, 2]).encode();
+    let plain = ReshapeParams.encode();
+    let dense = DenseParams::default().encode();
+    let sm = SoftmaxParams::new(1, false).encode();
     let op = |kind, name: &str, inputs: Vec<Option<u32>>, out: u32, params| OpSpec {
         kind,
         name: name.into(),
@@ -77,7 +79,7 @@ fn small_model() -> ModelSpec {
             ),
             op(OpKind::AvgPool, "pool", vec![Some(3)], 4, pool),
             op(OpKind::Reshape, "flatten", vec![Some(4)], 5, plain),
-            op(OpKind::Dense, "fc", vec![Some(5), Some(6), None], 7, plain),
+            op(OpKind::Dense, "fc", vec![Some(5), Some(6), None], 7, dense),
             op(OpKind::Softmax, "softmax", vec![Some(7)], 8, sm),
         ],
         inputs: vec![0],
@@ -100,23 +102,33 @@ fn small_int8_model() -> ModelSpec {
     let i8s =
         |n: usize, k: usize| TensorData::Constant((0..n).map(|i| ((i * k) % 255) as u8).collect());
     let i32s = |v: &[i32]| TensorData::Constant(v.iter().flat_map(|x| x.to_le_bytes()).collect());
-    let mut conv = [0i32; 12];
-    conv[..9].copy_from_slice(&[1, 1, 1, 1, 1, 1, 1, 1, 1]);
-    conv[P_ACT_MIN] = -128;
-    conv[P_ACT_MAX] = 127;
-    let mut pool = [0i32; 12];
-    pool[..8].copy_from_slice(&[2, 2, 2, 2, 0, 0, 0, 0]);
-    pool[P_ACT_MIN] = -128;
-    pool[P_ACT_MAX] = 127;
-    let mut dense = [0i32; 12];
-    dense[P_ACT_MIN] = -128;
-    dense[P_ACT_MAX] = 127;
-    dense[11] = 1;
-    let mut sm = [0i32; 12];
-    sm[0] = 1;
-    sm[3] = 1_518_500_250;
-    sm[4] = 22;
-    sm[5] = -248;
+    let conv = ConvParams {
+        act: Act::INT8_NONE,
+        ..ConvParams::new(ConvGeom {
+            pad: [1; 4],
+            ..ConvGeom::default()
+        })
+    }
+    .encode();
+    let pool = PoolParams {
+        act: Act::INT8_NONE,
+        ..PoolParams::new([2, 2], [2, 2])
+    }
+    .encode();
+    let dense = DenseParams {
+        act: Act::INT8_NONE,
+        rounding: Rounding::Single,
+    }
+    .encode();
+    let sm = SoftmaxParams {
+        quant: SoftmaxQuant {
+            input_multiplier: 1_518_500_250,
+            input_left_shift: 22,
+            diff_min: -248,
+        },
+        ..SoftmaxParams::new(1, false)
+    }
+    .encode();
     let op = |kind, inputs: Vec<Option<u32>>, out: u32, params| OpSpec {
         kind,
         name: "op".into(),
@@ -615,9 +627,15 @@ fn int8_softmax_on_a_scalar_is_refused() {
         data: TensorData::Arena { offset },
         quant,
     };
-    let mut sm = [0i32; 12];
-    sm[3] = 1 << 30; // input multiplier
-    sm[5] = -1; // diff_min
+    let sm = SoftmaxParams {
+        quant: SoftmaxQuant {
+            input_multiplier: 1 << 30,
+            input_left_shift: 0,
+            diff_min: -1,
+        },
+        ..SoftmaxParams::new(0, false)
+    }
+    .encode();
     let spec = ModelSpec {
         tensors: vec![t("x", 0, q(0.1, 0)), t("y", 16, q(1.0 / 256.0, -128))],
         ops: vec![OpSpec {

@@ -5,11 +5,11 @@
 //! qemu-aarch64 by `scripts/firmware.sh`), on x86-64 AVX2 when the CPU has it.
 
 use kiln_runtime::kernels::optimized_i8 as opt;
-use kiln_runtime::kernels::reference_f32::Conv2dParams;
 use kiln_runtime::kernels::reference_i8::{
     self as reference, Multipliers, QuantParams, Rounding, Shifts,
 };
 use kiln_runtime::kernels::simd;
+use kiln_runtime::ops::ConvGeom;
 
 struct Lcg(u32);
 impl Lcg {
@@ -95,12 +95,11 @@ fn conv2d_matches_reference_on_grid() {
         });
         let (mut m, mut s) = (Vec::new(), Vec::new());
         let q = quant(&mut r, co, &mut m, &mut s);
-        let geo = Conv2dParams {
+        let geo = ConvGeom {
             stride,
             dilation,
             pad,
             groups,
-            act: [0.0, 0.0],
         };
         let ys = [n, oh, ow, co];
         let mut y_ref = vec![0i8; n * oh * ow * co];

@@ -5,6 +5,7 @@
 //! fast (the old validator was cubic in the op count).
 
 use kiln_runtime::format::MAX_LIVE;
+use kiln_runtime::ops::{BinaryKind, BinaryParams, UnaryKind, UnaryParams};
 use kiln_runtime::writer::{write, AlignedBuf, ModelSpec, OpSpec, TensorData, TensorSpec};
 use kiln_runtime::{DType, Model, OpKind, Quant, Session};
 use proptest::prelude::*;
@@ -21,9 +22,8 @@ fn t(name: String, offset: usize) -> TensorSpec {
     }
 }
 
-fn unary(kind: i32, x: u32, y: u32) -> OpSpec {
-    let mut params = [0i32; 12];
-    params[0] = kind;
+fn unary(kind: UnaryKind, x: u32, y: u32) -> OpSpec {
+    let params = UnaryParams::new(kind).encode();
     OpSpec {
         kind: OpKind::Unary,
         name: format!("u{y}"),
@@ -35,9 +35,7 @@ fn unary(kind: i32, x: u32, y: u32) -> OpSpec {
 
 /// `y = a + b` in f32, no fused activation.
 fn add(a: u32, b: u32, y: u32) -> OpSpec {
-    let mut params = [0i32; 12];
-    params[kiln_runtime::ops::P_ACT_MIN] = f32::NEG_INFINITY.to_bits() as i32;
-    params[kiln_runtime::ops::P_ACT_MAX] = f32::INFINITY.to_bits() as i32;
+    let params = BinaryParams::new(BinaryKind::Add).encode();
     OpSpec {
         kind: OpKind::Binary,
         name: format!("add{y}"),
@@ -51,7 +49,13 @@ fn add(a: u32, b: u32, y: u32) -> OpSpec {
 fn chain(n: usize) -> Vec<u8> {
     let tensors = (0..=n).map(|i| t(format!("t{i}"), 32 * (i % 2))).collect();
     let ops = (0..n)
-        .map(|i| unary(3 + (i % 2) as i32, i as u32, i as u32 + 1))
+        .map(|i| {
+            unary(
+                [UnaryKind::Sigmoid, UnaryKind::Tanh][i % 2],
+                i as u32,
+                i as u32 + 1,
+            )
+        })
         .collect();
     write(&ModelSpec {
         tensors,
@@ -138,7 +142,7 @@ impl Graph {
             .map(|(i, &(a, b))| {
                 let y = (self.inputs + i) as u32;
                 match b {
-                    None => unary(0, a as u32, y),
+                    None => unary(UnaryKind::Relu, a as u32, y),
                     Some(b) => add(a as u32, b as u32, y),
                 }
             })

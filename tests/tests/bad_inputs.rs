@@ -2,7 +2,9 @@
 //! the specific error that names the problem. No row may panic.
 
 use kiln_runtime::format::{header, tensor, TENSOR_DESC_LEN};
-use kiln_runtime::ops::{P_ACT_MAX, P_ACT_MIN};
+use kiln_runtime::ops::{
+    ConvGeom, ConvParams, DenseParams, PoolParams, ReshapeParams, SoftmaxParams,
+};
 use kiln_runtime::writer::{reseal, write, AlignedBuf, ModelSpec, OpSpec, TensorData, TensorSpec};
 use kiln_runtime::{DType, Model, OpKind, Quant, Session};
 use std::path::PathBuf;
@@ -20,19 +22,14 @@ fn spec() -> ModelSpec {
         data,
         quant: Quant::None,
     };
-    let mut conv = [0i32; 12];
-    conv[..9].copy_from_slice(&[1, 1, 1, 1, 1, 1, 1, 1, 1]);
-    conv[P_ACT_MIN] = f32::NEG_INFINITY.to_bits() as i32;
-    conv[P_ACT_MAX] = f32::INFINITY.to_bits() as i32;
-    let mut pool = conv;
-    pool[..8].copy_from_slice(&[2, 2, 2, 2, 0, 0, 0, 0]);
-    pool[8] = 0;
-    let mut plain = [0i32; 12];
-    plain[P_ACT_MIN] = conv[P_ACT_MIN];
-    plain[P_ACT_MAX] = conv[P_ACT_MAX];
-    let mut sm = [0i32; 12];
-    sm[0] = 1;
-    sm[1] = 1f32.to_bits() as i32;
+    let conv = ConvParams::new(ConvGeom {
+        pad: [1; 4],
+        ..ConvGeom::default()
+    })
+    .encode();
+    let pool = PoolParams::new([2, 2], [2, 2]).encode();
+    let plain = ReshapeParams.encode();
+    let sm = SoftmaxParams::new(1, false).encode();
     let op = |kind, inputs: Vec<Option<u32>>, out: u32, params| OpSpec {
         kind,
         name: "op".into(),
@@ -60,7 +57,12 @@ fn spec() -> ModelSpec {
             op(OpKind::Conv2d, vec![Some(0), Some(1), Some(2)], 3, conv),
             op(OpKind::AvgPool, vec![Some(3)], 4, pool),
             op(OpKind::Reshape, vec![Some(4)], 5, plain),
-            op(OpKind::Dense, vec![Some(5), Some(6), None], 7, plain),
+            op(
+                OpKind::Dense,
+                vec![Some(5), Some(6), None],
+                7,
+                DenseParams::default().encode(),
+            ),
             op(OpKind::Softmax, vec![Some(7)], 8, sm),
         ],
         inputs: vec![0],

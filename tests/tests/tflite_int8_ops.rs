@@ -22,6 +22,10 @@ fn dir() -> Option<PathBuf> {
     }
 }
 
+/// The grid `scripts/gen_tflite_ops.py` makes today has 115 cases (conv, depthwise, dense,
+/// pools, add/sub, softmax, reshape, logistic/tanh, mul, concat, mean).
+const MIN_CASES: usize = 110;
+
 #[test]
 fn int8_single_op_grid_is_bit_exact_with_tflite_reference() {
     let Some(root) = dir() else {
@@ -34,6 +38,26 @@ fn int8_single_op_grid_is_bit_exact_with_tflite_reference() {
         .filter(|p| p.join("model.tflite").is_file())
         .collect();
     cases.sort();
+    // The generator writes its case count first in SUMMARY.txt; every case must be here, and a
+    // generator that silently made few cases fails too.
+    let summary = std::fs::read_to_string(root.join("SUMMARY.txt")).unwrap();
+    let declared: usize = summary
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("SUMMARY.txt starts with the case count");
+    assert_eq!(
+        cases.len(),
+        declared,
+        "{} holds {} cases, SUMMARY.txt declares {declared}",
+        root.display(),
+        cases.len()
+    );
+    assert!(
+        cases.len() >= MIN_CASES,
+        "only {} single-op int8 cases, expected at least {MIN_CASES}",
+        cases.len()
+    );
     let mut failures = Vec::new();
     for case in &cases {
         let name = case.file_name().unwrap().to_string_lossy().to_string();

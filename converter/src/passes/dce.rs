@@ -1,8 +1,7 @@
 //! Dead-code elimination: drops nodes whose outputs nobody reads, and identity ops.
 
 use crate::ir::Graph;
-use kiln_runtime::ops::UnaryKind;
-use kiln_runtime::OpKind;
+use kiln_runtime::ops::{OpParams, UnaryKind};
 
 /// Runs the pass.
 pub fn run(g: &mut Graph) {
@@ -11,7 +10,7 @@ pub fn run(g: &mut Graph) {
     let mut i = 0;
     while i < g.nodes.len() {
         let n = &g.nodes[i];
-        let is_identity = n.kind == OpKind::Unary && n.params[0] == UnaryKind::Identity as i32;
+        let is_identity = matches!(n.op, OpParams::Unary(u) if u.kind == UnaryKind::Identity);
         if is_identity {
             let (x, y) = (n.input(0), n.outputs[0]);
             if let Some(x) = x {

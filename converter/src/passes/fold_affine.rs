@@ -2,7 +2,7 @@
 //! `conv(x) * s + b` becomes a conv with scaled weights and bias.
 
 use crate::ir::{Graph, TId};
-use kiln_runtime::ops::BinaryKind;
+use kiln_runtime::ops::{BinaryKind, BinaryParams, OpParams};
 use kiln_runtime::OpKind;
 
 /// Runs the pass until nothing changes.
@@ -40,10 +40,7 @@ fn last_non_unit(shape: &[usize]) -> Option<usize> {
 fn fold_once(g: &mut Graph) -> bool {
     for i in 0..g.nodes.len() {
         let n = &g.nodes[i];
-        if n.kind != OpKind::Binary {
-            continue;
-        }
-        let Some(kind) = BinaryKind::from_i32(n.params[0]) else {
+        let OpParams::Binary(BinaryParams { kind, .. }) = n.op else {
             continue;
         };
         if !matches!(kind, BinaryKind::Mul | BinaryKind::Add | BinaryKind::Sub) {
@@ -61,7 +58,7 @@ fn fold_once(g: &mut Graph) -> bool {
         // Look through a reshape that keeps the channel (last) axis, as a dense that computes
         // a 1x1 conv is followed by one.
         let mut through: Option<usize> = None;
-        if g.nodes[p].kind == OpKind::Reshape {
+        if g.nodes[p].kind() == OpKind::Reshape {
             let Some(src) = g.nodes[p].input(0) else {
                 continue;
             };
@@ -78,8 +75,8 @@ fn fold_once(g: &mut Graph) -> bool {
             }
         }
         let pn = &g.nodes[p];
-        if !matches!(pn.kind, OpKind::Conv2d | OpKind::Dense)
-            || pn.act() != (f32::NEG_INFINITY, f32::INFINITY)
+        if !matches!(pn.kind(), OpKind::Conv2d | OpKind::Dense)
+            || pn.act() != Some((f32::NEG_INFINITY, f32::INFINITY))
             || g.consumers(y).len() != 1
             || g.outputs.contains(&y)
         {

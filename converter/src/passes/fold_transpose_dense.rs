@@ -2,6 +2,7 @@
 //! the NCHW flatten of an ONNX classifier head costs nothing at run time.
 
 use crate::ir::Graph;
+use kiln_runtime::ops::OpParams;
 use kiln_runtime::OpKind;
 
 /// Runs the pass.
@@ -11,7 +12,7 @@ pub fn run(g: &mut Graph) {
 
 fn fold_once(g: &mut Graph) -> bool {
     for d in 0..g.nodes.len() {
-        if g.nodes[d].kind != OpKind::Dense {
+        if g.nodes[d].kind() != OpKind::Dense {
             continue;
         }
         let (Some(r), Some(wt)) = (g.nodes[d].input(0), g.nodes[d].input(1)) else {
@@ -21,7 +22,7 @@ fn fold_once(g: &mut Graph) -> bool {
             continue;
         };
         let Some(ri) = g.producer(r) else { continue };
-        if g.nodes[ri].kind != OpKind::Reshape
+        if g.nodes[ri].kind() != OpKind::Reshape
             || g.consumers(r).len() != 1
             || g.outputs.contains(&r)
         {
@@ -31,7 +32,7 @@ fn fold_once(g: &mut Graph) -> bool {
             continue;
         };
         let Some(ti) = g.producer(t) else { continue };
-        if g.nodes[ti].kind != OpKind::Transpose
+        if g.nodes[ti].kind() != OpKind::Transpose
             || g.consumers(t).len() != 1
             || g.outputs.contains(&t)
         {
@@ -48,7 +49,10 @@ fn fold_once(g: &mut Graph) -> bool {
             continue;
         }
         let rank = xs.len();
-        let perm: Vec<usize> = (0..rank).map(|i| g.nodes[ti].params[i] as usize).collect();
+        let OpParams::Transpose(tp) = g.nodes[ti].op else {
+            continue;
+        };
+        let perm: Vec<usize> = tp.perm[..rank].to_vec();
         // Transposed tensor t has dims ts[i] = xs[perm[i]]; column j of W indexes t flattened.
         let ts: Vec<usize> = perm.iter().map(|&p| xs[p]).collect();
         let mut tst = vec![1usize; rank];

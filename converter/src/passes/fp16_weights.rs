@@ -8,7 +8,7 @@ use kiln_runtime::{DType, OpKind};
 pub fn run(g: &mut Graph) -> usize {
     let mut converted = 0;
     for i in 0..g.nodes.len() {
-        if !matches!(g.nodes[i].kind, OpKind::Conv2d | OpKind::Dense) {
+        if !matches!(g.nodes[i].kind(), OpKind::Conv2d | OpKind::Dense) {
             continue;
         }
         let Some(wt) = g.nodes[i].input(1) else {

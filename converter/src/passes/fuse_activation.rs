@@ -1,7 +1,7 @@
 //! Fuses ReLU / ReLU6 / Clip into the clamp of the op that produces their input.
 
 use crate::ir::Graph;
-use kiln_runtime::ops::UnaryKind;
+use kiln_runtime::ops::{OpParams, UnaryKind, UnaryParams};
 use kiln_runtime::OpKind;
 
 /// Runs the pass.
@@ -9,12 +9,16 @@ pub fn run(g: &mut Graph) {
     let mut i = 0;
     while i < g.nodes.len() {
         let n = &g.nodes[i];
-        let bounds = match (n.kind, UnaryKind::from_i32(n.params[0])) {
-            (OpKind::Unary, Some(UnaryKind::Relu)) => Some((0.0, f32::INFINITY)),
-            (OpKind::Unary, Some(UnaryKind::Clip)) => Some((
-                f32::from_bits(n.params[1] as u32),
-                f32::from_bits(n.params[2] as u32),
-            )),
+        let bounds = match n.op {
+            OpParams::Unary(UnaryParams {
+                kind: UnaryKind::Relu,
+                ..
+            }) => Some((0.0, f32::INFINITY)),
+            OpParams::Unary(UnaryParams {
+                kind: UnaryKind::Clip,
+                a,
+                b,
+            }) => Some((a, b)),
             _ => None,
         };
         let (Some((lo, hi)), Some(x)) = (bounds, n.input(0)) else {
@@ -29,7 +33,7 @@ pub fn run(g: &mut Graph) {
         // An element-wise clamp commutes with a reshape: look through one (a dense computing a
         // 1x1 conv is followed by one) and let the reshape write the clamp's output.
         let mut through = None;
-        if g.nodes[p].kind == OpKind::Reshape
+        if g.nodes[p].kind() == OpKind::Reshape
             && g.consumers(x).len() == 1
             && !g.outputs.contains(&x)
         {
@@ -48,7 +52,7 @@ pub fn run(g: &mut Graph) {
         };
         let fusable = g.tensors[x].dtype == kiln_runtime::DType::F32
             && matches!(
-                g.nodes[p].kind,
+                g.nodes[p].kind(),
                 OpKind::Conv2d
                     | OpKind::Dense
                     | OpKind::MaxPool
@@ -60,7 +64,10 @@ pub fn run(g: &mut Graph) {
             i += 1;
             continue;
         }
-        let (plo, phi) = g.nodes[p].act();
+        let Some((plo, phi)) = g.nodes[p].act() else {
+            i += 1;
+            continue;
+        };
         g.nodes[p].set_act(plo.max(lo), phi.min(hi));
         match through {
             Some(r) => g.nodes[r].outputs[0] = y,

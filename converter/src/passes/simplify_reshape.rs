@@ -8,7 +8,7 @@ pub fn run(g: &mut Graph) {
     let mut i = 0;
     while i < g.nodes.len() {
         let n = &g.nodes[i];
-        if n.kind != OpKind::Reshape {
+        if n.kind() != OpKind::Reshape {
             i += 1;
             continue;
         }
@@ -19,7 +19,7 @@ pub fn run(g: &mut Graph) {
         }
         // reshape(reshape(a)) -> reshape(a), when the inner result has no other reader.
         if let Some(p) = g.producer(x) {
-            if g.nodes[p].kind == OpKind::Reshape
+            if g.nodes[p].kind() == OpKind::Reshape
                 && g.consumers(x).len() == 1
                 && !g.outputs.contains(&x)
             {

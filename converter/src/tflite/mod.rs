@@ -3,16 +3,22 @@
 
 pub mod flatbuf;
 
-use crate::ir::{Data, Graph, Node, TId};
+use crate::ir::{pool_op, Data, Graph, Node, TId};
 use anyhow::{anyhow, bail, Context, Result};
 use flatbuf::Table;
 use kiln_quantize::requant::{
     activation_range_i8, add_params, conv_multipliers, logistic, lut_i8, mean_params, mul_params,
     softmax_params, Activation,
 };
-use kiln_runtime::ops::{BinaryKind, UnaryKind, P_ACT_MAX, P_ACT_MIN};
+use kiln_runtime::format::MAX_RANK;
+use kiln_runtime::ops::{
+    Act, AddQuant, BinaryKind, BinaryParams, BinaryQuant, ConcatParams, ConvGeom, ConvParams,
+    DenseParams, DequantizeParams, LutParams, MeanQuant, MulQuant, OpParams, PadMode, PadParams,
+    PoolParams, QuantizeParams, ReduceParams, Reducer, ReshapeParams, Rounding, SliceParams,
+    SoftmaxParams, SoftmaxQuant, TransposeParams, UnaryKind, UnaryParams,
+};
+use kiln_runtime::DType;
 use kiln_runtime::Quant;
-use kiln_runtime::{DType, OpKind};
 use std::collections::HashMap;
 
 /// TFLite builtin operator codes used here (schema.fbs `BuiltinOperator`).
@@ -853,13 +859,31 @@ impl<'a> Importer<'a> {
     }
 
     /// Applies a TFLite fused activation to `node` (clamp) or appends an op (tanh).
+    /// Ops without a clamp of their own (concat) get the activation as a unary op after them.
     fn push_with_act(&mut self, mut node: Node, act: u8) -> Result<()> {
-        match act {
-            0 => {}
-            1 => node.set_act(0.0, f32::INFINITY),
-            2 => node.set_act(-1.0, 1.0),
-            3 => node.set_act(0.0, 6.0),
-            4 => {
+        let clamp = match act {
+            1 => Some((0.0, f32::INFINITY)),
+            2 => Some((-1.0, 1.0)),
+            3 => Some((0.0, 6.0)),
+            _ => None,
+        };
+        let unary = match (clamp, node.op.act()) {
+            (Some((lo, hi)), Some(_)) => {
+                node.set_act(lo, hi);
+                None
+            }
+            (Some((a, b)), None) => Some(UnaryParams {
+                kind: UnaryKind::Clip,
+                a,
+                b,
+            }),
+            (None, _) if act == 4 => Some(UnaryParams::new(UnaryKind::Tanh)),
+            (None, _) if act == 0 => None,
+            (None, _) => bail!("fused activation {act} is not supported"),
+        };
+        match unary {
+            None => {}
+            Some(u) => {
                 let y = node.outputs[0];
                 let tmp =
                     self.g
@@ -867,18 +891,14 @@ impl<'a> Importer<'a> {
                 node.outputs[0] = tmp;
                 let name = node.name.clone();
                 self.g.push(node);
-                self.g.push(
-                    Node::new(
-                        format!("{name}.tanh"),
-                        OpKind::Unary,
-                        vec![Some(tmp)],
-                        vec![y],
-                    )
-                    .with(0, UnaryKind::Tanh as i32),
-                );
+                self.g.push(Node::new(
+                    format!("{name}.{}", u.kind.name()),
+                    OpParams::Unary(u),
+                    vec![Some(tmp)],
+                    vec![y],
+                ));
                 return Ok(());
             }
-            a => bail!("fused activation {a} is not supported"),
         }
         self.g.push(node);
         Ok(())
@@ -945,20 +965,21 @@ impl<'a> Importer<'a> {
                     bail!("output shape {ys:?} does not match the conv arithmetic");
                 }
                 let (lo, hi) = self.int8_act(y, act)?;
-                self.g.push(
-                    Node::new(name, OpKind::Conv2d, ins, vec![y])
-                        .with(0, sh as i32)
-                        .with(1, sw as i32)
-                        .with(2, dh as i32)
-                        .with(3, dw as i32)
-                        .with(4, pt as i32)
-                        .with(5, pl as i32)
-                        .with(6, pb as i32)
-                        .with(7, pr as i32)
-                        .with(8, groups as i32)
-                        .with(P_ACT_MIN, lo)
-                        .with(P_ACT_MAX, hi),
-                );
+                self.g.push(Node::new(
+                    name,
+                    OpParams::Conv2d(ConvParams {
+                        geom: ConvGeom {
+                            stride: [sh, sw],
+                            dilation: [dh, dw],
+                            pad: [pt, pl, pb, pr],
+                            groups,
+                        },
+                        act: Act::Int8 { lo, hi },
+                        rounding: Rounding::Double,
+                    }),
+                    ins,
+                    vec![y],
+                ));
                 Ok(())
             }
             FULLY_CONNECTED if self.is_int8(o.inputs[0]) => {
@@ -983,7 +1004,7 @@ impl<'a> Importer<'a> {
                     self.g.tensors[t].quant = self.g.tensors[x].quant;
                     self.g.push(Node::new(
                         format!("{name}.flatten"),
-                        OpKind::Reshape,
+                        OpParams::Reshape(ReshapeParams),
                         vec![Some(x)],
                         vec![t],
                     ));
@@ -1001,16 +1022,19 @@ impl<'a> Importer<'a> {
                 let (lo, hi) = self.int8_act(y, opt.u8(0, 0)?)?;
                 // LiteRT's reference FULLY_CONNECTED rescales with a single rounding (conv and the
                 // rest use gemmlowp's double rounding); matching it keeps kiln bit-exact.
-                self.g.push(
-                    Node::new(name.clone(), OpKind::Dense, ins, vec![y2])
-                        .with(P_ACT_MIN, lo)
-                        .with(P_ACT_MAX, hi)
-                        .with(11, 1),
-                );
+                self.g.push(Node::new(
+                    name.clone(),
+                    OpParams::Dense(DenseParams {
+                        act: Act::Int8 { lo, hi },
+                        rounding: Rounding::Single,
+                    }),
+                    ins,
+                    vec![y2],
+                ));
                 if y2 != y {
                     self.g.push(Node::new(
                         format!("{name}.unflatten"),
-                        OpKind::Reshape,
+                        OpParams::Reshape(ReshapeParams),
                         vec![Some(y2)],
                         vec![y],
                     ));
@@ -1036,25 +1060,16 @@ impl<'a> Importer<'a> {
                 );
                 let (pt, pb, _) = tf_padding(xs[1], kh, sh, 1, same);
                 let (pl, pr, _) = tf_padding(xs[2], kw, sw, 1, same);
-                let kind = if o.code == MAX_POOL_2D {
-                    OpKind::MaxPool
-                } else {
-                    OpKind::AvgPool
-                };
                 let (lo, hi) = self.int8_act(y, opt.u8(5, 0)?)?;
-                self.g.push(
-                    Node::new(name, kind, vec![Some(x)], vec![y])
-                        .with(0, sh as i32)
-                        .with(1, sw as i32)
-                        .with(2, kh as i32)
-                        .with(3, kw as i32)
-                        .with(4, pt as i32)
-                        .with(5, pl as i32)
-                        .with(6, pb as i32)
-                        .with(7, pr as i32)
-                        .with(P_ACT_MIN, lo)
-                        .with(P_ACT_MAX, hi),
-                );
+                let mut p = PoolParams::new([kh, kw], [sh, sw]);
+                p.window.pad = [pt, pl, pb, pr];
+                p.act = Act::Int8 { lo, hi };
+                self.g.push(Node::new(
+                    name,
+                    pool_op(o.code == MAX_POOL_2D, p),
+                    vec![Some(x)],
+                    vec![y],
+                ));
                 Ok(())
             }
             LOGISTIC | TANH if self.is_int8(o.inputs[0]) => {
@@ -1084,7 +1099,7 @@ impl<'a> Importer<'a> {
                 self.g.tensors[t].data = Some(Data::I8(table));
                 self.g.push(Node::new(
                     name,
-                    OpKind::Lut,
+                    OpParams::Lut(LutParams),
                     vec![Some(x), Some(t)],
                     vec![y],
                 ));
@@ -1095,7 +1110,7 @@ impl<'a> Importer<'a> {
                 let y = self.out(o)?;
                 let xs = self.shape(x);
                 let rank = xs.len() as i64;
-                let mut mask = 0i32;
+                let mut mask = 0u32;
                 let mut count = 1i64;
                 for a in self.const_ints(o.inputs[1])? {
                     let a = if a < 0 { a + rank } else { a };
@@ -1107,14 +1122,16 @@ impl<'a> Importer<'a> {
                     }
                     mask |= 1 << a;
                 }
-                let (m, s) = mean_params(self.q_scale(x), self.q_scale(y), count);
-                self.g.push(
-                    Node::new(name, OpKind::Reduce, vec![Some(x)], vec![y])
-                        .with(0, 0)
-                        .with(1, mask)
-                        .with(2, m)
-                        .with(3, s),
-                );
+                let (multiplier, shift) = mean_params(self.q_scale(x), self.q_scale(y), count);
+                self.g.push(Node::new(
+                    name,
+                    OpParams::Reduce(ReduceParams {
+                        quant: MeanQuant { multiplier, shift },
+                        ..ReduceParams::new(Reducer::Mean, mask)
+                    }),
+                    vec![Some(x)],
+                    vec![y],
+                ));
                 Ok(())
             }
             MUL if self.is_int8(o.inputs[0]) => {
@@ -1126,15 +1143,22 @@ impl<'a> Importer<'a> {
                 }
                 let act = o.options.map(|t| t.u8(0, 0)).transpose()?.unwrap_or(0);
                 let (lo, hi) = self.int8_act(y, act)?;
-                let (m, s) = mul_params(self.q_scale(a), self.q_scale(b), self.q_scale(y));
-                self.g.push(
-                    Node::new(name, OpKind::Binary, vec![Some(a), Some(b)], vec![y])
-                        .with(0, BinaryKind::Mul as i32)
-                        .with(2, m)
-                        .with(3, s)
-                        .with(P_ACT_MIN, lo)
-                        .with(P_ACT_MAX, hi),
-                );
+                let (multiplier, shift) =
+                    mul_params(self.q_scale(a), self.q_scale(b), self.q_scale(y));
+                self.g.push(Node::new(
+                    name,
+                    OpParams::Binary(BinaryParams {
+                        kind: BinaryKind::Mul,
+                        act: Act::Int8 { lo, hi },
+                        quant: BinaryQuant::Mul(MulQuant {
+                            multiplier,
+                            shift,
+                            rounding: Rounding::Double,
+                        }),
+                    }),
+                    vec![Some(a), Some(b)],
+                    vec![y],
+                ));
                 Ok(())
             }
             ADD | SUB if self.is_int8(o.inputs[0]) => {
@@ -1152,13 +1176,19 @@ impl<'a> Importer<'a> {
                 } else {
                     BinaryKind::Add
                 };
-                let mut node = Node::new(name, OpKind::Binary, vec![Some(a), Some(b)], vec![y])
-                    .with(0, kind as i32)
-                    .with(1, left);
-                for (k, (mult, shift)) in m.iter().enumerate() {
-                    node = node.with(2 + 2 * k, *mult).with(3 + 2 * k, *shift);
-                }
-                self.g.push(node.with(P_ACT_MIN, lo).with(P_ACT_MAX, hi));
+                self.g.push(Node::new(
+                    name,
+                    OpParams::Binary(BinaryParams {
+                        kind,
+                        act: Act::Int8 { lo, hi },
+                        quant: BinaryQuant::Add(AddQuant {
+                            left_shift: left,
+                            mult: m,
+                        }),
+                    }),
+                    vec![Some(a), Some(b)],
+                    vec![y],
+                ));
                 Ok(())
             }
             SOFTMAX if self.is_int8(o.inputs[0]) => {
@@ -1179,14 +1209,21 @@ impl<'a> Importer<'a> {
                     .len()
                     .checked_sub(1)
                     .ok_or_else(|| anyhow!("softmax of a scalar"))?;
-                self.g.push(
-                    Node::new(name, OpKind::Softmax, vec![Some(x)], vec![y])
-                        .with(0, axis as i32)
-                        .with_f32(1, beta)
-                        .with(3, m)
-                        .with(4, shift)
-                        .with(5, diff_min),
-                );
+                self.g.push(Node::new(
+                    name,
+                    OpParams::Softmax(SoftmaxParams {
+                        axis,
+                        beta,
+                        log: false,
+                        quant: SoftmaxQuant {
+                            input_multiplier: m,
+                            input_left_shift: shift,
+                            diff_min,
+                        },
+                    }),
+                    vec![Some(x)],
+                    vec![y],
+                ));
                 Ok(())
             }
             QUANTIZE => {
@@ -1195,8 +1232,12 @@ impl<'a> Importer<'a> {
                 if self.g.tensors[x].dtype != DType::F32 || self.g.tensors[y].dtype != DType::I8 {
                     bail!("only float32 -> int8 QUANTIZE is supported");
                 }
-                self.g
-                    .push(Node::new(name, OpKind::Quantize, vec![Some(x)], vec![y]));
+                self.g.push(Node::new(
+                    name,
+                    OpParams::Quantize(QuantizeParams),
+                    vec![Some(x)],
+                    vec![y],
+                ));
                 Ok(())
             }
             DEQUANTIZE
@@ -1204,8 +1245,12 @@ impl<'a> Importer<'a> {
             {
                 let x = self.input(o, 0)?;
                 let y = self.out(o)?;
-                self.g
-                    .push(Node::new(name, OpKind::Dequantize, vec![Some(x)], vec![y]));
+                self.g.push(Node::new(
+                    name,
+                    OpParams::Dequantize(DequantizeParams),
+                    vec![Some(x)],
+                    vec![y],
+                ));
                 Ok(())
             }
             CONV_2D | DEPTHWISE_CONV_2D => {
@@ -1276,16 +1321,18 @@ impl<'a> Importer<'a> {
                 if ys != [xs[0], oh, ow, wk[0]] {
                     bail!("output shape {ys:?} does not match the conv arithmetic [{}, {oh}, {ow}, {}]", xs[0], wk[0]);
                 }
-                let node = Node::new(name, OpKind::Conv2d, vec![Some(x), Some(w), bias], vec![y])
-                    .with(0, sh as i32)
-                    .with(1, sw as i32)
-                    .with(2, dh as i32)
-                    .with(3, dw as i32)
-                    .with(4, pt as i32)
-                    .with(5, pl as i32)
-                    .with(6, pb as i32)
-                    .with(7, pr as i32)
-                    .with(8, groups as i32);
+                let geom = ConvGeom {
+                    stride: [sh, sw],
+                    dilation: [dh, dw],
+                    pad: [pt, pl, pb, pr],
+                    groups,
+                };
+                let node = Node::new(
+                    name,
+                    OpParams::Conv2d(ConvParams::new(geom)),
+                    vec![Some(x), Some(w), bias],
+                    vec![y],
+                );
                 self.push_with_act(node, act)
             }
             FULLY_CONNECTED => {
@@ -1317,7 +1364,7 @@ impl<'a> Importer<'a> {
                         .add_tensor(format!("{name}.flat"), DType::F32, vec![rows, k]);
                     self.g.push(Node::new(
                         format!("{name}.flatten"),
-                        OpKind::Reshape,
+                        OpParams::Reshape(ReshapeParams),
                         vec![Some(x)],
                         vec![t],
                     ));
@@ -1334,7 +1381,7 @@ impl<'a> Importer<'a> {
                 };
                 let node = Node::new(
                     name.clone(),
-                    OpKind::Dense,
+                    OpParams::Dense(DenseParams::default()),
                     vec![Some(x2), Some(w), bias],
                     vec![y2],
                 );
@@ -1342,7 +1389,7 @@ impl<'a> Importer<'a> {
                 if y2 != y {
                     self.g.push(Node::new(
                         format!("{name}.unflatten"),
-                        OpKind::Reshape,
+                        OpParams::Reshape(ReshapeParams),
                         vec![Some(y2)],
                         vec![y],
                     ));
@@ -1365,20 +1412,14 @@ impl<'a> Importer<'a> {
                 );
                 let (pt, pb, _) = tf_padding(xs[1], kh, sh, 1, same);
                 let (pl, pr, _) = tf_padding(xs[2], kw, sw, 1, same);
-                let kind = if o.code == MAX_POOL_2D {
-                    OpKind::MaxPool
-                } else {
-                    OpKind::AvgPool
-                };
-                let node = Node::new(name, kind, vec![Some(x)], vec![y])
-                    .with(0, sh as i32)
-                    .with(1, sw as i32)
-                    .with(2, kh as i32)
-                    .with(3, kw as i32)
-                    .with(4, pt as i32)
-                    .with(5, pl as i32)
-                    .with(6, pb as i32)
-                    .with(7, pr as i32);
+                let mut p = PoolParams::new([kh, kw], [sh, sw]);
+                p.window.pad = [pt, pl, pb, pr];
+                let node = Node::new(
+                    name,
+                    pool_op(o.code == MAX_POOL_2D, p),
+                    vec![Some(x)],
+                    vec![y],
+                );
                 self.push_with_act(node, opt.u8(5, 0)?)
             }
             ADD | SUB | MUL | DIV | MAXIMUM | MINIMUM => {
@@ -1397,8 +1438,12 @@ impl<'a> Importer<'a> {
                     Some(t) if !matches!(o.code, MAXIMUM | MINIMUM) => t.u8(0, 0)?,
                     _ => 0,
                 };
-                let node = Node::new(name, OpKind::Binary, vec![Some(a), Some(b)], vec![y])
-                    .with(0, kind as i32);
+                let node = Node::new(
+                    name,
+                    OpParams::Binary(BinaryParams::new(kind)),
+                    vec![Some(a), Some(b)],
+                    vec![y],
+                );
                 self.push_with_act(node, act)
             }
             RESHAPE | SQUEEZE | EXPAND_DIMS => {
@@ -1407,8 +1452,12 @@ impl<'a> Importer<'a> {
                 if self.g.tensors[x].len() != self.g.tensors[y].len() {
                     bail!("reshape changes the element count");
                 }
-                self.g
-                    .push(Node::new(name, OpKind::Reshape, vec![Some(x)], vec![y]));
+                self.g.push(Node::new(
+                    name,
+                    OpParams::Reshape(ReshapeParams),
+                    vec![Some(x)],
+                    vec![y],
+                ));
                 Ok(())
             }
             SOFTMAX => {
@@ -1420,11 +1469,15 @@ impl<'a> Importer<'a> {
                     .len()
                     .checked_sub(1)
                     .ok_or_else(|| anyhow!("softmax of a scalar"))?;
-                self.g.push(
-                    Node::new(name, OpKind::Softmax, vec![Some(x)], vec![y])
-                        .with(0, axis as i32)
-                        .with_f32(1, beta),
-                );
+                self.g.push(Node::new(
+                    name,
+                    OpParams::Softmax(SoftmaxParams {
+                        beta,
+                        ..SoftmaxParams::new(axis, false)
+                    }),
+                    vec![Some(x)],
+                    vec![y],
+                ));
                 Ok(())
             }
             RELU | RELU6 | RELU_N1_TO_1 | LOGISTIC | TANH | LEAKY_RELU | HARD_SWISH | EXP | ABS
@@ -1446,12 +1499,12 @@ impl<'a> Importer<'a> {
                     LOG => (UnaryKind::Log, 0.0, 0.0),
                     _ => (UnaryKind::Elu, 1.0, 0.0),
                 };
-                self.g.push(
-                    Node::new(name, OpKind::Unary, vec![Some(x)], vec![y])
-                        .with(0, kind as i32)
-                        .with_f32(1, a)
-                        .with_f32(2, b),
-                );
+                self.g.push(Node::new(
+                    name,
+                    OpParams::Unary(UnaryParams { kind, a, b }),
+                    vec![Some(x)],
+                    vec![y],
+                ));
                 Ok(())
             }
             CONCATENATION => {
@@ -1462,11 +1515,13 @@ impl<'a> Importer<'a> {
                 if axis < 0 {
                     axis += rank;
                 }
+                let axis = usize::try_from(axis)
+                    .map_err(|_| anyhow!("concat axis {axis} outside rank {rank}"))?;
                 let mut ins = Vec::new();
                 for k in 0..o.inputs.len() {
                     ins.push(Some(self.input(o, k)?));
                 }
-                let node = Node::new(name, OpKind::Concat, ins, vec![y]).with(0, axis);
+                let node = Node::new(name, OpParams::Concat(ConcatParams { axis }), ins, vec![y]);
                 self.push_with_act(node, opt.u8(1, 0)?)
             }
             PAD | PADV2 => {
@@ -1486,17 +1541,22 @@ impl<'a> Importer<'a> {
                 } else {
                     0.0
                 };
-                let mut node = Node::new(name, OpKind::Pad, vec![Some(x)], vec![y])
-                    .with(0, 0)
-                    .with_f32(1, value);
+                if rank > MAX_RANK {
+                    bail!("pad of a rank-{rank} tensor (at most {MAX_RANK})");
+                }
+                let mut p = PadParams {
+                    mode: PadMode::Constant(value),
+                    pads: [(0, 0); MAX_RANK],
+                };
                 for d in 0..rank {
                     let (b, a) = (pads[2 * d], pads[2 * d + 1]);
                     if !(0..1 << 15).contains(&b) || !(0..1 << 15).contains(&a) {
                         bail!("padding ({b}, {a}) out of range");
                     }
-                    node.params[2 + d] = ((b << 16) | a) as i32;
+                    p.pads[d] = (b as usize, a as usize);
                 }
-                self.g.push(node);
+                self.g
+                    .push(Node::new(name, OpParams::Pad(p), vec![Some(x)], vec![y]));
                 Ok(())
             }
             TRANSPOSE => {
@@ -1514,18 +1574,20 @@ impl<'a> Importer<'a> {
                 if perm.len() != rank || rank > 6 {
                     bail!("permutation {perm:?} does not fit an input of rank {rank} (at most 6)");
                 }
-                let mut node = Node::new(name, OpKind::Transpose, vec![Some(x)], vec![y]);
-                for (d, &p) in perm.iter().enumerate() {
-                    node.params[d] = p as i32;
-                }
-                self.g.push(node);
+                let perm: Vec<usize> = perm.iter().map(|&p| p as usize).collect();
+                self.g.push(Node::new(
+                    name,
+                    OpParams::Transpose(TransposeParams::new(&perm)),
+                    vec![Some(x)],
+                    vec![y],
+                ));
                 Ok(())
             }
             MEAN | SUM | REDUCE_MAX | REDUCE_MIN | REDUCE_PROD => {
                 let x = self.input(o, 0)?;
                 let y = self.out(o)?;
                 let rank = self.shape(x).len() as i64;
-                let mut mask = 0i32;
+                let mut mask = 0u32;
                 for a in self.const_ints(o.inputs[1])? {
                     let a = if a < 0 { a + rank } else { a };
                     if !(0..rank).contains(&a) {
@@ -1534,17 +1596,18 @@ impl<'a> Importer<'a> {
                     mask |= 1 << a;
                 }
                 let reducer = match o.code {
-                    MEAN => 0,
-                    SUM => 1,
-                    REDUCE_MAX => 2,
-                    REDUCE_MIN => 3,
-                    _ => 4,
+                    MEAN => Reducer::Mean,
+                    SUM => Reducer::Sum,
+                    REDUCE_MAX => Reducer::Max,
+                    REDUCE_MIN => Reducer::Min,
+                    _ => Reducer::Prod,
                 };
-                self.g.push(
-                    Node::new(name, OpKind::Reduce, vec![Some(x)], vec![y])
-                        .with(0, reducer)
-                        .with(1, mask),
-                );
+                self.g.push(Node::new(
+                    name,
+                    OpParams::Reduce(ReduceParams::new(reducer, mask)),
+                    vec![Some(x)],
+                    vec![y],
+                ));
                 Ok(())
             }
             STRIDED_SLICE => {
@@ -1565,7 +1628,10 @@ impl<'a> Importer<'a> {
                 if ellipsis != 0 || new_axis != 0 {
                     bail!("ellipsis and new-axis masks are not supported");
                 }
-                let mut node = Node::new(name.clone(), OpKind::Slice, vec![Some(x)], vec![]);
+                if xs.len() > MAX_RANK {
+                    bail!("slice of a rank-{} tensor (at most {MAX_RANK})", xs.len());
+                }
+                let mut sp = SliceParams::default();
                 let mut sliced = Vec::new();
                 for d in 0..xs.len() {
                     let n = xs[d] as i64;
@@ -1605,10 +1671,15 @@ impl<'a> Importer<'a> {
                     if count <= 0 {
                         bail!("slice is empty on axis {d}");
                     }
-                    node.params[d] = b as i32;
-                    node.params[6 + d] = if shrink & (1 << d) != 0 { 1 } else { s as i32 };
+                    sp.begin[d] = i32::try_from(b)?;
+                    sp.step[d] = if shrink & (1 << d) != 0 {
+                        1
+                    } else {
+                        i32::try_from(s)?
+                    };
                     sliced.push(count as usize);
                 }
+                let mut node = Node::new(name.clone(), OpParams::Slice(sp), vec![Some(x)], vec![]);
                 if sliced == self.shape(y) {
                     node.outputs.push(y);
                     self.g.push(node);
@@ -1620,7 +1691,7 @@ impl<'a> Importer<'a> {
                     self.g.push(node);
                     self.g.push(Node::new(
                         format!("{name}.shrink"),
-                        OpKind::Reshape,
+                        OpParams::Reshape(ReshapeParams),
                         vec![Some(t)],
                         vec![y],
                     ));

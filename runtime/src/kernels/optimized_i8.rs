@@ -4,9 +4,9 @@
 //! the reference kernels over an edge-case grid (odd sizes, padding, strides, dilation, groups,
 //! zero points, per-channel scales).
 
-use super::reference_f32::Conv2dParams;
 use super::reference_i8::{self as reference, QuantParams};
 use super::simd;
+use crate::ops::ConvGeom;
 
 /// Most kernel taps one output pixel can have before the kernel falls back to the reference
 /// loop (the tap list lives on the stack).
@@ -23,7 +23,7 @@ pub fn conv2d(
     bias: Option<&[i32]>,
     y: &mut [i8],
     ys: [usize; 4],
-    geo: &Conv2dParams,
+    geo: &ConvGeom,
     q: &QuantParams<'_>,
 ) {
     let [n, h, wd, ci] = xs;

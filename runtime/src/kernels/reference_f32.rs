@@ -2,22 +2,7 @@
 //! tested against: plain loops, obviously right, no unsafe.
 
 use crate::format::MAX_RANK;
-use crate::ops::{BinaryKind, UnaryKind};
-
-/// Convolution geometry shared by conv and pooling kernels.
-#[derive(Clone, Copy, Debug)]
-pub struct Conv2dParams {
-    /// Stride (h, w).
-    pub stride: [usize; 2],
-    /// Dilation (h, w).
-    pub dilation: [usize; 2],
-    /// Padding top, left, bottom, right.
-    pub pad: [usize; 4],
-    /// Groups (`in_channels` for depthwise).
-    pub groups: usize,
-    /// Fused activation clamp.
-    pub act: [f32; 2],
-}
+use crate::ops::{BinaryKind, ConvGeom, PoolWindow, Reducer, UnaryKind};
 
 #[inline]
 fn clamp(v: f32, act: [f32; 2]) -> f32 {
@@ -36,7 +21,8 @@ pub fn conv2d<W: Copy + Into<f32>>(
     bias: Option<&[f32]>,
     y: &mut [f32],
     ys: [usize; 4],
-    p: &Conv2dParams,
+    p: &ConvGeom,
+    act: [f32; 2],
 ) {
     let [n, h, wd, ci] = xs;
     let [co, kh, kw, cig] = ws;
@@ -70,7 +56,7 @@ pub fn conv2d<W: Copy + Into<f32>>(
                             }
                         }
                     }
-                    *o = clamp(acc, p.act);
+                    *o = clamp(acc, act);
                 }
             }
         }
@@ -99,30 +85,14 @@ pub fn dense<W: Copy + Into<f32>>(
     }
 }
 
-/// Pooling geometry.
-#[derive(Clone, Copy, Debug)]
-pub struct PoolParams {
-    /// Window (h, w).
-    pub kernel: [usize; 2],
-    /// Stride (h, w).
-    pub stride: [usize; 2],
-    /// Padding top, left, bottom, right.
-    pub pad: [usize; 4],
-    /// Rows/columns of the bottom/right padding added for ceil mode (never counted).
-    pub ceil_extra: [usize; 2],
-    /// Average pooling divides by the window size including padding.
-    pub count_include_pad: bool,
-    /// Fused activation clamp.
-    pub act: [f32; 2],
-}
-
 /// Max (`is_max`) or average pooling over NHWC.
 pub fn pool2d(
     x: &[f32],
     xs: [usize; 4],
     y: &mut [f32],
     ys: [usize; 4],
-    p: &PoolParams,
+    p: &PoolWindow,
+    act: [f32; 2],
     is_max: bool,
 ) {
     let [n, h, w, c] = xs;
@@ -158,7 +128,7 @@ pub fn pool2d(
                     if !is_max {
                         acc = if count > 0 { acc / count as f32 } else { 0.0 };
                     }
-                    y[((b * oh + oy) * ow + ox) * c + ch] = clamp(acc, p.act);
+                    y[((b * oh + oy) * ow + ox) * c + ch] = clamp(acc, act);
                 }
             }
         }
@@ -365,13 +335,12 @@ pub fn softmax(
 }
 
 /// Reduction of `x` (shape `xs`) over the axes in `mask`; `y` holds the kept elements in order.
-/// Reducers: 0 mean, 1 sum, 2 max, 3 min, 4 prod, 5 mean of squares.
-pub fn reduce(x: &[f32], xs: &[usize], mask: u32, reducer: i32, y: &mut [f32]) {
+pub fn reduce(x: &[f32], xs: &[usize], mask: u32, reducer: Reducer, y: &mut [f32]) {
     let init = match reducer {
-        2 => f32::NEG_INFINITY,
-        3 => f32::INFINITY,
-        4 => 1.0,
-        _ => 0.0,
+        Reducer::Max => f32::NEG_INFINITY,
+        Reducer::Min => f32::INFINITY,
+        Reducer::Prod => 1.0,
+        Reducer::Mean | Reducer::Sum | Reducer::MeanSquare => 0.0,
     };
     y.iter_mut().for_each(|v| *v = init);
     let off = MAX_RANK - xs.len();
@@ -393,14 +362,14 @@ pub fn reduce(x: &[f32], xs: &[usize], mask: u32, reducer: i32, y: &mut [f32]) {
         let v = x[i];
         let acc = &mut y[o];
         *acc = match reducer {
-            2 => acc.max(v),
-            3 => acc.min(v),
-            4 => *acc * v,
-            5 => *acc + v * v,
-            _ => *acc + v,
+            Reducer::Max => acc.max(v),
+            Reducer::Min => acc.min(v),
+            Reducer::Prod => *acc * v,
+            Reducer::MeanSquare => *acc + v * v,
+            Reducer::Mean | Reducer::Sum => *acc + v,
         };
     });
-    if reducer == 0 || reducer == 5 {
+    if matches!(reducer, Reducer::Mean | Reducer::MeanSquare) {
         let inv = 1.0 / count as f32;
         y.iter_mut().for_each(|v| *v *= inv);
     }
@@ -585,13 +554,7 @@ mod tests {
         let x: [f32; 12] = core::array::from_fn(|i| i as f32);
         let w = [1.0, 0.0, -1.0, 0.5, 0.5, 0.5];
         let mut y = [0.0; 8];
-        let p = Conv2dParams {
-            stride: [1, 1],
-            dilation: [1, 1],
-            pad: [0; 4],
-            groups: 1,
-            act: [f32::NEG_INFINITY, f32::INFINITY],
-        };
+        let p = ConvGeom::default();
         conv2d(
             &x,
             [1, 2, 2, 3],
@@ -601,6 +564,7 @@ mod tests {
             &mut y,
             [1, 2, 2, 2],
             &p,
+            [f32::NEG_INFINITY, f32::INFINITY],
         );
         let mut d = [0.0; 8];
         dense(

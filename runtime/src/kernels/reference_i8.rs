@@ -125,7 +125,7 @@ pub fn conv2d(
     bias: Option<&[i32]>,
     y: &mut [i8],
     ys: [usize; 4],
-    geo: &super::reference_f32::Conv2dParams,
+    geo: &crate::ops::ConvGeom,
     q: &QuantParams<'_>,
 ) {
     let [n, h, wd, ci] = xs;
@@ -203,7 +203,7 @@ pub fn pool2d(
     xs: [usize; 4],
     y: &mut [i8],
     ys: [usize; 4],
-    p: &super::reference_f32::PoolParams,
+    p: &crate::ops::PoolWindow,
     act: [i32; 2],
     is_max: bool,
 ) {

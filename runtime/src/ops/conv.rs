@@ -1,0 +1,277 @@
+//! 2-D convolution (NHWC activations, OHWI weights, optional bias; `groups` covers depthwise),
+//! f32 (f32 or f16 weights) and int8 (per-channel requantization, as TFLite).
+//!
+//! Words: 0-1 stride h/w, 2-3 dilation h/w, 4-7 padding top/left/bottom/right, 8 groups,
+//! 9-10 fused activation, 11 requantization rounding (int8).
+
+use core::fmt;
+
+use super::{
+    decode_rounding, dims4, encode_rounding, no_kernel, non_negative, per_tensor, positive,
+    window_out, Act, Ctx, OpShapes, Rounding, View, Words,
+};
+use crate::cast::{bytes_as_f16, bytes_as_f32, bytes_as_f32_mut, bytes_as_i8, bytes_as_i8_mut};
+use crate::error::Result;
+use crate::format::DType;
+use crate::kernels::{optimized_i8 as opt8, reference_f32 as kf, reference_i8 as ki8};
+use crate::model::TensorInfo;
+
+/// Where a convolution's window goes: the geometry every conv kernel reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeom {
+    /// Stride (h, w).
+    pub stride: [usize; 2],
+    /// Dilation (h, w).
+    pub dilation: [usize; 2],
+    /// Padding top, left, bottom, right.
+    pub pad: [usize; 4],
+    /// Groups (`in_channels` for depthwise).
+    pub groups: usize,
+}
+
+impl Default for ConvGeom {
+    fn default() -> Self {
+        ConvGeom {
+            stride: [1, 1],
+            dilation: [1, 1],
+            pad: [0; 4],
+            groups: 1,
+        }
+    }
+}
+
+/// Parameters of [`super::OpKind::Conv2d`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ConvParams {
+    /// Window geometry.
+    pub geom: ConvGeom,
+    /// Fused activation.
+    pub act: Act,
+    /// Requantization rounding (int8).
+    pub rounding: Rounding,
+}
+
+impl ConvParams {
+    /// Float conv with this geometry and no activation.
+    pub fn new(geom: ConvGeom) -> Self {
+        ConvParams {
+            geom,
+            act: Act::NONE,
+            rounding: Rounding::Double,
+        }
+    }
+    /// Decodes the words (see the module docs).
+    pub fn decode(w: &Words, int8: bool) -> core::result::Result<Self, &'static str> {
+        let mut pad = [0; 4];
+        for (k, p) in pad.iter_mut().enumerate() {
+            *p = non_negative(w[4 + k], "negative padding")?;
+        }
+        Ok(ConvParams {
+            geom: ConvGeom {
+                stride: [
+                    positive(w[0], "stride must be positive")?,
+                    positive(w[1], "stride must be positive")?,
+                ],
+                dilation: [
+                    positive(w[2], "dilation must be positive")?,
+                    positive(w[3], "dilation must be positive")?,
+                ],
+                pad,
+                groups: positive(w[8], "groups must be positive")?,
+            },
+            act: Act::decode(w, int8),
+            rounding: decode_rounding(w)?,
+        })
+    }
+    /// The words.
+    pub fn encode(&self) -> Words {
+        let mut w = super::base_words();
+        let g = &self.geom;
+        w[0] = g.stride[0] as i32;
+        w[1] = g.stride[1] as i32;
+        w[2] = g.dilation[0] as i32;
+        w[3] = g.dilation[1] as i32;
+        for k in 0..4 {
+            w[4 + k] = g.pad[k] as i32;
+        }
+        w[8] = g.groups as i32;
+        self.act.encode(&mut w);
+        encode_rounding(self.rounding, &mut w);
+        w
+    }
+}
+
+pub(super) fn validate(c: &Ctx<'_, '_>, p: &ConvParams) -> Result<()> {
+    let quantized = c.input(0)?.dtype == DType::I8;
+    if quantized {
+        c.arity(5, 5, 1)?;
+        let (x, w, y) = (c.input(0)?, c.input(1)?, c.output(0));
+        c.q8(&x)?;
+        c.q8(&y)?;
+        c.check(w.rank == 4, "conv weights must be 4-D")?;
+        c.q8_weights(&w, w.dims[0])?;
+        c.q8_bias(2, w.dims[0])?;
+        c.requant_tables(3, w.dims[0])?;
+    } else {
+        c.arity(2, 3, 1)?;
+        c.f32_with_weights()?;
+    }
+    let (x, w, y) = (c.input(0)?, c.input(1)?, c.output(0));
+    c.check(
+        x.rank == 4 && w.rank == 4 && y.rank == 4,
+        "conv tensors must be 4-D (NHWC, OHWI)",
+    )?;
+    let g = &p.geom;
+    c.check(g.pad.iter().all(|&v| v < 1 << 30), "padding too large")?;
+    let [n, h, wd, ci] = dims4(&x);
+    let [co, kh, kw, cig] = dims4(&w);
+    c.check(
+        ci % g.groups == 0 && co % g.groups == 0 && cig * g.groups == ci,
+        "channels do not match groups and weights",
+    )?;
+    let oh = window_out(h, kh, g.stride[0], g.dilation[0], g.pad[0] + g.pad[2])
+        .ok_or(c.err("kernel larger than padded input"))?;
+    let ow = window_out(wd, kw, g.stride[1], g.dilation[1], g.pad[1] + g.pad[3])
+        .ok_or(c.err("kernel larger than padded input"))?;
+    c.check(
+        y.shape() == [n, oh, ow, co],
+        "output shape does not match conv arithmetic",
+    )?;
+    if !quantized {
+        if let Some(b) = c.opt_input(2) {
+            c.check(
+                b.rank == 1 && b.dims[0] == co,
+                "bias must be [out_channels]",
+            )?;
+        }
+    }
+    c.act(p.act)
+}
+
+/// The requantization an int8 conv or dense reads from its inputs 3-4 and its tensors.
+pub(super) fn quant_params<'v>(
+    v: &'v View<'_, '_>,
+    xt: &TensorInfo<'_>,
+    wt: &TensorInfo<'_>,
+    yt: &TensorInfo<'_>,
+    act: Act,
+    rounding: Rounding,
+) -> Result<ki8::QuantParams<'v>> {
+    use crate::cast::{bytes_as_i16, bytes_as_i32};
+    let mt = v.info(3)?;
+    let st = v.info(4)?;
+    Ok(ki8::QuantParams {
+        input_zp: per_tensor(xt).1,
+        weight_zp: match wt.quant {
+            crate::model::Quant::PerTensor { zero_point, .. } => zero_point,
+            _ => 0,
+        },
+        output_zp: per_tensor(yt).1,
+        multiplier: if mt.dtype == DType::I16 {
+            ki8::Multipliers::I16(bytes_as_i16(v.bytes(&mt)?))
+        } else {
+            ki8::Multipliers::I32(bytes_as_i32(v.bytes(&mt)?))
+        },
+        shift: if st.dtype == DType::I8 {
+            ki8::Shifts::I8(bytes_as_i8(v.bytes(&st)?))
+        } else {
+            ki8::Shifts::I32(bytes_as_i32(v.bytes(&st)?))
+        },
+        act: act.i8_bounds(),
+        rounding,
+    })
+}
+
+pub(super) fn run(
+    v: &View<'_, '_>,
+    p: &ConvParams,
+    out: &mut [u8],
+    yt: &TensorInfo<'_>,
+) -> Result<()> {
+    let xt = v.info(0)?;
+    let wt = v.info(1)?;
+    let wb = v.bytes(&wt)?;
+    match xt.dtype {
+        DType::I8 => {
+            let x = bytes_as_i8(v.bytes(&xt)?);
+            let bias = v.opt_i32(2)?;
+            let q = quant_params(v, &xt, &wt, yt, p.act, p.rounding)?;
+            let (w, y) = (bytes_as_i8(wb), bytes_as_i8_mut(out));
+            if v.reference {
+                ki8::conv2d(
+                    x,
+                    dims4(&xt),
+                    w,
+                    dims4(&wt),
+                    bias,
+                    y,
+                    dims4(yt),
+                    &p.geom,
+                    &q,
+                );
+            } else {
+                opt8::conv2d(
+                    x,
+                    dims4(&xt),
+                    w,
+                    dims4(&wt),
+                    bias,
+                    y,
+                    dims4(yt),
+                    &p.geom,
+                    &q,
+                );
+            }
+            Ok(())
+        }
+        DType::F32 if cfg!(feature = "float") => {
+            let x = bytes_as_f32(v.bytes(&xt)?);
+            let bias = v.opt_f32(2)?;
+            let y = bytes_as_f32_mut(out);
+            let act = p.act.f32_bounds();
+            let (xs, ws, ys) = (dims4(&xt), dims4(&wt), dims4(yt));
+            if wt.dtype == DType::F16 {
+                kf::conv2d(x, xs, bytes_as_f16(wb), ws, bias, y, ys, &p.geom, act);
+            } else {
+                kf::conv2d(x, xs, bytes_as_f32(wb), ws, bias, y, ys, &p.geom, act);
+            }
+            Ok(())
+        }
+        _ => no_kernel(v),
+    }
+}
+
+pub(super) fn macs(_p: &ConvParams, s: &OpShapes<'_>) -> u64 {
+    let out: usize = s.y.iter().product();
+    match s.w {
+        [_, kh, kw, cig] => (out * kh * kw * cig) as u64,
+        _ => 0,
+    }
+}
+
+pub(super) fn describe(p: &ConvParams, s: &OpShapes<'_>, f: &mut dyn fmt::Write) -> fmt::Result {
+    let (kh, kw, cig) = match s.w {
+        [_, kh, kw, cig] => (*kh, *kw, *cig),
+        _ => (0, 0, 0),
+    };
+    let g = &p.geom;
+    let dw = if g.groups > 1 && cig == 1 {
+        " depthwise"
+    } else {
+        ""
+    };
+    write!(
+        f,
+        "k{kh}x{kw} s{},{} d{},{} p{},{},{},{} g{}{dw}{}",
+        g.stride[0],
+        g.stride[1],
+        g.dilation[0],
+        g.dilation[1],
+        g.pad[0],
+        g.pad[1],
+        g.pad[2],
+        g.pad[3],
+        g.groups,
+        p.act
+    )
+}

@@ -1,0 +1,137 @@
+//! Fully connected: `y[.., m] = bias[m] + Σ_k x[.., k] · w[m, k]`, f32 (f32 or f16 weights) and
+//! int8 (per-channel requantization, as TFLite).
+//!
+//! Words: 9-10 fused activation, 11 requantization rounding (int8).
+
+use core::fmt;
+
+use super::{
+    decode_rounding, encode_rounding, no_kernel, Act, Ctx, OpShapes, Rounding, View, Words,
+};
+use crate::cast::{bytes_as_f16, bytes_as_f32, bytes_as_f32_mut, bytes_as_i8, bytes_as_i8_mut};
+use crate::error::Result;
+use crate::format::DType;
+use crate::kernels::{optimized_i8 as opt8, reference_f32 as kf, reference_i8 as ki8};
+use crate::model::TensorInfo;
+
+/// Parameters of [`super::OpKind::Dense`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DenseParams {
+    /// Fused activation.
+    pub act: Act,
+    /// Requantization rounding (int8).
+    pub rounding: Rounding,
+}
+
+impl Default for DenseParams {
+    fn default() -> Self {
+        DenseParams {
+            act: Act::NONE,
+            rounding: Rounding::Double,
+        }
+    }
+}
+
+impl DenseParams {
+    /// Decodes the words (see the module docs).
+    pub fn decode(w: &Words, int8: bool) -> core::result::Result<Self, &'static str> {
+        Ok(DenseParams {
+            act: Act::decode(w, int8),
+            rounding: decode_rounding(w)?,
+        })
+    }
+    /// The words.
+    pub fn encode(&self) -> Words {
+        let mut w = super::base_words();
+        self.act.encode(&mut w);
+        encode_rounding(self.rounding, &mut w);
+        w
+    }
+}
+
+pub(super) fn validate(c: &Ctx<'_, '_>, p: &DenseParams) -> Result<()> {
+    let quantized = c.input(0)?.dtype == DType::I8;
+    let (x, w, y) = (c.input(0)?, c.input(1)?, c.output(0));
+    if quantized {
+        c.arity(5, 5, 1)?;
+        c.q8(&x)?;
+        c.q8(&y)?;
+        c.check(w.rank == 2, "dense weights must be 2-D")?;
+        c.q8_weights(&w, w.dims[0])?;
+        c.q8_bias(2, w.dims[0])?;
+        c.requant_tables(3, w.dims[0])?;
+    } else {
+        c.arity(2, 3, 1)?;
+        c.f32_with_weights()?;
+    }
+    c.check(
+        w.rank == 2 && x.rank >= 1 && y.rank == x.rank,
+        "dense expects x [.., K], w [M, K]",
+    )?;
+    let (mo, k) = (w.dims[0], w.dims[1]);
+    c.check(
+        x.dims[x.rank - 1] == k,
+        "input's last dim does not match weights",
+    )?;
+    c.check(
+        y.dims[y.rank - 1] == mo && y.shape()[..y.rank - 1] == x.shape()[..x.rank - 1],
+        "output shape does not match dense arithmetic",
+    )?;
+    if !quantized {
+        if let Some(b) = c.opt_input(2) {
+            c.check(
+                b.rank == 1 && b.dims[0] == mo,
+                "bias must be [out_features]",
+            )?;
+        }
+    }
+    c.act(p.act)
+}
+
+pub(super) fn run(
+    v: &View<'_, '_>,
+    p: &DenseParams,
+    out: &mut [u8],
+    yt: &TensorInfo<'_>,
+) -> Result<()> {
+    let xt = v.info(0)?;
+    let wt = v.info(1)?;
+    let wb = v.bytes(&wt)?;
+    let (m, k) = (wt.dims[0], wt.dims[1]);
+    match xt.dtype {
+        DType::I8 => {
+            let x = bytes_as_i8(v.bytes(&xt)?);
+            let bias = v.opt_i32(2)?;
+            let q = super::conv::quant_params(v, &xt, &wt, yt, p.act, p.rounding)?;
+            let (w, y) = (bytes_as_i8(wb), bytes_as_i8_mut(out));
+            if v.reference {
+                ki8::dense(x, k, w, m, bias, y, &q);
+            } else {
+                opt8::dense(x, k, w, m, bias, y, &q);
+            }
+            Ok(())
+        }
+        DType::F32 if cfg!(feature = "float") => {
+            let x = bytes_as_f32(v.bytes(&xt)?);
+            let bias = v.opt_f32(2)?;
+            let y = bytes_as_f32_mut(out);
+            let act = p.act.f32_bounds();
+            if wt.dtype == DType::F16 {
+                kf::dense(x, k, bytes_as_f16(wb), m, bias, y, act);
+            } else {
+                kf::dense(x, k, bytes_as_f32(wb), m, bias, y, act);
+            }
+            Ok(())
+        }
+        _ => no_kernel(v),
+    }
+}
+
+pub(super) fn macs(_p: &DenseParams, s: &OpShapes<'_>) -> u64 {
+    let out: usize = s.y.iter().product();
+    s.w.get(1).map_or(0, |&k| (out * k) as u64)
+}
+
+pub(super) fn describe(p: &DenseParams, _s: &OpShapes<'_>, f: &mut dyn fmt::Write) -> fmt::Result {
+    write!(f, "{}", p.act)
+}
