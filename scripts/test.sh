@@ -5,6 +5,7 @@
 #   - quantized ONNX models (QOperator, uint8, integer ops) with onnxruntime outputs (build/onnx_quant)
 #   - cargo fmt --check, cargo clippy -D warnings
 #   - cargo test --release over the workspace (unit, format, conformance, MLPerf Tiny goldens)
+#   - the runtime's tests again under AddressSanitizer (nightly flags on the stable toolchain)
 #   - the runtime builds for Cortex-M with only `core`
 # Set KILN_ASSETS to ../shared/assets (CI does) so the MLPerf Tiny tests must run, not skip.
 set -euo pipefail
@@ -30,4 +31,10 @@ fi
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings
 cargo test --release --workspace
+# AddressSanitizer over the runtime's own tests (the reader, the session, every kernel): its
+# `unsafe` is SIMD intrinsics only, and this is where an out-of-bounds load would show.
+echo "runtime tests under AddressSanitizer (target-asan/)"
+RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zsanitizer=address" RUSTDOCFLAGS="-Zsanitizer=address" \
+  cargo test -q -p kiln-runtime --all-features --target x86_64-unknown-linux-gnu \
+  --target-dir target-asan
 scripts/check-no-std.sh

@@ -90,12 +90,11 @@ pub fn emit_mapped(g: &Graph) -> Result<(Vec<u8>, Plan, Vec<u32>)> {
         inputs: g.inputs.iter().map(|&t| remap[t]).collect(),
         outputs: g.outputs.iter().map(|&t| remap[t]).collect(),
     };
-    let bytes = writer::write(&spec).map_err(|e| anyhow!("{e}"))?;
+    let bytes = writer::write(&spec)?;
     let remap_out = remap.clone();
     // Every file we write must load: validate it with the runtime's own reader.
     let buf = writer::AlignedBuf::new(&bytes);
     kiln_runtime::Model::from_bytes(buf.as_slice())
-        .map_err(|e| anyhow!("{e}"))
         .context("internal: the emitted model does not validate")?;
     Ok((bytes, p, remap_out))
 }

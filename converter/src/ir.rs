@@ -167,6 +167,12 @@ impl Graph {
         });
         self.tensors.len() - 1
     }
+    /// Adds an i32 constant `[v.len()]` (biases, requantization tables).
+    pub fn add_const_i32(&mut self, name: impl Into<String>, v: Vec<i32>) -> TId {
+        let id = self.add_tensor(name, DType::I32, vec![v.len()]);
+        self.tensors[id].data = Some(Data::I32(v));
+        id
+    }
     /// Appends a node.
     pub fn push(&mut self, node: Node) {
         self.nodes.push(node);

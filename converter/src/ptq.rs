@@ -65,12 +65,12 @@ fn observe(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<()> {
     let buf = AlignedBuf::new(bytes);
-    let m = Model::from_bytes(buf.as_slice()).map_err(|e| anyhow!("{e}"))?;
+    let m = Model::from_bytes(buf.as_slice())?;
     let mut arena = AlignedBuf::zeroed(m.arena_size());
-    let mut s = Session::new(&m, arena.as_mut_slice()).map_err(|e| anyhow!("{e}"))?;
+    let mut s = Session::new(&m, arena.as_mut_slice())?;
     for (i, sample) in samples.iter().enumerate() {
         for (k, x) in sample.iter().enumerate() {
-            let t = m.input_tensor(k).map_err(|e| anyhow!("{e}"))?;
+            let t = m.input_tensor(k)?;
             crate::verify::set_input(&mut s, k, x)?;
             if let Some(&gid) = file_to_graph.get(&t) {
                 f(i, gid, x);
@@ -95,8 +95,7 @@ fn observe(
                 }
                 _ => {}
             }
-        })
-        .map_err(|e| anyhow!("{e}"))?;
+        })?;
         progress(i + 1, samples.len());
     }
     Ok(())
@@ -580,7 +579,7 @@ impl<'g> Builder<'g> {
                     self.g.tensors[wt].shape.clone(),
                 );
                 self.q.tensors[wid].data = Some(Data::I8(wq));
-                let bid = self.const_i32(
+                let bid = self.q.add_const_i32(
                     format!("{}.bias_i32", n.name),
                     quantize_bias(&bias, sx, &ws),
                 );
@@ -597,7 +596,7 @@ impl<'g> Builder<'g> {
                         (t, shift)
                     }
                     Err((mult, shift)) => (
-                        self.const_i32(format!("{}.multiplier", n.name), mult),
+                        self.q.add_const_i32(format!("{}.multiplier", n.name), mult),
                         shift,
                     ),
                 };
@@ -818,12 +817,6 @@ impl<'g> Builder<'g> {
         }
         self.int8_nodes.insert(y);
         Ok(true)
-    }
-
-    fn const_i32(&mut self, name: String, v: Vec<i32>) -> TId {
-        let id = self.q.add_tensor(name, DType::I32, vec![v.len()]);
-        self.q.tensors[id].data = Some(Data::I32(v));
-        id
     }
 }
 

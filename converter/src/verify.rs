@@ -130,7 +130,7 @@ pub fn run_tract(
 /// and zero point for an int8 one.
 pub fn set_input(s: &mut Session<'_, '_>, k: usize, x: &[f32]) -> Result<()> {
     let m = s.model();
-    let t = m.tensor(m.input_tensor(k).map_err(|e| anyhow!("{e}"))?);
+    let t = m.tensor(m.input_tensor(k)?);
     match (t.dtype, t.quant) {
         (kiln_runtime::DType::I8, kiln_runtime::Quant::PerTensor { scale, zero_point }) => {
             if x.len() != t.len() {
@@ -139,7 +139,7 @@ pub fn set_input(s: &mut Session<'_, '_>, k: usize, x: &[f32]) -> Result<()> {
             if let Some(i) = x.iter().position(|v| !v.is_finite()) {
                 bail!("input #{k}: value #{i} is NaN or infinite");
             }
-            let dst = s.input_bytes_mut(k).map_err(|e| anyhow!("{e}"))?;
+            let dst = s.input_bytes_mut(k)?;
             let mut q = vec![0i8; x.len()];
             kiln_runtime::kernels::reference_i8::quantize(x, &mut q, scale, zero_point);
             for (d, v) in dst.iter_mut().zip(q) {
@@ -156,24 +156,24 @@ pub fn set_input(s: &mut Session<'_, '_>, k: usize, x: &[f32]) -> Result<()> {
 /// Reads graph output `k` as f32 (an int8 output is dequantized).
 pub fn get_output(s: &Session<'_, '_>, k: usize) -> Result<Vec<f32>> {
     let m = s.model();
-    let t = m.tensor(m.output_tensor(k).map_err(|e| anyhow!("{e}"))?);
+    let t = m.tensor(m.output_tensor(k)?);
     match (t.dtype, t.quant) {
         (kiln_runtime::DType::I8, kiln_runtime::Quant::PerTensor { scale, zero_point }) => {
-            let b = s.output_bytes(k).map_err(|e| anyhow!("{e}"))?;
+            let b = s.output_bytes(k)?;
             Ok(b.iter()
                 .map(|&q| scale * (q as i8 as i32 - zero_point) as f32)
                 .collect())
         }
-        _ => Ok(s.output_f32(k).map_err(|e| anyhow!("{e}"))?.to_vec()),
+        _ => Ok(s.output_f32(k)?.to_vec()),
     }
 }
 
 /// Runs a `.kiln` model on `samples`.
 pub fn run_kiln(bytes: &[u8], samples: &[Vec<Vec<f32>>]) -> Result<Vec<Vec<Vec<f32>>>> {
     let buf = AlignedBuf::new(bytes);
-    let m = Model::from_bytes(buf.as_slice()).map_err(|e| anyhow!("{e}"))?;
+    let m = Model::from_bytes(buf.as_slice())?;
     let mut arena = AlignedBuf::zeroed(m.arena_size());
-    let mut s = Session::new(&m, arena.as_mut_slice()).map_err(|e| anyhow!("{e}"))?;
+    let mut s = Session::new(&m, arena.as_mut_slice())?;
     let mut all = Vec::new();
     for sample in samples {
         if sample.len() != m.num_inputs() {
@@ -186,7 +186,7 @@ pub fn run_kiln(bytes: &[u8], samples: &[Vec<Vec<f32>>]) -> Result<Vec<Vec<Vec<f
         for (k, x) in sample.iter().enumerate() {
             set_input(&mut s, k, x)?;
         }
-        s.invoke().map_err(|e| anyhow!("{e}"))?;
+        s.invoke()?;
         let mut outs = Vec::new();
         for k in 0..m.num_outputs() {
             outs.push(get_output(&s, k)?);

@@ -12,8 +12,8 @@
 //! `std::error::Error` impls.
 #![no_std]
 #![warn(missing_docs)]
-// `unsafe` lives only in `cast` (checked byte views), `writer::AlignedBuf` and `kernels::simd`
-// (SIMD intrinsics, Cortex-M DSP instructions); each block has a SAFETY comment and a test.
+// `unsafe` lives only in `kernels::simd` (SIMD intrinsics, Cortex-M DSP instructions); each block
+// has a SAFETY comment and a test. Byte views go through `bytemuck`'s checked casts (`cast`).
 #![deny(unsafe_code)]
 
 #[cfg(feature = "alloc")]
@@ -21,7 +21,6 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
-#[allow(unsafe_code)]
 pub mod cast;
 pub mod error;
 pub mod fixedpoint;

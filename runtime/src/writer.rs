@@ -111,6 +111,9 @@ impl core::fmt::Display for WriteError {
     }
 }
 
+#[cfg(feature = "std")]
+impl std::error::Error for WriteError {}
+
 /// Serializes `spec`. The result loads with [`crate::Model::from_bytes`] if the spec is
 /// consistent (the reader validates shapes and params; the writer only lays out bytes).
 pub fn write(spec: &ModelSpec) -> Result<Vec<u8>, WriteError> {
@@ -337,46 +340,39 @@ pub fn reseal(bytes: &mut [u8]) {
     }
 }
 
+/// 16 bytes, 16-byte aligned on every target (`u128` is only 8-aligned on 32-bit ARM).
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C, align(16))]
+struct Block([u8; 16]);
+
 /// An owned, 16-byte aligned copy of a model's bytes (a `Vec<u8>` gives no alignment promise).
 #[derive(Clone, Debug)]
 pub struct AlignedBuf {
-    words: Vec<u128>,
+    blocks: Vec<Block>,
     len: usize,
 }
 
-#[allow(unsafe_code)]
 impl AlignedBuf {
     /// Copies `bytes` into aligned storage.
     pub fn new(bytes: &[u8]) -> AlignedBuf {
-        let mut words = alloc::vec![0u128; bytes.len().div_ceil(16)];
-        let mut buf_len = 0;
-        for (w, chunk) in words.iter_mut().zip(bytes.chunks(16)) {
-            let mut a = [0u8; 16];
-            a[..chunk.len()].copy_from_slice(chunk);
-            *w = u128::from_ne_bytes(a);
-            buf_len += chunk.len();
-        }
-        AlignedBuf {
-            words,
-            len: buf_len,
-        }
+        let mut buf = AlignedBuf::zeroed(bytes.len());
+        buf.as_mut_slice().copy_from_slice(bytes);
+        buf
     }
     /// Zero-filled aligned storage of `len` bytes (an arena).
     pub fn zeroed(len: usize) -> AlignedBuf {
         AlignedBuf {
-            words: alloc::vec![0u128; len.div_ceil(16)],
+            blocks: alloc::vec![Block([0; 16]); len.div_ceil(16)],
             len,
         }
     }
     /// The bytes.
     pub fn as_slice(&self) -> &[u8] {
-        // SAFETY: u128 storage is plain bytes; `len` never exceeds `words.len() * 16`.
-        unsafe { core::slice::from_raw_parts(self.words.as_ptr() as *const u8, self.len) }
+        &bytemuck::cast_slice(&self.blocks)[..self.len]
     }
     /// The bytes, mutably.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: as above, borrowed mutably through `self`.
-        unsafe { core::slice::from_raw_parts_mut(self.words.as_mut_ptr() as *mut u8, self.len) }
+        &mut bytemuck::cast_slice_mut(&mut self.blocks)[..self.len]
     }
 }
 

@@ -20,3 +20,6 @@ pub fn optimize(g: &mut Graph) -> Result<()> {
     dce::run(g);
     g.check()
 }
+
+#[cfg(test)]
+mod tests;

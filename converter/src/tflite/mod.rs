@@ -667,12 +667,6 @@ impl<'a> Importer<'a> {
         Ok(Some(id))
     }
 
-    fn const_i32(&mut self, name: String, v: Vec<i32>) -> TId {
-        let id = self.g.add_tensor(name, DType::I32, vec![v.len()]);
-        self.g.tensors[id].data = Some(Data::I32(v));
-        id
-    }
-
     /// Quantized clamp of a fused activation on output tensor `y`.
     fn int8_act(&self, y: TId, act: u8) -> Result<(i32, i32)> {
         let Quant::PerTensor { scale, zero_point } = self.g.tensors[y].quant else {
@@ -711,8 +705,8 @@ impl<'a> Importer<'a> {
         let bias = self.int32_bias(o.inputs.get(2).copied().unwrap_or(-1))?;
         let (mult, shift) = conv_multipliers(self.q_scale(x), &scales, self.q_scale(y));
         let name = self.name_of(o);
-        let m = self.const_i32(format!("{name}.multiplier"), mult);
-        let s = self.const_i32(format!("{name}.shift"), shift);
+        let m = self.g.add_const_i32(format!("{name}.multiplier"), mult);
+        let s = self.g.add_const_i32(format!("{name}.shift"), shift);
         Ok((x, y, vec![Some(x), Some(w), bias, Some(m), Some(s)]))
     }
 

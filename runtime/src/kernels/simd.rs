@@ -61,14 +61,14 @@ fn select() -> (DotFn, &'static str) {
     #[cfg(all(target_arch = "x86_64", feature = "std"))]
     {
         if std::is_x86_feature_detected!("avx2") {
-            (avx2::dot, "avx2")
+            (avx2_dot, "avx2")
         } else {
             (dot_portable, "portable")
         }
     }
     #[cfg(all(target_arch = "x86_64", not(feature = "std"), target_feature = "avx2"))]
     {
-        (avx2::dot, "avx2")
+        (avx2_dot, "avx2")
     }
     #[cfg(kiln_dsp)]
     {
@@ -181,21 +181,26 @@ pub mod neon {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-pub mod avx2 {
+/// The AVX2 dot product behind a safe signature for [`DotFn`]. Private to this module and handed
+/// out only by [`select`], after `is_x86_feature_detected!("avx2")` (or in a build whose target
+/// features include AVX2): no safe code elsewhere can call it on a CPU without AVX2.
+#[cfg(all(target_arch = "x86_64", any(feature = "std", target_feature = "avx2")))]
+fn avx2_dot(a: &[i8], b: &[i8], za: i32, zb: i32) -> i32 {
+    // SAFETY: see above; `select` is the only place that names this function.
+    unsafe { avx2::dot(a, b, za, zb) }
+}
+
+#[cfg(all(target_arch = "x86_64", any(feature = "std", target_feature = "avx2")))]
+mod avx2 {
     //! AVX2 (x86-64, detected at run time with `std`).
     use core::arch::x86_64::*;
 
-    /// AVX2 dot product; see the module docs. Callers must have checked that the CPU has AVX2
-    /// ([`super::best`] does).
-    pub fn dot(a: &[i8], b: &[i8], za: i32, zb: i32) -> i32 {
-        // SAFETY: `best()` hands this function out only after detecting AVX2 (or when the build
-        // enables it for every CPU it targets).
-        unsafe { dot_avx2(a, b, za, zb) }
-    }
-
+    /// AVX2 dot product; see the module docs.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
     #[target_feature(enable = "avx2")]
-    unsafe fn dot_avx2(a: &[i8], b: &[i8], za: i32, zb: i32) -> i32 {
+    pub(super) unsafe fn dot(a: &[i8], b: &[i8], za: i32, zb: i32) -> i32 {
         let n = a.len().min(b.len());
         let (a, b) = (&a[..n], &b[..n]);
         let main = n - n % 16;
