@@ -173,6 +173,19 @@ impl Graph {
         self.tensors[id].data = Some(Data::I32(v));
         id
     }
+    /// Appends a node computing `op` from `inputs` into a new f32 activation `name` of `shape`;
+    /// returns that tensor.
+    pub fn add_op(
+        &mut self,
+        name: &str,
+        op: OpParams,
+        inputs: Vec<Option<TId>>,
+        shape: Vec<usize>,
+    ) -> TId {
+        let y = self.add_tensor(name, DType::F32, shape);
+        self.push(Node::new(name, op, inputs, vec![y]));
+        y
+    }
     /// Appends a node.
     pub fn push(&mut self, node: Node) {
         self.nodes.push(node);

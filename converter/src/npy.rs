@@ -44,8 +44,39 @@ where
         .collect())
 }
 
+/// Refuses a header whose declared shape multiplies past u64 before `npyz` reads it: `npyz`
+/// multiplies the dims unchecked (a panic in debug builds, a wrapped count in release).
+fn check_declared_shape(bytes: &[u8]) -> Result<()> {
+    let head = &bytes[..bytes.len().min(65_536)];
+    let text = String::from_utf8_lossy(head);
+    let Some(at) = text.find("'shape'") else {
+        return Ok(()); // npyz reports the missing key
+    };
+    let rest = &text[at..];
+    let (Some(open), Some(close)) = (rest.find('('), rest.find(')')) else {
+        return Ok(());
+    };
+    if close < open {
+        return Ok(());
+    }
+    let mut count: u64 = 1;
+    for d in rest[open + 1..close]
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+    {
+        if let Ok(d) = d.parse::<u64>() {
+            count = count
+                .checked_mul(d)
+                .ok_or_else(|| anyhow!(".npy shape ({}) overflows", &rest[open + 1..close]))?;
+        }
+    }
+    Ok(())
+}
+
 /// Parses `.npy` bytes.
 pub fn parse(bytes: &[u8]) -> Result<NpyArray> {
+    check_declared_shape(bytes)?;
     let npy = npyz::NpyFile::new(bytes).map_err(|e| anyhow!("not a valid .npy file: {e}"))?;
     if npy.order() == npyz::Order::Fortran {
         bail!("Fortran-order .npy arrays are not supported (save with np.ascontiguousarray)");

@@ -3,7 +3,7 @@
 //! roundings and weights) run by the optimized and by the portable reference kernels: the
 //! outputs must agree bit for bit.
 #![no_main]
-use kiln_runtime::ops::{Act, ConvGeom, ConvParams, DenseParams, ReshapeParams, Rounding};
+use kiln_runtime::ops::{Act, ConvGeom, ConvParams, DenseParams, OpDef, ReshapeParams, Rounding};
 use kiln_runtime::writer::{write, AlignedBuf, ModelSpec, OpSpec, TensorData, TensorSpec};
 use kiln_runtime::{DType, Kernels, Model, OpKind, Quant, Session};
 use libfuzzer_sys::fuzz_target;

@@ -137,54 +137,50 @@ pub mod op {
     pub const PARAMS: usize = 16;
 }
 
-/// Element types.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum DType {
-    /// IEEE-754 binary32.
-    F32 = 1,
-    /// Signed 8-bit integer (quantized activations and weights).
-    I8 = 2,
-    /// Signed 32-bit integer (biases, requantization tables).
-    I32 = 3,
-    /// Unsigned 8-bit integer.
-    U8 = 4,
-    /// IEEE-754 binary16 (compressed weights).
-    F16 = 5,
-    /// Signed 16-bit integer.
-    I16 = 6,
+/// An enum stored as a number in the file: one line per variant (`Name = code, "name", "doc";`)
+/// gives the enum, its decoder (`None` for an unknown code), its lower-case name and `ALL`.
+macro_rules! code_enum {
+    ($(#[$m:meta])* pub enum $e:ident: $repr:ty, $from:ident {
+        $($v:ident = $code:literal, $name:literal, $doc:literal;)*
+    }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $e { $(#[doc = $doc] $v = $code,)* }
+        impl $e {
+            /// Every variant.
+            pub const ALL: &'static [$e] = &[$($e::$v,)*];
+            /// Decodes a code (`None` if unknown).
+            pub fn $from(v: $repr) -> Option<$e> {
+                match v { $($code => Some($e::$v),)* _ => None }
+            }
+            /// Lower-case name.
+            pub fn name(self) -> &'static str {
+                match self { $($e::$v => $name,)* }
+            }
+        }
+    };
+}
+pub(crate) use code_enum;
+
+code_enum! {
+    /// Element types.
+    pub enum DType: u8, from_u8 {
+        F32 = 1, "f32", "IEEE-754 binary32.";
+        I8 = 2, "i8", "Signed 8-bit integer (quantized activations and weights).";
+        I32 = 3, "i32", "Signed 32-bit integer (biases, requantization tables).";
+        U8 = 4, "u8", "Unsigned 8-bit integer.";
+        F16 = 5, "f16", "IEEE-754 binary16 (compressed weights).";
+        I16 = 6, "i16", "Signed 16-bit integer.";
+    }
 }
 
 impl DType {
-    /// Decodes a dtype code.
-    pub fn from_u8(v: u8) -> Option<DType> {
-        Some(match v {
-            1 => DType::F32,
-            2 => DType::I8,
-            3 => DType::I32,
-            4 => DType::U8,
-            5 => DType::F16,
-            6 => DType::I16,
-            _ => return None,
-        })
-    }
     /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
             DType::F32 | DType::I32 => 4,
             DType::I8 | DType::U8 => 1,
             DType::F16 | DType::I16 => 2,
-        }
-    }
-    /// Lower-case name (`f32`, `i8`, ...).
-    pub fn name(self) -> &'static str {
-        match self {
-            DType::F32 => "f32",
-            DType::I8 => "i8",
-            DType::I32 => "i32",
-            DType::U8 => "u8",
-            DType::F16 => "f16",
-            DType::I16 => "i16",
         }
     }
 }

@@ -437,6 +437,7 @@ mod tests {
 
     /// y = relu(x @ W^T + b), 1x3 -> 1x2.
     pub(crate) fn tiny_dense() -> ModelSpec {
+        use crate::ops::OpDef;
         let params = crate::ops::DenseParams {
             act: crate::ops::Act::Float {
                 lo: 0.0,

@@ -3,8 +3,8 @@
 
 use kiln_runtime::format::{header, tensor, HEADER_LEN, TENSOR_DESC_LEN};
 use kiln_runtime::ops::{
-    Act, ConvGeom, ConvParams, DenseParams, PoolParams, ReshapeParams, Rounding, SoftmaxParams,
-    SoftmaxQuant,
+    Act, ConvGeom, ConvParams, DenseParams, OpDef, PoolParams, ReshapeParams, Rounding,
+    SoftmaxParams, SoftmaxQuant,
 };
 use kiln_runtime::writer::{
     reseal, spec_from_model, write, AlignedBuf, ModelSpec, OpSpec, TensorData, TensorSpec,
@@ -243,33 +243,9 @@ fn int8_model_runs_and_every_byte_corruption_is_handled() {
     s.invoke().unwrap();
     let y = s.output_f32(0).unwrap();
     assert!((y.iter().sum::<f32>() - 1.0).abs() < 0.05, "{y:?}");
-    let (mut loaded, mut rejected) = (0, 0);
-    for pos in 16..good.len() {
-        for v in [0u8, 0xFF, good[pos].wrapping_add(1), good[pos] ^ 0x80] {
-            if v == good[pos] {
-                continue;
-            }
-            let mut b = good.clone();
-            b[pos] = v;
-            reseal(&mut b);
-            let buf = AlignedBuf::new(&b);
-            match Model::from_bytes(buf.as_slice()) {
-                Err(_) => rejected += 1,
-                Ok(m) => {
-                    loaded += 1;
-                    // A model that validates must run: no error, no panic, whatever bytes
-                    // the corruption left in its weights.
-                    let mut arena = AlignedBuf::zeroed(m.arena_size());
-                    let mut s = Session::new(&m, arena.as_mut_slice()).unwrap();
-                    if let Err(e) = s.invoke() {
-                        panic!("byte {pos} = {v:#04x}: the model loads but invoke fails: {e}");
-                    }
-                }
-            }
-        }
-    }
+    let (loaded, rejected) = corrupt_every_byte(&good, |_| {});
     assert!(
-        rejected > 0 && loaded > 0,
+        loaded > 0 && rejected > 0,
         "loaded {loaded}, rejected {rejected}"
     );
 }
@@ -574,41 +550,51 @@ fn session_errors() {
     );
 }
 
-/// Every single-byte change of a valid file (checksum recomputed, so it reaches the validator)
-/// either fails to load or loads and runs: never a panic.
-#[test]
-fn every_byte_corruption_is_handled() {
-    let good = write(&small_model()).unwrap();
-    let x: Vec<f32> = (0..32).map(|i| i as f32 / 32.0).collect();
+/// Every single-byte change of `good` (0x00, 0xFF, +1 and the top bit flipped, at each byte after
+/// the magic and version, with the checksum recomputed so that it reaches the validator) either
+/// fails to load or loads and runs: `prepare` fills the input, then `invoke` must succeed,
+/// whatever bytes the corruption left in the weights. Returns (loaded, rejected).
+fn corrupt_every_byte(good: &[u8], mut prepare: impl FnMut(&mut Session)) -> (usize, usize) {
     let (mut loaded, mut rejected) = (0, 0);
     for pos in 16..good.len() {
         for v in [0u8, 0xFF, good[pos].wrapping_add(1), good[pos] ^ 0x80] {
             if v == good[pos] {
                 continue;
             }
-            let mut b = good.clone();
+            let mut b = good.to_vec();
             b[pos] = v;
             reseal(&mut b);
             let buf = AlignedBuf::new(&b);
-            match Model::from_bytes(buf.as_slice()) {
-                Err(_) => rejected += 1,
-                Ok(m) => {
-                    loaded += 1;
-                    let mut arena = AlignedBuf::zeroed(m.arena_size());
-                    let mut s = Session::new(&m, arena.as_mut_slice()).unwrap();
-                    // A corruption may change the input's dtype or shape, and then the input
-                    // refuses `x` for that reason only; either way the model must run.
-                    match s.set_input_f32(0, &x) {
-                        Ok(()) | Err(Error::WrongDtype { .. } | Error::WrongLength { .. }) => {}
-                        Err(e) => panic!("byte {pos} = {v:#04x}: set_input: {e}"),
-                    }
-                    if let Err(e) = s.invoke() {
-                        panic!("byte {pos} = {v:#04x}: the model loads but invoke fails: {e}");
-                    }
-                }
+            let Ok(m) = Model::from_bytes(buf.as_slice()) else {
+                rejected += 1;
+                continue;
+            };
+            loaded += 1;
+            let mut arena = AlignedBuf::zeroed(m.arena_size());
+            let mut s = Session::new(&m, arena.as_mut_slice()).unwrap();
+            prepare(&mut s);
+            if let Err(e) = s.invoke() {
+                panic!("byte {pos} = {v:#04x}: the model loads but invoke fails: {e}");
             }
         }
     }
+    (loaded, rejected)
+}
+
+/// Every single-byte change of a valid file (checksum recomputed, so it reaches the validator)
+/// either fails to load or loads and runs: never a panic.
+#[test]
+fn every_byte_corruption_is_handled() {
+    let good = write(&small_model()).unwrap();
+    let x: Vec<f32> = (0..32).map(|i| i as f32 / 32.0).collect();
+    let (loaded, rejected) = corrupt_every_byte(&good, |s| {
+        // A corruption may change the input's dtype or shape, and then the input refuses `x`
+        // for that reason only; either way the model must run.
+        match s.set_input_f32(0, &x) {
+            Ok(()) | Err(Error::WrongDtype { .. } | Error::WrongLength { .. }) => {}
+            Err(e) => panic!("set_input: {e}"),
+        }
+    });
     assert!(
         rejected > 0 && loaded > 0,
         "loaded {loaded}, rejected {rejected}"

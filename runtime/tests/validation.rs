@@ -5,7 +5,7 @@
 //! fast (the old validator was cubic in the op count).
 
 use kiln_runtime::format::MAX_LIVE;
-use kiln_runtime::ops::{BinaryKind, BinaryParams, UnaryKind, UnaryParams};
+use kiln_runtime::ops::{BinaryKind, BinaryParams, OpDef, UnaryKind, UnaryParams};
 use kiln_runtime::writer::{write, AlignedBuf, ModelSpec, OpSpec, TensorData, TensorSpec};
 use kiln_runtime::{DType, Model, OpKind, Quant, Session};
 use proptest::prelude::*;

@@ -28,24 +28,30 @@ pub fn int8_op_count(g: &kiln_converter::ir::Graph) -> usize {
         .count()
 }
 
-/// `../shared/assets`, or `$KILN_ASSETS`. When the variable is set the directory must exist
+/// A data directory named by the environment variable `var`, or `default` (relative to the
+/// workspace) when it is unset. When the variable is set the directory must hold `marker`
 /// (tests fail rather than skip); when unset, `None` means "not available on this machine".
-pub fn assets() -> Option<PathBuf> {
-    match std::env::var_os("KILN_ASSETS") {
+pub fn data_dir(var: &str, default: &str, marker: &str) -> Option<PathBuf> {
+    match std::env::var_os(var) {
         Some(p) => {
             let p = PathBuf::from(p);
             assert!(
-                p.join("MANIFEST.md").is_file(),
-                "KILN_ASSETS={} is set but holds no MANIFEST.md",
+                p.join(marker).is_file(),
+                "{var}={} is set but holds no {marker}",
                 p.display()
             );
             Some(p)
         }
         None => {
-            let p = workspace().join("../shared/assets");
-            p.join("MANIFEST.md").is_file().then_some(p)
+            let p = workspace().join(default);
+            p.join(marker).is_file().then_some(p)
         }
     }
+}
+
+/// `../shared/assets`, or `$KILN_ASSETS` (see [`data_dir`]).
+pub fn assets() -> Option<PathBuf> {
+    data_dir("KILN_ASSETS", "../shared/assets", "MANIFEST.md")
 }
 
 /// Runs a `.kiln` model on one f32 input and returns output 0.

@@ -3,7 +3,7 @@
 
 use kiln_runtime::format::{header, tensor, TENSOR_DESC_LEN};
 use kiln_runtime::ops::{
-    ConvGeom, ConvParams, DenseParams, PoolParams, ReshapeParams, SoftmaxParams,
+    ConvGeom, ConvParams, DenseParams, OpDef, PoolParams, ReshapeParams, SoftmaxParams,
 };
 use kiln_runtime::writer::{reseal, write, AlignedBuf, ModelSpec, OpSpec, TensorData, TensorSpec};
 use kiln_runtime::{DType, Model, OpKind, Quant, Session};

@@ -4,7 +4,6 @@
 //! naming the op; anything else (a crash, an invalid model, a wrong answer) fails the test.
 
 use kiln_converter::npy;
-use kiln_tests::workspace;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -68,21 +67,7 @@ enum Outcome {
 }
 
 fn dir() -> Option<PathBuf> {
-    match std::env::var_os("KILN_CONFORMANCE") {
-        Some(p) => {
-            let p = PathBuf::from(p);
-            assert!(
-                p.join("SUMMARY.txt").is_file(),
-                "KILN_CONFORMANCE={} holds no generated cases",
-                p.display()
-            );
-            Some(p)
-        }
-        None => {
-            let p = workspace().join("build/conformance");
-            p.join("SUMMARY.txt").is_file().then_some(p)
-        }
-    }
+    kiln_tests::data_dir("KILN_CONFORMANCE", "build/conformance", "SUMMARY.txt")
 }
 
 fn numbered(dir: &Path, prefix: &str) -> Vec<PathBuf> {

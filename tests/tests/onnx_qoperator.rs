@@ -6,25 +6,11 @@
 
 use kiln_converter::eval::argmax;
 use kiln_converter::verify::run_kiln;
-use kiln_tests::{int8_op_count, npy, workspace};
+use kiln_tests::{int8_op_count, npy};
 use std::path::PathBuf;
 
 fn cases_dir() -> Option<PathBuf> {
-    match std::env::var_os("KILN_ONNX_QUANT") {
-        Some(p) => {
-            let p = PathBuf::from(p);
-            assert!(
-                p.join("SUMMARY.txt").is_file(),
-                "KILN_ONNX_QUANT={} is set but holds no generated cases",
-                p.display()
-            );
-            Some(p)
-        }
-        None => {
-            let p = workspace().join("build/onnx_quant");
-            p.join("SUMMARY.txt").is_file().then_some(p)
-        }
-    }
+    kiln_tests::data_dir("KILN_ONNX_QUANT", "build/onnx_quant", "SUMMARY.txt")
 }
 
 #[test]

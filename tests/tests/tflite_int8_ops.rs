@@ -1,25 +1,11 @@
 //! Single-op int8 TFLite models over an edge-case grid (made by `scripts/gen_tflite_ops.py`, with
 //! LiteRT's reference kernels as the oracle): every case must be bitwise identical.
 
-use kiln_tests::{npy, run_i8_multi, workspace};
+use kiln_tests::{npy, run_i8_multi};
 use std::path::PathBuf;
 
 fn dir() -> Option<PathBuf> {
-    match std::env::var_os("KILN_TFLITE_OPS") {
-        Some(p) => {
-            let p = PathBuf::from(p);
-            assert!(
-                p.join("SUMMARY.txt").is_file(),
-                "KILN_TFLITE_OPS={} holds no generated cases",
-                p.display()
-            );
-            Some(p)
-        }
-        None => {
-            let p = workspace().join("build/tflite_ops");
-            p.join("SUMMARY.txt").is_file().then_some(p)
-        }
-    }
+    kiln_tests::data_dir("KILN_TFLITE_OPS", "build/tflite_ops", "SUMMARY.txt")
 }
 
 /// The grid `scripts/gen_tflite_ops.py` makes today has 115 cases (conv, depthwise, dense,

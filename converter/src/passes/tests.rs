@@ -76,27 +76,9 @@ fn input(g: &mut Graph, shape: Vec<usize>) -> TId {
 fn dce_drops_dead_nodes_and_identities() {
     let mut g = Graph::default();
     let x = input(&mut g, vec![1, 8]);
-    let a = g.add_tensor("a", DType::F32, vec![1, 8]);
-    g.push(Node::new(
-        "id",
-        unary(UnaryKind::Identity),
-        vec![Some(x)],
-        vec![a],
-    ));
-    let y = g.add_tensor("y", DType::F32, vec![1, 8]);
-    g.push(Node::new(
-        "relu",
-        unary(UnaryKind::Relu),
-        vec![Some(a)],
-        vec![y],
-    ));
-    let dead = g.add_tensor("dead", DType::F32, vec![1, 8]);
-    g.push(Node::new(
-        "sig",
-        unary(UnaryKind::Sigmoid),
-        vec![Some(x)],
-        vec![dead],
-    ));
+    let a = g.add_op("a", unary(UnaryKind::Identity), vec![Some(x)], vec![1, 8]);
+    let y = g.add_op("y", unary(UnaryKind::Relu), vec![Some(a)], vec![1, 8]);
+    g.add_op("dead", unary(UnaryKind::Sigmoid), vec![Some(x)], vec![1, 8]);
     g.outputs.push(y);
     let before = outputs(&g);
     super::dce::run(&mut g);
@@ -122,13 +104,7 @@ fn simplify_reshape_collapses_chains_and_drops_no_ops() {
     let a = reshape(&mut g, x, vec![2, 3], "a");
     let b = reshape(&mut g, a, vec![3, 2], "b");
     let c = reshape(&mut g, b, vec![3, 2], "c");
-    let y = g.add_tensor("y", DType::F32, vec![3, 2]);
-    g.push(Node::new(
-        "relu",
-        unary(UnaryKind::Relu),
-        vec![Some(c)],
-        vec![y],
-    ));
+    let y = g.add_op("y", unary(UnaryKind::Relu), vec![Some(c)], vec![3, 2]);
     g.outputs.push(y);
     let before = outputs(&g);
     super::simplify_reshape::run(&mut g);
@@ -163,28 +139,25 @@ fn fold_affine_folds_a_batch_norm_into_the_conv() {
 fn fold_transpose_dense_moves_an_nchw_flatten_into_the_weights() {
     let mut g = Graph::default();
     let x = input(&mut g, vec![1, 2, 3, 4]);
-    let t = g.add_tensor("nchw", DType::F32, vec![1, 4, 2, 3]);
-    g.push(Node::new(
-        "transpose",
+    let t = g.add_op(
+        "nchw",
         OpParams::Transpose(TransposeParams::new(&[0, 3, 1, 2])),
         vec![Some(x)],
-        vec![t],
-    ));
-    let f = g.add_tensor("flat", DType::F32, vec![1, 24]);
-    g.push(Node::new(
-        "flatten",
+        vec![1, 4, 2, 3],
+    );
+    let f = g.add_op(
+        "flat",
         OpParams::Reshape(ReshapeParams),
         vec![Some(t)],
-        vec![f],
-    ));
+        vec![1, 24],
+    );
     let w = g.add_const_f32("w", vec![5, 24], values(120, 3));
-    let y = g.add_tensor("y", DType::F32, vec![1, 5]);
-    g.push(Node::new(
-        "fc",
+    let y = g.add_op(
+        "y",
         OpParams::Dense(DenseParams::default()),
         vec![Some(f), Some(w), None],
-        vec![y],
-    ));
+        vec![1, 5],
+    );
     g.outputs.push(y);
     let before = outputs(&g);
     super::fold_transpose_dense::run(&mut g);
@@ -220,13 +193,7 @@ fn fuse_activation_fuses_into_ops_with_a_clamp_only() {
     let c = g.add_tensor("cat", DType::F32, vec![1, 8]);
     let cat = OpParams::Concat(ConcatParams { axis: 1 });
     g.push(Node::new("cat", cat, vec![Some(x), Some(x)], vec![c]));
-    let y = g.add_tensor("y", DType::F32, vec![1, 8]);
-    g.push(Node::new(
-        "relu",
-        unary(UnaryKind::Relu),
-        vec![Some(c)],
-        vec![y],
-    ));
+    let y = g.add_op("y", unary(UnaryKind::Relu), vec![Some(c)], vec![1, 8]);
     g.outputs.push(y);
     super::fuse_activation::run(&mut g);
     assert_eq!(kinds(&g), [OpKind::Concat, OpKind::Unary]);

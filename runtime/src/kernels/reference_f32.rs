@@ -151,6 +151,20 @@ pub fn pad6(shape: &[usize]) -> [usize; MAX_RANK] {
     d
 }
 
+/// Odometer step of an N-d index over `dims` (last axis fastest); `false` once it wraps back to
+/// all zeros.
+#[inline]
+pub fn next_index(idx: &mut [usize; MAX_RANK], dims: &[usize; MAX_RANK]) -> bool {
+    for d in (0..MAX_RANK).rev() {
+        idx[d] += 1;
+        if idx[d] < dims[d] {
+            return true;
+        }
+        idx[d] = 0;
+    }
+    false
+}
+
 /// Calls `f(out_index, in_offsets...)` for every element of a 6-D iteration space; each operand is
 /// described by its strides (0 on broadcast axes).
 fn for_each_index<const K: usize>(
@@ -429,18 +443,8 @@ pub fn slice<T: Copy>(
         }
         y[o] = x[i as usize];
         o += 1;
-        // Odometer increment over the output.
-        let mut d = MAX_RANK;
-        loop {
-            if d == 0 {
-                return;
-            }
-            d -= 1;
-            idx[d] += 1;
-            if idx[d] < yd[d] {
-                break;
-            }
-            idx[d] = 0;
+        if !next_index(&mut idx, &yd) {
+            return;
         }
     }
 }
@@ -499,15 +503,7 @@ pub fn pad(
             (false, PadMode::Constant(v)) => v,
             _ => x[src],
         };
-        let mut d = MAX_RANK;
-        while d > 0 {
-            d -= 1;
-            idx[d] += 1;
-            if idx[d] < yd[d] {
-                break;
-            }
-            idx[d] = 0;
-        }
+        next_index(&mut idx, &yd);
     }
 }
 

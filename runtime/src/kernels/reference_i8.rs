@@ -256,10 +256,8 @@ pub fn pool2d(
 pub struct AddParams {
     /// Zero points of a, b and the output.
     pub zp: [i32; 3],
-    /// Left shift applied to both inputs (20 for int8).
-    pub left_shift: i32,
-    /// Multiplier/shift of a, b and the output.
-    pub mult: [(i32, i32); 3],
+    /// Left shift and the multiplier/shift of a, b and the output.
+    pub q: crate::ops::AddQuant,
     /// Output clamp.
     pub act: [i32; 2],
     /// `true` for subtraction.
@@ -274,16 +272,16 @@ fn mbqm_smaller_than_one(x: i32, m: i32, shift: i32) -> i32 {
 /// One element of a quantized add.
 #[inline]
 pub fn add_one(a: i8, b: i8, p: &AddParams) -> i8 {
-    let av = (a as i32 - p.zp[0]).wrapping_mul(1 << p.left_shift);
-    let bv = (b as i32 - p.zp[1]).wrapping_mul(1 << p.left_shift);
-    let sa = mbqm_smaller_than_one(av, p.mult[0].0, p.mult[0].1);
-    let sb = mbqm_smaller_than_one(bv, p.mult[1].0, p.mult[1].1);
+    let av = (a as i32 - p.zp[0]).wrapping_mul(1 << p.q.left_shift);
+    let bv = (b as i32 - p.zp[1]).wrapping_mul(1 << p.q.left_shift);
+    let sa = mbqm_smaller_than_one(av, p.q.mult[0].0, p.q.mult[0].1);
+    let sb = mbqm_smaller_than_one(bv, p.q.mult[1].0, p.q.mult[1].1);
     let sum = if p.subtract {
         sa.wrapping_sub(sb)
     } else {
         sa.wrapping_add(sb)
     };
-    let out = mbqm_smaller_than_one(sum, p.mult[2].0, p.mult[2].1).saturating_add(p.zp[2]);
+    let out = mbqm_smaller_than_one(sum, p.q.mult[2].0, p.q.mult[2].1).saturating_add(p.zp[2]);
     out.clamp(p.act[0], p.act[1]) as i8
 }
 
@@ -311,13 +309,7 @@ pub fn broadcast_binary(
         let ia: usize = idx.iter().zip(&sa).map(|(i, s)| i * s).sum();
         let ib: usize = idx.iter().zip(&sb).map(|(i, s)| i * s).sum();
         *o = f(a[ia], b[ib]);
-        for d in (0..6).rev() {
-            idx[d] += 1;
-            if idx[d] < yd[d] {
-                break;
-            }
-            idx[d] = 0;
-        }
+        super::reference_f32::next_index(&mut idx, &yd);
     }
 }
 
@@ -348,16 +340,7 @@ pub fn mean(
             count *= xs[a] as i64;
         }
     }
-    let step = |idx: &mut [usize; 6], lim: &[usize; 6]| -> bool {
-        for d in (0..6).rev() {
-            idx[d] += 1;
-            if idx[d] < lim[d] {
-                return true;
-            }
-            idx[d] = 0;
-        }
-        false
-    };
+    let step = super::reference_f32::next_index;
     let mut o = [0usize; 6];
     for out in y.iter_mut() {
         let mut sum: i32 = 0;
@@ -382,23 +365,21 @@ pub fn mean(
 pub struct MulParams {
     /// Zero points of a, b and the output.
     pub zp: [i32; 3],
-    /// Multiplier of `scale_a * scale_b / scale_out`.
-    pub multiplier: i32,
-    /// Its shift.
-    pub shift: i32,
+    /// Multiplier and shift of `scale_a * scale_b / scale_out`, and the rounding.
+    pub q: crate::ops::MulQuant,
     /// Output clamp.
     pub act: [i32; 2],
-    /// Rescaling rounding.
-    pub rounding: Rounding,
 }
 
 /// One element of a quantized multiply (TFLite's `MulElementwise`).
 #[inline]
 pub fn mul_one(a: i8, b: i8, p: &MulParams) -> i8 {
     let prod = (a as i32 - p.zp[0]) * (b as i32 - p.zp[1]);
-    let scaled = match p.rounding {
-        Rounding::Double => multiply_by_quantized_multiplier(prod, p.multiplier, p.shift),
-        Rounding::Single => multiply_by_quantized_multiplier_single(prod, p.multiplier, p.shift),
+    let scaled = match p.q.rounding {
+        Rounding::Double => multiply_by_quantized_multiplier(prod, p.q.multiplier, p.q.shift),
+        Rounding::Single => {
+            multiply_by_quantized_multiplier_single(prod, p.q.multiplier, p.q.shift)
+        }
     };
     scaled.saturating_add(p.zp[2]).clamp(p.act[0], p.act[1]) as i8
 }

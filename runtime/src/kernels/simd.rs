@@ -28,15 +28,6 @@ pub fn dot_portable(a: &[i8], b: &[i8], za: i32, zb: i32) -> i32 {
     acc
 }
 
-/// Combines raw sums into the zero-point corrected dot product (wrapping).
-#[inline]
-#[allow(dead_code)]
-fn combine(n: usize, ab: i32, sa: i32, sb: i32, za: i32, zb: i32) -> i32 {
-    ab.wrapping_sub(zb.wrapping_mul(sa))
-        .wrapping_sub(za.wrapping_mul(sb))
-        .wrapping_add((n as i32).wrapping_mul(za).wrapping_mul(zb))
-}
-
 /// A dot-product implementation: `(a, b, za, zb) -> Σ (a - za)(b - zb)`.
 pub type DotFn = fn(&[i8], &[i8], i32, i32) -> i32;
 
@@ -85,17 +76,21 @@ fn select() -> (DotFn, &'static str) {
     }
 }
 
-/// Raw sums `(Σab, Σa, Σb)` of the elements a vector loop left over (wrapping).
+/// Finishes a vector dot product: adds the raw sums `(Σab, Σa, Σb)` of the elements the vector
+/// loop left over (`a_tail`, `b_tail`) to the loop's, then applies the zero points over all `n`
+/// elements: `Σab - zb·Σa - za·Σb + n·za·zb` (wrapping).
 #[inline]
 #[allow(dead_code)]
-fn tail_sums(a: &[i8], b: &[i8]) -> (i32, i32, i32) {
-    let (mut ab, mut sa, mut sb) = (0i32, 0i32, 0i32);
-    for (&x, &w) in a.iter().zip(b) {
+fn finish(a_tail: &[i8], b_tail: &[i8], n: usize, sums: (i32, i32, i32), za: i32, zb: i32) -> i32 {
+    let (mut ab, mut sa, mut sb) = sums;
+    for (&x, &w) in a_tail.iter().zip(b_tail) {
         ab = ab.wrapping_add(x as i32 * w as i32);
         sa = sa.wrapping_add(x as i32);
         sb = sb.wrapping_add(w as i32);
     }
-    (ab, sa, sb)
+    ab.wrapping_sub(zb.wrapping_mul(sa))
+        .wrapping_sub(za.wrapping_mul(sb))
+        .wrapping_add((n as i32).wrapping_mul(za).wrapping_mul(zb))
 }
 
 /// Compares `dot` with [`dot_portable`] over every length 0..=100 (bytes from a fixed LCG) at the
@@ -169,15 +164,7 @@ pub mod neon {
             }
             (vaddvq_s32(vab), vaddvq_s32(vsa), vaddvq_s32(vsb))
         };
-        let (tab, tsa, tsb) = super::tail_sums(&a[main..], &b[main..]);
-        super::combine(
-            n,
-            ab.wrapping_add(tab),
-            sa.wrapping_add(tsa),
-            sb.wrapping_add(tsb),
-            za,
-            zb,
-        )
+        super::finish(&a[main..], &b[main..], n, (ab, sa, sb), za, zb)
     }
 }
 
@@ -226,15 +213,7 @@ mod avx2 {
             i += 16;
         }
         let (ab, sa, sb) = (hsum(vab), hsum(vsa), hsum(vsb));
-        let (tab, tsa, tsb) = super::tail_sums(&a[main..], &b[main..]);
-        super::combine(
-            n,
-            ab.wrapping_add(tab),
-            sa.wrapping_add(tsa),
-            sb.wrapping_add(tsb),
-            za,
-            zb,
-        )
+        super::finish(&a[main..], &b[main..], n, (ab, sa, sb), za, zb)
     }
 
     #[target_feature(enable = "avx2")]

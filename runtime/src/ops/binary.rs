@@ -8,8 +8,8 @@
 use core::fmt;
 
 use super::{
-    broadcast_ok, decode_rounding, encode_rounding, no_kernel, per_tensor, Act, Ctx, OpShapes,
-    Rounding, View, Words,
+    broadcast_ok, decode_rounding, encode_rounding, no_kernel, per_tensor, Act, Ctx, OpDef,
+    OpShapes, Rounding, View, Words,
 };
 use crate::cast::{bytes_as_f32, bytes_as_f32_mut, bytes_as_i8, bytes_as_i8_mut};
 use crate::error::Result;
@@ -17,46 +17,16 @@ use crate::format::DType;
 use crate::kernels::{reference_f32 as kf, reference_i8 as ki8};
 use crate::model::TensorInfo;
 
-/// Kinds of [`super::OpKind::Binary`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(i32)]
-pub enum BinaryKind {
-    /// a + b
-    Add = 0,
-    /// a - b
-    Sub = 1,
-    /// a * b
-    Mul = 2,
-    /// a / b
-    Div = 3,
-    /// max(a, b)
-    Max = 4,
-    /// min(a, b)
-    Min = 5,
-    /// a ^ b
-    Pow = 6,
-}
-
-impl BinaryKind {
-    const ALL: [BinaryKind; 7] = [
-        BinaryKind::Add,
-        BinaryKind::Sub,
-        BinaryKind::Mul,
-        BinaryKind::Div,
-        BinaryKind::Max,
-        BinaryKind::Min,
-        BinaryKind::Pow,
-    ];
-    /// Decodes the kind word.
-    pub fn from_i32(v: i32) -> Option<BinaryKind> {
-        usize::try_from(v)
-            .ok()
-            .and_then(|i| Self::ALL.get(i))
-            .copied()
-    }
-    /// Lower-case name.
-    pub fn name(self) -> &'static str {
-        ["add", "sub", "mul", "div", "max", "min", "pow"][self as usize]
+crate::format::code_enum! {
+    /// Kinds of [`super::OpKind::Binary`] (word 0).
+    pub enum BinaryKind: i32, from_i32 {
+        Add = 0, "add", "a + b";
+        Sub = 1, "sub", "a - b";
+        Mul = 2, "mul", "a * b";
+        Div = 3, "div", "a / b";
+        Max = 4, "max", "max(a, b)";
+        Min = 5, "min", "min(a, b)";
+        Pow = 6, "pow", "a ^ b";
     }
 }
 
@@ -111,8 +81,10 @@ impl BinaryParams {
             quant: BinaryQuant::None,
         }
     }
-    /// Decodes the words (see the module docs).
-    pub fn decode(w: &Words, int8: bool) -> core::result::Result<Self, &'static str> {
+}
+
+impl OpDef for BinaryParams {
+    fn decode(w: &Words, int8: bool) -> core::result::Result<Self, &'static str> {
         let kind = BinaryKind::from_i32(w[0]).ok_or("unknown binary kind")?;
         let quant = match (int8, kind) {
             (false, _) => BinaryQuant::None,
@@ -133,8 +105,7 @@ impl BinaryParams {
             quant,
         })
     }
-    /// The words.
-    pub fn encode(&self) -> Words {
+    fn encode(&self) -> Words {
         let mut w = super::base_words();
         w[0] = self.kind as i32;
         self.act.encode(&mut w);
@@ -155,9 +126,12 @@ impl BinaryParams {
         }
         w
     }
+    fn describe(&self, _s: &OpShapes, f: &mut dyn fmt::Write) -> fmt::Result {
+        write!(f, "{}{}", self.kind.name(), self.act)
+    }
 }
 
-pub(super) fn validate(c: &Ctx<'_, '_>, p: &BinaryParams) -> Result<()> {
+pub(super) fn validate(c: &Ctx, p: &BinaryParams) -> Result<()> {
     c.arity(2, 2, 1)?;
     let (a, b, y) = (c.input(0)?, c.input(1)?, c.output(0));
     c.check(
@@ -193,12 +167,7 @@ pub(super) fn validate(c: &Ctx<'_, '_>, p: &BinaryParams) -> Result<()> {
     c.act(p.act)
 }
 
-pub(super) fn run(
-    v: &View<'_, '_>,
-    p: &BinaryParams,
-    out: &mut [u8],
-    yt: &TensorInfo<'_>,
-) -> Result<()> {
+pub(super) fn run(v: &View, p: &BinaryParams, out: &mut [u8], yt: &TensorInfo) -> Result<()> {
     let (at, bt) = (v.info(0)?, v.info(1)?);
     match at.dtype {
         DType::I8 => {
@@ -206,30 +175,21 @@ pub(super) fn run(
             let y = bytes_as_i8_mut(out);
             let zp = [per_tensor(&at).1, per_tensor(&bt).1, per_tensor(yt).1];
             let act = p.act.i8_bounds();
+            let (sa, sb, sy) = (at.shape(), bt.shape(), yt.shape());
             match p.quant {
                 BinaryQuant::Mul(q) => {
-                    let mp = ki8::MulParams {
-                        zp,
-                        multiplier: q.multiplier,
-                        shift: q.shift,
-                        act,
-                        rounding: q.rounding,
-                    };
-                    ki8::broadcast_binary(a, at.shape(), b, bt.shape(), y, yt.shape(), |p, q| {
-                        ki8::mul_one(p, q, &mp)
-                    });
+                    let mp = ki8::MulParams { zp, q, act };
+                    ki8::broadcast_binary(a, sa, b, sb, y, sy, |a, b| ki8::mul_one(a, b, &mp));
                 }
                 BinaryQuant::Add(q) => {
+                    let subtract = p.kind == BinaryKind::Sub;
                     let ap = ki8::AddParams {
                         zp,
-                        left_shift: q.left_shift,
-                        mult: q.mult,
+                        q,
                         act,
-                        subtract: p.kind == BinaryKind::Sub,
+                        subtract,
                     };
-                    ki8::broadcast_binary(a, at.shape(), b, bt.shape(), y, yt.shape(), |p, q| {
-                        ki8::add_one(p, q, &ap)
-                    });
+                    ki8::broadcast_binary(a, sa, b, sb, y, sy, |a, b| ki8::add_one(a, b, &ap));
                 }
                 BinaryQuant::None => return no_kernel(v),
             }
@@ -251,12 +211,4 @@ pub(super) fn run(
         }
         _ => no_kernel(v),
     }
-}
-
-pub(super) fn macs(_p: &BinaryParams, _s: &OpShapes<'_>) -> u64 {
-    0
-}
-
-pub(super) fn describe(p: &BinaryParams, _s: &OpShapes<'_>, f: &mut dyn fmt::Write) -> fmt::Result {
-    write!(f, "{}{}", p.kind.name(), p.act)
 }

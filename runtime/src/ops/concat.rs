@@ -4,8 +4,8 @@
 
 use core::fmt;
 
-use super::{no_kernel, non_negative, Ctx, OpShapes, View, Words};
-use crate::cast::{bytes_as_f32, bytes_as_f32_mut, bytes_as_i8, bytes_as_i8_mut};
+use super::{no_kernel, words_at, Ctx, OpDef, OpShapes, View, Words};
+use crate::cast::{view, view_mut};
 use crate::error::Result;
 use crate::format::DType;
 use crate::kernels::reference_f32 as kf;
@@ -18,22 +18,23 @@ pub struct ConcatParams {
     pub axis: usize,
 }
 
-impl ConcatParams {
-    /// Decodes the words (see the module docs).
-    pub fn decode(w: &Words, _int8: bool) -> core::result::Result<Self, &'static str> {
+impl OpDef for ConcatParams {
+    fn decode(w: &Words, _int8: bool) -> core::result::Result<Self, &'static str> {
         Ok(ConcatParams {
-            axis: non_negative(w[0], "axis must be non-negative")?,
+            axis: words_at::<1>(w, 0, 0, "axis must be non-negative")?[0],
         })
     }
-    /// The words.
-    pub fn encode(&self) -> Words {
+    fn encode(&self) -> Words {
         let mut w = super::base_words();
         w[0] = self.axis as i32;
         w
     }
+    fn describe(&self, _s: &OpShapes, f: &mut dyn fmt::Write) -> fmt::Result {
+        write!(f, "axis {}", self.axis)
+    }
 }
 
-pub(super) fn validate(c: &Ctx<'_, '_>, p: &ConcatParams) -> Result<()> {
+pub(super) fn validate(c: &Ctx, p: &ConcatParams) -> Result<()> {
     c.check(
         c.num_inputs() >= 1 && c.op.num_outputs() == 1,
         "wrong number of inputs/outputs",
@@ -68,45 +69,25 @@ pub(super) fn validate(c: &Ctx<'_, '_>, p: &ConcatParams) -> Result<()> {
     c.check(sum == y.dims[axis], "concat axis sizes do not add up")
 }
 
-pub(super) fn run(
-    v: &View<'_, '_>,
-    p: &ConcatParams,
-    out: &mut [u8],
-    yt: &TensorInfo<'_>,
-) -> Result<()> {
-    let axis = p.axis;
+pub(super) fn run(v: &View, p: &ConcatParams, out: &mut [u8], yt: &TensorInfo) -> Result<()> {
+    match yt.dtype {
+        DType::I8 => join::<i8>(v, p.axis, view_mut(out), yt),
+        DType::F32 => join::<f32>(v, p.axis, view_mut(out), yt),
+        _ => no_kernel(v),
+    }
+}
+
+/// Copies each input's `[outer, d_k * inner]` blocks side by side into `y`.
+fn join<T: bytemuck::Pod>(v: &View, axis: usize, y: &mut [T], yt: &TensorInfo) -> Result<()> {
     let outer: usize = yt.shape()[..axis].iter().product();
     let inner: usize = yt.shape()[axis + 1..].iter().product();
     let y_chunk = yt.dims[axis] * inner;
     let mut off = 0;
-    match yt.dtype {
-        DType::I8 => {
-            let y = bytes_as_i8_mut(out);
-            for i in 0..v.num_inputs() {
-                let it = v.info(i)?;
-                let chunk = it.dims[axis] * inner;
-                kf::concat_block(bytes_as_i8(v.bytes(&it)?), y, outer, chunk, y_chunk, off);
-                off += chunk;
-            }
-        }
-        DType::F32 => {
-            let y = bytes_as_f32_mut(out);
-            for i in 0..v.num_inputs() {
-                let it = v.info(i)?;
-                let chunk = it.dims[axis] * inner;
-                kf::concat_block(bytes_as_f32(v.bytes(&it)?), y, outer, chunk, y_chunk, off);
-                off += chunk;
-            }
-        }
-        _ => return no_kernel(v),
+    for i in 0..v.num_inputs() {
+        let it = v.info(i)?;
+        let chunk = it.dims[axis] * inner;
+        kf::concat_block(view::<T>(v.bytes(&it)?), y, outer, chunk, y_chunk, off);
+        off += chunk;
     }
     Ok(())
-}
-
-pub(super) fn macs(_p: &ConcatParams, _s: &OpShapes<'_>) -> u64 {
-    0
-}
-
-pub(super) fn describe(p: &ConcatParams, _s: &OpShapes<'_>, f: &mut dyn fmt::Write) -> fmt::Result {
-    write!(f, "axis {}", p.axis)
 }

@@ -7,8 +7,8 @@
 use core::fmt;
 
 use super::{
-    decode_rounding, dims4, encode_rounding, no_kernel, non_negative, per_tensor, positive,
-    window_out, Act, Ctx, OpShapes, Rounding, View, Words,
+    decode_rounding, dims4, encode_rounding, no_kernel, per_tensor, put_words, window_out,
+    words_at, Act, Ctx, OpDef, OpShapes, Rounding, View, Words,
 };
 use crate::cast::{bytes_as_f16, bytes_as_f32, bytes_as_f32_mut, bytes_as_i8, bytes_as_i8_mut};
 use crate::error::Result;
@@ -60,62 +60,69 @@ impl ConvParams {
             rounding: Rounding::Double,
         }
     }
-    /// Decodes the words (see the module docs).
-    pub fn decode(w: &Words, int8: bool) -> core::result::Result<Self, &'static str> {
-        let mut pad = [0; 4];
-        for (k, p) in pad.iter_mut().enumerate() {
-            *p = non_negative(w[4 + k], "negative padding")?;
-        }
+}
+
+impl OpDef for ConvParams {
+    fn decode(w: &Words, int8: bool) -> core::result::Result<Self, &'static str> {
         Ok(ConvParams {
             geom: ConvGeom {
-                stride: [
-                    positive(w[0], "stride must be positive")?,
-                    positive(w[1], "stride must be positive")?,
-                ],
-                dilation: [
-                    positive(w[2], "dilation must be positive")?,
-                    positive(w[3], "dilation must be positive")?,
-                ],
-                pad,
-                groups: positive(w[8], "groups must be positive")?,
+                stride: words_at(w, 0, 1, "stride must be positive")?,
+                dilation: words_at(w, 2, 1, "dilation must be positive")?,
+                pad: words_at(w, 4, 0, "negative padding")?,
+                groups: words_at::<1>(w, 8, 1, "groups must be positive")?[0],
             },
             act: Act::decode(w, int8),
             rounding: decode_rounding(w)?,
         })
     }
-    /// The words.
-    pub fn encode(&self) -> Words {
+    fn encode(&self) -> Words {
         let mut w = super::base_words();
         let g = &self.geom;
-        w[0] = g.stride[0] as i32;
-        w[1] = g.stride[1] as i32;
-        w[2] = g.dilation[0] as i32;
-        w[3] = g.dilation[1] as i32;
-        for k in 0..4 {
-            w[4 + k] = g.pad[k] as i32;
-        }
-        w[8] = g.groups as i32;
+        put_words(&mut w, 0, &g.stride);
+        put_words(&mut w, 2, &g.dilation);
+        put_words(&mut w, 4, &g.pad);
+        put_words(&mut w, 8, &[g.groups]);
         self.act.encode(&mut w);
         encode_rounding(self.rounding, &mut w);
         w
     }
+    fn macs(&self, s: &OpShapes) -> u64 {
+        let out: usize = s.y.iter().product();
+        match s.w {
+            [_, kh, kw, cig] => (out * kh * kw * cig) as u64,
+            _ => 0,
+        }
+    }
+    fn describe(&self, s: &OpShapes, f: &mut dyn fmt::Write) -> fmt::Result {
+        let (kh, kw, cig) = match s.w {
+            [_, kh, kw, cig] => (*kh, *kw, *cig),
+            _ => (0, 0, 0),
+        };
+        let g = &self.geom;
+        let dw = if g.groups > 1 && cig == 1 {
+            " depthwise"
+        } else {
+            ""
+        };
+        write!(
+            f,
+            "k{kh}x{kw} s{},{} d{},{} p{},{},{},{} g{}{dw}{}",
+            g.stride[0],
+            g.stride[1],
+            g.dilation[0],
+            g.dilation[1],
+            g.pad[0],
+            g.pad[1],
+            g.pad[2],
+            g.pad[3],
+            g.groups,
+            self.act
+        )
+    }
 }
 
-pub(super) fn validate(c: &Ctx<'_, '_>, p: &ConvParams) -> Result<()> {
-    let quantized = c.input(0)?.dtype == DType::I8;
-    if quantized {
-        c.arity(5, 5, 1)?;
-        let (x, w, y) = (c.input(0)?, c.input(1)?, c.output(0));
-        c.q8(&x)?;
-        c.q8(&y)?;
-        c.check(w.rank == 4, "conv weights must be 4-D")?;
-        c.q8_weights(&w, w.dims[0])?;
-        c.q8_bias(2, w.dims[0])?;
-        c.requant_tables(3, w.dims[0])?;
-    } else {
-        c.arity(2, 3, 1)?;
-        c.f32_with_weights()?;
-    }
+pub(super) fn validate(c: &Ctx, p: &ConvParams) -> Result<()> {
+    c.weighted(4)?;
     let (x, w, y) = (c.input(0)?, c.input(1)?, c.output(0));
     c.check(
         x.rank == 4 && w.rank == 4 && y.rank == 4,
@@ -137,14 +144,6 @@ pub(super) fn validate(c: &Ctx<'_, '_>, p: &ConvParams) -> Result<()> {
         y.shape() == [n, oh, ow, co],
         "output shape does not match conv arithmetic",
     )?;
-    if !quantized {
-        if let Some(b) = c.opt_input(2) {
-            c.check(
-                b.rank == 1 && b.dims[0] == co,
-                "bias must be [out_channels]",
-            )?;
-        }
-    }
     c.act(p.act)
 }
 
@@ -182,12 +181,7 @@ pub(super) fn quant_params<'v>(
     })
 }
 
-pub(super) fn run(
-    v: &View<'_, '_>,
-    p: &ConvParams,
-    out: &mut [u8],
-    yt: &TensorInfo<'_>,
-) -> Result<()> {
+pub(super) fn run(v: &View, p: &ConvParams, out: &mut [u8], yt: &TensorInfo) -> Result<()> {
     let xt = v.info(0)?;
     let wt = v.info(1)?;
     let wb = v.bytes(&wt)?;
@@ -197,30 +191,11 @@ pub(super) fn run(
             let bias = v.opt_i32(2)?;
             let q = quant_params(v, &xt, &wt, yt, p.act, p.rounding)?;
             let (w, y) = (bytes_as_i8(wb), bytes_as_i8_mut(out));
+            let (xs, ws, ys, g) = (dims4(&xt), dims4(&wt), dims4(yt), &p.geom);
             if v.reference {
-                ki8::conv2d(
-                    x,
-                    dims4(&xt),
-                    w,
-                    dims4(&wt),
-                    bias,
-                    y,
-                    dims4(yt),
-                    &p.geom,
-                    &q,
-                );
+                ki8::conv2d(x, xs, w, ws, bias, y, ys, g, &q);
             } else {
-                opt8::conv2d(
-                    x,
-                    dims4(&xt),
-                    w,
-                    dims4(&wt),
-                    bias,
-                    y,
-                    dims4(yt),
-                    &p.geom,
-                    &q,
-                );
+                opt8::conv2d(x, xs, w, ws, bias, y, ys, g, &q);
             }
             Ok(())
         }
@@ -239,39 +214,4 @@ pub(super) fn run(
         }
         _ => no_kernel(v),
     }
-}
-
-pub(super) fn macs(_p: &ConvParams, s: &OpShapes<'_>) -> u64 {
-    let out: usize = s.y.iter().product();
-    match s.w {
-        [_, kh, kw, cig] => (out * kh * kw * cig) as u64,
-        _ => 0,
-    }
-}
-
-pub(super) fn describe(p: &ConvParams, s: &OpShapes<'_>, f: &mut dyn fmt::Write) -> fmt::Result {
-    let (kh, kw, cig) = match s.w {
-        [_, kh, kw, cig] => (*kh, *kw, *cig),
-        _ => (0, 0, 0),
-    };
-    let g = &p.geom;
-    let dw = if g.groups > 1 && cig == 1 {
-        " depthwise"
-    } else {
-        ""
-    };
-    write!(
-        f,
-        "k{kh}x{kw} s{},{} d{},{} p{},{},{},{} g{}{dw}{}",
-        g.stride[0],
-        g.stride[1],
-        g.dilation[0],
-        g.dilation[1],
-        g.pad[0],
-        g.pad[1],
-        g.pad[2],
-        g.pad[3],
-        g.groups,
-        p.act
-    )
 }

@@ -6,7 +6,7 @@
 use core::fmt;
 
 use super::{
-    decode_rounding, encode_rounding, no_kernel, Act, Ctx, OpShapes, Rounding, View, Words,
+    decode_rounding, encode_rounding, no_kernel, Act, Ctx, OpDef, OpShapes, Rounding, View, Words,
 };
 use crate::cast::{bytes_as_f16, bytes_as_f32, bytes_as_f32_mut, bytes_as_i8, bytes_as_i8_mut};
 use crate::error::Result;
@@ -32,40 +32,33 @@ impl Default for DenseParams {
     }
 }
 
-impl DenseParams {
-    /// Decodes the words (see the module docs).
-    pub fn decode(w: &Words, int8: bool) -> core::result::Result<Self, &'static str> {
+impl OpDef for DenseParams {
+    fn decode(w: &Words, int8: bool) -> core::result::Result<Self, &'static str> {
         Ok(DenseParams {
             act: Act::decode(w, int8),
             rounding: decode_rounding(w)?,
         })
     }
-    /// The words.
-    pub fn encode(&self) -> Words {
+    fn encode(&self) -> Words {
         let mut w = super::base_words();
         self.act.encode(&mut w);
         encode_rounding(self.rounding, &mut w);
         w
     }
+    fn macs(&self, s: &OpShapes) -> u64 {
+        let out: usize = s.y.iter().product();
+        s.w.get(1).map_or(0, |&k| (out * k) as u64)
+    }
+    fn describe(&self, _s: &OpShapes, f: &mut dyn fmt::Write) -> fmt::Result {
+        write!(f, "{}", self.act)
+    }
 }
 
-pub(super) fn validate(c: &Ctx<'_, '_>, p: &DenseParams) -> Result<()> {
-    let quantized = c.input(0)?.dtype == DType::I8;
+pub(super) fn validate(c: &Ctx, p: &DenseParams) -> Result<()> {
+    c.weighted(2)?;
     let (x, w, y) = (c.input(0)?, c.input(1)?, c.output(0));
-    if quantized {
-        c.arity(5, 5, 1)?;
-        c.q8(&x)?;
-        c.q8(&y)?;
-        c.check(w.rank == 2, "dense weights must be 2-D")?;
-        c.q8_weights(&w, w.dims[0])?;
-        c.q8_bias(2, w.dims[0])?;
-        c.requant_tables(3, w.dims[0])?;
-    } else {
-        c.arity(2, 3, 1)?;
-        c.f32_with_weights()?;
-    }
     c.check(
-        w.rank == 2 && x.rank >= 1 && y.rank == x.rank,
+        x.rank >= 1 && y.rank == x.rank,
         "dense expects x [.., K], w [M, K]",
     )?;
     let (mo, k) = (w.dims[0], w.dims[1]);
@@ -77,23 +70,10 @@ pub(super) fn validate(c: &Ctx<'_, '_>, p: &DenseParams) -> Result<()> {
         y.dims[y.rank - 1] == mo && y.shape()[..y.rank - 1] == x.shape()[..x.rank - 1],
         "output shape does not match dense arithmetic",
     )?;
-    if !quantized {
-        if let Some(b) = c.opt_input(2) {
-            c.check(
-                b.rank == 1 && b.dims[0] == mo,
-                "bias must be [out_features]",
-            )?;
-        }
-    }
     c.act(p.act)
 }
 
-pub(super) fn run(
-    v: &View<'_, '_>,
-    p: &DenseParams,
-    out: &mut [u8],
-    yt: &TensorInfo<'_>,
-) -> Result<()> {
+pub(super) fn run(v: &View, p: &DenseParams, out: &mut [u8], yt: &TensorInfo) -> Result<()> {
     let xt = v.info(0)?;
     let wt = v.info(1)?;
     let wb = v.bytes(&wt)?;
@@ -125,13 +105,4 @@ pub(super) fn run(
         }
         _ => no_kernel(v),
     }
-}
-
-pub(super) fn macs(_p: &DenseParams, s: &OpShapes<'_>) -> u64 {
-    let out: usize = s.y.iter().product();
-    s.w.get(1).map_or(0, |&k| (out * k) as u64)
-}
-
-pub(super) fn describe(p: &DenseParams, _s: &OpShapes<'_>, f: &mut dyn fmt::Write) -> fmt::Result {
-    write!(f, "{}", p.act)
 }

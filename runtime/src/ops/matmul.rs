@@ -4,7 +4,7 @@
 
 use core::fmt;
 
-use super::{broadcast_ok, no_kernel, Act, Ctx, OpShapes, View, Words};
+use super::{broadcast_ok, no_kernel, Act, Ctx, OpDef, OpShapes, View, Words};
 use crate::cast::{bytes_as_f32, bytes_as_f32_mut};
 use crate::error::Result;
 use crate::format::DType;
@@ -23,22 +23,27 @@ impl Default for MatMulParams {
     }
 }
 
-impl MatMulParams {
-    /// Decodes the words (see the module docs).
-    pub fn decode(w: &Words, int8: bool) -> core::result::Result<Self, &'static str> {
+impl OpDef for MatMulParams {
+    fn decode(w: &Words, int8: bool) -> core::result::Result<Self, &'static str> {
         Ok(MatMulParams {
             act: Act::decode(w, int8),
         })
     }
-    /// The words.
-    pub fn encode(&self) -> Words {
+    fn encode(&self) -> Words {
         let mut w = super::base_words();
         self.act.encode(&mut w);
         w
     }
+    fn macs(&self, s: &OpShapes) -> u64 {
+        let out: usize = s.y.iter().product();
+        s.x.last().map_or(0, |&k| (out * k) as u64)
+    }
+    fn describe(&self, _s: &OpShapes, f: &mut dyn fmt::Write) -> fmt::Result {
+        write!(f, "{}", self.act)
+    }
 }
 
-pub(super) fn validate(c: &Ctx<'_, '_>, p: &MatMulParams) -> Result<()> {
+pub(super) fn validate(c: &Ctx, p: &MatMulParams) -> Result<()> {
     c.arity(2, 3, 1)?;
     c.all_f32()?;
     let (a, b, y) = (c.input(0)?, c.input(1)?, c.output(0));
@@ -67,12 +72,7 @@ pub(super) fn validate(c: &Ctx<'_, '_>, p: &MatMulParams) -> Result<()> {
     c.act(p.act)
 }
 
-pub(super) fn run(
-    v: &View<'_, '_>,
-    p: &MatMulParams,
-    out: &mut [u8],
-    yt: &TensorInfo<'_>,
-) -> Result<()> {
+pub(super) fn run(v: &View, p: &MatMulParams, out: &mut [u8], yt: &TensorInfo) -> Result<()> {
     let (at, bt) = (v.info(0)?, v.info(1)?);
     if at.dtype != DType::F32 || !cfg!(feature = "float") {
         return no_kernel(v);
@@ -90,13 +90,4 @@ pub(super) fn run(
         p.act.f32_bounds(),
     );
     Ok(())
-}
-
-pub(super) fn macs(_p: &MatMulParams, s: &OpShapes<'_>) -> u64 {
-    let out: usize = s.y.iter().product();
-    s.x.last().map_or(0, |&k| (out * k) as u64)
-}
-
-pub(super) fn describe(p: &MatMulParams, _s: &OpShapes<'_>, f: &mut dyn fmt::Write) -> fmt::Result {
-    write!(f, "{}", p.act)
 }

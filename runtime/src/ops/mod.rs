@@ -184,23 +184,66 @@ fn encode_rounding(r: Rounding, w: &mut Words) {
     };
 }
 
-/// A word that must be positive, as a `usize`.
-fn positive(v: i32, what: &'static str) -> core::result::Result<usize, &'static str> {
-    if v > 0 {
-        Ok(v as usize)
-    } else {
-        Err(what)
+/// `N` consecutive words from `at`, each at least `min` (else the error `what`), as `usize`s.
+fn words_at<const N: usize>(
+    w: &Words,
+    at: usize,
+    min: i32,
+    what: &'static str,
+) -> core::result::Result<[usize; N], &'static str> {
+    let mut out = [0; N];
+    for (k, o) in out.iter_mut().enumerate() {
+        let v = w[at + k];
+        if v < min {
+            return Err(what);
+        }
+        *o = v as usize;
+    }
+    Ok(out)
+}
+
+/// Writes `vals` into consecutive words from `at`.
+fn put_words(w: &mut Words, at: usize, vals: &[usize]) {
+    for (k, &v) in vals.iter().enumerate() {
+        w[at + k] = v as i32;
     }
 }
 
-/// A word that must not be negative, as a `usize`.
-fn non_negative(v: i32, what: &'static str) -> core::result::Result<usize, &'static str> {
-    if v >= 0 {
-        Ok(v as usize)
-    } else {
-        Err(what)
+/// What every op's parameter type provides: the file's words in and out, and what `kiln inspect`
+/// and reports show. (Validation and execution are each op module's `validate` and `run`.)
+pub trait OpDef: Sized {
+    /// Decodes the parameter words; `int8` says whether the op's input 0 is int8 (the activation
+    /// words hold an int8 clamp then). A word out of its range is an error naming the problem.
+    fn decode(w: &Words, int8: bool) -> core::result::Result<Self, &'static str>;
+    /// The parameter words, as the file stores them.
+    fn encode(&self) -> Words;
+    /// Multiply-accumulates of one run (0 for ops without multiplies).
+    fn macs(&self, _s: &OpShapes) -> u64 {
+        0
+    }
+    /// A one-line description of the parameters for `kiln inspect` (empty for none).
+    fn describe(&self, _s: &OpShapes, _f: &mut dyn fmt::Write) -> fmt::Result {
+        Ok(())
     }
 }
+
+/// Implements [`OpDef`] for an op without parameter words.
+macro_rules! no_params {
+    ($t:ident) => {
+        impl $crate::ops::OpDef for $t {
+            fn decode(
+                _w: &$crate::ops::Words,
+                _int8: bool,
+            ) -> core::result::Result<Self, &'static str> {
+                Ok($t)
+            }
+            fn encode(&self) -> $crate::ops::Words {
+                $crate::ops::base_words()
+            }
+        }
+    };
+}
+use no_params;
 
 /// Shapes an op's MAC count and description read: input 0, input 1 (weights) and the output;
 /// an absent input is an empty slice.
@@ -256,7 +299,7 @@ macro_rules! op_table {
                 w: &Words,
                 int8: bool,
             ) -> core::result::Result<OpParams, &'static str> {
-                match kind { $(OpKind::$name => $module::$ty::decode(w, int8).map(OpParams::$name),)* }
+                match kind { $(OpKind::$name => <$module::$ty as OpDef>::decode(w, int8).map(OpParams::$name),)* }
             }
             /// The parameter words, as the file stores them.
             pub fn encode(&self) -> Words {
@@ -264,11 +307,11 @@ macro_rules! op_table {
             }
             /// Multiply-accumulates of one run of the op.
             pub fn macs(&self, s: &OpShapes<'_>) -> u64 {
-                match self { $(OpParams::$name(p) => $module::macs(p, s),)* }
+                match self { $(OpParams::$name(p) => p.macs(s),)* }
             }
             /// Writes a one-line description (`k3x3 s2,2 … relu6`) for `kiln inspect`.
             pub fn describe(&self, s: &OpShapes<'_>, f: &mut dyn fmt::Write) -> fmt::Result {
-                match self { $(OpParams::$name(p) => $module::describe(p, s, f),)* }
+                match self { $(OpParams::$name(p) => p.describe(s, f),)* }
             }
         }
 
@@ -556,6 +599,33 @@ impl<'m> Ctx<'_, 'm> {
             )?;
         }
         Ok(())
+    }
+    /// The operands of a weighted op (conv, dense): int8 `x, w, bias?, multipliers, shifts`
+    /// (per-tensor activations, weights of rank `rank` quantized along their output channels,
+    /// requantization tables) or float `x, w, bias?` (f32, or f16 constant weights, with a bias
+    /// `[out_channels]`). Returns whether the op is int8.
+    pub(crate) fn weighted(&self, rank: usize) -> Result<bool> {
+        let (x, w, y) = (self.input(0)?, self.input(1)?, self.output(0));
+        self.check(w.rank == rank, "weights have the wrong rank")?;
+        let channels = w.dims[0];
+        if x.dtype == DType::I8 {
+            self.arity(5, 5, 1)?;
+            self.q8(&x)?;
+            self.q8(&y)?;
+            self.q8_weights(&w, channels)?;
+            self.q8_bias(2, channels)?;
+            self.requant_tables(3, channels)?;
+            return Ok(true);
+        }
+        self.arity(2, 3, 1)?;
+        self.f32_with_weights()?;
+        if let Some(b) = self.opt_input(2) {
+            self.check(
+                b.rank == 1 && b.dims[0] == channels,
+                "bias must be [out_channels]",
+            )?;
+        }
+        Ok(false)
     }
     /// Data movement (slice, transpose): f32 in and out, or int8 in and out with the same
     /// quantization.

@@ -5,7 +5,7 @@
 
 use core::fmt;
 
-use super::{no_kernel, Ctx, OpShapes, View, Words};
+use super::{no_kernel, Ctx, OpDef, OpShapes, View, Words};
 use crate::cast::{bytes_as_f32, bytes_as_f32_mut};
 use crate::error::Result;
 use crate::format::{DType, MAX_RANK};
@@ -22,9 +22,8 @@ pub struct PadParams {
     pub pads: [(usize, usize); MAX_RANK],
 }
 
-impl PadParams {
-    /// Decodes the words (see the module docs).
-    pub fn decode(w: &Words, _int8: bool) -> core::result::Result<Self, &'static str> {
+impl OpDef for PadParams {
+    fn decode(w: &Words, _int8: bool) -> core::result::Result<Self, &'static str> {
         let mode = match w[0] {
             0 => PadMode::Constant(f32::from_bits(w[1] as u32)),
             1 => PadMode::Reflect,
@@ -38,8 +37,7 @@ impl PadParams {
         }
         Ok(PadParams { mode, pads })
     }
-    /// The words. Pads must fit 16 bits each.
-    pub fn encode(&self) -> Words {
+    fn encode(&self) -> Words {
         let mut w = super::base_words();
         let (mode, value) = match self.mode {
             PadMode::Constant(v) => (0, v),
@@ -53,9 +51,17 @@ impl PadParams {
         }
         w
     }
+    fn describe(&self, s: &OpShapes, f: &mut dyn fmt::Write) -> fmt::Result {
+        let mode = match self.mode {
+            PadMode::Constant(_) => "constant",
+            PadMode::Reflect => "reflect",
+            PadMode::Edge => "edge",
+        };
+        write!(f, "{mode} {:?}", &self.pads[..s.y.len().min(MAX_RANK)])
+    }
 }
 
-pub(super) fn validate(c: &Ctx<'_, '_>, p: &PadParams) -> Result<()> {
+pub(super) fn validate(c: &Ctx, p: &PadParams) -> Result<()> {
     c.arity(1, 1, 1)?;
     c.all_f32()?;
     let (x, y) = (c.input(0)?, c.output(0));
@@ -76,12 +82,7 @@ pub(super) fn validate(c: &Ctx<'_, '_>, p: &PadParams) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn run(
-    v: &View<'_, '_>,
-    p: &PadParams,
-    out: &mut [u8],
-    yt: &TensorInfo<'_>,
-) -> Result<()> {
+pub(super) fn run(v: &View, p: &PadParams, out: &mut [u8], yt: &TensorInfo) -> Result<()> {
     let xt = v.info(0)?;
     if xt.dtype != DType::F32 || !cfg!(feature = "float") {
         return no_kernel(v);
@@ -96,17 +97,4 @@ pub(super) fn run(
         yt.shape(),
     );
     Ok(())
-}
-
-pub(super) fn macs(_p: &PadParams, _s: &OpShapes<'_>) -> u64 {
-    0
-}
-
-pub(super) fn describe(p: &PadParams, s: &OpShapes<'_>, f: &mut dyn fmt::Write) -> fmt::Result {
-    let mode = match p.mode {
-        PadMode::Constant(_) => "constant",
-        PadMode::Reflect => "reflect",
-        PadMode::Edge => "edge",
-    };
-    write!(f, "{mode} {:?}", &p.pads[..s.y.len().min(MAX_RANK)])
 }

@@ -8,7 +8,8 @@
 use core::fmt;
 
 use super::{
-    dims4, no_kernel, non_negative, positive, window_out, Act, Ctx, OpKind, OpShapes, View, Words,
+    dims4, no_kernel, put_words, window_out, words_at, Act, Ctx, OpDef, OpKind, OpShapes, View,
+    Words,
 };
 use crate::cast::{bytes_as_f32, bytes_as_f32_mut, bytes_as_i8, bytes_as_i8_mut};
 use crate::error::Result;
@@ -54,30 +55,23 @@ impl PoolParams {
             act: Act::NONE,
         }
     }
-    /// Decodes the words (see the module docs).
-    pub fn decode(w: &Words, int8: bool) -> core::result::Result<Self, &'static str> {
-        let mut pad = [0; 4];
-        for (k, p) in pad.iter_mut().enumerate() {
-            *p = non_negative(w[4 + k], "negative padding")?;
-            if *p >= 1 << 15 {
-                return Err("padding too large");
-            }
+}
+
+impl OpDef for PoolParams {
+    fn decode(w: &Words, int8: bool) -> core::result::Result<Self, &'static str> {
+        let pad: [usize; 4] = words_at(w, 4, 0, "negative padding")?;
+        if pad.iter().any(|&p| p >= 1 << 15) {
+            return Err("padding too large");
         }
-        let extra = non_negative(w[11], "ceil-mode padding exceeds padding")?;
+        let [extra] = words_at(w, 11, 0, "ceil-mode padding exceeds padding")?;
         let ceil_extra = [extra >> 16, extra & 0xFFFF];
         if ceil_extra[0] > pad[2] || ceil_extra[1] > pad[3] {
             return Err("ceil-mode padding exceeds padding");
         }
         Ok(PoolParams {
             window: PoolWindow {
-                stride: [
-                    positive(w[0], "stride must be positive")?,
-                    positive(w[1], "stride must be positive")?,
-                ],
-                kernel: [
-                    positive(w[2], "kernel must be positive")?,
-                    positive(w[3], "kernel must be positive")?,
-                ],
+                stride: words_at(w, 0, 1, "stride must be positive")?,
+                kernel: words_at(w, 2, 1, "kernel must be positive")?,
                 pad,
                 ceil_extra,
                 count_include_pad: w[8] != 0,
@@ -85,25 +79,40 @@ impl PoolParams {
             act: Act::decode(w, int8),
         })
     }
-    /// The words.
-    pub fn encode(&self) -> Words {
+    fn encode(&self) -> Words {
         let mut w = super::base_words();
         let p = &self.window;
-        w[0] = p.stride[0] as i32;
-        w[1] = p.stride[1] as i32;
-        w[2] = p.kernel[0] as i32;
-        w[3] = p.kernel[1] as i32;
-        for k in 0..4 {
-            w[4 + k] = p.pad[k] as i32;
-        }
+        put_words(&mut w, 0, &p.stride);
+        put_words(&mut w, 2, &p.kernel);
+        put_words(&mut w, 4, &p.pad);
         w[8] = p.count_include_pad as i32;
         self.act.encode(&mut w);
         w[11] = ((p.ceil_extra[0] << 16) | p.ceil_extra[1]) as i32;
         w
     }
+    fn macs(&self, s: &OpShapes) -> u64 {
+        let out: usize = s.y.iter().product();
+        (out * self.window.kernel[0] * self.window.kernel[1]) as u64
+    }
+    fn describe(&self, _s: &OpShapes, f: &mut dyn fmt::Write) -> fmt::Result {
+        let w = &self.window;
+        write!(
+            f,
+            "k{}x{} s{},{} p{},{},{},{}{}",
+            w.kernel[0],
+            w.kernel[1],
+            w.stride[0],
+            w.stride[1],
+            w.pad[0],
+            w.pad[1],
+            w.pad[2],
+            w.pad[3],
+            self.act
+        )
+    }
 }
 
-pub(super) fn validate(c: &Ctx<'_, '_>, p: &PoolParams) -> Result<()> {
+pub(super) fn validate(c: &Ctx, p: &PoolParams) -> Result<()> {
     c.arity(1, 1, 1)?;
     let (x, y) = (c.input(0)?, c.output(0));
     if x.dtype == DType::I8 {
@@ -131,12 +140,7 @@ pub(super) fn validate(c: &Ctx<'_, '_>, p: &PoolParams) -> Result<()> {
     c.act(p.act)
 }
 
-pub(super) fn run(
-    v: &View<'_, '_>,
-    p: &PoolParams,
-    out: &mut [u8],
-    yt: &TensorInfo<'_>,
-) -> Result<()> {
+pub(super) fn run(v: &View, p: &PoolParams, out: &mut [u8], yt: &TensorInfo) -> Result<()> {
     let xt = v.info(0)?;
     let is_max = v.op.kind == OpKind::MaxPool;
     match xt.dtype {
@@ -169,26 +173,4 @@ pub(super) fn run(
         }
         _ => no_kernel(v),
     }
-}
-
-pub(super) fn macs(p: &PoolParams, s: &OpShapes<'_>) -> u64 {
-    let out: usize = s.y.iter().product();
-    (out * p.window.kernel[0] * p.window.kernel[1]) as u64
-}
-
-pub(super) fn describe(p: &PoolParams, _s: &OpShapes<'_>, f: &mut dyn fmt::Write) -> fmt::Result {
-    let w = &p.window;
-    write!(
-        f,
-        "k{}x{} s{},{} p{},{},{},{}{}",
-        w.kernel[0],
-        w.kernel[1],
-        w.stride[0],
-        w.stride[1],
-        w.pad[0],
-        w.pad[1],
-        w.pad[2],
-        w.pad[3],
-        p.act
-    )
 }

@@ -1,9 +1,7 @@
 //! Quantize (f32 -> int8 with the output's scale and zero point) and dequantize (int8 -> f32
 //! with the input's). No parameter words.
 
-use core::fmt;
-
-use super::{per_tensor, Ctx, OpKind, OpShapes, View, Words};
+use super::{per_tensor, Ctx, OpKind, View};
 use crate::cast::{bytes_as_f32, bytes_as_f32_mut, bytes_as_i8, bytes_as_i8_mut};
 use crate::error::Result;
 use crate::format::DType;
@@ -18,22 +16,8 @@ pub struct QuantizeParams;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct DequantizeParams;
 
-macro_rules! no_words {
-    ($t:ident) => {
-        impl $t {
-            /// Decodes the words (none are read).
-            pub fn decode(_w: &Words, _int8: bool) -> core::result::Result<Self, &'static str> {
-                Ok($t)
-            }
-            /// The words.
-            pub fn encode(&self) -> Words {
-                super::base_words()
-            }
-        }
-    };
-}
-no_words!(QuantizeParams);
-no_words!(DequantizeParams);
+super::no_params!(QuantizeParams);
+super::no_params!(DequantizeParams);
 
 fn check(c: &Ctx<'_, '_>) -> Result<()> {
     c.arity(1, 1, 1)?;
@@ -62,18 +46,10 @@ fn exec(v: &View<'_, '_>, out: &mut [u8], yt: &TensorInfo<'_>) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn validate<P>(c: &Ctx<'_, '_>, _p: &P) -> Result<()> {
+pub(super) fn validate<P>(c: &Ctx, _p: &P) -> Result<()> {
     check(c)
 }
 
-pub(super) fn run<P>(v: &View<'_, '_>, _p: &P, out: &mut [u8], yt: &TensorInfo<'_>) -> Result<()> {
+pub(super) fn run<P>(v: &View, _p: &P, out: &mut [u8], yt: &TensorInfo) -> Result<()> {
     exec(v, out, yt)
-}
-
-pub(super) fn macs<P>(_p: &P, _s: &OpShapes<'_>) -> u64 {
-    0
-}
-
-pub(super) fn describe<P>(_p: &P, _s: &OpShapes<'_>, _f: &mut dyn fmt::Write) -> fmt::Result {
-    Ok(())
 }

@@ -6,42 +6,22 @@
 
 use core::fmt;
 
-use super::{no_kernel, per_tensor, Ctx, OpShapes, View, Words};
+use super::{no_kernel, per_tensor, Ctx, OpDef, OpShapes, View, Words};
 use crate::cast::{bytes_as_f32, bytes_as_f32_mut, bytes_as_i8, bytes_as_i8_mut};
 use crate::error::Result;
 use crate::format::DType;
 use crate::kernels::{reference_f32 as kf, reference_i8 as ki8};
 use crate::model::TensorInfo;
 
-/// What a reduction computes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reducer {
-    /// Arithmetic mean.
-    Mean = 0,
-    /// Sum.
-    Sum = 1,
-    /// Maximum.
-    Max = 2,
-    /// Minimum.
-    Min = 3,
-    /// Product.
-    Prod = 4,
-    /// Mean of the squares.
-    MeanSquare = 5,
-}
-
-impl Reducer {
-    const ALL: [Reducer; 6] = [
-        Reducer::Mean,
-        Reducer::Sum,
-        Reducer::Max,
-        Reducer::Min,
-        Reducer::Prod,
-        Reducer::MeanSquare,
-    ];
-    /// Lower-case name.
-    pub fn name(self) -> &'static str {
-        ["mean", "sum", "max", "min", "prod", "mean_sq"][self as usize]
+crate::format::code_enum! {
+    /// What a reduction computes (word 0).
+    pub enum Reducer: i32, from_i32 {
+        Mean = 0, "mean", "Arithmetic mean.";
+        Sum = 1, "sum", "Sum.";
+        Max = 2, "max", "Maximum.";
+        Min = 3, "min", "Minimum.";
+        Prod = 4, "prod", "Product.";
+        MeanSquare = 5, "mean_sq", "Mean of the squares.";
     }
 }
 
@@ -74,12 +54,11 @@ impl ReduceParams {
             quant: MeanQuant::default(),
         }
     }
-    /// Decodes the words (see the module docs).
-    pub fn decode(w: &Words, _int8: bool) -> core::result::Result<Self, &'static str> {
-        let reducer = *usize::try_from(w[0])
-            .ok()
-            .and_then(|r| Reducer::ALL.get(r))
-            .ok_or("unknown reducer")?;
+}
+
+impl OpDef for ReduceParams {
+    fn decode(w: &Words, _int8: bool) -> core::result::Result<Self, &'static str> {
+        let reducer = Reducer::from_i32(w[0]).ok_or("unknown reducer")?;
         Ok(ReduceParams {
             reducer,
             mask: w[1] as u32,
@@ -89,8 +68,7 @@ impl ReduceParams {
             },
         })
     }
-    /// The words.
-    pub fn encode(&self) -> Words {
+    fn encode(&self) -> Words {
         let mut w = super::base_words();
         w[0] = self.reducer as i32;
         w[1] = self.mask as i32;
@@ -98,9 +76,12 @@ impl ReduceParams {
         w[3] = self.quant.shift;
         w
     }
+    fn describe(&self, _s: &OpShapes, f: &mut dyn fmt::Write) -> fmt::Result {
+        write!(f, "{} mask {:#b}", self.reducer.name(), self.mask)
+    }
 }
 
-pub(super) fn validate(c: &Ctx<'_, '_>, p: &ReduceParams) -> Result<()> {
+pub(super) fn validate(c: &Ctx, p: &ReduceParams) -> Result<()> {
     c.arity(1, 1, 1)?;
     let (x, y) = (c.input(0)?, c.output(0));
     if x.dtype == DType::I8 {
@@ -125,12 +106,7 @@ pub(super) fn validate(c: &Ctx<'_, '_>, p: &ReduceParams) -> Result<()> {
     c.check(y.len() == kept, "output size does not match the reduction")
 }
 
-pub(super) fn run(
-    v: &View<'_, '_>,
-    p: &ReduceParams,
-    out: &mut [u8],
-    yt: &TensorInfo<'_>,
-) -> Result<()> {
+pub(super) fn run(v: &View, p: &ReduceParams, out: &mut [u8], yt: &TensorInfo) -> Result<()> {
     let xt = v.info(0)?;
     match xt.dtype {
         DType::I8 => {
@@ -154,12 +130,4 @@ pub(super) fn run(
         }
         _ => no_kernel(v),
     }
-}
-
-pub(super) fn macs(_p: &ReduceParams, _s: &OpShapes<'_>) -> u64 {
-    0
-}
-
-pub(super) fn describe(p: &ReduceParams, _s: &OpShapes<'_>, f: &mut dyn fmt::Write) -> fmt::Result {
-    write!(f, "{} mask {:#b}", p.reducer.name(), p.mask)
 }

@@ -5,7 +5,7 @@
 
 use core::fmt;
 
-use super::{Ctx, OpShapes, View, Words};
+use super::{Ctx, OpDef, OpShapes, View, Words};
 use crate::cast::{bytes_as_f32, bytes_as_f32_mut, bytes_as_i8, bytes_as_i8_mut};
 use crate::error::Result;
 use crate::format::{DType, MAX_RANK};
@@ -31,24 +31,26 @@ impl Default for SliceParams {
     }
 }
 
-impl SliceParams {
-    /// Decodes the words (see the module docs).
-    pub fn decode(w: &Words, _int8: bool) -> core::result::Result<Self, &'static str> {
+impl OpDef for SliceParams {
+    fn decode(w: &Words, _int8: bool) -> core::result::Result<Self, &'static str> {
         let mut p = SliceParams::default();
         p.begin.copy_from_slice(&w[..MAX_RANK]);
         p.step.copy_from_slice(&w[MAX_RANK..2 * MAX_RANK]);
         Ok(p)
     }
-    /// The words.
-    pub fn encode(&self) -> Words {
+    fn encode(&self) -> Words {
         let mut w = super::base_words();
         w[..MAX_RANK].copy_from_slice(&self.begin);
         w[MAX_RANK..2 * MAX_RANK].copy_from_slice(&self.step);
         w
     }
+    fn describe(&self, s: &OpShapes, f: &mut dyn fmt::Write) -> fmt::Result {
+        let r = s.y.len().min(MAX_RANK);
+        write!(f, "begin {:?} step {:?}", &self.begin[..r], &self.step[..r])
+    }
 }
 
-pub(super) fn validate(c: &Ctx<'_, '_>, p: &SliceParams) -> Result<()> {
+pub(super) fn validate(c: &Ctx, p: &SliceParams) -> Result<()> {
     c.arity(1, 1, 1)?;
     c.same_type_move()?;
     let (x, y) = (c.input(0)?, c.output(0));
@@ -66,12 +68,7 @@ pub(super) fn validate(c: &Ctx<'_, '_>, p: &SliceParams) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn run(
-    v: &View<'_, '_>,
-    p: &SliceParams,
-    out: &mut [u8],
-    yt: &TensorInfo<'_>,
-) -> Result<()> {
+pub(super) fn run(v: &View, p: &SliceParams, out: &mut [u8], yt: &TensorInfo) -> Result<()> {
     let xt = v.info(0)?;
     let r = xt.rank;
     let mut begin = [0i64; MAX_RANK];
@@ -102,13 +99,4 @@ pub(super) fn run(
         );
     }
     Ok(())
-}
-
-pub(super) fn macs(_p: &SliceParams, _s: &OpShapes<'_>) -> u64 {
-    0
-}
-
-pub(super) fn describe(p: &SliceParams, s: &OpShapes<'_>, f: &mut dyn fmt::Write) -> fmt::Result {
-    let r = s.y.len().min(MAX_RANK);
-    write!(f, "begin {:?} step {:?}", &p.begin[..r], &p.step[..r])
 }

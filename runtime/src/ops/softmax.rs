@@ -6,7 +6,7 @@
 
 use core::fmt;
 
-use super::{no_kernel, non_negative, Ctx, OpShapes, View, Words};
+use super::{no_kernel, words_at, Ctx, OpDef, OpShapes, View, Words};
 use crate::cast::{bytes_as_f32, bytes_as_f32_mut, bytes_as_i8, bytes_as_i8_mut};
 use crate::error::Result;
 use crate::format::DType;
@@ -47,10 +47,12 @@ impl SoftmaxParams {
             quant: SoftmaxQuant::default(),
         }
     }
-    /// Decodes the words (see the module docs).
-    pub fn decode(w: &Words, _int8: bool) -> core::result::Result<Self, &'static str> {
+}
+
+impl OpDef for SoftmaxParams {
+    fn decode(w: &Words, _int8: bool) -> core::result::Result<Self, &'static str> {
         Ok(SoftmaxParams {
-            axis: non_negative(w[0], "axis must be non-negative")?,
+            axis: words_at::<1>(w, 0, 0, "axis must be non-negative")?[0],
             beta: f32::from_bits(w[1] as u32),
             log: w[2] == 1,
             quant: SoftmaxQuant {
@@ -60,8 +62,7 @@ impl SoftmaxParams {
             },
         })
     }
-    /// The words.
-    pub fn encode(&self) -> Words {
+    fn encode(&self) -> Words {
         let mut w = super::base_words();
         w[0] = self.axis as i32;
         w[1] = self.beta.to_bits() as i32;
@@ -71,9 +72,18 @@ impl SoftmaxParams {
         w[5] = self.quant.diff_min;
         w
     }
+    fn describe(&self, _s: &OpShapes, f: &mut dyn fmt::Write) -> fmt::Result {
+        write!(
+            f,
+            "axis {} beta {}{}",
+            self.axis,
+            self.beta,
+            if self.log { " log" } else { "" }
+        )
+    }
 }
 
-pub(super) fn validate(c: &Ctx<'_, '_>, p: &SoftmaxParams) -> Result<()> {
+pub(super) fn validate(c: &Ctx, p: &SoftmaxParams) -> Result<()> {
     c.arity(1, 1, 1)?;
     let (x, y) = (c.input(0)?, c.output(0));
     c.check(x.shape() == y.shape(), "softmax keeps the shape")?;
@@ -104,12 +114,7 @@ pub(super) fn validate(c: &Ctx<'_, '_>, p: &SoftmaxParams) -> Result<()> {
     c.check(p.beta.is_finite(), "beta must be finite")
 }
 
-pub(super) fn run(
-    v: &View<'_, '_>,
-    p: &SoftmaxParams,
-    out: &mut [u8],
-    _yt: &TensorInfo<'_>,
-) -> Result<()> {
+pub(super) fn run(v: &View, p: &SoftmaxParams, out: &mut [u8], _yt: &TensorInfo) -> Result<()> {
     let xt = v.info(0)?;
     match xt.dtype {
         DType::I8 => {
@@ -139,22 +144,4 @@ pub(super) fn run(
         }
         _ => no_kernel(v),
     }
-}
-
-pub(super) fn macs(_p: &SoftmaxParams, _s: &OpShapes<'_>) -> u64 {
-    0
-}
-
-pub(super) fn describe(
-    p: &SoftmaxParams,
-    _s: &OpShapes<'_>,
-    f: &mut dyn fmt::Write,
-) -> fmt::Result {
-    write!(
-        f,
-        "axis {} beta {}{}",
-        p.axis,
-        p.beta,
-        if p.log { " log" } else { "" }
-    )
 }

@@ -4,7 +4,7 @@
 
 use core::fmt;
 
-use super::{Ctx, OpShapes, View, Words};
+use super::{Ctx, OpDef, OpShapes, View, Words};
 use crate::cast::{bytes_as_f32, bytes_as_f32_mut, bytes_as_i8, bytes_as_i8_mut};
 use crate::error::Result;
 use crate::format::{DType, MAX_RANK};
@@ -25,25 +25,29 @@ impl TransposeParams {
         p[..perm.len()].copy_from_slice(perm);
         TransposeParams { perm: p }
     }
-    /// Decodes the words (see the module docs).
-    pub fn decode(w: &Words, _int8: bool) -> core::result::Result<Self, &'static str> {
+}
+
+impl OpDef for TransposeParams {
+    fn decode(w: &Words, _int8: bool) -> core::result::Result<Self, &'static str> {
         let mut perm = [0; MAX_RANK];
         for (d, p) in perm.iter_mut().enumerate() {
             *p = usize::try_from(w[d]).map_err(|_| "not a permutation")?;
         }
         Ok(TransposeParams { perm })
     }
-    /// The words.
-    pub fn encode(&self) -> Words {
+    fn encode(&self) -> Words {
         let mut w = super::base_words();
         for (d, &p) in self.perm.iter().enumerate() {
             w[d] = p as i32;
         }
         w
     }
+    fn describe(&self, s: &OpShapes, f: &mut dyn fmt::Write) -> fmt::Result {
+        write!(f, "perm {:?}", &self.perm[..s.y.len().min(MAX_RANK)])
+    }
 }
 
-pub(super) fn validate(c: &Ctx<'_, '_>, p: &TransposeParams) -> Result<()> {
+pub(super) fn validate(c: &Ctx, p: &TransposeParams) -> Result<()> {
     c.arity(1, 1, 1)?;
     c.same_type_move()?;
     let (x, y) = (c.input(0)?, c.output(0));
@@ -61,12 +65,7 @@ pub(super) fn validate(c: &Ctx<'_, '_>, p: &TransposeParams) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn run(
-    v: &View<'_, '_>,
-    p: &TransposeParams,
-    out: &mut [u8],
-    _yt: &TensorInfo<'_>,
-) -> Result<()> {
+pub(super) fn run(v: &View, p: &TransposeParams, out: &mut [u8], _yt: &TensorInfo) -> Result<()> {
     let xt = v.info(0)?;
     let perm = &p.perm[..xt.rank];
     let xb = v.bytes(&xt)?;
@@ -76,16 +75,4 @@ pub(super) fn run(
         kf::transpose(bytes_as_f32(xb), xt.shape(), perm, bytes_as_f32_mut(out));
     }
     Ok(())
-}
-
-pub(super) fn macs(_p: &TransposeParams, _s: &OpShapes<'_>) -> u64 {
-    0
-}
-
-pub(super) fn describe(
-    p: &TransposeParams,
-    s: &OpShapes<'_>,
-    f: &mut dyn fmt::Write,
-) -> fmt::Result {
-    write!(f, "perm {:?}", &p.perm[..s.y.len().min(MAX_RANK)])
 }

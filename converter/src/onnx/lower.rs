@@ -1,0 +1,772 @@
+//! Lowering: each tract core op to kiln ops (the op mapping; layouts come from `layout`).
+
+use super::layout::{identity, permute};
+use super::{Imp, Val};
+use crate::ir::{pool_op, Node};
+use anyhow::{anyhow, bail, Result};
+use kiln_runtime::format::MAX_RANK;
+use kiln_runtime::ops::{self as kops, BinaryKind, BinaryParams, OpParams, UnaryKind, UnaryParams};
+use kiln_runtime::{DType, OpKind};
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ops::array::{MultiBroadcastTo, Pad, PadMode, Slice, TypedConcat};
+use tract_onnx::tract_core::ops::binary::TypedBinOp;
+use tract_onnx::tract_core::ops::cast::Cast;
+use tract_onnx::tract_core::ops::change_axes::AxisOp;
+use tract_onnx::tract_core::ops::cnn::conv::KernelFormat;
+use tract_onnx::tract_core::ops::cnn::{Conv, MaxPool, PaddingSpec, PoolSpec, SumPool};
+use tract_onnx::tract_core::ops::downsample::Downsample;
+use tract_onnx::tract_core::ops::einsum::EinSum;
+use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
+use tract_onnx::tract_core::ops::identity::Identity;
+use tract_onnx::tract_core::ops::konst::Const;
+use tract_onnx::tract_core::ops::nn::{Reduce, Reducer, Softmax, SoftmaxKind};
+use tract_onnx::tract_core::ops::quant::{DequantizeLinearF32, QuantizeLinearI8, QuantizeLinearU8};
+use tract_onnx::tract_core::ops::source::TypedSource;
+
+pub(super) fn tensor_f32(t: &Tensor) -> Result<Vec<f32>> {
+    let t = t.cast_to::<f32>().map_err(|e| anyhow!("{e:?}"))?;
+    let view = t
+        .to_plain_array_view::<f32>()
+        .map_err(|e| anyhow!("{e:?}"))?;
+    Ok(view.iter().copied().collect())
+}
+
+/// Why a tract op cannot be imported, or `None` if its type is one kiln maps.
+pub(super) fn unsupported_reason(node: &TypedNode) -> Option<String> {
+    let op = &node.op;
+    let ok = op.downcast_ref::<TypedSource>().is_some()
+        || op.downcast_ref::<Const>().is_some()
+        || op
+            .downcast_ref::<Conv>()
+            .is_some_and(|c| c.q_params.is_none())
+        || op
+            .downcast_ref::<MaxPool>()
+            .is_some_and(|m| m.with_index_outputs.is_none())
+        || op.downcast_ref::<SumPool>().is_some_and(|s| s.normalize)
+        || op
+            .downcast_ref::<TypedBinOp>()
+            .is_some_and(|b| binary_kind(b).is_some())
+        || op
+            .downcast_ref::<ElementWiseOp>()
+            .is_some_and(|e| unary_kind(e).is_some())
+        || op.downcast_ref::<Softmax>().is_some()
+        || op.downcast_ref::<Reduce>().is_some_and(|r| {
+            matches!(
+                r.reducer,
+                Reducer::Sum | Reducer::Max | Reducer::Min | Reducer::Prod | Reducer::MeanOfSquares
+            )
+        })
+        || op.downcast_ref::<AxisOp>().is_some()
+        || op.downcast_ref::<TypedConcat>().is_some()
+        || op.downcast_ref::<Pad>().is_some()
+        || op.downcast_ref::<Slice>().is_some()
+        || op.downcast_ref::<Downsample>().is_some()
+        || op
+            .downcast_ref::<EinSum>()
+            .is_some_and(|e| e.q_params.is_none())
+        || op.downcast_ref::<MultiBroadcastTo>().is_some()
+        || op.downcast_ref::<Identity>().is_some()
+        || op.downcast_ref::<DequantizeLinearF32>().is_some()
+        || op.downcast_ref::<ElementWiseOp>().is_some_and(|e| {
+            e.0.downcast_ref::<QuantizeLinearI8>().is_some()
+                || e.0.downcast_ref::<QuantizeLinearU8>().is_some()
+        })
+        || op
+            .downcast_ref::<Cast>()
+            .is_some_and(|c| c.to == f32::datum_type());
+    (!ok).then(|| format!("{} (node '{}')", op.name(), node.name))
+}
+
+pub(super) fn binary_kind(b: &TypedBinOp) -> Option<BinaryKind> {
+    Some(match b.0.name() {
+        "Add" => BinaryKind::Add,
+        "Sub" => BinaryKind::Sub,
+        "Mul" => BinaryKind::Mul,
+        "Div" => BinaryKind::Div,
+        "Max" => BinaryKind::Max,
+        "Min" => BinaryKind::Min,
+        "Pow" => BinaryKind::Pow,
+        _ => return None,
+    })
+}
+
+pub(super) fn unary_kind(e: &ElementWiseOp) -> Option<(UnaryKind, f32, f32)> {
+    use tract_onnx::tract_core::ops::math::PowConst;
+    use tract_onnx::tract_core::ops::nn::GeluApproximate;
+    use tract_onnx::tract_core::ops::nn::LeakyRelu;
+    if let Some(l) = e.0.downcast_ref::<LeakyRelu>() {
+        return Some((UnaryKind::LeakyRelu, l.alpha, 0.0));
+    }
+    if let Some(p) = e.0.downcast_ref::<PowConst>() {
+        return Some((UnaryKind::PowConst, p.exponent, 0.0));
+    }
+    if e.0.downcast_ref::<GeluApproximate>().is_some() {
+        return Some((UnaryKind::GeluTanh, 0.0, 0.0));
+    }
+    Some(match e.0.name().as_str() {
+        "Sigmoid" => (UnaryKind::Sigmoid, 0.0, 0.0),
+        "Tanh" => (UnaryKind::Tanh, 0.0, 0.0),
+        "HardSwish" => (UnaryKind::HardSwish, 0.0, 0.0),
+        "Exp" => (UnaryKind::Exp, 0.0, 0.0),
+        "Abs" => (UnaryKind::Abs, 0.0, 0.0),
+        "Neg" => (UnaryKind::Neg, 0.0, 0.0),
+        "Sqrt" => (UnaryKind::Sqrt, 0.0, 0.0),
+        "Ln" => (UnaryKind::Log, 0.0, 0.0),
+        "Recip" => (UnaryKind::Reciprocal, 0.0, 0.0),
+        "Floor" => (UnaryKind::Floor, 0.0, 0.0),
+        "Ceil" => (UnaryKind::Ceil, 0.0, 0.0),
+        "Rsqrt" => (UnaryKind::Rsqrt, 0.0, 0.0),
+        "Square" => (UnaryKind::Square, 0.0, 0.0),
+        "Silu" => (UnaryKind::Silu, 0.0, 0.0),
+        "GeluExact" => (UnaryKind::Gelu, 0.0, 0.0),
+        "Sin" => (UnaryKind::Sin, 0.0, 0.0),
+        "Cos" => (UnaryKind::Cos, 0.0, 0.0),
+        "Tan" => (UnaryKind::Tan, 0.0, 0.0),
+        "Erf" => (UnaryKind::Erf, 0.0, 0.0),
+        _ => return None,
+    })
+}
+impl Imp<'_> {
+    pub(super) fn node(&mut self, node: &TypedNode) -> Result<()> {
+        let op = &node.op;
+        let name = node.name.clone();
+        let out = OutletId::new(node.id, 0);
+        if let Some(k) = op.downcast_ref::<Const>() {
+            let _ = k;
+            let f = self.model.outlet_fact(out).map_err(|e| anyhow!("{e:?}"))?;
+            let t = f
+                .konst
+                .clone()
+                .ok_or_else(|| anyhow!("constant without a value"))?;
+            self.vals.insert(out, Val::Const(t));
+            return Ok(());
+        }
+        // Fold any op whose inputs are all constants with tract itself.
+        if !node.inputs.is_empty() && node.inputs.iter().all(|i| self.const_of(*i).is_some()) {
+            let ins: TVec<TValue> = node
+                .inputs
+                .iter()
+                .map(|i| self.const_of(*i).unwrap().into_tvalue())
+                .collect();
+            if let Some(res) = op.eval_out_of_plan(ins).map_err(|e| anyhow!("{e:?}"))? {
+                self.vals
+                    .insert(out, Val::Const(res[0].clone().into_arc_tensor()));
+                return Ok(());
+            }
+        }
+        if op.downcast_ref::<Identity>().is_some() || op.downcast_ref::<Cast>().is_some() {
+            let v = self.val(node.inputs[0])?;
+            self.vals.insert(out, v);
+            return Ok(());
+        }
+        if let Some(c) = op.downcast_ref::<Conv>() {
+            return self.conv(node, c);
+        }
+        if let Some(m) = op.downcast_ref::<MaxPool>() {
+            return self.pool(node, &m.pool_spec, OpKind::MaxPool, false);
+        }
+        if let Some(s) = op.downcast_ref::<SumPool>() {
+            return self.pool(node, &s.pool_spec, OpKind::AvgPool, s.count_include_pad);
+        }
+        if let Some(b) = op.downcast_ref::<TypedBinOp>() {
+            return self.binary(
+                node,
+                binary_kind(b).ok_or_else(|| anyhow!("unsupported binary op"))?,
+            );
+        }
+        if let Some(dq) = op.downcast_ref::<DequantizeLinearF32>() {
+            return self.dequantize(node, dq.scale, dq.zero_point);
+        }
+        if let Some(q) = op
+            .downcast_ref::<ElementWiseOp>()
+            .and_then(|e| e.0.downcast_ref::<QuantizeLinearU8>())
+        {
+            // uint8: the same real values as int8 with the zero point moved by -128.
+            self.vals.insert(
+                out,
+                Val::QuantOf {
+                    src: node.inputs[0],
+                    scale: 1.0 / q.scale,
+                    zero_point: q.zero_point as i32 - 128,
+                },
+            );
+            return Ok(());
+        }
+        if let Some(q) = op
+            .downcast_ref::<ElementWiseOp>()
+            .and_then(|e| e.0.downcast_ref::<QuantizeLinearI8>())
+        {
+            // tract stores the reciprocal of the scale; the DequantizeLinear that usually
+            // follows carries the exact one.
+            self.vals.insert(
+                out,
+                Val::QuantOf {
+                    src: node.inputs[0],
+                    scale: 1.0 / q.scale,
+                    zero_point: q.zero_point as i32,
+                },
+            );
+            return Ok(());
+        }
+        if let Some(e) = op.downcast_ref::<ElementWiseOp>() {
+            let (kind, a, b) =
+                unary_kind(e).ok_or_else(|| anyhow!("unsupported element-wise op"))?;
+            let (x, perm) = self.any_act(node.inputs[0])?;
+            let y = self.new_tensor(name.clone(), self.g.tensors[x].shape.clone());
+            self.g.push(Node::new(
+                name,
+                OpParams::Unary(UnaryParams { kind, a, b }),
+                vec![Some(x)],
+                vec![y],
+            ));
+            self.set_act(node, y, perm);
+            return Ok(());
+        }
+        if let Some(s) = op.downcast_ref::<Softmax>() {
+            return self.softmax(node, s);
+        }
+        if let Some(r) = op.downcast_ref::<Reduce>() {
+            let reducer = match r.reducer {
+                Reducer::Sum => kops::Reducer::Sum,
+                Reducer::Max => kops::Reducer::Max,
+                Reducer::Min => kops::Reducer::Min,
+                Reducer::Prod => kops::Reducer::Prod,
+                Reducer::MeanOfSquares => kops::Reducer::MeanSquare,
+                _ => bail!("unsupported reducer"),
+            };
+            if r.axes.is_empty() {
+                let v = self.val(node.inputs[0])?;
+                self.vals.insert(out, v);
+                return Ok(());
+            }
+            let (x, perm) = self.any_act(node.inputs[0])?;
+            let mut mask = 0u32;
+            let mut shape = self.g.tensors[x].shape.clone();
+            for &a in &r.axes {
+                let p = perm
+                    .iter()
+                    .position(|&q| q == a)
+                    .ok_or_else(|| anyhow!("bad axis"))?;
+                mask |= 1 << p;
+                shape[p] = 1;
+            }
+            let y = self.new_tensor(name.clone(), shape);
+            self.g.push(Node::new(
+                name,
+                OpParams::Reduce(kops::ReduceParams::new(reducer, mask)),
+                vec![Some(x)],
+                vec![y],
+            ));
+            self.set_act(node, y, perm);
+            return Ok(());
+        }
+        if let Some(a) = op.downcast_ref::<AxisOp>() {
+            return self.axis_op(node, a);
+        }
+        if let Some(c) = op.downcast_ref::<TypedConcat>() {
+            let perm = node
+                .inputs
+                .iter()
+                .find_map(|i| self.perm_of(*i))
+                .ok_or_else(|| anyhow!("no activation input"))?;
+            let mut ins = Vec::new();
+            for i in &node.inputs {
+                ins.push(Some(self.act(*i, &perm)?));
+            }
+            let axis = perm
+                .iter()
+                .position(|&p| p == c.axis)
+                .ok_or_else(|| anyhow!("bad axis"))?;
+            let shape = self.shape(out)?;
+            let phys: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+            let y = self.new_tensor(name.clone(), phys);
+            self.g.push(Node::new(
+                name,
+                OpParams::Concat(kops::ConcatParams { axis }),
+                ins,
+                vec![y],
+            ));
+            self.set_act(node, y, perm);
+            return Ok(());
+        }
+        if let Some(p) = op.downcast_ref::<Pad>() {
+            let (x, perm) = self.any_act(node.inputs[0])?;
+            let mode = match &p.mode {
+                PadMode::Constant(v) => {
+                    kops::PadMode::Constant(tensor_f32(v)?.first().copied().unwrap_or(0.0))
+                }
+                PadMode::Reflect => kops::PadMode::Reflect,
+                PadMode::Edge => kops::PadMode::Edge,
+            };
+            if perm.len() > MAX_RANK {
+                bail!("pad of a rank-{} tensor (at most {MAX_RANK})", perm.len());
+            }
+            let mut pp = kops::PadParams {
+                mode,
+                pads: [(0, 0); MAX_RANK],
+            };
+            let mut shape = self.g.tensors[x].shape.clone();
+            for (i, &l) in perm.iter().enumerate() {
+                let (b, a) = p.pads[l];
+                if b >= 1 << 15 || a >= 1 << 15 {
+                    bail!("padding ({b}, {a}) too large");
+                }
+                pp.pads[i] = (b, a);
+                shape[i] += b + a;
+            }
+            let y = self.new_tensor(name.clone(), shape);
+            self.g
+                .push(Node::new(name, OpParams::Pad(pp), vec![Some(x)], vec![y]));
+            self.set_act(node, y, perm);
+            return Ok(());
+        }
+        if let Some(s) = op.downcast_ref::<Slice>() {
+            let start = s.start.to_i64().map_err(|e| anyhow!("{e:?}"))?;
+            return self.slice(node, s.axis, start, 1);
+        }
+        if let Some(d) = op.downcast_ref::<Downsample>() {
+            let in_dim = self.shape(node.inputs[0])?[d.axis] as i64;
+            let begin = if d.stride > 0 {
+                d.modulo as i64
+            } else {
+                in_dim - 1 - d.modulo as i64
+            };
+            return self.slice(node, d.axis, begin, d.stride as i64);
+        }
+        if let Some(e) = op.downcast_ref::<EinSum>() {
+            return self.einsum(node, e);
+        }
+        if op.downcast_ref::<MultiBroadcastTo>().is_some() {
+            let target = self.shape(out)?;
+            let (mut x, mut perm) = self.any_act(node.inputs[0])?;
+            if perm.len() < target.len() {
+                // Lower rank: go to the logical layout and add leading unit axes.
+                let r = perm.len();
+                let xi = self.act(node.inputs[0], &identity(r))?;
+                let mut s = vec![1; target.len() - r];
+                s.extend(self.shape(node.inputs[0])?);
+                x = self.reshape(xi, s, format!("{name}.rank"));
+                perm = identity(target.len());
+            }
+            let phys: Vec<usize> = perm.iter().map(|&p| target[p]).collect();
+            let xs = self.g.tensors[x].shape.clone();
+            let zshape: Vec<usize> = xs
+                .iter()
+                .zip(&phys)
+                .map(|(&a, &b)| if a == b { 1 } else { b })
+                .collect();
+            let zn: usize = zshape.iter().product();
+            let z = self
+                .g
+                .add_const_f32(format!("{name}.zeros"), zshape, vec![0.0; zn]);
+            let y = self.new_tensor(name.clone(), phys);
+            self.g.push(Node::new(
+                name,
+                OpParams::Binary(BinaryParams::new(BinaryKind::Add)),
+                vec![Some(x), Some(z)],
+                vec![y],
+            ));
+            self.set_act(node, y, perm);
+            return Ok(());
+        }
+        bail!("unsupported op")
+    }
+
+    /// A DequantizeLinear: the end of a fake-quantize pair (its f32 source carries on, with the
+    /// pair's parameters recorded), or a real int8 -> f32 conversion (of a graph input).
+    pub(super) fn dequantize(
+        &mut self,
+        node: &TypedNode,
+        scale: f32,
+        zero_point: i32,
+    ) -> Result<()> {
+        let out = OutletId::new(node.id, 0);
+        if let Val::QuantOf {
+            src,
+            zero_point: qzp,
+            ..
+        } = self.val(node.inputs[0])?
+        {
+            // The pair's zero point as int8 (the QuantizeLinear's, already moved for uint8).
+            let zero_point = qzp;
+            let v = self.val(src)?;
+            if let Val::Act { tid, .. } = &v {
+                self.g.act_quant.insert(*tid, (scale, zero_point));
+            }
+            self.vals.insert(out, v);
+            return Ok(());
+        }
+        // A uint8 tensor is carried as int8 with the zero point moved by -128.
+        let zero_point = match self.model.outlet_fact(node.inputs[0]) {
+            Ok(f) if f.datum_type == u8::datum_type() => zero_point - 128,
+            _ => zero_point,
+        };
+        let (x, perm) = self.any_act(node.inputs[0])?;
+        let xt = &mut self.g.tensors[x];
+        if xt.dtype != DType::I8 {
+            bail!("DequantizeLinear of a non-int8 tensor is not supported");
+        }
+        let q = kiln_runtime::Quant::PerTensor { scale, zero_point };
+        match xt.quant {
+            kiln_runtime::Quant::None => xt.quant = q,
+            existing if existing == q => {}
+            _ => bail!(
+                "int8 tensor '{}' is dequantized with two different parameters",
+                xt.name
+            ),
+        }
+        let y = self.new_tensor(node.name.clone(), self.g.tensors[x].shape.clone());
+        self.g.push(Node::new(
+            node.name.clone(),
+            OpParams::Dequantize(kops::DequantizeParams),
+            vec![Some(x)],
+            vec![y],
+        ));
+        self.g.act_quant.insert(y, (scale, zero_point));
+        self.set_act(node, y, perm);
+        Ok(())
+    }
+
+    pub(super) fn slice(
+        &mut self,
+        node: &TypedNode,
+        axis: usize,
+        begin: i64,
+        step: i64,
+    ) -> Result<()> {
+        let (x, perm) = self.any_act(node.inputs[0])?;
+        let out_shape = self.shape(OutletId::new(node.id, 0))?;
+        let phys: Vec<usize> = perm.iter().map(|&p| out_shape[p]).collect();
+        let pa = perm
+            .iter()
+            .position(|&p| p == axis)
+            .ok_or_else(|| anyhow!("bad axis"))?;
+        if pa >= MAX_RANK {
+            bail!("slice of a rank-{} tensor (at most {MAX_RANK})", perm.len());
+        }
+        let mut sp = kops::SliceParams::default();
+        sp.begin[pa] = i32::try_from(begin)?;
+        sp.step[pa] = i32::try_from(step)?;
+        let y = self.new_tensor(node.name.clone(), phys);
+        self.g.push(Node::new(
+            node.name.clone(),
+            OpParams::Slice(sp),
+            vec![Some(x)],
+            vec![y],
+        ));
+        self.set_act(node, y, perm);
+        Ok(())
+    }
+
+    pub(super) fn binary(&mut self, node: &TypedNode, kind: BinaryKind) -> Result<()> {
+        let name = node.name.clone();
+        let (a, b) = (node.inputs[0], node.inputs[1]);
+        // max(x, c) / min(x, c) with a single constant: a clamp (how ReLU and Clip arrive).
+        if matches!(kind, BinaryKind::Max | BinaryKind::Min) {
+            let (x, c) = if self.const_of(b).is_some() {
+                (a, b)
+            } else {
+                (b, a)
+            };
+            if let Some(k) = self.const_of(c) {
+                let v = tensor_f32(&k)?;
+                let out_shape = self.shape(OutletId::new(node.id, 0))?;
+                if !v.is_empty() && v.iter().all(|&e| e == v[0]) && self.shape(x)? == out_shape {
+                    let (xt, perm) = self.any_act(x)?;
+                    let (lo, hi) = if kind == BinaryKind::Max {
+                        (v[0], f32::INFINITY)
+                    } else {
+                        (f32::NEG_INFINITY, v[0])
+                    };
+                    let kind = if lo == 0.0 && hi == f32::INFINITY {
+                        UnaryKind::Relu
+                    } else {
+                        UnaryKind::Clip
+                    };
+                    let y = self.new_tensor(name.clone(), self.g.tensors[xt].shape.clone());
+                    self.g.push(Node::new(
+                        name,
+                        OpParams::Unary(UnaryParams { kind, a: lo, b: hi }),
+                        vec![Some(xt)],
+                        vec![y],
+                    ));
+                    self.set_act(node, y, perm);
+                    return Ok(());
+                }
+            }
+        }
+        let perm = self
+            .perm_of(a)
+            .or_else(|| self.perm_of(b))
+            .ok_or_else(|| anyhow!("no activation input"))?;
+        let at = self.act(a, &perm)?;
+        let bt = self.act(b, &perm)?;
+        let out_shape = self.shape(OutletId::new(node.id, 0))?;
+        let phys: Vec<usize> = perm.iter().map(|&p| out_shape[p]).collect();
+        let y = self.new_tensor(name.clone(), phys);
+        self.g.push(Node::new(
+            name,
+            OpParams::Binary(BinaryParams::new(kind)),
+            vec![Some(at), Some(bt)],
+            vec![y],
+        ));
+        self.set_act(node, y, perm);
+        Ok(())
+    }
+
+    pub(super) fn softmax(&mut self, node: &TypedNode, s: &Softmax) -> Result<()> {
+        let name = node.name.clone();
+        let log = matches!(s.kind, SoftmaxKind::LogSoftmax);
+        let shape = self.shape(node.inputs[0])?;
+        if s.axes.len() == 1 {
+            let (x, perm) = self.any_act(node.inputs[0])?;
+            let axis = perm
+                .iter()
+                .position(|&p| p == s.axes[0])
+                .ok_or_else(|| anyhow!("bad axis"))?;
+            let y = self.new_tensor(name.clone(), self.g.tensors[x].shape.clone());
+            self.g.push(Node::new(
+                name,
+                OpParams::Softmax(kops::SoftmaxParams::new(axis, log)),
+                vec![Some(x)],
+                vec![y],
+            ));
+            self.set_act(node, y, perm);
+            return Ok(());
+        }
+        // Several (contiguous, trailing) axes: flatten them, softmax, restore.
+        let mut axes = s.axes.to_vec();
+        axes.sort();
+        if axes.windows(2).any(|w| w[1] != w[0] + 1) {
+            bail!("softmax over non-contiguous axes {axes:?}");
+        }
+        let r = shape.len();
+        let x = self.act(node.inputs[0], &identity(r))?;
+        let outer: usize = shape[..axes[0]].iter().product();
+        let n: usize = axes.iter().map(|&a| shape[a]).product();
+        let inner: usize = shape[axes[axes.len() - 1] + 1..].iter().product();
+        let x3 = self.reshape(x, vec![outer, n, inner], format!("{name}.flat"));
+        let y3 = self.new_tensor(format!("{name}.flat_out"), vec![outer, n, inner]);
+        self.g.push(Node::new(
+            name.clone(),
+            OpParams::Softmax(kops::SoftmaxParams::new(1, log)),
+            vec![Some(x3)],
+            vec![y3],
+        ));
+        let y = self.reshape(y3, shape, name);
+        self.set_act(node, y, identity(r));
+        Ok(())
+    }
+
+    /// Explicit (top, left, bottom, right) padding and output (h, w).
+    pub(super) fn padding(
+        spec: &PoolSpec,
+        hw: [usize; 2],
+        dil: [usize; 2],
+        out_hw: [usize; 2],
+    ) -> Result<[usize; 4]> {
+        let sp = spec.kernel_shape.len();
+        let k = |i: usize| {
+            if sp == 1 {
+                if i == 0 {
+                    1
+                } else {
+                    spec.kernel_shape[0]
+                }
+            } else {
+                spec.kernel_shape[i]
+            }
+        };
+        let st = |i: usize| {
+            if sp == 1 && i == 0 {
+                1
+            } else {
+                spec.strides()
+                    .get(if sp == 1 { 0 } else { i })
+                    .copied()
+                    .unwrap_or(1)
+            }
+        };
+        let ax = |v: &TVec<usize>, i: usize| -> usize {
+            if sp == 1 {
+                if i == 0 {
+                    0
+                } else {
+                    v[0]
+                }
+            } else {
+                v[i]
+            }
+        };
+        let mut p = [0usize; 4];
+        for i in 0..2 {
+            let (before, after) = match &spec.padding {
+                PaddingSpec::Valid => (0, 0),
+                PaddingSpec::Explicit(b, a) | PaddingSpec::ExplicitOnnxPool(b, a, _) => {
+                    (ax(b, i), ax(a, i))
+                }
+                PaddingSpec::SameUpper | PaddingSpec::SameLower => {
+                    let extent = (k(i) - 1) * dil[i] + 1;
+                    let total = ((out_hw[i] - 1) * st(i) + extent).saturating_sub(hw[i]);
+                    if matches!(spec.padding, PaddingSpec::SameUpper) {
+                        (total / 2, total - total / 2)
+                    } else {
+                        (total - total / 2, total / 2)
+                    }
+                }
+            };
+            p[i] = before;
+            p[i + 2] = after;
+        }
+        Ok(p)
+    }
+
+    pub(super) fn conv(&mut self, node: &TypedNode, c: &Conv) -> Result<()> {
+        let name = node.name.clone();
+        let spec = &c.pool_spec;
+        let (x, want, [n, h, w, ci]) = self.nhwc_in(node.inputs[0], spec, &name)?;
+        let k = self
+            .const_of(node.inputs[1])
+            .ok_or_else(|| anyhow!("non-constant conv weights are not supported"))?;
+        let kv = tensor_f32(&k)?;
+        let ks = k.shape().to_vec();
+        let g = c.group;
+        let sp = spec.kernel_shape.len();
+        // Bring the kernel to [O, KH, KW, I/g].
+        let (o, kh, kw, ig, ohwi): (usize, usize, usize, usize, Vec<f32>) = {
+            let (perm, o, i): (Vec<usize>, usize, usize) = match c.kernel_fmt {
+                KernelFormat::OIHW => {
+                    let mut p = vec![0];
+                    p.extend(2..2 + sp);
+                    p.push(1);
+                    (p, ks[0], ks[1])
+                }
+                KernelFormat::HWIO => {
+                    let mut p = vec![sp + 1];
+                    p.extend(0..sp);
+                    p.push(sp);
+                    (p, ks[sp + 1], ks[sp])
+                }
+                KernelFormat::OHWI => ((0..sp + 2).collect(), ks[0], ks[sp + 1]),
+            };
+            let (phys, data) = permute(&ks, &kv, &perm);
+            let (kh, kw) = if sp == 1 {
+                (1, phys[1])
+            } else {
+                (phys[1], phys[2])
+            };
+            // HWIO with groups stores O as the last axis with I per group: same element order.
+            (o, kh, kw, i, data)
+        };
+        if ig * g != ci {
+            bail!(
+                "weights expect {} input channels x {g} groups, input has {ci}",
+                ig
+            );
+        }
+        let wt = self
+            .g
+            .add_const_f32(format!("{name}.weights"), vec![o, kh, kw, ig], ohwi);
+        let bias = match self.const_of(node.inputs[2]) {
+            Some(b) => {
+                let bv = tensor_f32(&b)?;
+                let bv = if bv.len() == 1 { vec![bv[0]; o] } else { bv };
+                if bv.len() != o {
+                    bail!("bias has {} values for {o} output channels", bv.len());
+                }
+                if bv.iter().all(|&v| v == 0.0) {
+                    None
+                } else {
+                    Some(self.g.add_const_f32(format!("{name}.bias"), vec![o], bv))
+                }
+            }
+            None => bail!("non-constant conv bias is not supported"),
+        };
+        let out_shape = self.shape(OutletId::new(node.id, 0))?;
+        let out_phys: Vec<usize> = want.iter().map(|&l| out_shape[l]).collect();
+        let (oh, ow) = if sp == 1 {
+            (1, out_phys[out_phys.len() - 2])
+        } else {
+            (out_phys[out_phys.len() - 3], out_phys[out_phys.len() - 2])
+        };
+        let dil: Vec<usize> = spec.dilations().to_vec();
+        let st: Vec<usize> = spec.strides().to_vec();
+        let (dh, dw, sh, sw) = if sp == 1 {
+            (1, dil[0], 1, st[0])
+        } else {
+            (dil[0], dil[1], st[0], st[1])
+        };
+        let pads = Self::padding(spec, [h, w], [dh, dw], [oh, ow])?;
+        let y4 = self.new_tensor(format!("{name}.nhwc_out"), vec![n, oh, ow, o]);
+        let geom = kops::ConvGeom {
+            stride: [sh, sw],
+            dilation: [dh, dw],
+            pad: pads,
+            groups: g,
+        };
+        self.g.push(Node::new(
+            name.clone(),
+            OpParams::Conv2d(kops::ConvParams::new(geom)),
+            vec![Some(x), Some(wt), bias],
+            vec![y4],
+        ));
+        let y = self.reshape(y4, out_phys, name);
+        self.set_act(node, y, want);
+        Ok(())
+    }
+
+    pub(super) fn pool(
+        &mut self,
+        node: &TypedNode,
+        spec: &PoolSpec,
+        kind: OpKind,
+        count_include_pad: bool,
+    ) -> Result<()> {
+        let name = node.name.clone();
+        if spec.dilations().iter().any(|&d| d != 1) {
+            bail!("dilated pooling is not supported");
+        }
+        let (x, want, [n, h, w, c]) = self.nhwc_in(node.inputs[0], spec, &name)?;
+        let sp = spec.kernel_shape.len();
+        let (kh, kw) = if sp == 1 {
+            (1, spec.kernel_shape[0])
+        } else {
+            (spec.kernel_shape[0], spec.kernel_shape[1])
+        };
+        let st: Vec<usize> = spec.strides().to_vec();
+        let (sh, sw) = if sp == 1 { (1, st[0]) } else { (st[0], st[1]) };
+        let out_shape = self.shape(OutletId::new(node.id, 0))?;
+        let out_phys: Vec<usize> = want.iter().map(|&l| out_shape[l]).collect();
+        let (oh, ow) = if sp == 1 {
+            (1, out_phys[out_phys.len() - 2])
+        } else {
+            (out_phys[out_phys.len() - 3], out_phys[out_phys.len() - 2])
+        };
+        let mut pads = Self::padding(spec, [h, w], [1, 1], [oh, ow])?;
+        // Ceil mode: extend the bottom/right padding so the floor formula yields tract's output
+        // size; the extension is never counted by average pooling.
+        let need_b = ((oh - 1) * sh + kh).saturating_sub(h + pads[0]);
+        let need_r = ((ow - 1) * sw + kw).saturating_sub(w + pads[1]);
+        let extra_b = need_b.saturating_sub(pads[2]);
+        let extra_r = need_r.saturating_sub(pads[3]);
+        pads[2] += extra_b;
+        pads[3] += extra_r;
+        let y4 = self.new_tensor(format!("{name}.nhwc_out"), vec![n, oh, ow, c]);
+        if pads.iter().any(|&p| p >= 1 << 15) {
+            bail!("pooling padding {pads:?} too large");
+        }
+        let mut p = kops::PoolParams::new([kh, kw], [sh, sw]);
+        p.window.pad = pads;
+        p.window.ceil_extra = [extra_b, extra_r];
+        p.window.count_include_pad = count_include_pad;
+        self.g.push(Node::new(
+            name.clone(),
+            pool_op(kind == OpKind::MaxPool, p),
+            vec![Some(x)],
+            vec![y4],
+        ));
+        let y = self.reshape(y4, out_phys, name);
+        self.set_act(node, y, want);
+        Ok(())
+    }
+}
