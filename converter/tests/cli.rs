@@ -2,8 +2,9 @@
 //! paths, the signature policy, key handling, and a property test that no argument list makes
 //! the CLI panic or succeed silently on bad input.
 
+use kiln_runtime::ops::{DenseParams, DequantizeParams, OpParams, UnaryKind, UnaryParams};
 use kiln_runtime::writer::{write, ModelSpec, OpSpec, TensorData, TensorSpec};
-use kiln_runtime::{DType, OpKind, Quant};
+use kiln_runtime::{DType, Quant};
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -45,9 +46,7 @@ fn fails(o: &Output, needles: &[&str]) {
 
 /// x f32 [1,4] -> dense(w = 4x4 permutation scaled) -> y f32 [1,4]: class k scores x[perm[k]].
 fn f32_model() -> Vec<u8> {
-    let mut params = [0i32; 12];
-    params[9] = f32::NEG_INFINITY.to_bits() as i32;
-    params[10] = f32::INFINITY.to_bits() as i32;
+    let params = DenseParams::default();
     let w: Vec<f32> = (0..16)
         .map(|i| if i % 5 == 0 { 1.0 } else { 0.0 })
         .collect();
@@ -68,13 +67,12 @@ fn f32_model() -> Vec<u8> {
             ),
             t("y", vec![1, 4], TensorData::Arena { offset: 16 }),
         ],
-        ops: vec![OpSpec {
-            kind: OpKind::Dense,
-            name: "fc".into(),
-            inputs: vec![Some(0), Some(1), None],
-            outputs: vec![2],
-            params,
-        }],
+        ops: vec![OpSpec::new(
+            "fc",
+            OpParams::Dense(params),
+            vec![Some(0), Some(1), None],
+            vec![2],
+        )],
         inputs: vec![0],
         outputs: vec![2],
     })
@@ -103,13 +101,12 @@ fn int8_input_model() -> Vec<u8> {
                 quant: Quant::None,
             },
         ],
-        ops: vec![OpSpec {
-            kind: OpKind::Dequantize,
-            name: "dq".into(),
-            inputs: vec![Some(0)],
-            outputs: vec![1],
-            params: [0; 12],
-        }],
+        ops: vec![OpSpec::new(
+            "dq",
+            OpParams::Dequantize(DequantizeParams),
+            vec![Some(0)],
+            vec![1],
+        )],
         inputs: vec![0],
         outputs: vec![1],
     })
@@ -742,13 +739,12 @@ fn relu_model(shape: &[usize]) -> Vec<u8> {
     };
     write(&ModelSpec {
         tensors: vec![t("x", 0), t("y", bytes.div_ceil(16) * 16)],
-        ops: vec![OpSpec {
-            kind: OpKind::Unary,
-            name: "relu".into(),
-            inputs: vec![Some(0)],
-            outputs: vec![1],
-            params: [0; 12],
-        }],
+        ops: vec![OpSpec::new(
+            "relu",
+            OpParams::Unary(UnaryParams::new(UnaryKind::Relu)),
+            vec![Some(0)],
+            vec![1],
+        )],
         inputs: vec![0],
         outputs: vec![1],
     })

@@ -54,6 +54,24 @@ pub struct OpSpec {
     pub params: [i32; OP_PARAMS],
 }
 
+impl OpSpec {
+    /// An op computing `params` (its kind and encoded words).
+    pub fn new(
+        name: &str,
+        params: crate::ops::OpParams,
+        inputs: Vec<Option<u32>>,
+        outputs: Vec<u32>,
+    ) -> OpSpec {
+        OpSpec {
+            kind: params.kind(),
+            name: name.into(),
+            inputs,
+            outputs,
+            params: params.encode(),
+        }
+    }
+}
+
 /// A whole model to write: tensors, ops in execution order, graph inputs/outputs. The writer
 /// derives the arena size and each tensor's lifetime (producer, last use) from them.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -422,6 +440,91 @@ pub fn spec_from_model(m: &crate::Model<'_>) -> ModelSpec {
             .filter_map(|k| m.output_tensor(k).ok())
             .map(|t| t as u32)
             .collect(),
+    }
+}
+
+/// A small valid float model, for tests, examples and fuzz seeds: `x [1,4,4,2]` -> conv 3x3 pad 1
+/// (3 channels) + ReLU -> average pool 2x2 -> reshape `[1,12]` -> dense 4 -> softmax. Tensors
+/// 0..=8 are x, w, b, conv, pool, flat, fw, logits, probs; ops 0..=4 conv, pool, flatten, fc,
+/// softmax.
+pub fn example_cnn() -> ModelSpec {
+    use crate::ops::{
+        Act, ConvGeom, ConvParams, DenseParams, OpDef, PoolParams, ReshapeParams, SoftmaxParams,
+    };
+    let f32_bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+    let t = |name: &str, shape: &[usize], data: TensorData| TensorSpec {
+        name: name.into(),
+        dtype: DType::F32,
+        shape: shape.to_vec(),
+        data,
+        quant: Quant::None,
+    };
+    let w: Vec<f32> = (0..3 * 3 * 3 * 2)
+        .map(|i| ((i * 7) % 11) as f32 / 11.0 - 0.5)
+        .collect();
+    let fw: Vec<f32> = (0..4 * 12)
+        .map(|i| ((i * 5) % 13) as f32 / 13.0 - 0.5)
+        .collect();
+    let pad1 = ConvGeom {
+        pad: [1; 4],
+        ..ConvGeom::default()
+    };
+    let conv = ConvParams {
+        act: Act::Float {
+            lo: 0.0,
+            hi: f32::INFINITY,
+        },
+        ..ConvParams::new(pad1)
+    }
+    .encode();
+    let pool = PoolParams::new([2, 2], [2, 2]).encode();
+    let plain = ReshapeParams.encode();
+    let dense = DenseParams::default().encode();
+    let sm = SoftmaxParams::new(1, false).encode();
+    let op = |kind, name: &str, inputs: Vec<Option<u32>>, out: u32, params| OpSpec {
+        kind,
+        name: name.into(),
+        inputs,
+        outputs: alloc::vec![out],
+        params,
+    };
+    ModelSpec {
+        tensors: alloc::vec![
+            t("x", &[1, 4, 4, 2], TensorData::Arena { offset: 0 }),
+            t("w", &[3, 3, 3, 2], TensorData::Constant(f32_bytes(&w))),
+            t(
+                "b",
+                &[3],
+                TensorData::Constant(f32_bytes(&[0.1, -0.1, 0.0])),
+            ),
+            t("conv", &[1, 4, 4, 3], TensorData::Arena { offset: 128 }),
+            t("pool", &[1, 2, 2, 3], TensorData::Arena { offset: 0 }),
+            t("flat", &[1, 12], TensorData::Arena { offset: 0 }),
+            t("fw", &[4, 12], TensorData::Constant(f32_bytes(&fw))),
+            t("logits", &[1, 4], TensorData::Arena { offset: 64 }),
+            t("probs", &[1, 4], TensorData::Arena { offset: 0 }),
+        ],
+        ops: alloc::vec![
+            op(
+                OpKind::Conv2d,
+                "conv",
+                alloc::vec![Some(0), Some(1), Some(2)],
+                3,
+                conv,
+            ),
+            op(OpKind::AvgPool, "pool", alloc::vec![Some(3)], 4, pool),
+            op(OpKind::Reshape, "flatten", alloc::vec![Some(4)], 5, plain),
+            op(
+                OpKind::Dense,
+                "fc",
+                alloc::vec![Some(5), Some(6), None],
+                7,
+                dense
+            ),
+            op(OpKind::Softmax, "softmax", alloc::vec![Some(7)], 8, sm),
+        ],
+        inputs: alloc::vec![0],
+        outputs: alloc::vec![8],
     }
 }
 

@@ -3,88 +3,16 @@
 
 use kiln_runtime::format::{header, tensor, HEADER_LEN, TENSOR_DESC_LEN};
 use kiln_runtime::ops::{
-    Act, ConvGeom, ConvParams, DenseParams, OpDef, PoolParams, ReshapeParams, Rounding,
-    SoftmaxParams, SoftmaxQuant,
+    Act, ConvGeom, ConvParams, DenseParams, OpDef, PoolParams, Rounding, SoftmaxParams,
+    SoftmaxQuant,
 };
 use kiln_runtime::writer::{
     reseal, spec_from_model, write, AlignedBuf, ModelSpec, OpSpec, TensorData, TensorSpec,
 };
 use kiln_runtime::{DType, Error, Model, OpKind, Quant, Session};
 
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-/// x[1,4,4,2] -> conv 3x3 pad 1 (3 ch) -> relu -> avg pool 2x2 -> reshape [1,12] -> dense 4 -> softmax
 fn small_model() -> ModelSpec {
-    let t = |name: &str, shape: &[usize], data: TensorData| TensorSpec {
-        name: name.into(),
-        dtype: DType::F32,
-        shape: shape.to_vec(),
-        data,
-        quant: Quant::None,
-    };
-    let w: Vec<f32> = (0..3 * 3 * 3 * 2)
-        .map(|i| ((i * 7) % 11) as f32 / 11.0 - 0.5)
-        .collect();
-    let fw: Vec<f32> = (0..4 * 12)
-        .map(|i| ((i * 5) % 13) as f32 / 13.0 - 0.5)
-        .collect();
-    let pad1 = ConvGeom {
-        pad: [1; 4],
-        ..ConvGeom::default()
-    };
-    let conv = ConvParams {
-        act: Act::Float {
-            lo: 0.0,
-            hi: f32::INFINITY,
-        },
-        ..ConvParams::new(pad1)
-    }
-    .encode();
-    let pool = PoolParams::new([2, 2], [2, 2]).encode();
-    let plain = ReshapeParams.encode();
-    let dense = DenseParams::default().encode();
-    let sm = SoftmaxParams::new(1, false).encode();
-    let op = |kind, name: &str, inputs: Vec<Option<u32>>, out: u32, params| OpSpec {
-        kind,
-        name: name.into(),
-        inputs,
-        outputs: vec![out],
-        params,
-    };
-    ModelSpec {
-        tensors: vec![
-            t("x", &[1, 4, 4, 2], TensorData::Arena { offset: 0 }),
-            t("w", &[3, 3, 3, 2], TensorData::Constant(f32_bytes(&w))),
-            t(
-                "b",
-                &[3],
-                TensorData::Constant(f32_bytes(&[0.1, -0.1, 0.0])),
-            ),
-            t("conv", &[1, 4, 4, 3], TensorData::Arena { offset: 128 }),
-            t("pool", &[1, 2, 2, 3], TensorData::Arena { offset: 0 }),
-            t("flat", &[1, 12], TensorData::Arena { offset: 0 }),
-            t("fw", &[4, 12], TensorData::Constant(f32_bytes(&fw))),
-            t("logits", &[1, 4], TensorData::Arena { offset: 64 }),
-            t("probs", &[1, 4], TensorData::Arena { offset: 0 }),
-        ],
-        ops: vec![
-            op(
-                OpKind::Conv2d,
-                "conv",
-                vec![Some(0), Some(1), Some(2)],
-                3,
-                conv,
-            ),
-            op(OpKind::AvgPool, "pool", vec![Some(3)], 4, pool),
-            op(OpKind::Reshape, "flatten", vec![Some(4)], 5, plain),
-            op(OpKind::Dense, "fc", vec![Some(5), Some(6), None], 7, dense),
-            op(OpKind::Softmax, "softmax", vec![Some(7)], 8, sm),
-        ],
-        inputs: vec![0],
-        outputs: vec![8],
-    }
+    kiln_runtime::writer::example_cnn()
 }
 
 /// x i8 [1,4,4,2] -> int8 conv 3x3 (3 ch) -> int8 avg pool 2x2 -> reshape [1,12] -> int8 dense 4

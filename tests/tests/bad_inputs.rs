@@ -2,72 +2,14 @@
 //! the specific error that names the problem. No row may panic.
 
 use kiln_runtime::format::{header, tensor, TENSOR_DESC_LEN};
-use kiln_runtime::ops::{
-    ConvGeom, ConvParams, DenseParams, OpDef, PoolParams, ReshapeParams, SoftmaxParams,
-};
-use kiln_runtime::writer::{reseal, write, AlignedBuf, ModelSpec, OpSpec, TensorData, TensorSpec};
-use kiln_runtime::{DType, Model, OpKind, Quant, Session};
+use kiln_runtime::writer::{reseal, write, AlignedBuf, ModelSpec, TensorData, TensorSpec};
+use kiln_runtime::{Model, OpKind, Session};
 use std::path::PathBuf;
 
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-/// x[1,4,4,2] -> conv 3x3 pad 1 (3 ch) -> avg pool 2x2 -> reshape [1,12] -> dense 4 -> softmax
+/// Tensors 0..=8: x, w, b, conv, pool, flat, fw, logits, probs; ops: conv, pool, flatten, fc,
+/// softmax (`kiln_runtime::writer::example_cnn`).
 fn spec() -> ModelSpec {
-    let t = |name: &str, shape: &[usize], data: TensorData| TensorSpec {
-        name: name.into(),
-        dtype: DType::F32,
-        shape: shape.to_vec(),
-        data,
-        quant: Quant::None,
-    };
-    let conv = ConvParams::new(ConvGeom {
-        pad: [1; 4],
-        ..ConvGeom::default()
-    })
-    .encode();
-    let pool = PoolParams::new([2, 2], [2, 2]).encode();
-    let plain = ReshapeParams.encode();
-    let sm = SoftmaxParams::new(1, false).encode();
-    let op = |kind, inputs: Vec<Option<u32>>, out: u32, params| OpSpec {
-        kind,
-        name: "op".into(),
-        inputs,
-        outputs: vec![out],
-        params,
-    };
-    ModelSpec {
-        tensors: vec![
-            t("x", &[1, 4, 4, 2], TensorData::Arena { offset: 0 }),
-            t(
-                "w",
-                &[3, 3, 3, 2],
-                TensorData::Constant(f32_bytes(&[0.1; 54])),
-            ),
-            t("b", &[3], TensorData::Constant(f32_bytes(&[0.0; 3]))),
-            t("conv", &[1, 4, 4, 3], TensorData::Arena { offset: 128 }),
-            t("pool", &[1, 2, 2, 3], TensorData::Arena { offset: 0 }),
-            t("flat", &[1, 12], TensorData::Arena { offset: 0 }),
-            t("fw", &[4, 12], TensorData::Constant(f32_bytes(&[0.05; 48]))),
-            t("logits", &[1, 4], TensorData::Arena { offset: 64 }),
-            t("probs", &[1, 4], TensorData::Arena { offset: 0 }),
-        ],
-        ops: vec![
-            op(OpKind::Conv2d, vec![Some(0), Some(1), Some(2)], 3, conv),
-            op(OpKind::AvgPool, vec![Some(3)], 4, pool),
-            op(OpKind::Reshape, vec![Some(4)], 5, plain),
-            op(
-                OpKind::Dense,
-                vec![Some(5), Some(6), None],
-                7,
-                DenseParams::default().encode(),
-            ),
-            op(OpKind::Softmax, vec![Some(7)], 8, sm),
-        ],
-        inputs: vec![0],
-        outputs: vec![8],
-    }
+    kiln_runtime::writer::example_cnn()
 }
 
 fn good() -> Vec<u8> {

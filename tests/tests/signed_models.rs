@@ -1,6 +1,7 @@
 //! Signed models: a device given a trusted public key loads only models signed by its key; any
 //! change to the model or the signature is rejected.
 
+use kiln_runtime::ops::{DenseParams, OpParams};
 use kiln_runtime::signature::{from_signed_bytes, key_id, keypair_from_seed, sign, TRAILER_LEN};
 use kiln_runtime::writer::AlignedBuf;
 use kiln_runtime::Error;
@@ -11,11 +12,9 @@ fn model() -> Vec<u8> {
 
 fn tiny() -> Vec<u8> {
     use kiln_runtime::writer::{ModelSpec, OpSpec, TensorData, TensorSpec};
-    use kiln_runtime::{DType, OpKind, Quant};
+    use kiln_runtime::{DType, Quant};
     let f = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-    let mut params = [0i32; 12];
-    params[9] = f32::NEG_INFINITY.to_bits() as i32;
-    params[10] = f32::INFINITY.to_bits() as i32;
+    let params = DenseParams::default();
     let t = |name: &str, shape: Vec<usize>, data| TensorSpec {
         name: name.into(),
         dtype: DType::F32,
@@ -33,13 +32,12 @@ fn tiny() -> Vec<u8> {
             ),
             t("y", vec![1, 2], TensorData::Arena { offset: 16 }),
         ],
-        ops: vec![OpSpec {
-            kind: OpKind::Dense,
-            name: "fc".into(),
-            inputs: vec![Some(0), Some(1), None],
-            outputs: vec![2],
-            params,
-        }],
+        ops: vec![OpSpec::new(
+            "fc",
+            OpParams::Dense(params),
+            vec![Some(0), Some(1), None],
+            vec![2],
+        )],
         inputs: vec![0],
         outputs: vec![2],
     })

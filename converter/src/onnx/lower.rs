@@ -177,33 +177,24 @@ impl Imp<'_> {
         if let Some(dq) = op.downcast_ref::<DequantizeLinearF32>() {
             return self.dequantize(node, dq.scale, dq.zero_point);
         }
-        if let Some(q) = op
-            .downcast_ref::<ElementWiseOp>()
-            .and_then(|e| e.0.downcast_ref::<QuantizeLinearU8>())
-        {
-            // uint8: the same real values as int8 with the zero point moved by -128.
-            self.vals.insert(
-                out,
-                Val::QuantOf {
-                    src: node.inputs[0],
-                    scale: 1.0 / q.scale,
-                    zero_point: q.zero_point as i32 - 128,
-                },
+        // tract stores the reciprocal of the scale; the DequantizeLinear that usually follows
+        // carries the exact one. uint8 is the same real values as int8 with the zero point
+        // moved by -128.
+        let quantize = op.downcast_ref::<ElementWiseOp>().and_then(|e| {
+            let (u8, i8) = (
+                e.0.downcast_ref::<QuantizeLinearU8>(),
+                e.0.downcast_ref::<QuantizeLinearI8>(),
             );
-            return Ok(());
-        }
-        if let Some(q) = op
-            .downcast_ref::<ElementWiseOp>()
-            .and_then(|e| e.0.downcast_ref::<QuantizeLinearI8>())
-        {
-            // tract stores the reciprocal of the scale; the DequantizeLinear that usually
-            // follows carries the exact one.
+            u8.map(|q| (q.scale, q.zero_point as i32 - 128))
+                .or(i8.map(|q| (q.scale, q.zero_point as i32)))
+        });
+        if let Some((inv_scale, zero_point)) = quantize {
             self.vals.insert(
                 out,
                 Val::QuantOf {
                     src: node.inputs[0],
-                    scale: 1.0 / q.scale,
-                    zero_point: q.zero_point as i32,
+                    scale: 1.0 / inv_scale,
+                    zero_point,
                 },
             );
             return Ok(());

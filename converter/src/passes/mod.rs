@@ -22,4 +22,4 @@ pub fn optimize(g: &mut Graph) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

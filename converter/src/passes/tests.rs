@@ -49,7 +49,7 @@ fn unary(k: UnaryKind) -> OpParams {
 }
 
 /// `x [1,4,4,2] -> conv 3x3 pad 1 (3 channels) -> y`.
-fn conv(g: &mut Graph, x: TId) -> TId {
+pub(crate) fn conv(g: &mut Graph, x: TId) -> TId {
     let w = g.add_const_f32("w", vec![3, 3, 3, 2], values(54, 7));
     let b = g.add_const_f32("b", vec![3], vec![0.1, -0.2, 0.3]);
     let y = g.add_tensor("conv", DType::F32, vec![1, 4, 4, 3]);

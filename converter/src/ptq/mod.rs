@@ -93,7 +93,6 @@ pub fn quantize(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::Node;
     use kiln_runtime::ops::{BinaryKind, BinaryParams, OpParams, Reducer, UnaryKind, UnaryParams};
     use kiln_runtime::{DType, OpKind};
 
@@ -101,26 +100,10 @@ mod tests {
     fn graph() -> Graph {
         let mut g = Graph::default();
         let x = g.add_tensor("x", DType::F32, vec![1, 4, 4, 2]);
-        let w: Vec<f32> = (0..3 * 3 * 3 * 2)
-            .map(|i| ((i * 7 % 11) as f32 - 5.0) / 10.0)
-            .collect();
-        let wt = g.add_const_f32("w", vec![3, 3, 3, 2], w);
-        let bt = g.add_const_f32("b", vec![3], vec![0.1, -0.2, 0.05]);
-        let c = g.add_tensor("conv", DType::F32, vec![1, 4, 4, 3]);
+        let c = crate::passes::tests::conv(&mut g, x);
         use kiln_runtime::ops::{
-            ConcatParams, ConvGeom, ConvParams, DenseParams, ReduceParams, ReshapeParams,
-            SoftmaxParams,
+            ConcatParams, DenseParams, ReduceParams, ReshapeParams, SoftmaxParams,
         };
-        let geom = ConvGeom {
-            pad: [1; 4],
-            ..ConvGeom::default()
-        };
-        g.push(Node::new(
-            "conv",
-            OpParams::Conv2d(ConvParams::new(geom)),
-            vec![Some(x), Some(wt), Some(bt)],
-            vec![c],
-        ));
         let unary = |k| OpParams::Unary(UnaryParams::new(k));
         let s = g.add_op(
             "sig",

@@ -44,28 +44,16 @@ pub fn conv2d(
         for oy in 0..oh {
             for ox in 0..ow {
                 let mut nt = 0;
-                for ky in 0..kh {
-                    let iy =
-                        (oy * geo.stride[0] + ky * geo.dilation[0]) as isize - geo.pad[0] as isize;
-                    if iy < 0 || iy >= h as isize {
-                        continue;
+                geo.taps((oy, ox), [h, wd], [kh, kw], |ky, kx, iy, ix| {
+                    let xo = ((b * h + iy) * wd + ix) * ci;
+                    let t = ky * kw + kx;
+                    if merge && nt > 0 && taps[nt - 1].0 + taps[nt - 1].2 == t && kx > 0 {
+                        taps[nt - 1].2 += 1;
+                    } else {
+                        taps[nt] = (t, xo, 1);
+                        nt += 1;
                     }
-                    for kx in 0..kw {
-                        let ix = (ox * geo.stride[1] + kx * geo.dilation[1]) as isize
-                            - geo.pad[1] as isize;
-                        if ix < 0 || ix >= wd as isize {
-                            continue;
-                        }
-                        let xo = ((b * h + iy as usize) * wd + ix as usize) * ci;
-                        let t = ky * kw + kx;
-                        if merge && nt > 0 && taps[nt - 1].0 + taps[nt - 1].2 == t && kx > 0 {
-                            taps[nt - 1].2 += 1;
-                        } else {
-                            taps[nt] = (t, xo, 1);
-                            nt += 1;
-                        }
-                    }
-                }
+                });
                 let taps = &taps[..nt];
                 let yrow = &mut y[((b * oh + oy) * ow + ox) * co..][..co];
                 if cig == 1 && !merge {

@@ -35,27 +35,13 @@ pub fn conv2d<W: Copy + Into<f32>>(
                 for (oc, o) in out.iter_mut().enumerate() {
                     let g = oc / cog;
                     let mut acc = bias.map_or(0.0, |bb| bb[oc]);
-                    for ky in 0..kh {
-                        let iy =
-                            (oy * p.stride[0] + ky * p.dilation[0]) as isize - p.pad[0] as isize;
-                        if iy < 0 || iy >= h as isize {
-                            continue;
+                    p.taps((oy, ox), [h, wd], [kh, kw], |ky, kx, iy, ix| {
+                        let xrow = &x[((b * h + iy) * wd + ix) * ci + g * cig..][..cig];
+                        let wrow = &w[((oc * kh + ky) * kw + kx) * cig..][..cig];
+                        for (a, &bw) in xrow.iter().zip(wrow) {
+                            acc += a * bw.into();
                         }
-                        for kx in 0..kw {
-                            let ix = (ox * p.stride[1] + kx * p.dilation[1]) as isize
-                                - p.pad[1] as isize;
-                            if ix < 0 || ix >= wd as isize {
-                                continue;
-                            }
-                            let xrow = &x
-                                [((b * h + iy as usize) * wd + ix as usize) * ci + g * cig..]
-                                [..cig];
-                            let wrow = &w[((oc * kh + ky) * kw + kx) * cig..][..cig];
-                            for (a, &bw) in xrow.iter().zip(wrow) {
-                                acc += a * bw.into();
-                            }
-                        }
-                    }
+                    });
                     *o = clamp(acc, act);
                 }
             }
@@ -99,24 +85,22 @@ pub fn pool2d(
     let [_, oh, ow, _] = ys;
     for b in 0..n {
         for oy in 0..oh {
-            let y0 = (oy * p.stride[0]) as isize - p.pad[0] as isize;
+            let (y0, rows) = p.span(0, oy, h);
             let y1 = y0 + p.kernel[0] as isize;
-            let (vy0, vy1) = (y0.max(0) as usize, y1.min(h as isize).max(0) as usize);
             for ox in 0..ow {
-                let x0 = (ox * p.stride[1]) as isize - p.pad[1] as isize;
+                let (x0, cols) = p.span(1, ox, w);
                 let x1 = x0 + p.kernel[1] as isize;
-                let (vx0, vx1) = (x0.max(0) as usize, x1.min(w as isize).max(0) as usize);
                 let count = if p.count_include_pad {
                     let ylim = (h + p.pad[2] - p.ceil_extra[0]) as isize;
                     let xlim = (w + p.pad[3] - p.ceil_extra[1]) as isize;
                     ((y1.min(ylim) - y0).max(0) * (x1.min(xlim) - x0).max(0)) as usize
                 } else {
-                    vy1.saturating_sub(vy0) * vx1.saturating_sub(vx0)
+                    rows.len() * cols.len()
                 };
                 for ch in 0..c {
                     let mut acc = if is_max { f32::NEG_INFINITY } else { 0.0 };
-                    for iy in vy0..vy1 {
-                        for ix in vx0..vx1 {
+                    for iy in rows.clone() {
+                        for ix in cols.clone() {
                             let v = x[((b * h + iy) * w + ix) * c + ch];
                             if is_max {
                                 acc = acc.max(v);

@@ -138,29 +138,14 @@ pub fn conv2d(
                 for oc in 0..co {
                     let g = oc / cog;
                     let mut acc: i32 = 0;
-                    for ky in 0..kh {
-                        let iy = (oy * geo.stride[0] + ky * geo.dilation[0]) as isize
-                            - geo.pad[0] as isize;
-                        if iy < 0 || iy >= h as isize {
-                            continue;
+                    geo.taps((oy, ox), [h, wd], [kh, kw], |ky, kx, iy, ix| {
+                        let xrow = &x[((b * h + iy) * wd + ix) * ci + g * cig..][..cig];
+                        let wrow = &w[((oc * kh + ky) * kw + kx) * cig..][..cig];
+                        for (&a, &f) in xrow.iter().zip(wrow) {
+                            acc = acc
+                                .wrapping_add((a as i32 - q.input_zp) * (f as i32 - q.weight_zp));
                         }
-                        for kx in 0..kw {
-                            let ix = (ox * geo.stride[1] + kx * geo.dilation[1]) as isize
-                                - geo.pad[1] as isize;
-                            if ix < 0 || ix >= wd as isize {
-                                continue;
-                            }
-                            let xrow = &x
-                                [((b * h + iy as usize) * wd + ix as usize) * ci + g * cig..]
-                                [..cig];
-                            let wrow = &w[((oc * kh + ky) * kw + kx) * cig..][..cig];
-                            for (&a, &f) in xrow.iter().zip(wrow) {
-                                acc = acc.wrapping_add(
-                                    (a as i32 - q.input_zp) * (f as i32 - q.weight_zp),
-                                );
-                            }
-                        }
-                    }
+                    });
                     if let Some(bb) = bias {
                         acc = acc.wrapping_add(bb[oc]);
                     }
@@ -211,22 +196,14 @@ pub fn pool2d(
     let [_, oh, ow, _] = ys;
     for b in 0..n {
         for oy in 0..oh {
-            let y0 = (oy * p.stride[0]) as isize - p.pad[0] as isize;
-            let (vy0, vy1) = (
-                y0.max(0) as usize,
-                (y0 + p.kernel[0] as isize).min(h as isize).max(0) as usize,
-            );
+            let (_, rows) = p.span(0, oy, h);
             for ox in 0..ow {
-                let x0 = (ox * p.stride[1]) as isize - p.pad[1] as isize;
-                let (vx0, vx1) = (
-                    x0.max(0) as usize,
-                    (x0 + p.kernel[1] as isize).min(w as isize).max(0) as usize,
-                );
-                let count = (vy1.saturating_sub(vy0) * vx1.saturating_sub(vx0)) as i32;
+                let (_, cols) = p.span(1, ox, w);
+                let count = (rows.len() * cols.len()) as i32;
                 for ch in 0..c {
                     let mut acc: i32 = if is_max { i32::MIN } else { 0 };
-                    for iy in vy0..vy1 {
-                        for ix in vx0..vx1 {
+                    for iy in rows.clone() {
+                        for ix in cols.clone() {
                             let v = x[((b * h + iy) * w + ix) * c + ch] as i32;
                             if is_max {
                                 acc = acc.max(v);

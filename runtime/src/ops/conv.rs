@@ -40,6 +40,33 @@ impl Default for ConvGeom {
     }
 }
 
+impl ConvGeom {
+    /// Calls `f(ky, kx, iy, ix)` for every kernel tap `(ky, kx)` of output pixel `(oy, ox)` that
+    /// lands inside the `hw` input (input row `iy`, column `ix`); padding taps are skipped.
+    #[inline]
+    pub fn taps(
+        &self,
+        (oy, ox): (usize, usize),
+        hw: [usize; 2],
+        k: [usize; 2],
+        mut f: impl FnMut(usize, usize, usize, usize),
+    ) {
+        for ky in 0..k[0] {
+            let iy = (oy * self.stride[0] + ky * self.dilation[0]) as isize - self.pad[0] as isize;
+            if iy < 0 || iy >= hw[0] as isize {
+                continue;
+            }
+            for kx in 0..k[1] {
+                let ix =
+                    (ox * self.stride[1] + kx * self.dilation[1]) as isize - self.pad[1] as isize;
+                if ix >= 0 && ix < hw[1] as isize {
+                    f(ky, kx, iy as usize, ix as usize);
+                }
+            }
+        }
+    }
+}
+
 /// Parameters of [`super::OpKind::Conv2d`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ConvParams {
@@ -147,20 +174,24 @@ pub(super) fn validate(c: &Ctx, p: &ConvParams) -> Result<()> {
     c.act(p.act)
 }
 
-/// The requantization an int8 conv or dense reads from its inputs 3-4 and its tensors.
-pub(super) fn quant_params<'v>(
-    v: &'v View<'_, '_>,
-    xt: &TensorInfo<'_>,
-    wt: &TensorInfo<'_>,
+/// What an int8 conv or dense reads: input, weights, bias and the requantization of inputs 3-4.
+pub(super) struct Int8Operands<'v> {
+    pub(super) x: &'v [i8],
+    pub(super) w: &'v [i8],
+    pub(super) bias: Option<&'v [i32]>,
+    pub(super) q: ki8::QuantParams<'v>,
+}
+
+pub(super) fn int8_operands<'v, 'm>(
+    v: &'v View<'_, 'm>,
     yt: &TensorInfo<'_>,
     act: Act,
     rounding: Rounding,
-) -> Result<ki8::QuantParams<'v>> {
+) -> Result<Int8Operands<'v>> {
     use crate::cast::{bytes_as_i16, bytes_as_i32};
-    let mt = v.info(3)?;
-    let st = v.info(4)?;
-    Ok(ki8::QuantParams {
-        input_zp: per_tensor(xt).1,
+    let (xt, wt, mt, st) = (v.info(0)?, v.info(1)?, v.info(3)?, v.info(4)?);
+    let q = ki8::QuantParams {
+        input_zp: per_tensor(&xt).1,
         weight_zp: match wt.quant {
             crate::model::Quant::PerTensor { zero_point, .. } => zero_point,
             _ => 0,
@@ -178,6 +209,12 @@ pub(super) fn quant_params<'v>(
         },
         act: act.i8_bounds(),
         rounding,
+    };
+    Ok(Int8Operands {
+        x: bytes_as_i8(v.bytes(&xt)?),
+        w: bytes_as_i8(v.bytes(&wt)?),
+        bias: v.opt_i32(2)?,
+        q,
     })
 }
 
@@ -187,10 +224,8 @@ pub(super) fn run(v: &View, p: &ConvParams, out: &mut [u8], yt: &TensorInfo) -> 
     let wb = v.bytes(&wt)?;
     match xt.dtype {
         DType::I8 => {
-            let x = bytes_as_i8(v.bytes(&xt)?);
-            let bias = v.opt_i32(2)?;
-            let q = quant_params(v, &xt, &wt, yt, p.act, p.rounding)?;
-            let (w, y) = (bytes_as_i8(wb), bytes_as_i8_mut(out));
+            let Int8Operands { x, w, bias, q } = int8_operands(v, yt, p.act, p.rounding)?;
+            let y = bytes_as_i8_mut(out);
             let (xs, ws, ys, g) = (dims4(&xt), dims4(&wt), dims4(yt), &p.geom);
             if v.reference {
                 ki8::conv2d(x, xs, w, ws, bias, y, ys, g, &q);
@@ -200,10 +235,8 @@ pub(super) fn run(v: &View, p: &ConvParams, out: &mut [u8], yt: &TensorInfo) -> 
             Ok(())
         }
         DType::F32 if cfg!(feature = "float") => {
-            let x = bytes_as_f32(v.bytes(&xt)?);
-            let bias = v.opt_f32(2)?;
-            let y = bytes_as_f32_mut(out);
-            let act = p.act.f32_bounds();
+            let (x, bias) = (bytes_as_f32(v.bytes(&xt)?), v.opt_f32(2)?);
+            let (y, act) = (bytes_as_f32_mut(out), p.act.f32_bounds());
             let (xs, ws, ys) = (dims4(&xt), dims4(&wt), dims4(yt));
             if wt.dtype == DType::F16 {
                 kf::conv2d(x, xs, bytes_as_f16(wb), ws, bias, y, ys, &p.geom, act);

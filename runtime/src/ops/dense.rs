@@ -8,7 +8,7 @@ use core::fmt;
 use super::{
     decode_rounding, encode_rounding, no_kernel, Act, Ctx, OpDef, OpShapes, Rounding, View, Words,
 };
-use crate::cast::{bytes_as_f16, bytes_as_f32, bytes_as_f32_mut, bytes_as_i8, bytes_as_i8_mut};
+use crate::cast::{bytes_as_f16, bytes_as_f32, bytes_as_f32_mut, bytes_as_i8_mut};
 use crate::error::Result;
 use crate::format::DType;
 use crate::kernels::{optimized_i8 as opt8, reference_f32 as kf, reference_i8 as ki8};
@@ -80,22 +80,18 @@ pub(super) fn run(v: &View, p: &DenseParams, out: &mut [u8], yt: &TensorInfo) ->
     let (m, k) = (wt.dims[0], wt.dims[1]);
     match xt.dtype {
         DType::I8 => {
-            let x = bytes_as_i8(v.bytes(&xt)?);
-            let bias = v.opt_i32(2)?;
-            let q = super::conv::quant_params(v, &xt, &wt, yt, p.act, p.rounding)?;
-            let (w, y) = (bytes_as_i8(wb), bytes_as_i8_mut(out));
+            let o = super::conv::int8_operands(v, yt, p.act, p.rounding)?;
+            let y = bytes_as_i8_mut(out);
             if v.reference {
-                ki8::dense(x, k, w, m, bias, y, &q);
+                ki8::dense(o.x, k, o.w, m, o.bias, y, &o.q);
             } else {
-                opt8::dense(x, k, w, m, bias, y, &q);
+                opt8::dense(o.x, k, o.w, m, o.bias, y, &o.q);
             }
             Ok(())
         }
         DType::F32 if cfg!(feature = "float") => {
-            let x = bytes_as_f32(v.bytes(&xt)?);
-            let bias = v.opt_f32(2)?;
-            let y = bytes_as_f32_mut(out);
-            let act = p.act.f32_bounds();
+            let (x, bias) = (bytes_as_f32(v.bytes(&xt)?), v.opt_f32(2)?);
+            let (y, act) = (bytes_as_f32_mut(out), p.act.f32_bounds());
             if wt.dtype == DType::F16 {
                 kf::dense(x, k, bytes_as_f16(wb), m, bias, y, act);
             } else {

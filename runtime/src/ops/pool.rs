@@ -32,6 +32,20 @@ pub struct PoolWindow {
     pub count_include_pad: bool,
 }
 
+impl PoolWindow {
+    /// Where the window of output index `o` along `axis` (0 rows, 1 columns) starts (may be
+    /// negative, in the padding), and the range of input indices inside an input of `len`.
+    #[inline]
+    pub fn span(&self, axis: usize, o: usize, len: usize) -> (isize, core::ops::Range<usize>) {
+        let start = (o * self.stride[axis]) as isize - self.pad[axis] as isize;
+        let end = start + self.kernel[axis] as isize;
+        (
+            start,
+            start.max(0) as usize..end.min(len as isize).max(0) as usize,
+        )
+    }
+}
+
 /// Parameters of [`OpKind::MaxPool`] and [`OpKind::AvgPool`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PoolParams {
