@@ -5,6 +5,8 @@ of `kiln convert` and `kiln verify` on Keras files:
   Keras lowers Conv1D to RESHAPE / CONV_2D / RESHAPE, which tract has been seen to read wrongly.
 * flatten: Conv2D -> Flatten -> Dense -> softmax with a dynamic batch: Keras' Flatten becomes
   SHAPE / STRIDED_SLICE (shrink mask) / PACK / RESHAPE, which tract cannot read.
+* prelu:   Conv2D -> PReLU (one slope per channel) -> GlobalAveragePooling2D -> Dense -> softmax
+  (TFLite's PRELU with `[1, 1, C]` slopes).
 
 Each model is trained for a few steps on seeded random data with the real framework, then
 saved as tests/data/keras/<name>.tflite with inputs.npy and Keras' own outputs
@@ -36,19 +38,33 @@ def flatten():
     return tf.keras.Model(x, y), (8, 8, 1), 10
 
 
+def prelu():
+    x = tf.keras.Input(shape=(8, 8, 2), batch_size=1)
+    h = tf.keras.layers.Conv2D(6, 3)(x)
+    h = tf.keras.layers.PReLU(alpha_initializer=tf.keras.initializers.Constant(0.25),
+                              shared_axes=[1, 2])(h)
+    h = tf.keras.layers.GlobalAveragePooling2D()(h)
+    y = tf.keras.layers.Dense(4, activation="softmax")(h)
+    return tf.keras.Model(x, y), (8, 8, 2), 4
+
+
+MODELS = {"conv1d": conv1d, "flatten": flatten, "prelu": prelu}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
+    ap.add_argument("--only", nargs="*", default=list(MODELS), help="models to (re)generate")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
-    tf.keras.utils.set_random_seed(7)
-    rng = np.random.default_rng(7)
-    for name, make in [("conv1d", conv1d), ("flatten", flatten)]:
-        model, shape, classes = make()
+    for name in a.only:
+        tf.keras.utils.set_random_seed(7)
+        rng = np.random.default_rng(7)
+        model, shape, classes = MODELS[name]()
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
         xt = rng.standard_normal((64,) + shape).astype(np.float32)
         yt = rng.integers(0, classes, 64)
-        model.fit(xt, yt, epochs=3, batch_size=1 if name == "conv1d" else 16, verbose=0)
+        model.fit(xt, yt, epochs=3, batch_size=16 if name == "flatten" else 1, verbose=0)
         conv = tf.lite.TFLiteConverter.from_keras_model(model)
         with open(os.path.join(a.out, f"{name}.tflite"), "wb") as f:
             f.write(conv.convert())

@@ -681,12 +681,12 @@ fn verify_never_calls_non_finite_outputs_ok() {
 /// Keras models exported to .tflite by `scripts/gen_keras_models.py` (committed with Keras'
 /// own outputs): kiln matches Keras, and `kiln verify` (LiteRT's reference kernels, through
 /// `$KILN_PYTHON`, which `scripts/test.sh` sets to the project venv) says OK. Flatten with a
-/// dynamic batch is SHAPE / STRIDED_SLICE / PACK / RESHAPE in the file.
+/// dynamic batch is SHAPE / STRIDED_SLICE / PACK / RESHAPE in the file; PReLU is PRELU.
 #[test]
-fn keras_conv1d_and_flatten_match_keras_and_verify() {
+fn keras_models_match_keras_and_verify() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/keras");
     let f = Fixture::new();
-    for name in ["conv1d", "flatten"] {
+    for name in ["conv1d", "flatten", "prelu"] {
         let model = dir.join(format!("{name}.tflite")).display().to_string();
         let x = dir.join(format!("{name}_inputs.npy")).display().to_string();
         let k = f.s(&format!("{name}.kiln"));

@@ -39,6 +39,7 @@ const MUST_PASS: &[&str] = &[
     "Mul",
     "Neg",
     "Pad",
+    "PRelu",
     "Reciprocal",
     "ReduceMax",
     "ReduceMean",

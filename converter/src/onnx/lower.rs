@@ -19,6 +19,7 @@ use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::identity::Identity;
 use tract_onnx::tract_core::ops::konst::Const;
+use tract_onnx::tract_core::ops::logic::Iff;
 use tract_onnx::tract_core::ops::nn::{Reduce, Reducer, Softmax, SoftmaxKind};
 use tract_onnx::tract_core::ops::quant::{DequantizeLinearF32, QuantizeLinearI8, QuantizeLinearU8};
 use tract_onnx::tract_core::ops::source::TypedSource;
@@ -32,9 +33,11 @@ pub(super) fn tensor_f32(t: &Tensor) -> Result<Vec<f32>> {
 }
 
 /// Why a tract op cannot be imported, or `None` if its type is one kiln maps.
-pub(super) fn unsupported_reason(node: &TypedNode) -> Option<String> {
+pub(super) fn unsupported_reason(model: &TypedModel, node: &TypedNode) -> Option<String> {
     let op = &node.op;
     let ok = op.downcast_ref::<TypedSource>().is_some()
+        || prelu_pattern(model, node).is_some()
+        || is_prelu_test(model, node)
         || op.downcast_ref::<Const>().is_some()
         || op
             .downcast_ref::<Conv>()
@@ -75,6 +78,56 @@ pub(super) fn unsupported_reason(node: &TypedNode) -> Option<String> {
             .downcast_ref::<Cast>()
             .is_some_and(|c| c.to == f32::datum_type());
     (!ok).then(|| format!("{} (node '{}')", op.name(), node.name))
+}
+
+/// The slope of a PRelu as tract expands it: `Iff(x < 0, x * slope, x)`, the test written
+/// `GT(0, x)` (ONNX PRelu) or `LT(x, 0)` (the ONNX function body). Returns `(x, slope)`.
+pub(super) fn prelu_pattern(model: &TypedModel, node: &TypedNode) -> Option<(OutletId, OutletId)> {
+    node.op.downcast_ref::<Iff>()?;
+    let [test, product, x] = node.inputs[..] else {
+        return None;
+    };
+    if product.slot != 0 || test.slot != 0 {
+        return None;
+    }
+    let x_below_zero = {
+        let t = model.node(test.node);
+        let cmp = t.op.downcast_ref::<TypedBinOp>()?;
+        let is_zero = |o: OutletId| {
+            model
+                .outlet_fact(o)
+                .ok()
+                .and_then(|f| f.konst.clone())
+                .and_then(|k| tensor_f32(&k).ok())
+                .is_some_and(|v| v.iter().all(|&e| e == 0.0))
+        };
+        match (cmp.0.name(), &t.inputs[..]) {
+            ("GT", &[zero, v]) => is_zero(zero) && v == x,
+            ("LT", &[v, zero]) => is_zero(zero) && v == x,
+            _ => false,
+        }
+    };
+    let m = model.node(product.node);
+    let mul = m.op.downcast_ref::<TypedBinOp>()?;
+    let slope = match (mul.0.name(), &m.inputs[..]) {
+        ("Mul", &[a, b]) if a == x => b,
+        ("Mul", &[a, b]) if b == x => a,
+        _ => return None,
+    };
+    x_below_zero.then_some((x, slope))
+}
+
+/// A comparison whose only readers are PRelu patterns (it is folded into the prelu op).
+fn is_prelu_test(model: &TypedModel, node: &TypedNode) -> bool {
+    let cmp = node.op.downcast_ref::<TypedBinOp>();
+    if !cmp.is_some_and(|c| matches!(c.0.name(), "GT" | "LT")) {
+        return false;
+    }
+    let readers = &node.outputs[0].successors;
+    !readers.is_empty()
+        && readers
+            .iter()
+            .all(|r| prelu_pattern(model, model.node(r.node)).is_some())
 }
 
 pub(super) fn binary_kind(b: &TypedBinOp) -> Option<BinaryKind> {
@@ -167,6 +220,25 @@ impl Imp<'_> {
         }
         if let Some(s) = op.downcast_ref::<SumPool>() {
             return self.pool(node, &s.pool_spec, OpKind::AvgPool, s.count_include_pad);
+        }
+        if is_prelu_test(self.model, node) {
+            return Ok(()); // read by the prelu below, through its pattern
+        }
+        if let Some((x, slope)) = prelu_pattern(self.model, node) {
+            if self.const_of(slope).is_none() {
+                bail!("PRelu with non-constant slopes is not supported");
+            }
+            let (xt, perm) = self.any_act(x)?;
+            let st = self.act(slope, &perm)?;
+            let y = self.new_tensor(name.clone(), self.g.tensors[xt].shape.clone());
+            self.g.push(Node::new(
+                name,
+                OpParams::Prelu(kops::PreluParams),
+                vec![Some(xt), Some(st)],
+                vec![y],
+            ));
+            self.set_act(node, y, perm);
+            return Ok(());
         }
         if let Some(b) = op.downcast_ref::<TypedBinOp>() {
             return self.binary(

@@ -66,7 +66,7 @@ pub fn from_typed(model: &TypedModel) -> Result<Graph> {
     let order = model.eval_order().map_err(|e| anyhow!("{e:?}"))?;
     let unsupported: Vec<String> = order
         .iter()
-        .filter_map(|&n| unsupported_reason(&model.nodes()[n]))
+        .filter_map(|&n| unsupported_reason(model, &model.nodes()[n]))
         .collect();
     if !unsupported.is_empty() {
         bail!(

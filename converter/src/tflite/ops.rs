@@ -11,8 +11,8 @@ use kiln_runtime::format::MAX_RANK;
 use kiln_runtime::ops::{
     Act, AddQuant, BinaryKind, BinaryParams, BinaryQuant, ConcatParams, ConvGeom, ConvParams,
     DenseParams, DequantizeParams, LutParams, MeanQuant, MulQuant, OpParams, PadMode, PadParams,
-    PoolParams, QuantizeParams, ReduceParams, Reducer, ReshapeParams, Rounding, SliceParams,
-    SoftmaxParams, SoftmaxQuant, TransposeParams, UnaryKind, UnaryParams,
+    PoolParams, PreluParams, QuantizeParams, ReduceParams, Reducer, ReshapeParams, Rounding,
+    SliceParams, SoftmaxParams, SoftmaxQuant, TransposeParams, UnaryKind, UnaryParams,
 };
 use kiln_runtime::{DType, Quant};
 
@@ -33,6 +33,7 @@ pub(super) enum Family {
     Reshape,
     Quantize,
     Dequantize,
+    Prelu,
 }
 
 /// The operator table: `code NAME => Family;` for the operators kiln imports, `code NAME;` for
@@ -87,7 +88,7 @@ tflite_ops! {
     47 EXP => Unary;
     49 SPLIT;
     53 CAST;
-    54 PRELU;
+    54 PRELU => Prelu;
     55 MAXIMUM => Binary;
     57 MINIMUM => Binary;
     59 NEG => Unary;
@@ -149,8 +150,8 @@ impl<'a> Importer<'a> {
         let min_inputs = match o.code {
             STRIDED_SLICE => 4,
             CONV_2D | DEPTHWISE_CONV_2D | FULLY_CONNECTED | ADD | SUB | MUL | DIV | MAXIMUM
-            | MINIMUM | MEAN | SUM | REDUCE_MAX | REDUCE_MIN | REDUCE_PROD | PAD | PADV2
-            | TRANSPOSE => 2,
+            | MINIMUM | PRELU | MEAN | SUM | REDUCE_MAX | REDUCE_MIN | REDUCE_PROD | PAD
+            | PADV2 | TRANSPOSE => 2,
             _ => 1,
         };
         if o.inputs.len() < min_inputs || o.outputs.is_empty() {
@@ -179,6 +180,7 @@ impl<'a> Importer<'a> {
             Family::Reshape => self.reshape(o, name),
             Family::Quantize => self.quantize(o, name),
             Family::Dequantize => self.dequantize(o, name),
+            Family::Prelu => self.prelu(o, name),
         }
     }
 
@@ -624,6 +626,29 @@ impl<'a> Importer<'a> {
         let shape = self.info(out).shape.clone();
         let id = self.g.add_const_f32(self.info(out).name.clone(), shape, v);
         self.map.insert(out, id);
+        Ok(())
+    }
+
+    /// PReLU: `x >= 0 ? x : alpha * x` with constant slopes broadcast to `x` (Keras' PReLU layer,
+    /// `[1, 1, C]` for one slope per channel). float only: kiln has no int8 PReLU kernel yet.
+    fn prelu(&mut self, o: &TfOp<'a>, name: String) -> Result<()> {
+        if self.is_int8(o.inputs[0]) {
+            bail!(
+                "int8 PRELU is not supported (convert the float model and quantize it with kiln)"
+            );
+        }
+        let x = self.input(o, 0)?;
+        let alpha = self.input(o, 1)?;
+        if self.g.tensors[alpha].data.is_none() {
+            bail!("PRELU slopes must be constant");
+        }
+        let y = self.out(o)?;
+        self.g.push(Node::new(
+            name,
+            OpParams::Prelu(PreluParams),
+            vec![Some(x), Some(alpha)],
+            vec![y],
+        ));
         Ok(())
     }
 

@@ -215,17 +215,45 @@ pub fn binary(
     ysh: &[usize],
     act: [f32; 2],
 ) {
+    broadcast(a, ash, b, bsh, y, ysh, |p, q| {
+        clamp(binary_op(kind, p, q), act)
+    });
+}
+
+/// `y = f(a, b)` element-wise with numpy broadcasting of `a` (shape `ash`) and `b` to `ysh`.
+pub fn broadcast<A: Copy, B: Copy, Y>(
+    a: &[A],
+    ash: &[usize],
+    b: &[B],
+    bsh: &[usize],
+    y: &mut [Y],
+    ysh: &[usize],
+    f: impl Fn(A, B) -> Y,
+) {
     if ash == ysh && bsh == ysh {
         for ((o, &p), &q) in y.iter_mut().zip(a).zip(b) {
-            *o = clamp(binary_op(kind, p, q), act);
+            *o = f(p, q);
         }
         return;
     }
     let sa = broadcast_strides(ash);
     let sb = broadcast_strides(bsh);
     for_each_index(pad6(ysh), [sa, sb], |o, [ia, ib]| {
-        y[o] = clamp(binary_op(kind, a[ia], b[ib]), act);
+        y[o] = f(a[ia], b[ib]);
     });
+}
+
+/// Parametric ReLU: `y = x` where `x >= 0`, else `alpha * x`, `alpha` broadcast to `x`.
+pub fn prelu(x: &[f32], xs: &[usize], alpha: &[f32], als: &[usize], y: &mut [f32]) {
+    broadcast(
+        x,
+        xs,
+        alpha,
+        als,
+        y,
+        xs,
+        |v, a| if v >= 0.0 { v } else { v * a },
+    );
 }
 
 /// Applies a unary function with parameters `a`, `b`.
@@ -568,6 +596,18 @@ mod tests {
         assert_eq!(y, [3.0, 2.0, 1.0, 2.0, 3.0, 2.0, 1.0]);
         pad(&x, &[3], &[(2, 2)], PadMode::Edge, &mut y, &[7]);
         assert_eq!(y, [1.0, 1.0, 1.0, 2.0, 3.0, 3.0, 3.0]);
+    }
+
+    #[test]
+    fn prelu_broadcasts_one_slope_per_channel() {
+        // x [2, 1, 2] (NHWC, 2 channels), slopes [2].
+        let x = [-2.0, 3.0, 0.0, -4.0];
+        let mut y = [9.0; 4];
+        prelu(&x, &[2, 1, 2], &[0.5, 0.25], &[2], &mut y);
+        assert_eq!(y, [-1.0, 3.0, 0.0, -1.0]);
+        // -0.0 is not below zero: it passes through, as in TFLite and ONNX.
+        prelu(&[-0.0], &[1], &[3.0], &[1], &mut y[..1]);
+        assert!(y[0] == 0.0 && y[0].is_sign_negative());
     }
 
     #[test]

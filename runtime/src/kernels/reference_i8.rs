@@ -272,22 +272,7 @@ pub fn broadcast_binary(
     ysh: &[usize],
     f: impl Fn(i8, i8) -> i8,
 ) {
-    if ash == ysh && bsh == ysh {
-        for ((o, &p), &q) in y.iter_mut().zip(a).zip(b) {
-            *o = f(p, q);
-        }
-        return;
-    }
-    let sa = super::reference_f32::broadcast_strides(ash);
-    let sb = super::reference_f32::broadcast_strides(bsh);
-    let yd = super::reference_f32::pad6(ysh);
-    let mut idx = [0usize; 6];
-    for o in y.iter_mut() {
-        let ia: usize = idx.iter().zip(&sa).map(|(i, s)| i * s).sum();
-        let ib: usize = idx.iter().zip(&sb).map(|(i, s)| i * s).sum();
-        *o = f(a[ia], b[ib]);
-        super::reference_f32::next_index(&mut idx, &yd);
-    }
+    super::reference_f32::broadcast(a, ash, b, bsh, y, ysh, f);
 }
 
 /// int8 mean over the axes in `mask` (TFLite's `QuantizedMeanOrSum`): the sum of the reduced

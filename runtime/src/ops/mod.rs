@@ -24,6 +24,7 @@ pub mod lut;
 pub mod matmul;
 pub mod pad;
 pub mod pool;
+pub mod prelu;
 pub mod quantize;
 pub mod reduce;
 pub mod reshape;
@@ -40,6 +41,7 @@ pub use lut::LutParams;
 pub use matmul::MatMulParams;
 pub use pad::{PadMode, PadParams};
 pub use pool::{PoolParams, PoolWindow};
+pub use prelu::PreluParams;
 pub use quantize::{DequantizeParams, QuantizeParams};
 pub use reduce::{MeanQuant, ReduceParams, Reducer};
 pub use reshape::ReshapeParams;
@@ -361,6 +363,8 @@ op_table! {
     /// int8 -> int8 through a 256-entry table (input 1, indexed by the input byte): how int8
     /// logistic, tanh and other element-wise functions run, as in TFLite.
     Lut = 17, "lut", lut::LutParams;
+    /// Parametric ReLU: `x >= 0 ? x : alpha * x`, slopes (input 1) broadcast to `x`.
+    Prelu = 18, "prelu", prelu::PreluParams;
 }
 
 impl OpParams {
