@@ -74,6 +74,7 @@ fn long_chains_load_in_linear_time() {
         let t0 = std::time::Instant::now();
         let m = Model::from_bytes(buf.as_slice()).unwrap();
         let took = t0.elapsed();
+        eprintln!("{n}-op chain validated in {took:?}");
         assert_eq!(m.num_ops(), n);
         // A generous bound (the old validator took 2 s for 800 ops and minutes for 20,000): it
         // guards against super-linear regressions, not a benchmark.
