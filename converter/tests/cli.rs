@@ -2,7 +2,7 @@
 //! paths, the signature policy, key handling, and a property test that no argument list makes
 //! the CLI panic or succeed silently on bad input.
 
-use kiln_runtime::ops::{DenseParams, DequantizeParams, OpParams, UnaryKind, UnaryParams};
+use kiln_runtime::ops::{DequantizeParams, OpParams, UnaryKind, UnaryParams};
 use kiln_runtime::writer::{write, ModelSpec, OpSpec, TensorData, TensorSpec};
 use kiln_runtime::{DType, Quant};
 use proptest::prelude::*;
@@ -46,37 +46,10 @@ fn fails(o: &Output, needles: &[&str]) {
 
 /// x f32 [1,4] -> dense(w = 4x4 permutation scaled) -> y f32 [1,4]: class k scores x[perm[k]].
 fn f32_model() -> Vec<u8> {
-    let params = DenseParams::default();
     let w: Vec<f32> = (0..16)
         .map(|i| if i % 5 == 0 { 1.0 } else { 0.0 })
         .collect();
-    let t = |name: &str, shape: Vec<usize>, data| TensorSpec {
-        name: name.into(),
-        dtype: DType::F32,
-        shape,
-        data,
-        quant: Quant::None,
-    };
-    write(&ModelSpec {
-        tensors: vec![
-            t("x", vec![1, 4], TensorData::Arena { offset: 0 }),
-            t(
-                "w",
-                vec![4, 4],
-                TensorData::Constant(w.iter().flat_map(|v| v.to_le_bytes()).collect()),
-            ),
-            t("y", vec![1, 4], TensorData::Arena { offset: 16 }),
-        ],
-        ops: vec![OpSpec::new(
-            "fc",
-            OpParams::Dense(params),
-            vec![Some(0), Some(1), None],
-            vec![2],
-        )],
-        inputs: vec![0],
-        outputs: vec![2],
-    })
-    .unwrap()
+    write(&kiln_runtime::writer::example_dense(4, &w)).unwrap()
 }
 
 /// x int8 [1,4] (scale 0.5, zero point 10) -> dequantize -> y f32 [1,4].

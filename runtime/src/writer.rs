@@ -443,6 +443,41 @@ pub fn spec_from_model(m: &crate::Model<'_>) -> ModelSpec {
     }
 }
 
+/// The smallest useful float model: `x [1, k]` -> dense (no bias, no activation) with `weights`
+/// `[m, k]` (row-major, `m = weights.len() / k`) -> `y [1, m]`. For tests and examples.
+pub fn example_dense(k: usize, weights: &[f32]) -> ModelSpec {
+    let m = weights.len() / k.max(1);
+    let t = |name: &str, shape: Vec<usize>, data| TensorSpec {
+        name: name.into(),
+        dtype: DType::F32,
+        shape,
+        data,
+        quant: Quant::None,
+    };
+    let w = weights.iter().flat_map(|v| v.to_le_bytes()).collect();
+    ModelSpec {
+        tensors: alloc::vec![
+            t("x", alloc::vec![1, k], TensorData::Arena { offset: 0 }),
+            t("w", alloc::vec![m, k], TensorData::Constant(w)),
+            t(
+                "y",
+                alloc::vec![1, m],
+                TensorData::Arena {
+                    offset: (4 * k).div_ceil(16) * 16
+                }
+            ),
+        ],
+        ops: alloc::vec![OpSpec::new(
+            "fc",
+            crate::ops::OpParams::Dense(crate::ops::DenseParams::default()),
+            alloc::vec![Some(0), Some(1), None],
+            alloc::vec![2],
+        )],
+        inputs: alloc::vec![0],
+        outputs: alloc::vec![2],
+    }
+}
+
 /// A small valid float model, for tests, examples and fuzz seeds: `x [1,4,4,2]` -> conv 3x3 pad 1
 /// (3 channels) + ReLU -> average pool 2x2 -> reshape `[1,12]` -> dense 4 -> softmax. Tensors
 /// 0..=8 are x, w, b, conv, pool, flat, fw, logits, probs; ops 0..=4 conv, pool, flatten, fc,

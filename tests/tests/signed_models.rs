@@ -1,7 +1,6 @@
 //! Signed models: a device given a trusted public key loads only models signed by its key; any
 //! change to the model or the signature is rejected.
 
-use kiln_runtime::ops::{DenseParams, OpParams};
 use kiln_runtime::signature::{from_signed_bytes, key_id, keypair_from_seed, sign, TRAILER_LEN};
 use kiln_runtime::writer::AlignedBuf;
 use kiln_runtime::Error;
@@ -11,37 +10,8 @@ fn model() -> Vec<u8> {
 }
 
 fn tiny() -> Vec<u8> {
-    use kiln_runtime::writer::{ModelSpec, OpSpec, TensorData, TensorSpec};
-    use kiln_runtime::{DType, Quant};
-    let f = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-    let params = DenseParams::default();
-    let t = |name: &str, shape: Vec<usize>, data| TensorSpec {
-        name: name.into(),
-        dtype: DType::F32,
-        shape,
-        data,
-        quant: Quant::None,
-    };
-    kiln_runtime::writer::write(&ModelSpec {
-        tensors: vec![
-            t("x", vec![1, 3], TensorData::Arena { offset: 0 }),
-            t(
-                "w",
-                vec![2, 3],
-                TensorData::Constant(f(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0])),
-            ),
-            t("y", vec![1, 2], TensorData::Arena { offset: 16 }),
-        ],
-        ops: vec![OpSpec::new(
-            "fc",
-            OpParams::Dense(params),
-            vec![Some(0), Some(1), None],
-            vec![2],
-        )],
-        inputs: vec![0],
-        outputs: vec![2],
-    })
-    .unwrap()
+    let w = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+    kiln_runtime::writer::write(&kiln_runtime::writer::example_dense(3, &w)).unwrap()
 }
 
 #[test]
