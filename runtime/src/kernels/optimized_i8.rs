@@ -15,6 +15,9 @@ const MAX_TAPS: usize = 64;
 /// int8 2-D convolution (per-channel), NHWC / OHWI, int32 bias; same contract as
 /// [`reference::conv2d`].
 #[allow(clippy::too_many_arguments)]
+// Out of line: inlined into the dispatch (or the optimized kernel's fallback), the M4 keyword
+// spotter took up to 34.9 M instead of 29.6 M instructions per inference (opt-level "s", LTO).
+#[inline(never)]
 pub fn conv2d(
     x: &[i8],
     xs: [usize; 4],
@@ -44,16 +47,30 @@ pub fn conv2d(
         for oy in 0..oh {
             for ox in 0..ow {
                 let mut nt = 0;
-                geo.taps((oy, ox), [h, wd], [kh, kw], |ky, kx, iy, ix| {
-                    let xo = ((b * h + iy) * wd + ix) * ci;
-                    let t = ky * kw + kx;
-                    if merge && nt > 0 && taps[nt - 1].0 + taps[nt - 1].2 == t && kx > 0 {
-                        taps[nt - 1].2 += 1;
-                    } else {
-                        taps[nt] = (t, xo, 1);
-                        nt += 1;
+                // (Explicit loops, not `ConvGeom::taps`: with the closure the M4 keyword spotter
+                // took 30.2 M instead of 29.6 M instructions per inference.)
+                for ky in 0..kh {
+                    let iy =
+                        (oy * geo.stride[0] + ky * geo.dilation[0]) as isize - geo.pad[0] as isize;
+                    if iy < 0 || iy >= h as isize {
+                        continue;
                     }
-                });
+                    for kx in 0..kw {
+                        let ix = (ox * geo.stride[1] + kx * geo.dilation[1]) as isize
+                            - geo.pad[1] as isize;
+                        if ix < 0 || ix >= wd as isize {
+                            continue;
+                        }
+                        let xo = ((b * h + iy as usize) * wd + ix as usize) * ci;
+                        let t = ky * kw + kx;
+                        if merge && nt > 0 && taps[nt - 1].0 + taps[nt - 1].2 == t && kx > 0 {
+                            taps[nt - 1].2 += 1;
+                        } else {
+                            taps[nt] = (t, xo, 1);
+                            nt += 1;
+                        }
+                    }
+                }
                 let taps = &taps[..nt];
                 let yrow = &mut y[((b * oh + oy) * ow + ox) * co..][..co];
                 if cig == 1 && !merge {
@@ -97,6 +114,8 @@ pub fn conv2d(
 }
 
 /// int8 fully connected; same contract as [`reference::dense`].
+// Out of line, as `conv2d`.
+#[inline(never)]
 pub fn dense(
     x: &[i8],
     k: usize,

@@ -236,11 +236,14 @@ pub fn broadcast<A: Copy, B: Copy, Y>(
         }
         return;
     }
-    let sa = broadcast_strides(ash);
-    let sb = broadcast_strides(bsh);
-    for_each_index(pad6(ysh), [sa, sb], |o, [ia, ib]| {
-        y[o] = f(a[ia], b[ib]);
-    });
+    let (sa, sb, yd) = (broadcast_strides(ash), broadcast_strides(bsh), pad6(ysh));
+    let mut idx = [0usize; MAX_RANK];
+    for o in y.iter_mut() {
+        let ia: usize = idx.iter().zip(&sa).map(|(i, s)| i * s).sum();
+        let ib: usize = idx.iter().zip(&sb).map(|(i, s)| i * s).sum();
+        *o = f(a[ia], b[ib]);
+        next_index(&mut idx, &yd);
+    }
 }
 
 /// Parametric ReLU: `y = x` where `x >= 0`, else `alpha * x`, `alpha` broadcast to `x`.

@@ -117,6 +117,9 @@ impl QuantParams<'_> {
 
 /// int8 2-D convolution (per-channel), NHWC / OHWI, int32 bias.
 #[allow(clippy::too_many_arguments)]
+// Out of line: inlined into the dispatch (or the optimized kernel's fallback), the M4 keyword
+// spotter took up to 34.9 M instead of 29.6 M instructions per inference (opt-level "s", LTO).
+#[inline(never)]
 pub fn conv2d(
     x: &[i8],
     xs: [usize; 4],
@@ -157,6 +160,8 @@ pub fn conv2d(
 }
 
 /// int8 fully connected: `y[r, m] = requant(sum_k (x - zx)(w - zw) + bias[m])`.
+// Out of line, as `conv2d`.
+#[inline(never)]
 pub fn dense(
     x: &[i8],
     k: usize,

@@ -43,7 +43,7 @@ impl Default for ConvGeom {
 impl ConvGeom {
     /// Calls `f(ky, kx, iy, ix)` for every kernel tap `(ky, kx)` of output pixel `(oy, ox)` that
     /// lands inside the `hw` input (input row `iy`, column `ix`); padding taps are skipped.
-    #[inline]
+    #[inline(always)]
     pub fn taps(
         &self,
         (oy, ox): (usize, usize),
@@ -227,7 +227,7 @@ pub(super) fn run(v: &View, p: &ConvParams, out: &mut [u8], yt: &TensorInfo) -> 
             let Int8Operands { x, w, bias, q } = int8_operands(v, yt, p.act, p.rounding)?;
             let y = bytes_as_i8_mut(out);
             let (xs, ws, ys, g) = (dims4(&xt), dims4(&wt), dims4(yt), &p.geom);
-            if v.reference {
+            if v.use_reference() {
                 ki8::conv2d(x, xs, w, ws, bias, y, ys, g, &q);
             } else {
                 opt8::conv2d(x, xs, w, ws, bias, y, ys, g, &q);

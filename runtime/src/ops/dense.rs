@@ -82,7 +82,7 @@ pub(super) fn run(v: &View, p: &DenseParams, out: &mut [u8], yt: &TensorInfo) ->
         DType::I8 => {
             let o = super::conv::int8_operands(v, yt, p.act, p.rounding)?;
             let y = bytes_as_i8_mut(out);
-            if v.reference {
+            if v.use_reference() {
                 ki8::dense(o.x, k, o.w, m, o.bias, y, &o.q);
             } else {
                 opt8::dense(o.x, k, o.w, m, o.bias, y, &o.q);

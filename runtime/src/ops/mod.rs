@@ -727,6 +727,12 @@ impl<'m> View<'_, 'm> {
     pub(crate) fn num_inputs(&self) -> usize {
         self.op.num_inputs()
     }
+    /// Whether to run the reference kernels: a constant `false` without `kernel-choice`, so the
+    /// reference kernels are not even linked into firmware.
+    #[inline(always)]
+    pub(crate) fn use_reference(&self) -> bool {
+        cfg!(feature = "kernel-choice") && self.reference
+    }
     pub(crate) fn info(&self, k: usize) -> Result<TensorInfo<'m>> {
         self.m
             .op_input(self.op, k)
