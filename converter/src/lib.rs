@@ -7,6 +7,7 @@
 // Index loops over parallel arrays (shapes, strides, per-axis params) read better than zips.
 #![allow(clippy::needless_range_loop)]
 
+pub mod bench;
 pub mod emit;
 pub mod eval;
 pub mod fsutil;

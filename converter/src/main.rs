@@ -91,6 +91,8 @@ enum Cmd {
     Run(cli::run::RunArgs),
     /// Accuracy, per-class precision/recall/F1 and confusion matrix on a labelled data set.
     Eval(cli::eval::EvalArgs),
+    /// Time a model: median/p10/p90 latency and a per-layer table (or tract on the ONNX model).
+    Bench(cli::bench::BenchArgs),
     /// Run the same inputs through a reference engine (tract for ONNX, LiteRT's reference
     /// kernels for TFLite) and kiln; report errors per output (int8 outputs in LSBs).
     Verify(cli::verify::VerifyArgs),
@@ -118,6 +120,7 @@ fn main() {
         Cmd::Run(a) => cli::run::run(a),
         Cmd::Eval(a) => cli::eval::run(a),
         Cmd::Verify(a) => cli::verify::run(a),
+        Cmd::Bench(a) => cli::bench::run(a),
     };
     if let Err(e) = res {
         eprintln!("error: {e:#}");

@@ -839,3 +839,44 @@ fn verify_compares_int8_tflite_outputs_in_lsbs() {
     }
     assert_eq!(checked, 2);
 }
+
+/// `kiln bench`: one timed row per op, medians that are real times, the reference kernels on
+/// request, and refusals that say why.
+#[test]
+fn bench_reports_every_layer_and_refuses_what_it_cannot_time() {
+    let f = Fixture::new();
+    let m = f.s("f32.kiln");
+    for extra in [&[][..], &["--reference"][..]] {
+        let mut args = vec!["bench", &m, "--iterations", "5", "--warmup", "1", "--json"];
+        args.extend_from_slice(extra);
+        let o = kiln(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let r: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert_eq!(r["engine"], "kiln");
+        assert_eq!(r["iterations"], 5);
+        let layers = r["layers"].as_array().unwrap();
+        assert_eq!(layers.len(), 1, "{r}");
+        assert_eq!(layers[0]["op"], "dense");
+        assert_eq!(layers[0]["macs"], 16);
+        assert_eq!(r["macs"], 16);
+        let (p10, med, p90) = (
+            r["p10_us"].as_f64().unwrap(),
+            r["median_us"].as_f64().unwrap(),
+            r["p90_us"].as_f64().unwrap(),
+        );
+        assert!(med > 0.0 && p10 <= med && med <= p90, "{r}");
+        let kernels = if extra.is_empty() {
+            "optimized"
+        } else {
+            "reference"
+        };
+        assert_eq!(r["kernels"], kernels);
+    }
+    let o = kiln(&["bench", &m, "--iterations", "0"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--iterations"), "{}", stderr(&o));
+    fails(
+        &kiln(&["bench", &m, "--engine", "tract", "-i", &m]),
+        &["drop --input"],
+    );
+}

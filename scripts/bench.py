@@ -1,0 +1,207 @@
+"""Side-by-side latency, 1 thread: kiln (`kiln bench`, in-process), the TFLite interpreter
+(LiteRT, with its default XNNPACK delegate and with plain builtin kernels), onnxruntime and tract
+(`kiln bench --engine tract`), on the MLPerf Tiny models (int8 and f32) and the digits CNN.
+
+Every engine gets the same input: uniform values in [-1, 1) from a fixed seed, quantized with the
+model's input parameters for int8 inputs (tract draws its own from the same generator kiln uses;
+latency does not depend on the values). Writes build/bench/bench.md (table with ratios) and
+build/bench/bench.json. `--iterations 1` is the smoke run CI may afford.
+
+    scripts/bench.sh [--iterations N]
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KILN = os.path.join(ROOT, "target", "release", "kiln")
+
+# (name, int8 .tflite, float .tflite, int8 .onnx, float .onnx), relative to the assets dir.
+MLPERF = [
+    ("keyword spotting", "mlperf-tiny/kws_ref_model.tflite",
+     "mlperf-tiny/kws_ref_model_float32_dequant.tflite",
+     "onnx/kws_ref_model.onnx", "onnx/kws_ref_model_float32.onnx"),
+    ("visual wake words", "mlperf-tiny/vww_96_int8.tflite", "mlperf-tiny/vww_96_float.tflite",
+     "onnx/vww_96_int8.onnx", "onnx/vww_96_float.onnx"),
+    ("ResNet (image classification)", "mlperf-tiny/pretrainedResnet_quant.tflite",
+     "mlperf-tiny/pretrainedResnet.tflite", "onnx/pretrainedResnet_quant.onnx",
+     "onnx/pretrainedResnet.onnx"),
+    ("anomaly detection", "mlperf-tiny/ad01_int8.tflite", "mlperf-tiny/ad01_fp32.tflite",
+     "onnx/ad01_int8.onnx", "onnx/ad01_fp32.onnx"),
+]
+
+
+def median_us(fn, warmup, iterations):
+    for _ in range(warmup):
+        fn()
+    t = []
+    for _ in range(iterations):
+        t0 = time.perf_counter()
+        fn()
+        t.append((time.perf_counter() - t0) * 1e6)
+    return float(np.median(t))
+
+
+def make_input(shape, dtype, quant):
+    x = np.random.default_rng(7).uniform(-1, 1, size=shape).astype(np.float32)
+    if dtype == np.float32:
+        return x
+    scale, zp = quant
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale) + zp, info.min, info.max).astype(dtype)
+
+
+def litert(path, x, delegate, warmup, iterations):
+    from ai_edge_litert import interpreter as lr
+    kw = {"model_path": path, "num_threads": 1}
+    if not delegate:
+        kw["experimental_op_resolver_type"] = lr.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    it = lr.Interpreter(**kw)
+    it.allocate_tensors()
+    idx = it.get_input_details()[0]["index"]
+
+    def run():
+        it.set_tensor(idx, x)
+        it.invoke()
+    return median_us(run, warmup, iterations)
+
+
+def tflite_input(path):
+    from ai_edge_litert import interpreter as lr
+    it = lr.Interpreter(model_path=path)
+    d = it.get_input_details()[0]
+    return tuple(d["shape"]), d["dtype"], tuple(d["quantization"])
+
+
+def ort(path, x_native, x_float, warmup, iterations):
+    import onnxruntime as rt
+    so = rt.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    s = rt.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    inp = s.get_inputs()[0]
+    types = {"tensor(float)": np.float32, "tensor(int8)": np.int8, "tensor(uint8)": np.uint8}
+    want = types.get(inp.type)
+    if want is None:
+        return None, f"input type {inp.type}"
+    if want == np.float32:
+        x = x_float
+    elif want == x_native.dtype:
+        x = x_native
+    else:
+        return None, f"input type {inp.type}, the TFLite model's is {x_native.dtype}"
+    feed = {inp.name: x.reshape([d if isinstance(d, int) else 1 for d in inp.shape])}
+    return median_us(lambda: s.run(None, feed), warmup, iterations), None
+
+
+def kiln(args, warmup, iterations):
+    out = subprocess.run([KILN, "bench", *args, "--json", "--warmup", str(warmup),
+                          "--iterations", str(iterations)], capture_output=True, text=True)
+    if out.returncode != 0:
+        return None, out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"
+    return json.loads(out.stdout), None
+
+
+def convert(src, dst):
+    out = subprocess.run([KILN, "convert", src, "-o", dst], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"kiln convert {src}: {out.stderr}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--assets", default=os.environ.get("KILN_ASSETS",
+                                                      os.path.join(ROOT, "..", "shared", "assets")))
+    ap.add_argument("--iterations", type=int, default=200)
+    ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--out", default=os.path.join(ROOT, "build", "bench"))
+    a = ap.parse_args()
+    if not os.path.isfile(os.path.join(a.assets, "MANIFEST.md")):
+        raise SystemExit(f"no MLPerf Tiny assets at {a.assets} (set KILN_ASSETS)")
+    os.makedirs(a.out, exist_ok=True)
+    w, n = (min(a.warmup, a.iterations), a.iterations)
+    rows = []
+    for name, q_tfl, f_tfl, q_onnx, f_onnx in MLPERF:
+        row = {"model": name}
+        for kind, tfl, onnx in (("int8", q_tfl, q_onnx), ("f32", f_tfl, f_onnx)):
+            tfl, onnx = os.path.join(a.assets, tfl), os.path.join(a.assets, onnx)
+            shape, dtype, quant = tflite_input(tfl)
+            x = make_input(shape, dtype, quant)
+            x_float = make_input(shape, np.float32, None)
+            npy = os.path.join(a.out, f"{os.path.basename(tfl)}.input.npy")
+            np.save(npy, x)
+            kfile = os.path.join(a.out, os.path.basename(tfl) + ".kiln")
+            convert(tfl, kfile)
+            r, err = kiln([kfile, "-i", npy], w, n)
+            row[f"kiln_{kind}"] = r["median_us"] if r else None
+            row[f"kiln_{kind}_layers"] = r["layers"] if r else err
+            row[f"tflite_xnnpack_{kind}"] = litert(tfl, x, True, w, n)
+            row[f"tflite_builtin_{kind}"] = litert(tfl, x, False, w, n)
+            row[f"ort_{kind}"], row[f"ort_{kind}_note"] = ort(onnx, x, x_float, w, n)
+            if kind == "f32":
+                t, err = kiln([onnx, "--engine", "tract"], w, n)
+                row["tract_f32"] = t["median_us"] if t else None
+                row["tract_f32_note"] = err
+            print(f"{name} {kind}: kiln {row[f'kiln_{kind}']} µs, XNNPACK "
+                  f"{row[f'tflite_xnnpack_{kind}']:.1f} µs", file=sys.stderr)
+        rows.append(row)
+
+    def cell(v, ref=None):
+        if v is None:
+            return "n/a"
+        s = f"{v:,.1f}"
+        if ref is not None and v > 0:
+            s += f" ({ref / v:.2f}×)"
+        return s
+    versions = {"machine": platform.processor() or platform.machine(),
+                "python": platform.python_version(), "numpy": np.__version__}
+    try:
+        import onnxruntime
+        versions["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    try:
+        from importlib.metadata import version
+        versions["ai-edge-litert"] = version("ai-edge-litert")
+    except Exception:
+        pass
+    versions["kiln"] = subprocess.run([KILN, "--version"], capture_output=True,
+                                      text=True).stdout.split()[-1]
+    lines = [
+        f"# Latency, 1 thread, median of {n} runs (µs; in parentheses: kiln's time ÷ that engine's)",
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+        "",
+        "| model | kiln int8 | TFLite+XNNPACK int8 | TFLite builtin int8 | onnxruntime int8 "
+        "| kiln f32 | TFLite+XNNPACK f32 | TFLite builtin f32 | onnxruntime f32 | tract f32 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        k8, kf = r["kiln_int8"], r["kiln_f32"]
+        lines.append(
+            f"| {r['model']} | {cell(k8)} | {cell(r['tflite_xnnpack_int8'], k8)} | "
+            f"{cell(r['tflite_builtin_int8'], k8)} | {cell(r['ort_int8'], k8)} | {cell(kf)} | "
+            f"{cell(r['tflite_xnnpack_f32'], kf)} | {cell(r['tflite_builtin_f32'], kf)} | "
+            f"{cell(r['ort_f32'], kf)} | {cell(r['tract_f32'], kf)} |")
+    notes = [f"- {r['model']}: onnxruntime int8 not run ({r['ort_int8_note']})"
+             for r in rows if r.get("ort_int8_note")]
+    notes += [f"- {r['model']}: tract f32 not run ({r['tract_f32_note']})"
+              for r in rows if r.get("tract_f32_note")]
+    if notes:
+        lines += ["", *notes]
+    md = "\n".join(lines) + "\n"
+    with open(os.path.join(a.out, "bench.md"), "w") as f:
+        f.write(md)
+    with open(os.path.join(a.out, "bench.json"), "w") as f:
+        json.dump({"versions": versions, "iterations": n, "rows": rows}, f, indent=1)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
