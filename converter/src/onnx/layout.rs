@@ -163,6 +163,28 @@ impl Imp<'_> {
         self.vals.insert(o, Val::Act { tid, perm });
     }
 
+    /// The physical shape of kiln tensor `t`.
+    pub(super) fn shape_of(&self, t: TId) -> Vec<usize> {
+        self.g.tensors[t].shape.clone()
+    }
+
+    /// Appends `op` reading `inputs` into a new activation of physical `shape`, which becomes
+    /// `node`'s output with layout `perm`.
+    pub(super) fn emit(
+        &mut self,
+        node: &TypedNode,
+        op: OpParams,
+        inputs: Vec<Option<TId>>,
+        shape: Vec<usize>,
+        perm: Vec<usize>,
+    ) -> Result<()> {
+        let y = self.new_tensor(node.name.clone(), shape);
+        self.g
+            .push(Node::new(node.name.clone(), op, inputs, vec![y]));
+        self.set_act(node, y, perm);
+        Ok(())
+    }
+
     pub(super) fn new_tensor(&mut self, name: String, shape: Vec<usize>) -> TId {
         self.g.add_tensor(name, DType::F32, shape)
     }

@@ -230,15 +230,9 @@ impl Imp<'_> {
             }
             let (xt, perm) = self.any_act(x)?;
             let st = self.act(slope, &perm)?;
-            let y = self.new_tensor(name.clone(), self.g.tensors[xt].shape.clone());
-            self.g.push(Node::new(
-                name,
-                OpParams::Prelu(kops::PreluParams),
-                vec![Some(xt), Some(st)],
-                vec![y],
-            ));
-            self.set_act(node, y, perm);
-            return Ok(());
+            let shape = self.shape_of(xt);
+            let op = OpParams::Prelu(kops::PreluParams);
+            return self.emit(node, op, vec![Some(xt), Some(st)], shape, perm);
         }
         if let Some(b) = op.downcast_ref::<TypedBinOp>() {
             return self.binary(
@@ -275,15 +269,11 @@ impl Imp<'_> {
             let (kind, a, b) =
                 unary_kind(e).ok_or_else(|| anyhow!("unsupported element-wise op"))?;
             let (x, perm) = self.any_act(node.inputs[0])?;
-            let y = self.new_tensor(name.clone(), self.g.tensors[x].shape.clone());
-            self.g.push(Node::new(
-                name,
+            let (op, shape) = (
                 OpParams::Unary(UnaryParams { kind, a, b }),
-                vec![Some(x)],
-                vec![y],
-            ));
-            self.set_act(node, y, perm);
-            return Ok(());
+                self.shape_of(x),
+            );
+            return self.emit(node, op, vec![Some(x)], shape, perm);
         }
         if let Some(s) = op.downcast_ref::<Softmax>() {
             return self.softmax(node, s);
@@ -313,15 +303,8 @@ impl Imp<'_> {
                 mask |= 1 << p;
                 shape[p] = 1;
             }
-            let y = self.new_tensor(name.clone(), shape);
-            self.g.push(Node::new(
-                name,
-                OpParams::Reduce(kops::ReduceParams::new(reducer, mask)),
-                vec![Some(x)],
-                vec![y],
-            ));
-            self.set_act(node, y, perm);
-            return Ok(());
+            let op = OpParams::Reduce(kops::ReduceParams::new(reducer, mask));
+            return self.emit(node, op, vec![Some(x)], shape, perm);
         }
         if let Some(a) = op.downcast_ref::<AxisOp>() {
             return self.axis_op(node, a);
@@ -621,6 +604,25 @@ impl Imp<'_> {
         Ok(())
     }
 
+    /// The output of a conv/pool in the physical layout `want`, and its spatial size (h, w)
+    /// for `sp` spatial axes (a 1-D op is one row).
+    fn nhwc_out(
+        &self,
+        node: &TypedNode,
+        want: &[usize],
+        sp: usize,
+    ) -> Result<(Vec<usize>, [usize; 2])> {
+        let out_shape = self.shape(OutletId::new(node.id, 0))?;
+        let phys: Vec<usize> = want.iter().map(|&l| out_shape[l]).collect();
+        let n = phys.len();
+        let hw = if sp == 1 {
+            [1, phys[n - 2]]
+        } else {
+            [phys[n - 3], phys[n - 2]]
+        };
+        Ok((phys, hw))
+    }
+
     /// Explicit (top, left, bottom, right) padding and output (h, w).
     pub(super) fn padding(
         spec: &PoolSpec,
@@ -745,13 +747,7 @@ impl Imp<'_> {
             }
             None => bail!("non-constant conv bias is not supported"),
         };
-        let out_shape = self.shape(OutletId::new(node.id, 0))?;
-        let out_phys: Vec<usize> = want.iter().map(|&l| out_shape[l]).collect();
-        let (oh, ow) = if sp == 1 {
-            (1, out_phys[out_phys.len() - 2])
-        } else {
-            (out_phys[out_phys.len() - 3], out_phys[out_phys.len() - 2])
-        };
+        let (out_phys, [oh, ow]) = self.nhwc_out(node, &want, sp)?;
         let dil: Vec<usize> = spec.dilations().to_vec();
         let st: Vec<usize> = spec.strides().to_vec();
         let (dh, dw, sh, sw) = if sp == 1 {
@@ -798,13 +794,7 @@ impl Imp<'_> {
         };
         let st: Vec<usize> = spec.strides().to_vec();
         let (sh, sw) = if sp == 1 { (1, st[0]) } else { (st[0], st[1]) };
-        let out_shape = self.shape(OutletId::new(node.id, 0))?;
-        let out_phys: Vec<usize> = want.iter().map(|&l| out_shape[l]).collect();
-        let (oh, ow) = if sp == 1 {
-            (1, out_phys[out_phys.len() - 2])
-        } else {
-            (out_phys[out_phys.len() - 3], out_phys[out_phys.len() - 2])
-        };
+        let (out_phys, [oh, ow]) = self.nhwc_out(node, &want, sp)?;
         let mut pads = Self::padding(spec, [h, w], [1, 1], [oh, ow])?;
         // Ceil mode: extend the bottom/right padding so the floor formula yields tract's output
         // size; the extension is never counted by average pooling.
