@@ -12,6 +12,9 @@ use crate::ops::ConvGeom;
 /// loop (the tap list lives on the stack).
 const MAX_TAPS: usize = 64;
 
+/// Largest window (taps x input channels) gathered into one patch on the stack.
+const MAX_PATCH: usize = 512;
+
 /// int8 2-D convolution (per-channel), NHWC / OHWI, int32 bias; same contract as
 /// [`reference::conv2d`].
 #[allow(clippy::too_many_arguments)]
@@ -43,6 +46,8 @@ pub fn conv2d(
     // both x and w, so a run becomes one longer inner product.
     let merge = geo.groups == 1 && geo.dilation[1] == 1;
     let mut taps = [(0usize, 0usize, 0usize); MAX_TAPS];
+    let k_len = taps_per_oc * cig;
+    let mut patch_buf = [0i8; MAX_PATCH];
     for b in 0..n {
         for oy in 0..oh {
             for ox in 0..ow {
@@ -84,6 +89,27 @@ pub fn conv2d(
                                 (x[xo + g] as i32 - q.input_zp) * (wk[t] as i32 - q.weight_zp),
                             );
                         }
+                        if let Some(bb) = bias {
+                            acc = acc.wrapping_add(bb[oc]);
+                        }
+                        *out = q.requantize(acc, oc);
+                    }
+                } else if geo.groups == 1
+                    && k_len <= MAX_PATCH
+                    && !(taps.len() == 1 && taps[0].2 == taps_per_oc)
+                {
+                    // Several runs (a window wider than one contiguous stretch of x, or padding):
+                    // gather the window into one patch, padding taps holding the input zero
+                    // point (whose term is exactly 0), so each output channel is one inner
+                    // product of the whole window instead of one per run.
+                    let patch = &mut patch_buf[..k_len];
+                    patch.fill(q.input_zp as i8);
+                    for &(t, xo, len) in taps {
+                        patch[t * cig..(t + len) * cig].copy_from_slice(&x[xo..][..len * cig]);
+                    }
+                    for (oc, out) in yrow.iter_mut().enumerate() {
+                        let wk = &w[oc * k_len..][..k_len];
+                        let mut acc = dot(patch, wk, q.input_zp, q.weight_zp);
                         if let Some(bb) = bias {
                             acc = acc.wrapping_add(bb[oc]);
                         }
