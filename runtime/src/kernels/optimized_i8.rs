@@ -15,6 +15,14 @@ const MAX_TAPS: usize = 64;
 /// Largest window (taps x input channels) gathered into one patch on the stack.
 const MAX_PATCH: usize = 512;
 
+/// Largest depthwise layer (channels, and channels x taps) run channel-vectorized, with its
+/// weights transposed tap-major and one accumulator per channel on the stack: small on 32-bit
+/// microcontrollers, where stack is scarce.
+#[cfg(target_pointer_width = "64")]
+const DW_MAX: (usize, usize) = (1024, 16384);
+#[cfg(not(target_pointer_width = "64"))]
+const DW_MAX: (usize, usize) = (128, 640);
+
 /// int8 2-D convolution (per-channel), NHWC / OHWI, int32 bias; same contract as
 /// [`reference::conv2d`].
 #[allow(clippy::too_many_arguments)]
@@ -48,6 +56,18 @@ pub fn conv2d(
     let mut taps = [(0usize, 0usize, 0usize); MAX_TAPS];
     let k_len = taps_per_oc * cig;
     let mut patch_buf = [0i8; MAX_PATCH];
+    // Depthwise with one output per channel: weights transposed to [tap][channel] once, so each
+    // tap is one pass over contiguous channels of x and w (the compiler vectorizes it).
+    let dw = cig == 1 && cog == 1 && co == ci && co <= DW_MAX.0 && co * taps_per_oc <= DW_MAX.1;
+    let mut wt = [0i8; DW_MAX.1];
+    let mut acc_buf = [0i32; DW_MAX.0];
+    if dw {
+        for oc in 0..co {
+            for t in 0..taps_per_oc {
+                wt[t * co + oc] = w[oc * taps_per_oc + t];
+            }
+        }
+    }
     for b in 0..n {
         for oy in 0..oh {
             for ox in 0..ow {
@@ -78,7 +98,27 @@ pub fn conv2d(
                 }
                 let taps = &taps[..nt];
                 let yrow = &mut y[((b * oh + oy) * ow + ox) * co..][..co];
-                if cig == 1 && !merge {
+                if dw {
+                    let acc = &mut acc_buf[..co];
+                    acc.fill(0);
+                    // A run of `len` merged taps (one input channel, no groups) is `len`
+                    // neighbouring pixels, `ci` apart in x.
+                    for &(t0, xo0, len) in taps {
+                        for l in 0..len {
+                            let (xo, t) = (xo0 + l * ci, t0 + l);
+                            let (xs, ws) = (&x[xo..][..co], &wt[t * co..][..co]);
+                            for ((a, &xv), &wv) in acc.iter_mut().zip(xs).zip(ws) {
+                                *a = a.wrapping_add(
+                                    (xv as i32 - q.input_zp) * (wv as i32 - q.weight_zp),
+                                );
+                            }
+                        }
+                    }
+                    for (oc, (out, &a)) in yrow.iter_mut().zip(acc.iter()).enumerate() {
+                        let a = bias.map_or(a, |bb| a.wrapping_add(bb[oc]));
+                        *out = q.requantize(a, oc);
+                    }
+                } else if cig == 1 && !merge {
                     // Depthwise (and any one-channel-per-group conv): a scalar sum over taps.
                     for (oc, out) in yrow.iter_mut().enumerate() {
                         let g = oc / cog;
