@@ -2,7 +2,7 @@
 //! ones it converts; each method handles the float and the int8 form of its operators.
 
 use super::{Importer, TfOp};
-use crate::ir::{pool_op, Data, Node};
+use crate::ir::{pool_op, Data, Node, TId};
 use anyhow::{anyhow, bail, Result};
 use kiln_quantize::requant::{
     add_params, logistic, lut_i8, mean_params, mul_params, softmax_params,
@@ -145,6 +145,12 @@ fn tf_padding(
 }
 
 impl<'a> Importer<'a> {
+    /// Appends a one-input op `x -> y`.
+    fn push1(&mut self, name: String, op: OpParams, x: TId, y: TId) -> Result<()> {
+        self.g.push(Node::new(name, op, vec![Some(x)], vec![y]));
+        Ok(())
+    }
+
     pub(super) fn convert(&mut self, o: &TfOp<'a>) -> Result<()> {
         let name = self.name_of(o);
         let min_inputs = match o.code {
@@ -397,9 +403,7 @@ impl<'a> Importer<'a> {
         }
         let (lo, hi) = self.int8_act(y, act)?;
         p.act = Act::Int8 { lo, hi };
-        self.g
-            .push(Node::new(name, pool_op(max, p), vec![Some(x)], vec![y]));
-        Ok(())
+        self.push1(name, pool_op(max, p), x, y)
     }
 
     fn binary(&mut self, o: &TfOp<'a>, name: String) -> Result<()> {
@@ -475,13 +479,7 @@ impl<'a> Importer<'a> {
             LOG => (UnaryKind::Log, 0.0, 0.0),
             _ => (UnaryKind::Elu, 1.0, 0.0),
         };
-        self.g.push(Node::new(
-            name,
-            OpParams::Unary(UnaryParams { kind, a, b }),
-            vec![Some(x)],
-            vec![y],
-        ));
-        Ok(())
+        self.push1(name, OpParams::Unary(UnaryParams { kind, a, b }), x, y)
     }
 
     /// int8 logistic / tanh: a 256-entry table, as TFLite's reference kernels compute them.
@@ -546,13 +544,7 @@ impl<'a> Importer<'a> {
                 diff_min,
             };
         }
-        self.g.push(Node::new(
-            name,
-            OpParams::Softmax(p),
-            vec![Some(x)],
-            vec![y],
-        ));
-        Ok(())
+        self.push1(name, OpParams::Softmax(p), x, y)
     }
 
     fn reduce(&mut self, o: &TfOp<'a>, name: String) -> Result<()> {
@@ -583,9 +575,7 @@ impl<'a> Importer<'a> {
             let (multiplier, shift) = mean_params(self.q_scale(x), self.q_scale(y), count);
             p.quant = MeanQuant { multiplier, shift };
         }
-        self.g
-            .push(Node::new(name, OpParams::Reduce(p), vec![Some(x)], vec![y]));
-        Ok(())
+        self.push1(name, OpParams::Reduce(p), x, y)
     }
 
     fn quantize(&mut self, o: &TfOp<'a>, name: String) -> Result<()> {
@@ -594,13 +584,7 @@ impl<'a> Importer<'a> {
         if self.g.tensors[x].dtype != DType::F32 || self.g.tensors[y].dtype != DType::I8 {
             bail!("only float32 -> int8 QUANTIZE is supported");
         }
-        self.g.push(Node::new(
-            name,
-            OpParams::Quantize(QuantizeParams),
-            vec![Some(x)],
-            vec![y],
-        ));
-        Ok(())
+        self.push1(name, OpParams::Quantize(QuantizeParams), x, y)
     }
 
     /// An int8 activation becomes a dequantize op; constant weights stored as float16/int8
@@ -658,13 +642,7 @@ impl<'a> Importer<'a> {
         if self.g.tensors[x].len() != self.g.tensors[y].len() {
             bail!("reshape changes the element count");
         }
-        self.g.push(Node::new(
-            name,
-            OpParams::Reshape(ReshapeParams),
-            vec![Some(x)],
-            vec![y],
-        ));
-        Ok(())
+        self.push1(name, OpParams::Reshape(ReshapeParams), x, y)
     }
 
     fn concat(&mut self, o: &TfOp<'a>, name: String) -> Result<()> {
@@ -716,9 +694,7 @@ impl<'a> Importer<'a> {
             }
             p.pads[d] = (b as usize, a as usize);
         }
-        self.g
-            .push(Node::new(name, OpParams::Pad(p), vec![Some(x)], vec![y]));
-        Ok(())
+        self.push1(name, OpParams::Pad(p), x, y)
     }
 
     fn transpose(&mut self, o: &TfOp<'a>, name: String) -> Result<()> {
@@ -736,13 +712,7 @@ impl<'a> Importer<'a> {
             bail!("permutation {perm:?} does not fit an input of rank {rank} (at most 6)");
         }
         let perm: Vec<usize> = perm.iter().map(|&p| p as usize).collect();
-        self.g.push(Node::new(
-            name,
-            OpParams::Transpose(TransposeParams::new(&perm)),
-            vec![Some(x)],
-            vec![y],
-        ));
-        Ok(())
+        self.push1(name, OpParams::Transpose(TransposeParams::new(&perm)), x, y)
     }
 
     fn strided_slice(&mut self, o: &TfOp<'a>, name: String) -> Result<()> {
