@@ -174,7 +174,7 @@ pub fn bench_kiln(
     }
     Ok(BenchReport {
         engine: "kiln".into(),
-        isa: kiln_runtime::kernels::simd::isa().into(),
+        isa: kiln_runtime::kernels::isa::Isa::detect().name().into(),
         kernels: match kernels {
             Kernels::Optimized => "optimized".into(),
             Kernels::Reference => "reference".into(),

@@ -16,6 +16,10 @@ pub fn emit(g: &Graph) -> Result<(Vec<u8>, Plan)> {
 /// was dropped).
 pub fn emit_mapped(g: &Graph) -> Result<(Vec<u8>, Plan, Vec<u32>)> {
     g.check()?;
+    // int8 weights in the layout the microkernels read (new tensors appended: ids stay valid).
+    let mut packed = g.clone();
+    crate::passes::pack_weights::run(&mut packed);
+    let g = &packed;
     let p = plan(g);
     if std::env::var_os("KILN_DUMP_GRAPH").is_some() {
         eprintln!("{}", crate::ir::dump(g, Some(&p)));

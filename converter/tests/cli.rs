@@ -387,12 +387,12 @@ fn inspect_shows_version_and_io_quantization() {
     let o = kiln(&["inspect", &f.s("i8.kiln")]);
     assert!(o.status.success(), "{}", stderr(&o));
     let s = stdout(&o);
-    assert!(s.contains("format version 3"), "{s}");
+    assert!(s.contains("format version 4"), "{s}");
     assert!(s.contains("scale 5e-1 zero point 10"), "{s}");
     let o = kiln(&["inspect", &f.s("i8.kiln"), "--json"]);
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["inputs"][0]["zero_point"], 10);
-    assert_eq!(v["format_version"], 3);
+    assert_eq!(v["format_version"], 4);
 }
 
 #[test]
@@ -404,7 +404,7 @@ fn a_file_of_another_format_version_names_both_versions() {
     std::fs::write(f.p("old.kiln"), b).unwrap();
     fails(
         &kiln(&["inspect", &f.s("old.kiln")]),
-        &["version 2", "reads version 3", "re-convert"],
+        &["version 2", "reads version 4", "re-convert"],
     );
 }
 

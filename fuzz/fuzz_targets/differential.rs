@@ -3,6 +3,7 @@
 //! roundings and weights) run by the optimized and by the portable reference kernels: the
 //! outputs must agree bit for bit.
 #![no_main]
+use kiln_runtime::kernels::qs8;
 use kiln_runtime::ops::{Act, ConvGeom, ConvParams, DenseParams, OpDef, ReshapeParams, Rounding};
 use kiln_runtime::writer::{write, AlignedBuf, ModelSpec, OpSpec, TensorData, TensorSpec};
 use kiln_runtime::{DType, Kernels, Model, OpKind, Quant, Session};
@@ -80,6 +81,19 @@ fuzz_target!(|data: &[u8]| {
     let shift: Vec<i32> = (0..nm).map(|_| -(r.range(0, 12) as i32)).collect();
     let wts = r.i8s(co * kh * kw * cig);
     let bias: Vec<i32> = (0..co).map(|_| (r.u8() as i8 as i32) * 37).collect();
+    // Half the one-group convs in the packed layout with a folded bias (what `kiln convert`
+    // writes), the rest natural.
+    let packed = groups == 1 && r.u8() % 2 == 0;
+    let (wts, bias) = if packed {
+        let k = kh * kw * cig;
+        let mut pw = vec![0i8; wts.len()];
+        qs8::pack(&wts, co, k, &mut pw);
+        let mut fb = vec![0i32; co];
+        qs8::fold_bias(&wts, co, k, Some(&bias), zx, &mut fb);
+        (pw, fb)
+    } else {
+        (wts, bias)
+    };
     let m = r.range(1, 6);
     let wd = r.i8s(m * oh * ow * co);
     let x = r.i8s(h * w * ci);
@@ -155,11 +169,13 @@ fuzz_target!(|data: &[u8]| {
         geom,
         act: Act::INT8_NONE,
         rounding,
+        packed,
     }
     .encode();
     let dense = DenseParams {
         act: Act::INT8_NONE,
         rounding,
+        packed: false,
     }
     .encode();
     let spec = ModelSpec {

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 /// The first four bytes of every `.kiln` file.
 pub const MAGIC: [u8; 4] = *b"KILN";
 /// The format version this runtime reads and writes.
-pub const VERSION: u16 = 3;
+pub const VERSION: u16 = 4;
 /// Size of the fixed header in bytes.
 pub const HEADER_LEN: usize = 80;
 /// Size of one tensor descriptor in bytes (its dims live in the shared dims table).

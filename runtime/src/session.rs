@@ -3,6 +3,7 @@
 use crate::cast::{bytes_as_f32, bytes_as_f32_mut};
 use crate::error::{Error, Result};
 use crate::format::{DType, Storage, ALIGN};
+use crate::kernels::isa::Isa;
 use crate::model::{Model, OpInfo, TensorInfo};
 use crate::ops::{self, OpKind, View};
 
@@ -20,6 +21,7 @@ use crate::ops::{self, OpKind, View};
 pub struct Session<'m, 'a> {
     model: &'a Model<'m>,
     arena: &'a mut [u8],
+    isa: Isa,
     #[cfg(feature = "kernel-choice")]
     kernels: Kernels,
 }
@@ -52,9 +54,15 @@ impl<'m, 'a> Session<'m, 'a> {
         Ok(Session {
             model,
             arena,
+            isa: Isa::detect(),
             #[cfg(feature = "kernel-choice")]
             kernels: Kernels::Optimized,
         })
+    }
+
+    /// The instruction set the optimized kernels use (detected when the session was built).
+    pub fn isa(&self) -> Isa {
+        self.isa
     }
 
     /// Chooses the int8 kernels this session runs (see [`Kernels`]; feature `kernel-choice`).
@@ -198,6 +206,7 @@ impl<'m, 'a> Session<'m, 'a> {
             right_start: yt.offset + yt.byte_len,
             op,
             reference,
+            isa: self.isa,
         };
         ops::run(&view, out, &yt)
     }

@@ -46,6 +46,7 @@ fn small_int8_model() -> ModelSpec {
     let dense = DenseParams {
         act: Act::INT8_NONE,
         rounding: Rounding::Single,
+        packed: false,
     }
     .encode();
     let sm = SoftmaxParams {

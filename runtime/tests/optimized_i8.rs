@@ -4,12 +4,26 @@
 //! per-tensor requantization, both roundings, clamps. On aarch64 this exercises NEON (run under
 //! qemu-aarch64 by `scripts/firmware.sh`), on x86-64 AVX2 when the CPU has it.
 
+use kiln_runtime::kernels::isa::Isa;
 use kiln_runtime::kernels::optimized_i8 as opt;
+use kiln_runtime::kernels::qs8::{self, PanelQ, NR};
 use kiln_runtime::kernels::reference_i8::{
     self as reference, Multipliers, QuantParams, Rounding, Shifts,
 };
 use kiln_runtime::kernels::simd;
 use kiln_runtime::ops::ConvGeom;
+
+/// `w` natural `[o, k]` packed, and the folded bias.
+fn packed(w: &[i8], o: usize, k: usize, bias: Option<&[i32]>, zx: i32) -> (Vec<i8>, Vec<i32>) {
+    let mut pw = vec![0i8; w.len()];
+    qs8::pack(w, o, k, &mut pw);
+    let mut back = vec![0i8; w.len()];
+    qs8::unpack(&pw, o, k, &mut back);
+    assert_eq!(back, w, "unpack(pack(w)) != w for [{o}, {k}]");
+    let mut fb = vec![0i32; o];
+    qs8::fold_bias(w, o, k, bias, zx, &mut fb);
+    (pw, fb)
+}
 
 struct Lcg(u32);
 impl Lcg {
@@ -60,6 +74,7 @@ fn quant<'a>(
 fn conv2d_matches_reference_on_grid() {
     let mut r = Lcg(0xC0FF_EE11);
     let mut checked = 0;
+    let mut packed_checked = 0;
     for case in 0..1500 {
         let n = r.pick(&[1, 1, 2]);
         let h = r.pick(&[1, 2, 5, 7, 9]);
@@ -72,7 +87,7 @@ fn conv2d_matches_reference_on_grid() {
         } else if ci.is_multiple_of(2) && r.below(4) == 0 {
             (2, 2 * r.pick(&[1, 3, 5]), ci / 2)
         } else {
-            (1, r.pick(&[1, 4, 9, 16]), ci)
+            (1, r.pick(&[1, 4, 9, 16, 17, 33]), ci)
         };
         let kh = r.pick(&[1, 2, 3, 5]);
         let kw = r.pick(&[1, 3, 4]);
@@ -116,30 +131,50 @@ fn conv2d_matches_reference_on_grid() {
             &geo,
             &q,
         );
-        opt::conv2d(
-            &x,
-            args.0,
-            &w,
-            args.1,
-            bias.as_deref(),
-            &mut y_opt,
-            ys,
-            &geo,
-            &q,
-        );
-        assert_eq!(
-            y_ref,
-            y_opt,
-            "case {case}: x {:?} w {:?} stride {stride:?} dil {dilation:?} pad {pad:?} groups {groups} zp {} {} isa {}",
-            args.0,
-            args.1,
-            q.input_zp,
-            q.weight_zp,
-            simd::isa()
-        );
+        for isa in Isa::available() {
+            let what = format!(
+                "case {case}: x {:?} w {:?} stride {stride:?} dil {dilation:?} pad {pad:?} groups {groups} zp {} {} isa {}",
+                args.0,
+                args.1,
+                q.input_zp,
+                q.weight_zp,
+                isa.name()
+            );
+            y_opt.fill(1);
+            opt::conv2d(
+                &x,
+                args.0,
+                &w,
+                args.1,
+                bias.as_deref(),
+                &mut y_opt,
+                ys,
+                &geo,
+                &q,
+                isa,
+            );
+            assert_eq!(y_ref, y_opt, "{what}");
+            if groups == 1 && q.weight_zp == 0 {
+                let k = kh * kw * cig;
+                let (pw, fb) = packed(&w, co, k, bias.as_deref(), q.input_zp);
+                let s = qs8::ConvShapes {
+                    x: args.0,
+                    w: args.1,
+                    y: ys,
+                };
+                y_opt.fill(1);
+                qs8::reference_conv2d(&x, &pw, &fb, &mut y_opt, &s, &geo, &q);
+                assert_eq!(y_ref, y_opt, "packed reference, {what}");
+                y_opt.fill(1);
+                qs8::conv2d(&x, &pw, &fb, &mut y_opt, &s, &geo, &q, isa);
+                assert_eq!(y_ref, y_opt, "packed, {what}");
+                packed_checked += 1;
+            }
+        }
         checked += 1;
     }
     assert!(checked > 1000, "only {checked} valid cases");
+    assert!(packed_checked > 400, "only {packed_checked} packed cases");
 }
 
 #[test]
@@ -159,13 +194,150 @@ fn dense_matches_reference_on_grid() {
         let mut y_opt = vec![1i8; rows * m];
         reference::dense(&x, k, &w, m, bias.as_deref(), &mut y_ref, &q);
         opt::dense(&x, k, &w, m, bias.as_deref(), &mut y_opt, &q);
-        assert_eq!(
-            y_ref,
-            y_opt,
-            "case {case}: rows {rows} k {k} m {m} isa {}",
-            simd::isa()
-        );
+        assert_eq!(y_ref, y_opt, "case {case}: rows {rows} k {k} m {m}");
+        if q.weight_zp == 0 {
+            let (pw, fb) = packed(&w, m, k, bias.as_deref(), q.input_zp);
+            y_opt.fill(1);
+            qs8::reference_dense(&x, k, &pw, m, &fb, &mut y_opt, &q);
+            assert_eq!(
+                y_ref, y_opt,
+                "packed reference, case {case}: rows {rows} k {k} m {m}"
+            );
+            for isa in Isa::available() {
+                y_opt.fill(1);
+                qs8::dense(&x, k, &pw, m, &fb, &mut y_opt, &q, isa);
+                assert_eq!(
+                    y_ref,
+                    y_opt,
+                    "packed, case {case}: rows {rows} k {k} m {m} isa {}",
+                    isa.name()
+                );
+            }
+        }
     }
+}
+
+/// Windows too large for the stack patch (one row per call, or the packed reference) and
+/// wide layers (many panels, past the cached requantization constants).
+#[test]
+fn packed_conv_with_large_windows_and_many_channels() {
+    let mut r = Lcg(0xB16_0001);
+    for &(ci, kh, co) in &[(512, 3, 20), (2048, 3, 5), (20000, 1, 3), (8, 1, 1100)] {
+        let (h, wd) = (3, 3);
+        let x = r.i8s(h * wd * ci);
+        let w = r.i8s(co * kh * kh * ci);
+        let bias: Vec<i32> = (0..co).map(|_| r.next() as i32 % 50_000).collect();
+        let (mut m, mut s) = (Vec::new(), Vec::new());
+        let mut q = quant(&mut r, co, &mut m, &mut s);
+        q.weight_zp = 0;
+        let geo = ConvGeom {
+            pad: [kh / 2; 4],
+            ..ConvGeom::default()
+        };
+        let (xs, ws, ys) = ([1, h, wd, ci], [co, kh, kh, ci], [1, h, wd, co]);
+        let mut y_ref = vec![0i8; h * wd * co];
+        reference::conv2d(&x, xs, &w, ws, Some(&bias), &mut y_ref, ys, &geo, &q);
+        let (pw, fb) = packed(&w, co, kh * kh * ci, Some(&bias), q.input_zp);
+        let sh = qs8::ConvShapes {
+            x: xs,
+            w: ws,
+            y: ys,
+        };
+        for isa in Isa::available() {
+            let mut y = vec![1i8; h * wd * co];
+            qs8::conv2d(&x, &pw, &fb, &mut y, &sh, &geo, &q, isa);
+            assert_eq!(y_ref, y, "ci {ci} k {kh} co {co} isa {}", isa.name());
+        }
+    }
+}
+
+/// The vector requantization against the scalar one over extreme accumulators, multipliers,
+/// shifts, zero points, clamps and both roundings.
+#[test]
+fn requantization_paths_match_scalar() {
+    let mut r = Lcg(0x0DD_BA11);
+    let accs = [
+        i32::MIN,
+        i32::MIN + 1,
+        -(1 << 30),
+        -65_537,
+        -1,
+        0,
+        1,
+        2,
+        3,
+        65_535,
+        1 << 30,
+        i32::MAX - 1,
+        i32::MAX,
+    ];
+    let mults = [
+        0,
+        1,
+        1 << 14,
+        (1 << 30) - 1,
+        1 << 30,
+        1_518_500_250,
+        i32::MAX,
+    ];
+    let mut total = 0;
+    for rounding in [Rounding::Double, Rounding::Single] {
+        for shift in -31..=30 {
+            for round in 0..40 {
+                let mut acc = [0i32; NR];
+                let mut pq = PanelQ::ZERO;
+                #[allow(clippy::needless_range_loop)] // five parallel arrays
+                for i in 0..NR {
+                    acc[i] = if round % 2 == 0 {
+                        r.pick(&accs)
+                    } else {
+                        (r.next() as i32) << r.below(9)
+                    };
+                    pq.bias[i] = r.pick(&[0, 0, 1, -1, i32::MIN, i32::MAX, 12_345]);
+                    pq.mult[i] = if round % 3 == 0 {
+                        r.pick(&mults)
+                    } else {
+                        (r.next() as i32) << 7 & i32::MAX
+                    };
+                    pq.shift[i] = if round % 5 == 0 {
+                        r.pick(&[-31, 0, 30])
+                    } else {
+                        shift
+                    };
+                }
+                let m = [1i32];
+                let s = [0i32];
+                let lo = r.pick(&[-128, -128, -50, 0]);
+                let q = QuantParams {
+                    input_zp: 0,
+                    weight_zp: 0,
+                    output_zp: r.pick(&[-128, 0, 127, 9]),
+                    multiplier: Multipliers::I32(&m),
+                    shift: Shifts::I32(&s),
+                    act: [lo, r.pick(&[127, 127, 60])],
+                    rounding,
+                };
+                let nr = if round % 7 == 0 { 1 + r.below(NR) } else { NR };
+                let mut want = vec![0i8; nr];
+                qs8::requantize_portable(&acc, &pq, &q, &mut want);
+                for isa in Isa::available() {
+                    let mut got = vec![0x55i8; nr];
+                    qs8::requantize(isa)(&acc, &pq, &q, &mut got);
+                    assert_eq!(
+                        want,
+                        got,
+                        "isa {} {rounding:?} acc {acc:?} pq {:?} {:?} {:?}",
+                        isa.name(),
+                        pq.bias,
+                        pq.mult,
+                        pq.shift
+                    );
+                }
+                total += 1;
+            }
+        }
+    }
+    assert!(total > 4000);
 }
 
 #[test]

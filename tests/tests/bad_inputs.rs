@@ -157,7 +157,7 @@ fn bad_input_table() {
                 b[4] = 7;
                 load(&b)
             },
-            "format version 7, but this kiln reads version 3: re-convert it from the source model",
+            "format version 7, but this kiln reads version 4: re-convert it from the source model",
         ),
         (
             "wrong header length",

@@ -5,6 +5,7 @@ pub mod fold_affine;
 pub mod fold_transpose_dense;
 pub mod fp16_weights;
 pub mod fuse_activation;
+pub mod pack_weights;
 pub mod simplify_reshape;
 
 use crate::ir::Graph;

@@ -350,6 +350,7 @@ impl<'a> Importer<'a> {
             let p = DenseParams {
                 act: Act::Int8 { lo, hi },
                 rounding: Rounding::Single,
+                packed: false,
             };
             self.g
                 .push(Node::new(name.clone(), OpParams::Dense(p), ins, vec![y2]));

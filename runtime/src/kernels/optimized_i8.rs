@@ -4,6 +4,8 @@
 //! the reference kernels over an edge-case grid (odd sizes, padding, strides, dilation, groups,
 //! zero points, per-channel scales).
 
+use super::isa::Isa;
+use super::qs8::{self, PanelQ, NR};
 use super::reference_i8::{self as reference, QuantParams};
 use super::simd;
 use crate::ops::ConvGeom;
@@ -23,6 +25,13 @@ const DW_MAX: (usize, usize) = (1024, 16384);
 #[cfg(not(target_pointer_width = "64"))]
 const DW_MAX: (usize, usize) = (128, 640);
 
+/// Depthwise requantization constants kept per 16 channels (vector requantization); none on
+/// 32-bit targets, whose requantization is scalar and whose stack is small.
+#[cfg(target_pointer_width = "64")]
+const DW_PANELS: usize = DW_MAX.0 / NR;
+#[cfg(not(target_pointer_width = "64"))]
+const DW_PANELS: usize = 0;
+
 /// int8 2-D convolution (per-channel), NHWC / OHWI, int32 bias; same contract as
 /// [`reference::conv2d`].
 #[allow(clippy::too_many_arguments)]
@@ -39,6 +48,7 @@ pub fn conv2d(
     ys: [usize; 4],
     geo: &ConvGeom,
     q: &QuantParams<'_>,
+    isa: Isa,
 ) {
     let [n, h, wd, ci] = xs;
     let [co, kh, kw, cig] = ws;
@@ -61,11 +71,18 @@ pub fn conv2d(
     let dw = cig == 1 && cog == 1 && co == ci && co <= DW_MAX.0 && co * taps_per_oc <= DW_MAX.1;
     let mut wt = [0i8; DW_MAX.1];
     let mut acc_buf = [0i32; DW_MAX.0];
+    let rq = qs8::requantize(isa);
+    // The 16-channel depthwise microkernel (weight zero point 0).
+    let dw16 = qs8::dwconv16(isa).filter(|_| q.weight_zp == 0);
+    let mut pqs = [PanelQ::ZERO; DW_PANELS];
     if dw {
         for oc in 0..co {
             for t in 0..taps_per_oc {
                 wt[t * co + oc] = w[oc * taps_per_oc + t];
             }
+        }
+        for (p, pq) in pqs.iter_mut().enumerate().take(co.div_ceil(NR)) {
+            *pq = PanelQ::new(q, bias, p * NR, (co - p * NR).min(NR));
         }
     }
     for b in 0..n {
@@ -99,24 +116,54 @@ pub fn conv2d(
                 let taps = &taps[..nt];
                 let yrow = &mut y[((b * oh + oy) * ow + ox) * co..][..co];
                 if dw {
-                    let acc = &mut acc_buf[..co];
-                    acc.fill(0);
                     // A run of `len` merged taps (one input channel, no groups) is `len`
                     // neighbouring pixels, `ci` apart in x.
+                    let mut c_done = 0;
+                    if let Some(dw16) = dw16 {
+                        let mut et = [(0usize, 0usize); MAX_TAPS];
+                        let mut ne = 0;
+                        for &(t0, xo0, len) in taps {
+                            for l in 0..len {
+                                et[ne] = (xo0 + l * ci, t0 + l);
+                                ne += 1;
+                            }
+                        }
+                        let wt = &wt[..co * taps_per_oc];
+                        while c_done + NR <= co && c_done / NR < pqs.len() {
+                            let a = dw16(x, wt, co, &et[..ne], c_done, q.input_zp);
+                            rq(&a, &pqs[c_done / NR], q, &mut yrow[c_done..][..NR]);
+                            c_done += NR;
+                        }
+                    }
+                    let acc = &mut acc_buf[..co];
+                    acc[c_done..].fill(0);
                     for &(t0, xo0, len) in taps {
                         for l in 0..len {
                             let (xo, t) = (xo0 + l * ci, t0 + l);
-                            let (xs, ws) = (&x[xo..][..co], &wt[t * co..][..co]);
-                            for ((a, &xv), &wv) in acc.iter_mut().zip(xs).zip(ws) {
+                            let (xs, ws) = (
+                                &x[xo + c_done..xo + co],
+                                &wt[t * co + c_done..][..co - c_done],
+                            );
+                            for ((a, &xv), &wv) in acc[c_done..].iter_mut().zip(xs).zip(ws) {
                                 *a = a.wrapping_add(
                                     (xv as i32 - q.input_zp) * (wv as i32 - q.weight_zp),
                                 );
                             }
                         }
                     }
-                    for (oc, (out, &a)) in yrow.iter_mut().zip(acc.iter()).enumerate() {
-                        let a = bias.map_or(a, |bb| a.wrapping_add(bb[oc]));
-                        *out = q.requantize(a, oc);
+                    let rest = yrow.chunks_mut(NR).zip(acc.chunks(NR)).enumerate();
+                    for (p, (outs, accs)) in rest.skip(c_done / NR) {
+                        if let Some(pq) = pqs.get(p) {
+                            let mut a = [0i32; NR];
+                            a[..accs.len()].copy_from_slice(accs);
+                            rq(&a, pq, q, outs);
+                        } else {
+                            for (i, (out, &a)) in outs.iter_mut().zip(accs).enumerate() {
+                                let oc = p * NR + i;
+                                let a = bias.map_or(a, |bb| a.wrapping_add(bb[oc]));
+                                *out = q.requantize(a, oc);
+                            }
+                        }
                     }
                 } else if cig == 1 && !merge {
                     // Depthwise (and any one-channel-per-group conv): a scalar sum over taps.

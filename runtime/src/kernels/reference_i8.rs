@@ -99,15 +99,21 @@ impl QuantParams<'_> {
         } else {
             channel
         };
+        self.requantize_with(acc, self.multiplier.get(c), self.shift.get(c))
+    }
+
+    /// The shift of table entry `c` (positive = left).
+    #[inline]
+    pub fn shift_of(&self, c: usize) -> i32 {
+        self.shift.get(c)
+    }
+
+    /// The output value for accumulator `acc` with this multiplier and shift.
+    #[inline]
+    pub fn requantize_with(&self, acc: i32, multiplier: i32, shift: i32) -> i8 {
         let scaled = match self.rounding {
-            Rounding::Double => {
-                multiply_by_quantized_multiplier(acc, self.multiplier.get(c), self.shift.get(c))
-            }
-            Rounding::Single => multiply_by_quantized_multiplier_single(
-                acc,
-                self.multiplier.get(c),
-                self.shift.get(c),
-            ),
+            Rounding::Double => multiply_by_quantized_multiplier(acc, multiplier, shift),
+            Rounding::Single => multiply_by_quantized_multiplier_single(acc, multiplier, shift),
         };
         scaled
             .saturating_add(self.output_zp)

@@ -232,7 +232,7 @@ pub mod dsp {
     use core::arch::asm;
 
     #[inline(always)]
-    fn sxtb16(x: u32) -> u32 {
+    pub(crate) fn sxtb16(x: u32) -> u32 {
         let r;
         // SAFETY: a register-only DSP instruction, present on every `kiln_dsp` target.
         unsafe { asm!("sxtb16 {0}, {1}", out(reg) r, in(reg) x, options(pure, nomem, nostack)) };
@@ -240,11 +240,29 @@ pub mod dsp {
     }
 
     #[inline(always)]
-    fn sxtb16_ror8(x: u32) -> u32 {
+    pub(crate) fn sxtb16_ror8(x: u32) -> u32 {
         let r;
         // SAFETY: as `sxtb16`.
         unsafe {
             asm!("sxtb16 {0}, {1}, ror #8", out(reg) r, in(reg) x, options(pure, nomem, nostack))
+        };
+        r
+    }
+
+    #[inline(always)]
+    pub(crate) fn uxtb16(x: u32) -> u32 {
+        let r;
+        // SAFETY: as `sxtb16`.
+        unsafe { asm!("uxtb16 {0}, {1}", out(reg) r, in(reg) x, options(pure, nomem, nostack)) };
+        r
+    }
+
+    #[inline(always)]
+    pub(crate) fn uxtb16_ror8(x: u32) -> u32 {
+        let r;
+        // SAFETY: as `sxtb16`.
+        unsafe {
+            asm!("uxtb16 {0}, {1}, ror #8", out(reg) r, in(reg) x, options(pure, nomem, nostack))
         };
         r
     }
@@ -260,7 +278,7 @@ pub mod dsp {
     }
 
     #[inline(always)]
-    fn smlad(x: u32, y: u32, acc: i32) -> i32 {
+    pub(crate) fn smlad(x: u32, y: u32, acc: i32) -> i32 {
         let r;
         // SAFETY: as `sxtb16` (may set the sticky Q flag on overflow, which nothing reads; the
         // sum itself wraps, as the reference's wrapping adds do).

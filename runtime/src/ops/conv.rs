@@ -7,13 +7,13 @@
 use core::fmt;
 
 use super::{
-    decode_rounding, dims4, encode_rounding, no_kernel, per_tensor, put_words, window_out,
-    words_at, Act, Ctx, OpDef, OpShapes, Rounding, View, Words,
+    decode_rounding_layout, dims4, encode_rounding_layout, no_kernel, per_tensor, put_words,
+    window_out, words_at, Act, Ctx, OpDef, OpShapes, Rounding, View, Words,
 };
 use crate::cast::{bytes_as_f16, bytes_as_f32, bytes_as_f32_mut, bytes_as_i8, bytes_as_i8_mut};
 use crate::error::Result;
 use crate::format::DType;
-use crate::kernels::{optimized_i8 as opt8, reference_f32 as kf, reference_i8 as ki8};
+use crate::kernels::{optimized_i8 as opt8, qs8, reference_f32 as kf, reference_i8 as ki8};
 use crate::model::TensorInfo;
 
 /// Where a convolution's window goes: the geometry every conv kernel reads.
@@ -76,6 +76,9 @@ pub struct ConvParams {
     pub act: Act,
     /// Requantization rounding (int8).
     pub rounding: Rounding,
+    /// int8 weights in the `pack16x4` layout with a folded bias ([`crate::kernels::qs8`]);
+    /// the converter packs every int8 conv with one group and zero weight zero point.
+    pub packed: bool,
 }
 
 impl ConvParams {
@@ -85,12 +88,14 @@ impl ConvParams {
             geom,
             act: Act::NONE,
             rounding: Rounding::Double,
+            packed: false,
         }
     }
 }
 
 impl OpDef for ConvParams {
     fn decode(w: &Words, int8: bool) -> core::result::Result<Self, &'static str> {
+        let (rounding, packed) = decode_rounding_layout(w)?;
         Ok(ConvParams {
             geom: ConvGeom {
                 stride: words_at(w, 0, 1, "stride must be positive")?,
@@ -99,7 +104,8 @@ impl OpDef for ConvParams {
                 groups: words_at::<1>(w, 8, 1, "groups must be positive")?[0],
             },
             act: Act::decode(w, int8),
-            rounding: decode_rounding(w)?,
+            rounding,
+            packed,
         })
     }
     fn encode(&self) -> Words {
@@ -110,7 +116,7 @@ impl OpDef for ConvParams {
         put_words(&mut w, 4, &g.pad);
         put_words(&mut w, 8, &[g.groups]);
         self.act.encode(&mut w);
-        encode_rounding(self.rounding, &mut w);
+        encode_rounding_layout(self.rounding, self.packed, &mut w);
         w
     }
     fn macs(&self, s: &OpShapes) -> u64 {
@@ -133,7 +139,7 @@ impl OpDef for ConvParams {
         };
         write!(
             f,
-            "k{kh}x{kw} s{},{} d{},{} p{},{},{},{} g{}{dw}{}",
+            "k{kh}x{kw} s{},{} d{},{} p{},{},{},{} g{}{dw}{}{}",
             g.stride[0],
             g.stride[1],
             g.dilation[0],
@@ -143,13 +149,18 @@ impl OpDef for ConvParams {
             g.pad[2],
             g.pad[3],
             g.groups,
-            self.act
+            self.act,
+            if self.packed { " packed" } else { "" }
         )
     }
 }
 
 pub(super) fn validate(c: &Ctx, p: &ConvParams) -> Result<()> {
-    c.weighted(4)?;
+    let int8 = c.weighted(4)?;
+    if p.packed {
+        c.packed_weights(int8)?;
+        c.check(p.geom.groups == 1, "packed weights need groups = 1")?;
+    }
     let (x, w, y) = (c.input(0)?, c.input(1)?, c.output(0));
     c.check(
         x.rank == 4 && w.rank == 4 && y.rank == 4,
@@ -227,10 +238,23 @@ pub(super) fn run(v: &View, p: &ConvParams, out: &mut [u8], yt: &TensorInfo) -> 
             let Int8Operands { x, w, bias, q } = int8_operands(v, yt, p.act, p.rounding)?;
             let y = bytes_as_i8_mut(out);
             let (xs, ws, ys, g) = (dims4(&xt), dims4(&wt), dims4(yt), &p.geom);
-            if v.use_reference() {
+            if p.packed {
+                // Validation guarantees the bias of packed weights.
+                let bias = bias.ok_or(v.err("packed weights need a bias"))?;
+                let s = qs8::ConvShapes {
+                    x: xs,
+                    w: ws,
+                    y: ys,
+                };
+                if v.use_reference() {
+                    qs8::reference_conv2d(x, w, bias, y, &s, g, &q);
+                } else {
+                    qs8::conv2d(x, w, bias, y, &s, g, &q, v.isa);
+                }
+            } else if v.use_reference() {
                 ki8::conv2d(x, xs, w, ws, bias, y, ys, g, &q);
             } else {
-                opt8::conv2d(x, xs, w, ws, bias, y, ys, g, &q);
+                opt8::conv2d(x, xs, w, ws, bias, y, ys, g, &q, v.isa);
             }
             Ok(())
         }

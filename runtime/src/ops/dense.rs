@@ -6,12 +6,13 @@
 use core::fmt;
 
 use super::{
-    decode_rounding, encode_rounding, no_kernel, Act, Ctx, OpDef, OpShapes, Rounding, View, Words,
+    decode_rounding_layout, encode_rounding_layout, no_kernel, Act, Ctx, OpDef, OpShapes, Rounding,
+    View, Words,
 };
 use crate::cast::{bytes_as_f16, bytes_as_f32, bytes_as_f32_mut, bytes_as_i8_mut};
 use crate::error::Result;
 use crate::format::DType;
-use crate::kernels::{optimized_i8 as opt8, reference_f32 as kf, reference_i8 as ki8};
+use crate::kernels::{optimized_i8 as opt8, qs8, reference_f32 as kf, reference_i8 as ki8};
 use crate::model::TensorInfo;
 
 /// Parameters of [`super::OpKind::Dense`].
@@ -21,6 +22,8 @@ pub struct DenseParams {
     pub act: Act,
     /// Requantization rounding (int8).
     pub rounding: Rounding,
+    /// int8 weights in the `pack16x4` layout with a folded bias ([`crate::kernels::qs8`]).
+    pub packed: bool,
 }
 
 impl Default for DenseParams {
@@ -28,21 +31,24 @@ impl Default for DenseParams {
         DenseParams {
             act: Act::NONE,
             rounding: Rounding::Double,
+            packed: false,
         }
     }
 }
 
 impl OpDef for DenseParams {
     fn decode(w: &Words, int8: bool) -> core::result::Result<Self, &'static str> {
+        let (rounding, packed) = decode_rounding_layout(w)?;
         Ok(DenseParams {
             act: Act::decode(w, int8),
-            rounding: decode_rounding(w)?,
+            rounding,
+            packed,
         })
     }
     fn encode(&self) -> Words {
         let mut w = super::base_words();
         self.act.encode(&mut w);
-        encode_rounding(self.rounding, &mut w);
+        encode_rounding_layout(self.rounding, self.packed, &mut w);
         w
     }
     fn macs(&self, s: &OpShapes) -> u64 {
@@ -50,12 +56,20 @@ impl OpDef for DenseParams {
         s.w.get(1).map_or(0, |&k| (out * k) as u64)
     }
     fn describe(&self, _s: &OpShapes, f: &mut dyn fmt::Write) -> fmt::Result {
-        write!(f, "{}", self.act)
+        write!(
+            f,
+            "{}{}",
+            self.act,
+            if self.packed { " packed" } else { "" }
+        )
     }
 }
 
 pub(super) fn validate(c: &Ctx, p: &DenseParams) -> Result<()> {
-    c.weighted(2)?;
+    let int8 = c.weighted(2)?;
+    if p.packed {
+        c.packed_weights(int8)?;
+    }
     let (x, w, y) = (c.input(0)?, c.input(1)?, c.output(0));
     c.check(
         x.rank >= 1 && y.rank == x.rank,
@@ -82,7 +96,14 @@ pub(super) fn run(v: &View, p: &DenseParams, out: &mut [u8], yt: &TensorInfo) ->
         DType::I8 => {
             let o = super::conv::int8_operands(v, yt, p.act, p.rounding)?;
             let y = bytes_as_i8_mut(out);
-            if v.use_reference() {
+            if p.packed {
+                let bias = o.bias.ok_or(v.err("packed weights need a bias"))?;
+                if v.use_reference() {
+                    qs8::reference_dense(o.x, k, o.w, m, bias, y, &o.q);
+                } else {
+                    qs8::dense(o.x, k, o.w, m, bias, y, &o.q, v.isa);
+                }
+            } else if v.use_reference() {
                 ki8::dense(o.x, k, o.w, m, o.bias, y, &o.q);
             } else {
                 opt8::dense(o.x, k, o.w, m, o.bias, y, &o.q);

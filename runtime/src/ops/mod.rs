@@ -186,6 +186,24 @@ fn encode_rounding(r: Rounding, w: &mut Words) {
     };
 }
 
+/// Word 11 of conv and dense: the rounding in bits 0-7, the int8 weight layout in bits 8-15
+/// (0 natural, 1 `pack16x4` with a folded bias: [`crate::kernels::qs8`]).
+fn decode_rounding_layout(w: &Words) -> core::result::Result<(Rounding, bool), &'static str> {
+    let mut low = *w;
+    low[ROUNDING] &= 0xFF;
+    let packed = match w[ROUNDING] >> 8 {
+        0 => false,
+        1 => true,
+        _ => return Err("unknown weight layout"),
+    };
+    Ok((decode_rounding(&low)?, packed))
+}
+
+fn encode_rounding_layout(r: Rounding, packed: bool, w: &mut Words) {
+    encode_rounding(r, w);
+    w[ROUNDING] |= (packed as i32) << 8;
+}
+
 /// `N` consecutive words from `at`, each at least `min` (else the error `what`), as `usize`s.
 fn words_at<const N: usize>(
     w: &Words,
@@ -631,6 +649,17 @@ impl<'m> Ctx<'_, 'm> {
         }
         Ok(false)
     }
+    /// The extra rules of packed weights: int8, weight zero point 0, a bias (which holds the
+    /// folded zero-point terms).
+    pub(crate) fn packed_weights(&self, int8: bool) -> Result<()> {
+        self.check(int8, "packed weights are int8 only")?;
+        let w = self.input(1)?;
+        self.check(
+            !matches!(w.quant, Quant::PerTensor { zero_point, .. } if zero_point != 0),
+            "packed weights need weight zero point 0",
+        )?;
+        self.check(self.opt_input(2).is_some(), "packed weights need a bias")
+    }
     /// Data movement (slice, transpose): f32 in and out, or int8 in and out with the same
     /// quantization.
     pub(crate) fn same_type_move(&self) -> Result<()> {
@@ -699,6 +728,8 @@ pub(crate) struct View<'v, 'm> {
     pub(crate) op: &'v OpInfo<'m>,
     /// Run the portable reference int8 kernels (a constant `false` without `kernel-choice`).
     pub(crate) reference: bool,
+    /// The instruction set the optimized kernels use (chosen when the session was built).
+    pub(crate) isa: crate::kernels::isa::Isa,
 }
 
 impl<'m> View<'_, 'm> {

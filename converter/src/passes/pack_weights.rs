@@ -1,0 +1,73 @@
+//! Packs int8 conv (one group) and dense weights into the runtime's `pack16x4` layout and folds
+//! the input zero point into the bias (`kiln_runtime::kernels::qs8`): the form the
+//! microkernels read. Run by [`crate::emit`] on the graph it writes, so every other pass and the
+//! quantizer see natural `[O, ..]` weights.
+
+use crate::ir::{Data, Graph};
+use kiln_runtime::kernels::qs8;
+use kiln_runtime::ops::OpParams;
+use kiln_runtime::{DType, Quant};
+
+/// Runs the pass; returns how many ops it packed.
+pub fn run(g: &mut Graph) -> usize {
+    let mut packed = 0;
+    for i in 0..g.nodes.len() {
+        let n = &g.nodes[i];
+        let ok = match &n.op {
+            OpParams::Conv2d(p) => !p.packed && p.geom.groups == 1,
+            OpParams::Dense(p) => !p.packed,
+            _ => false,
+        };
+        let (Some(x), Some(wt)) = (n.input(0), n.input(1)) else {
+            continue;
+        };
+        if !ok || g.tensors[x].dtype != DType::I8 {
+            continue;
+        }
+        let Quant::PerTensor { zero_point: zx, .. } = g.tensors[x].quant else {
+            continue;
+        };
+        let w = &g.tensors[wt];
+        let Some(Data::I8(wv)) = &w.data else {
+            continue;
+        };
+        if w.dtype != DType::I8
+            || w.shape.is_empty()
+            || matches!(w.quant, Quant::PerTensor { zero_point, .. } if zero_point != 0)
+        {
+            continue;
+        }
+        let o = w.shape[0];
+        let k: usize = w.shape[1..].iter().product();
+        let bias = match n.input(2).map(|b| &g.tensors[b]) {
+            None => None,
+            Some(b) => match &b.data {
+                Some(Data::I32(v)) if b.dtype == DType::I32 && v.len() == o => Some(v.as_slice()),
+                _ => continue,
+            },
+        };
+        let mut folded = vec![0i32; o];
+        qs8::fold_bias(wv, o, k, bias, zx, &mut folded);
+        let mut pw = vec![0i8; wv.len()];
+        qs8::pack(wv, o, k, &mut pw);
+        let (shape, quant) = (w.shape.clone(), w.quant);
+        let name = g.nodes[i].name.clone();
+        let nw = g.add_tensor(format!("{name}.weights_packed"), DType::I8, shape);
+        g.tensors[nw].data = Some(Data::I8(pw));
+        g.tensors[nw].quant = quant;
+        let nb = g.add_const_i32(format!("{name}.bias_folded"), folded);
+        let node = &mut g.nodes[i];
+        node.inputs[1] = Some(nw);
+        if node.inputs.len() < 3 {
+            node.inputs.resize(3, None);
+        }
+        node.inputs[2] = Some(nb);
+        match &mut node.op {
+            OpParams::Conv2d(p) => p.packed = true,
+            OpParams::Dense(p) => p.packed = true,
+            _ => {}
+        }
+        packed += 1;
+    }
+    packed
+}

@@ -1,0 +1,100 @@
+//! The instruction set the optimized kernels use: detected once, when a
+//! [`crate::Session`] is built, and passed to every kernel call (never re-detected per inner
+//! product).
+
+/// An instruction-set path of the optimized kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    /// Plain Rust, every target (Cortex-M0+, and the twin every other path is tested against).
+    Portable,
+    /// x86-64 AVX2 (`vpmaddwd` on widened pairs).
+    Avx2,
+    /// x86-64 AVX-512 with VNNI (`vpdpbusd`).
+    Avx512Vnni,
+    /// aarch64 NEON (`smull`/`sadalp`-class widening multiplies), the aarch64 baseline.
+    Neon,
+    /// Cortex-M4/M7/M33 DSP extension (`smlad`, `sxtb16`).
+    CortexMDsp,
+}
+
+impl Isa {
+    /// The fastest path this CPU runs (run-time detection on x86-64 with `std`; compile-time
+    /// target features otherwise).
+    pub fn detect() -> Isa {
+        #[cfg(all(target_arch = "x86_64", feature = "std"))]
+        {
+            if std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("avx512bw")
+                && std::is_x86_feature_detected!("avx512vnni")
+            {
+                return Isa::Avx512Vnni;
+            }
+            if std::is_x86_feature_detected!("avx2") {
+                return Isa::Avx2;
+            }
+            Isa::Portable
+        }
+        #[cfg(all(target_arch = "x86_64", not(feature = "std")))]
+        {
+            if cfg!(all(
+                target_feature = "avx512f",
+                target_feature = "avx512bw",
+                target_feature = "avx512vnni"
+            )) {
+                return Isa::Avx512Vnni;
+            }
+            if cfg!(target_feature = "avx2") {
+                return Isa::Avx2;
+            }
+            Isa::Portable
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            Isa::Neon
+        }
+        #[cfg(kiln_dsp)]
+        {
+            Isa::CortexMDsp
+        }
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64", kiln_dsp)))]
+        {
+            Isa::Portable
+        }
+    }
+
+    /// Every path this CPU can run, fastest first, ending with [`Isa::Portable`]: what the
+    /// optimized-vs-reference tests iterate over.
+    pub fn available() -> impl Iterator<Item = Isa> {
+        let best = Isa::detect();
+        [
+            Isa::Avx512Vnni,
+            Isa::Avx2,
+            Isa::Neon,
+            Isa::CortexMDsp,
+            Isa::Portable,
+        ]
+        .into_iter()
+        .filter(move |&i| i == Isa::Portable || i.runs_under(best))
+    }
+
+    /// Whether this CPU can run this path.
+    pub fn supported(self) -> bool {
+        self == Isa::Portable || self.runs_under(Isa::detect())
+    }
+
+    /// Whether this path runs on a CPU whose best path is `best`.
+    fn runs_under(self, best: Isa) -> bool {
+        self == best || (self == Isa::Avx2 && best == Isa::Avx512Vnni)
+    }
+
+    /// Short name for reports (`kiln bench`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512Vnni => "avx512vnni",
+            Isa::Neon => "neon",
+            Isa::CortexMDsp => "cortex-m dsp",
+        }
+    }
+}

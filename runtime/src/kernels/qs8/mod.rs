@@ -1,0 +1,543 @@
+//! qs8: int8 GEMM-based conv and dense over weights packed at convert time.
+//!
+//! # The kernel contract
+//!
+//! * **Packed weights** (`pack16x4`). An `[O, K]` weight matrix (a conv's `[O, KH, KW, C]` with
+//!   `K = KH·KW·C`) is stored as panels of [`NR`] = 16 output channels. Inside a panel of `nr`
+//!   channels (16, or fewer for the last panel) the first `K - K % 4` columns come in groups of
+//!   [`KR`] = 4: group `g` holds, for each channel in turn, its 4 weights `k = 4g..4g+4`; then the
+//!   `K % 4` leftover columns, channel by channel. It is a permutation of the natural bytes (the
+//!   tensor keeps its shape and size), readable by every ISA: one group of a full panel is one
+//!   64-byte AVX-512 / four NEON registers / two AVX2 registers, and the 4 bytes of one channel
+//!   are what `vpdpbusd` and the Cortex-M `sxtb16`+`smlad` pair consume.
+//! * **Folded bias.** The kernels multiply `x + 128` (the input as an unsigned byte, as
+//!   `vpdpbusd` wants) by the weights, so the bias stored with packed weights is
+//!   `bias - (z_x + 128)·Σ_k w`: `Σ (x - z_x)·w + bias` exactly, in wrapping 32-bit arithmetic.
+//!   Padding taps read the input zero point, which the fold cancels. Only weights with zero
+//!   point 0 are packed (TFLite's rule for int8 conv; kiln's quantizer is symmetric).
+//! * **Microkernels** compute an `MR × nr` tile of accumulators (MR output pixels or rows,
+//!   `nr ≤ 16` channels) from MR input rows of `K` bytes each; [`requantize`] turns a row of them
+//!   into int8 outputs with TFLite's rounding. One portable twin per microkernel defines the
+//!   result; every ISA path equals it bit for bit.
+//! * **Scratch.** A conv whose window is not one contiguous run of the input (padding, kernel
+//!   rows) gathers MR windows into a stack patch of at most [`PATCH_BYTES`] (im2col, the padding
+//!   filled with the input zero point); larger windows run the portable packed reference.
+
+use super::isa::Isa;
+use super::reference_i8::QuantParams;
+use crate::ops::ConvGeom;
+
+#[cfg(kiln_dsp)]
+mod dsp;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+/// Output channels per panel.
+pub const NR: usize = 16;
+/// Input columns per group.
+pub const KR: usize = 4;
+
+/// Rows per microkernel call for convolutions.
+const MR: usize = 4;
+
+/// Whether convs use the MR-row microkernels: not on 32-bit microcontrollers, whose kernels
+/// share nothing between rows (so the MR-row copies would only cost flash) and whose stack is
+/// small.
+const MULTI_ROW: bool = true;
+
+/// Stack bytes for gathered windows (MR rows).
+#[cfg(target_pointer_width = "64")]
+pub const PATCH_BYTES: usize = 16384;
+/// Stack bytes for gathered windows (MR rows).
+#[cfg(not(target_pointer_width = "64"))]
+pub const PATCH_BYTES: usize = 1024;
+
+/// Panels whose requantization constants a conv prepares once per call (on the stack); more
+/// are prepared per tile. None on 32-bit targets, whose stack is small (4 cached panels saved the
+/// M4 keyword spotter 0.9% of its instructions for 432 more bytes of stack).
+#[cfg(target_pointer_width = "64")]
+const PQ_CACHE: usize = 64;
+#[cfg(not(target_pointer_width = "64"))]
+const PQ_CACHE: usize = 0;
+
+/// Position of weight `(c, kk)` of an `[o, k]` matrix in the packed layout.
+#[inline]
+pub fn packed_offset(o: usize, k: usize, c: usize, kk: usize) -> usize {
+    let p = c / NR;
+    let cl = c % NR;
+    let nr = (o - p * NR).min(NR);
+    let kf = k - k % KR;
+    let base = p * NR * k;
+    if kk < kf {
+        base + (kk / KR) * nr * KR + cl * KR + kk % KR
+    } else {
+        base + kf * nr + cl * (k - kf) + (kk - kf)
+    }
+}
+
+/// Packs a natural `[o, k]` matrix (`src`) into `dst` (same length).
+pub fn pack<T: Copy>(src: &[T], o: usize, k: usize, dst: &mut [T]) {
+    for c in 0..o {
+        for kk in 0..k {
+            dst[packed_offset(o, k, c, kk)] = src[c * k + kk];
+        }
+    }
+}
+
+/// Inverse of [`pack`].
+pub fn unpack<T: Copy>(src: &[T], o: usize, k: usize, dst: &mut [T]) {
+    for c in 0..o {
+        for kk in 0..k {
+            dst[c * k + kk] = src[packed_offset(o, k, c, kk)];
+        }
+    }
+}
+
+/// The bias packed weights are stored with: `bias[c] - (input_zp + 128)·Σ_k w[c, k]`, wrapping
+/// (`w` natural `[o, k]`, `bias` absent = zeros).
+pub fn fold_bias(
+    w: &[i8],
+    o: usize,
+    k: usize,
+    bias: Option<&[i32]>,
+    input_zp: i32,
+    out: &mut [i32],
+) {
+    for c in 0..o {
+        let s = w[c * k..][..k]
+            .iter()
+            .fold(0i32, |a, &v| a.wrapping_add(v as i32));
+        let b = bias.map_or(0, |b| b[c]);
+        out[c] = b.wrapping_sub((input_zp + 128).wrapping_mul(s));
+    }
+}
+
+/// One panel of packed weights: `nr` channels of `k` columns.
+#[derive(Clone, Copy)]
+pub struct Panel<'a> {
+    /// The panel's `nr · k` bytes.
+    w: &'a [i8],
+    /// Channels in the panel (1..=16).
+    nr: usize,
+    /// Columns.
+    k: usize,
+}
+
+impl<'a> Panel<'a> {
+    /// Panel `p` of a packed `[o, k]` matrix.
+    #[inline]
+    pub fn of(w: &'a [i8], o: usize, k: usize, p: usize) -> Panel<'a> {
+        assert!(p * NR < o, "panel index past the last channel");
+        let nr = (o - p * NR).min(NR);
+        Panel {
+            w: &w[p * NR * k..][..nr * k],
+            nr,
+            k,
+        }
+    }
+}
+
+/// `MR` rows times one panel: `acc[r][c] = Σ_k (x_r[k] + 128) · w[c, k]` (wrapping); channels past
+/// `nr` are left 0.
+pub type Ukernel<const M: usize> = fn(&[&[i8]; M], Panel<'_>) -> [[i32; NR]; M];
+
+/// The portable microkernel: defines what every ISA path computes.
+pub fn gemm_portable<const M: usize>(rows: &[&[i8]; M], p: Panel<'_>) -> [[i32; NR]; M] {
+    let mut acc = [[0i32; NR]; M];
+    let (nr, k) = (p.nr, p.k);
+    let kf = k - k % KR;
+    for g in 0..kf / KR {
+        let grp = &p.w[g * nr * KR..][..nr * KR];
+        for (r, row) in rows.iter().enumerate() {
+            let xs = &row[g * KR..][..KR];
+            for (c, wc) in grp.chunks_exact(KR).enumerate() {
+                let mut s = acc[r][c];
+                for (&xv, &wv) in xs.iter().zip(wc) {
+                    s = s.wrapping_add(((xv as u8 ^ 0x80) as i32) * wv as i32);
+                }
+                acc[r][c] = s;
+            }
+        }
+    }
+    tail(rows, p, &mut acc);
+    acc
+}
+
+/// Adds the `k % 4` leftover columns (shared by every ISA path).
+#[inline]
+fn tail<const M: usize>(rows: &[&[i8]; M], p: Panel<'_>, acc: &mut [[i32; NR]; M]) {
+    let (nr, k) = (p.nr, p.k);
+    let kf = k - k % KR;
+    let rem = k - kf;
+    if rem == 0 {
+        return;
+    }
+    let tw = &p.w[kf * nr..][..nr * rem];
+    for (r, row) in rows.iter().enumerate() {
+        let xs = &row[kf..k];
+        for (c, wc) in tw.chunks_exact(rem).enumerate() {
+            let mut s = acc[r][c];
+            for (&xv, &wv) in xs.iter().zip(wc) {
+                s = s.wrapping_add(((xv as u8 ^ 0x80) as i32) * wv as i32);
+            }
+            acc[r][c] = s;
+        }
+    }
+}
+
+/// The microkernel of `isa` for `M` rows.
+pub fn ukernel<const M: usize>(isa: Isa) -> Ukernel<M> {
+    if !isa.supported() {
+        return gemm_portable::<M>;
+    }
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => x86::gemm_avx512vnni::<M>,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => x86::gemm_avx2::<M>,
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => neon::gemm::<M>,
+        #[cfg(kiln_dsp)]
+        Isa::CortexMDsp => dsp::gemm::<M>,
+        _ => gemm_portable::<M>,
+    }
+}
+
+/// Per-panel requantization constants.
+#[derive(Clone, Copy)]
+pub struct PanelQ {
+    /// Bias added to the accumulator.
+    pub bias: [i32; NR],
+    /// Q0.31 multipliers.
+    pub mult: [i32; NR],
+    /// Shifts (positive = left), as TFLite's.
+    pub shift: [i32; NR],
+}
+
+impl PanelQ {
+    /// All zeros (a placeholder before [`PanelQ::new`]).
+    pub const ZERO: PanelQ = PanelQ {
+        bias: [0; NR],
+        mult: [0; NR],
+        shift: [0; NR],
+    };
+
+    /// Constants of channels `c0..c0 + nr`.
+    #[inline(never)]
+    pub fn new(q: &QuantParams<'_>, bias: Option<&[i32]>, c0: usize, nr: usize) -> PanelQ {
+        let mut pq = PanelQ::ZERO;
+        let nr = nr.min(NR);
+        if let Some(b) = bias {
+            pq.bias[..nr].copy_from_slice(&b[c0..c0 + nr]);
+        }
+        if q.multiplier.len() == 1 {
+            pq.mult = [q.multiplier.get(0); NR];
+            pq.shift = [q.shift_of(0); NR];
+        } else {
+            for i in 0..nr {
+                pq.mult[i] = q.multiplier.get(c0 + i);
+                pq.shift[i] = q.shift_of(c0 + i);
+            }
+        }
+        pq
+    }
+}
+
+/// Requantizes `nr` accumulators (plus bias) into `out[..nr]`, bit-exact with
+/// [`QuantParams::requantize`].
+pub type RequantFn = fn(&[i32; NR], &PanelQ, &QuantParams<'_>, &mut [i8]);
+
+/// The portable requantization.
+pub fn requantize_portable(acc: &[i32; NR], pq: &PanelQ, q: &QuantParams<'_>, out: &mut [i8]) {
+    for (i, o) in out.iter_mut().enumerate().take(NR) {
+        *o = q.requantize_with(acc[i].wrapping_add(pq.bias[i]), pq.mult[i], pq.shift[i]);
+    }
+}
+
+/// The vector requantization of `isa`, if it has one.
+pub fn requantize_vector(isa: Isa) -> Option<RequantFn> {
+    if !isa.supported() {
+        return None;
+    }
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 | Isa::Avx512Vnni => Some(x86::requantize_avx2),
+        _ => None,
+    }
+}
+
+/// The requantization of `isa`: vector where it has one, else portable.
+pub fn requantize(isa: Isa) -> RequantFn {
+    requantize_vector(isa).unwrap_or(requantize_portable)
+}
+
+/// A depthwise microkernel: channels `c0..c0 + 16` of one output pixel from tap-major weights
+/// `wt` (`[taps, co]`, zero point 0), `Σ_taps (x[xo + c] - zx) · wt[t·co + c]`; `taps` lists
+/// `(input offset, tap index)`.
+pub type DwFn = fn(&[i8], &[i8], usize, &[(usize, usize)], usize, i32) -> [i32; NR];
+
+/// The depthwise microkernel of `isa`, if it has one (else the caller's portable loop).
+pub fn dwconv16(isa: Isa) -> Option<DwFn> {
+    if !isa.supported() {
+        return None;
+    }
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 | Isa::Avx512Vnni => Some(x86::dwconv16_avx2),
+        _ => None,
+    }
+}
+
+/// int8 dense over packed weights and a folded bias: `y[r, c]` for each row of `x` (`[.., k]`).
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+pub fn dense(
+    x: &[i8],
+    k: usize,
+    w: &[i8],
+    m: usize,
+    bias: &[i32],
+    y: &mut [i8],
+    q: &QuantParams<'_>,
+    isa: Isa,
+) {
+    let rows = x.len() / k.max(1);
+    if k == 0 {
+        return reference_dense(x, k, w, m, bias, y, q);
+    }
+    let (uk1, uk4, rq) = (ukernel::<1>(isa), ukernel::<MR>(isa), requantize(isa));
+    for p in 0..m.div_ceil(NR) {
+        let panel = Panel::of(w, m, k, p);
+        let pq = PanelQ::new(q, Some(bias), p * NR, panel.nr);
+        let c0 = p * NR;
+        let mut r = 0;
+        while r < rows {
+            if MULTI_ROW && rows - r >= MR {
+                let xr: [&[i8]; MR] = core::array::from_fn(|i| &x[(r + i) * k..][..k]);
+                let acc = uk4(&xr, panel);
+                for (i, a) in acc.iter().enumerate() {
+                    rq(a, &pq, q, &mut y[(r + i) * m + c0..][..panel.nr]);
+                }
+                r += MR;
+            } else {
+                let acc = uk1(&[&x[r * k..][..k]], panel);
+                rq(&acc[0], &pq, q, &mut y[r * m + c0..][..panel.nr]);
+                r += 1;
+            }
+        }
+    }
+}
+
+/// The packed dense, one scalar output at a time: the specification of [`dense`].
+pub fn reference_dense(
+    x: &[i8],
+    k: usize,
+    w: &[i8],
+    m: usize,
+    bias: &[i32],
+    y: &mut [i8],
+    q: &QuantParams<'_>,
+) {
+    for (xr, yr) in x.chunks_exact(k.max(1)).zip(y.chunks_exact_mut(m)) {
+        for (c, o) in yr.iter_mut().enumerate() {
+            let mut acc = bias[c];
+            for (kk, &xv) in xr.iter().enumerate().take(k) {
+                let wv = w[packed_offset(m, k, c, kk)];
+                acc = acc.wrapping_add(((xv as u8 ^ 0x80) as i32) * wv as i32);
+            }
+            *o = q.requantize(acc, c);
+        }
+    }
+}
+
+/// Shapes of a packed conv: input NHWC, weights OHWI (packed as `[O, KH·KW·C]`), output NHWC.
+#[derive(Clone, Copy, Debug)]
+pub struct ConvShapes {
+    /// Input `[N, H, W, C]`.
+    pub x: [usize; 4],
+    /// Weights `[O, KH, KW, C]`.
+    pub w: [usize; 4],
+    /// Output `[N, OH, OW, O]`.
+    pub y: [usize; 4],
+}
+
+/// The input bytes of output pixel `pix` (`(b, oy, ox)`): the window itself when it is one
+/// contiguous run of `x`, else gathered into `patch` (padding = the input zero point).
+#[inline]
+fn window<'a>(
+    x: &'a [i8],
+    s: &ConvShapes,
+    geo: &ConvGeom,
+    pix: usize,
+    zx: i8,
+    patch: &'a mut [i8],
+) -> &'a [i8] {
+    let [_, h, wd, ci] = s.x;
+    let [_, kh, kw, _] = s.w;
+    let [_, oh, ow, _] = s.y;
+    let (b, oy, ox) = (pix / (oh * ow), pix / ow % oh, pix % ow);
+    let iy0 = (oy * geo.stride[0]) as isize - geo.pad[0] as isize;
+    let ix0 = (ox * geo.stride[1]) as isize - geo.pad[1] as isize;
+    let k = kh * kw * ci;
+    let ix_last = ix0 + ((kw - 1) * geo.dilation[1]) as isize;
+    if kh == 1
+        && (kw == 1 || geo.dilation[1] == 1)
+        && iy0 >= 0
+        && (iy0 as usize) < h
+        && ix0 >= 0
+        && (ix_last as usize) < wd
+    {
+        let at = ((b * h + iy0 as usize) * wd + ix0 as usize) * ci;
+        return &x[at..][..k];
+    }
+    let patch = &mut patch[..k];
+    for ky in 0..kh {
+        let iy = iy0 + (ky * geo.dilation[0]) as isize;
+        let row = &mut patch[ky * kw * ci..][..kw * ci];
+        if iy < 0 || iy as usize >= h {
+            row.fill(zx);
+            continue;
+        }
+        let xrow = &x[(b * h + iy as usize) * wd * ci..][..wd * ci];
+        if geo.dilation[1] == 1 {
+            // Columns ix0..ix0 + kw: the inside ones are one run of the input row.
+            let lo = (-ix0).clamp(0, kw as isize) as usize;
+            let hi = (wd as isize - ix0).clamp(lo as isize, kw as isize) as usize;
+            row[..lo * ci].fill(zx);
+            row[hi * ci..].fill(zx);
+            if hi > lo {
+                let at = (ix0 + lo as isize) as usize * ci;
+                row[lo * ci..hi * ci].copy_from_slice(&xrow[at..][..(hi - lo) * ci]);
+            }
+            continue;
+        }
+        for kx in 0..kw {
+            let ix = ix0 + (kx * geo.dilation[1]) as isize;
+            let dst = &mut row[kx * ci..][..ci];
+            if ix >= 0 && (ix as usize) < wd {
+                dst.copy_from_slice(&xrow[ix as usize * ci..][..ci]);
+            } else {
+                dst.fill(zx);
+            }
+        }
+    }
+    patch
+}
+
+/// int8 conv (`groups == 1`) over packed weights and a folded bias.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d(
+    x: &[i8],
+    w: &[i8],
+    bias: &[i32],
+    y: &mut [i8],
+    s: &ConvShapes,
+    geo: &ConvGeom,
+    q: &QuantParams<'_>,
+    isa: Isa,
+) {
+    let [co, kh, kw, ci] = s.w;
+    let k = kh * kw * ci;
+    let pixels = s.y[0] * s.y[1] * s.y[2];
+    if k == 0 || k > PATCH_BYTES {
+        return reference_conv2d(x, w, bias, y, s, geo, q);
+    }
+    // Rows per call: MR when MR windows fit the patch, else 1.
+    let four = MULTI_ROW && MR * k <= PATCH_BYTES;
+    let (uk1, uk4, rq) = (ukernel::<1>(isa), ukernel::<MR>(isa), requantize(isa));
+    let zx = q.input_zp as i8;
+    let panels = co.div_ceil(NR);
+    let mut cache = [PanelQ::ZERO; PQ_CACHE];
+    for (p, pq) in cache.iter_mut().enumerate().take(panels) {
+        *pq = PanelQ::new(q, Some(bias), p * NR, (co - p * NR).min(NR));
+    }
+    let panel_q = |p: usize| match cache.get(p) {
+        Some(pq) => *pq,
+        None => PanelQ::new(q, Some(bias), p * NR, (co - p * NR).min(NR)),
+    };
+    let mut patch = [0i8; PATCH_BYTES];
+    let mut px = 0;
+    // Pixel tiles outside, panels inside: each window is gathered once.
+    while px < pixels {
+        if four && pixels - px >= MR {
+            let (p0, rest) = patch.split_at_mut(k);
+            let (p1, rest) = rest.split_at_mut(k);
+            let (p2, p3) = rest.split_at_mut(k);
+            let rows = [
+                window(x, s, geo, px, zx, p0),
+                window(x, s, geo, px + 1, zx, p1),
+                window(x, s, geo, px + 2, zx, p2),
+                window(x, s, geo, px + 3, zx, p3),
+            ];
+            for p in 0..panels {
+                let panel = Panel::of(w, co, k, p);
+                let c0 = p * NR;
+                let pq = panel_q(p);
+                let acc = uk4(&rows, panel);
+                for (i, a) in acc.iter().enumerate() {
+                    let out = &mut y[(px + i) * co + c0..][..panel.nr];
+                    rq(a, &pq, q, out);
+                }
+            }
+            px += MR;
+        } else {
+            let row = window(x, s, geo, px, zx, &mut patch);
+            for p in 0..panels {
+                let panel = Panel::of(w, co, k, p);
+                let acc = uk1(&[row], panel);
+                let out = &mut y[px * co + p * NR..][..panel.nr];
+                rq(&acc[0], &panel_q(p), q, out);
+            }
+            px += 1;
+        }
+    }
+}
+
+/// The packed conv, one scalar output at a time: the specification of [`conv2d`].
+pub fn reference_conv2d(
+    x: &[i8],
+    w: &[i8],
+    bias: &[i32],
+    y: &mut [i8],
+    s: &ConvShapes,
+    geo: &ConvGeom,
+    q: &QuantParams<'_>,
+) {
+    let [n, h, wd, ci] = s.x;
+    let [co, kh, kw, _] = s.w;
+    let [_, oh, ow, _] = s.y;
+    let k = kh * kw * ci;
+    let xu = |v: i8| (v as u8 ^ 0x80) as i32;
+    for b in 0..n {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for c in 0..co {
+                    let mut acc = bias[c];
+                    for ky in 0..kh {
+                        let iy = (oy * geo.stride[0] + ky * geo.dilation[0]) as isize
+                            - geo.pad[0] as isize;
+                        for kx in 0..kw {
+                            let ix = (ox * geo.stride[1] + kx * geo.dilation[1]) as isize
+                                - geo.pad[1] as isize;
+                            let inside =
+                                iy >= 0 && (iy as usize) < h && ix >= 0 && (ix as usize) < wd;
+                            for i in 0..ci {
+                                let xv = if inside {
+                                    x[((b * h + iy as usize) * wd + ix as usize) * ci + i]
+                                } else {
+                                    q.input_zp as i8
+                                };
+                                let wv = w[packed_offset(co, k, c, (ky * kw + kx) * ci + i)];
+                                acc = acc.wrapping_add(xu(xv) * wv as i32);
+                            }
+                        }
+                    }
+                    y[((b * oh + oy) * ow + ox) * co + c] = q.requantize(acc, c);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! x86-64 qs8 microkernels: `qs8_gemm_{1,4}x16c4__avx512vnni` (`vpdpbusd` on the unsigned
+//! input and signed packed weights), `qs8_gemm_{1,4}x16c4__avx2` (the same 4-byte groups split
+//! into even/odd 16-bit pairs for `vpmaddwd`) and `qs8_requantize_16__avx2` (both TFLite
+//! roundings, bit-exact with the scalar form).
+//!
+//! The safe wrappers are reachable only through [`super::ukernel`] / [`super::requantize`],
+//! which hand them out only after [`Isa::supported`] confirmed the CPU has the features.
+#![allow(unsafe_code)]
+
+use core::arch::x86_64::*;
+
+use super::{Panel, PanelQ, KR, NR};
+use crate::kernels::isa::Isa;
+use crate::kernels::reference_i8::{QuantParams, Rounding};
+
+/// Checks the operand lengths every microkernel relies on for its unchecked loads.
+#[inline(always)]
+fn check<const M: usize>(rows: &[&[i8]; M], p: &Panel<'_>) {
+    assert!(
+        (1..=NR).contains(&p.nr) && p.w.len() >= p.nr * p.k && rows.iter().all(|r| r.len() >= p.k),
+        "qs8 microkernel operands out of shape"
+    );
+}
+
+/// `qs8_gemm_Mx16c4__avx512vnni`.
+pub(super) fn gemm_avx512vnni<const M: usize>(rows: &[&[i8]; M], p: Panel<'_>) -> [[i32; NR]; M] {
+    check(rows, &p);
+    debug_assert!(Isa::Avx512Vnni.supported());
+    // SAFETY: lengths checked above; the CPU features were checked before this function was
+    // handed out (module docs).
+    unsafe { gemm_vnni_impl(rows, p) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn gemm_vnni_impl<const M: usize>(rows: &[&[i8]; M], p: Panel<'_>) -> [[i32; NR]; M] {
+    let (nr, k) = (p.nr, p.k);
+    let mask: __mmask16 = if nr >= NR { 0xFFFF } else { (1u16 << nr) - 1 };
+    let flip = _mm512_set1_epi8(-128);
+    let mut acc = [_mm512_setzero_si512(); M];
+    let wp = p.w.as_ptr();
+    for g in 0..k / KR {
+        // Masked-off lanes (a partial last panel) are neither read nor accumulated.
+        let w = _mm512_maskz_loadu_epi32(mask, wp.add(g * nr * KR) as *const i32);
+        for (a, row) in acc.iter_mut().zip(rows) {
+            let xv = (row.as_ptr().add(g * KR) as *const i32).read_unaligned();
+            let xb = _mm512_xor_si512(_mm512_set1_epi32(xv), flip);
+            *a = _mm512_dpbusd_epi32(*a, xb, w);
+        }
+    }
+    let mut out = [[0i32; NR]; M];
+    for (o, a) in out.iter_mut().zip(&acc) {
+        _mm512_storeu_si512(o.as_mut_ptr() as *mut _, *a);
+    }
+    super::tail(rows, p, &mut out);
+    out
+}
+
+/// `qs8_gemm_Mx16c4__avx2`.
+pub(super) fn gemm_avx2<const M: usize>(rows: &[&[i8]; M], p: Panel<'_>) -> [[i32; NR]; M] {
+    check(rows, &p);
+    debug_assert!(Isa::Avx2.supported());
+    // SAFETY: as `gemm_avx512vnni`.
+    unsafe { gemm_avx2_impl(rows, p) }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn gemm_avx2_impl<const M: usize>(rows: &[&[i8]; M], p: Panel<'_>) -> [[i32; NR]; M] {
+    let (nr, k) = (p.nr, p.k);
+    let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let n = _mm256_set1_epi32(nr as i32);
+    let mlo = _mm256_cmpgt_epi32(n, lanes);
+    let mhi = _mm256_cmpgt_epi32(n, _mm256_add_epi32(lanes, _mm256_set1_epi32(8)));
+    let full = nr == NR;
+    let flip = _mm256_set1_epi8(-128);
+    let low_bytes = _mm256_set1_epi16(0x00FF);
+    let mut acc = [[_mm256_setzero_si256(); 2]; M];
+    let wp = p.w.as_ptr();
+    for g in 0..k / KR {
+        let ptr = wp.wrapping_add(g * nr * KR) as *const i32;
+        let (w0, w1) = if full {
+            (
+                _mm256_loadu_si256(ptr as *const __m256i),
+                _mm256_loadu_si256(ptr.wrapping_add(8) as *const __m256i),
+            )
+        } else {
+            // Masked-off lanes are not read (so a partial panel never reads past its end).
+            (
+                _mm256_maskload_epi32(ptr, mlo),
+                _mm256_maskload_epi32(ptr.wrapping_add(8), mhi),
+            )
+        };
+        // Bytes 0, 2 and 1, 3 of each channel's group, sign-extended to 16 bits.
+        let w0e = _mm256_srai_epi16(_mm256_slli_epi16(w0, 8), 8);
+        let w0o = _mm256_srai_epi16(w0, 8);
+        let w1e = _mm256_srai_epi16(_mm256_slli_epi16(w1, 8), 8);
+        let w1o = _mm256_srai_epi16(w1, 8);
+        for (a, row) in acc.iter_mut().zip(rows) {
+            let xv = (row.as_ptr().add(g * KR) as *const i32).read_unaligned();
+            let xu = _mm256_xor_si256(_mm256_set1_epi32(xv), flip);
+            let xe = _mm256_and_si256(xu, low_bytes);
+            let xo = _mm256_srli_epi16(xu, 8);
+            a[0] = _mm256_add_epi32(
+                a[0],
+                _mm256_add_epi32(_mm256_madd_epi16(xe, w0e), _mm256_madd_epi16(xo, w0o)),
+            );
+            a[1] = _mm256_add_epi32(
+                a[1],
+                _mm256_add_epi32(_mm256_madd_epi16(xe, w1e), _mm256_madd_epi16(xo, w1o)),
+            );
+        }
+    }
+    let mut out = [[0i32; NR]; M];
+    for (o, a) in out.iter_mut().zip(&acc) {
+        _mm256_storeu_si256(o.as_mut_ptr() as *mut __m256i, a[0]);
+        _mm256_storeu_si256(o.as_mut_ptr().add(8) as *mut __m256i, a[1]);
+    }
+    super::tail(rows, p, &mut out);
+    out
+}
+
+/// `qs8_requantize_16__avx2`.
+pub(super) fn requantize_avx2(acc: &[i32; NR], pq: &PanelQ, q: &QuantParams<'_>, out: &mut [i8]) {
+    debug_assert!(Isa::Avx2.supported());
+    // SAFETY: fixed-size arrays; `out` is written through a checked slice copy; AVX2 was
+    // checked before this function was handed out.
+    unsafe { requantize_impl(acc, pq, q, out) }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn requantize_impl(acc: &[i32; NR], pq: &PanelQ, q: &QuantParams<'_>, out: &mut [i8]) {
+    let mut res = [_mm256_setzero_si256(); 2];
+    for (h, r) in res.iter_mut().enumerate() {
+        let x = _mm256_add_epi32(half(acc, h), half(&pq.bias, h));
+        let (m, s) = (half(&pq.mult, h), half(&pq.shift, h));
+        let scaled = match q.rounding {
+            Rounding::Double => double_rounding(x, m, s),
+            Rounding::Single => single_rounding(x, m, s),
+        };
+        // Outputs past +-2^16 clamp to the same int8 bounds either way; bounding first keeps
+        // the zero-point add from overflowing (the scalar form saturates instead).
+        let b = _mm256_set1_epi32(1 << 16);
+        let scaled = _mm256_min_epi32(
+            _mm256_max_epi32(scaled, _mm256_sub_epi32(_mm256_setzero_si256(), b)),
+            b,
+        );
+        let v = _mm256_add_epi32(scaled, _mm256_set1_epi32(q.output_zp));
+        *r = _mm256_min_epi32(
+            _mm256_max_epi32(v, _mm256_set1_epi32(q.act[0])),
+            _mm256_set1_epi32(q.act[1]),
+        );
+    }
+    // [lo0-3 hi0-3 | lo4-7 hi4-7] -> [lo0-7 | hi0-7] -> bytes.
+    let p16 = _mm256_permute4x64_epi64(_mm256_packs_epi32(res[0], res[1]), 0b11_01_10_00);
+    let p8 = _mm256_packs_epi16(p16, p16);
+    let mut bytes = [0i8; 16];
+    _mm_storel_epi64(
+        bytes.as_mut_ptr() as *mut __m128i,
+        _mm256_castsi256_si128(p8),
+    );
+    _mm_storel_epi64(
+        bytes.as_mut_ptr().add(8) as *mut __m128i,
+        _mm256_extracti128_si256(p8, 1),
+    );
+    let n = out.len().min(NR);
+    out[..n].copy_from_slice(&bytes[..n]);
+}
+
+/// Lanes `8h..8h + 8` of `a`.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn half(a: &[i32; NR], h: usize) -> __m256i {
+    _mm256_loadu_si256(a.as_ptr().add(8 * h) as *const __m256i)
+}
+
+/// TFLite's double rounding: `RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x << l, m), r)`.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn double_rounding(x: __m256i, m: __m256i, s: __m256i) -> __m256i {
+    let zero = _mm256_setzero_si256();
+    let left = _mm256_max_epi32(s, zero);
+    let right = _mm256_max_epi32(_mm256_sub_epi32(zero, s), zero);
+    let x = _mm256_sllv_epi32(x, left);
+    // (x·m + 2^30) >> 31 equals gemmlowp's nudged, truncating division for every product.
+    let nudge = _mm256_set1_epi64x(1 << 30);
+    let even = _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epi32(x, m), nudge), 31);
+    let odd = _mm256_mul_epi32(_mm256_srli_epi64(x, 32), _mm256_srli_epi64(m, 32));
+    let odd = _mm256_srli_epi64(_mm256_add_epi64(odd, nudge), 31);
+    let mut r = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0b1010_1010);
+    let min = _mm256_set1_epi32(i32::MIN);
+    let sat = _mm256_and_si256(_mm256_cmpeq_epi32(x, min), _mm256_cmpeq_epi32(m, min));
+    r = _mm256_blendv_epi8(r, _mm256_set1_epi32(i32::MAX), sat);
+    // Rounding divide by 2^right, ties away from zero.
+    let mask = _mm256_sub_epi32(
+        _mm256_sllv_epi32(_mm256_set1_epi32(1), right),
+        _mm256_set1_epi32(1),
+    );
+    let rem = _mm256_and_si256(r, mask);
+    let thr = _mm256_sub_epi32(_mm256_srai_epi32(mask, 1), _mm256_cmpgt_epi32(zero, r));
+    _mm256_sub_epi32(_mm256_srav_epi32(r, right), _mm256_cmpgt_epi32(rem, thr))
+}
+
+/// TFLite's single rounding: `(x·m + 2^(30 - s)) >> (31 - s)` in 64 bits.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn single_rounding(x: __m256i, m: __m256i, s: __m256i) -> __m256i {
+    let ts = _mm256_sub_epi32(_mm256_set1_epi32(31), s);
+    let lo32 = _mm256_set1_epi64x(0xFFFF_FFFF);
+    let even = shift_round64(_mm256_mul_epi32(x, m), _mm256_and_si256(ts, lo32));
+    let odd = shift_round64(
+        _mm256_mul_epi32(_mm256_srli_epi64(x, 32), _mm256_srli_epi64(m, 32)),
+        _mm256_srli_epi64(ts, 32),
+    );
+    _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0b1010_1010)
+}
+
+/// `(p + 2^(t - 1)) >> t`, arithmetic, per 64-bit lane (`1 <= t <= 62`).
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn shift_round64(p: __m256i, t: __m256i) -> __m256i {
+    let one = _mm256_set1_epi64x(1);
+    let v = _mm256_add_epi64(p, _mm256_sllv_epi64(one, _mm256_sub_epi64(t, one)));
+    // A logical shift, then the sign's ones shifted in.
+    let neg = _mm256_cmpgt_epi64(_mm256_setzero_si256(), v);
+    let fill = _mm256_sllv_epi64(
+        _mm256_set1_epi64x(-1),
+        _mm256_sub_epi64(_mm256_set1_epi64x(64), t),
+    );
+    _mm256_or_si256(_mm256_srlv_epi64(v, t), _mm256_and_si256(neg, fill))
+}
+
+/// `qs8_dwconv_16__avx2`: channels `c0..c0 + 16` of one depthwise output pixel,
+/// `Σ_taps (x[xo + c] - zx) · wt[t·co + c]` (weights tap-major, zero point 0; the products fit
+/// 16 bits: 255·128 < 2^15). `taps` lists `(xo, t)`: the input pixel's offset and the tap index.
+pub(crate) fn dwconv16_avx2(
+    x: &[i8],
+    wt: &[i8],
+    co: usize,
+    taps: &[(usize, usize)],
+    c0: usize,
+    zx: i32,
+) -> [i32; NR] {
+    assert!(
+        c0 + NR <= co
+            && taps
+                .iter()
+                .all(|&(xo, t)| xo + c0 + NR <= x.len() && t * co + c0 + NR <= wt.len()),
+        "dwconv operands out of shape"
+    );
+    debug_assert!(Isa::Avx2.supported());
+    // SAFETY: every load is inside the slices (checked above); AVX2 was checked before the
+    // caller chose this path.
+    unsafe { dwconv16_impl(x, wt, co, taps, c0, zx) }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn dwconv16_impl(
+    x: &[i8],
+    wt: &[i8],
+    co: usize,
+    taps: &[(usize, usize)],
+    c0: usize,
+    zx: i32,
+) -> [i32; NR] {
+    let z = _mm256_set1_epi16(zx as i16);
+    let (mut lo, mut hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+    for &(xo, t) in taps {
+        let xv = _mm_loadu_si128(x.as_ptr().add(xo + c0) as *const __m128i);
+        let wv = _mm_loadu_si128(wt.as_ptr().add(t * co + c0) as *const __m128i);
+        let xs = _mm256_sub_epi16(_mm256_cvtepi8_epi16(xv), z);
+        let p = _mm256_mullo_epi16(xs, _mm256_cvtepi8_epi16(wv));
+        lo = _mm256_add_epi32(lo, _mm256_cvtepi16_epi32(_mm256_castsi256_si128(p)));
+        hi = _mm256_add_epi32(hi, _mm256_cvtepi16_epi32(_mm256_extracti128_si256(p, 1)));
+    }
+    let mut out = [0i32; NR];
+    _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, lo);
+    _mm256_storeu_si256(out.as_mut_ptr().add(8) as *mut __m256i, hi);
+    out
+}
