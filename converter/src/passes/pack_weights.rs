@@ -1,10 +1,11 @@
-//! Packs int8 conv (one group) and dense weights into the runtime's `pack16x4` layout and folds
-//! the input zero point into the bias (`kiln_runtime::kernels::qs8`): the form the
-//! microkernels read. Run by [`crate::emit`] on the graph it writes, so every other pass and the
+//! Packs conv (one group) and dense weights into the layouts the runtime's microkernels read:
+//! int8 into `pack16x4` with the input zero point folded into the bias
+//! (`kiln_runtime::kernels::qs8`), f32 into `pack16x1` (`kiln_runtime::kernels::f32gemm`).
+//! f16 weights stay natural. Run by [`crate::emit`] on the graph it writes, so every other pass and the
 //! quantizer see natural `[O, ..]` weights.
 
 use crate::ir::{Data, Graph};
-use kiln_runtime::kernels::qs8;
+use kiln_runtime::kernels::{f32gemm, qs8};
 use kiln_runtime::ops::OpParams;
 use kiln_runtime::{DType, Quant};
 
@@ -21,7 +22,14 @@ pub fn run(g: &mut Graph) -> usize {
         let (Some(x), Some(wt)) = (n.input(0), n.input(1)) else {
             continue;
         };
-        if !ok || g.tensors[x].dtype != DType::I8 {
+        if !ok {
+            continue;
+        }
+        if g.tensors[x].dtype == DType::F32 {
+            packed += pack_f32(g, i, wt) as usize;
+            continue;
+        }
+        if g.tensors[x].dtype != DType::I8 {
             continue;
         }
         let Quant::PerTensor { zero_point: zx, .. } = g.tensors[x].quant else {
@@ -70,4 +78,30 @@ pub fn run(g: &mut Graph) -> usize {
         packed += 1;
     }
     packed
+}
+
+/// Packs the f32 weights of node `i` (weights `wt`); whether it did.
+fn pack_f32(g: &mut Graph, i: usize, wt: usize) -> bool {
+    let w = &g.tensors[wt];
+    let Some(Data::F32(wv)) = &w.data else {
+        return false;
+    };
+    if w.dtype != DType::F32 || w.shape.is_empty() {
+        return false;
+    }
+    let o = w.shape[0];
+    let k: usize = w.shape[1..].iter().product();
+    let mut pw = vec![0f32; wv.len()];
+    f32gemm::pack(wv, o, k, &mut pw);
+    let shape = w.shape.clone();
+    let name = format!("{}.weights_packed", g.nodes[i].name);
+    let nw = g.add_const_f32(name, shape, pw);
+    let node = &mut g.nodes[i];
+    node.inputs[1] = Some(nw);
+    match &mut node.op {
+        OpParams::Conv2d(p) => p.packed = true,
+        OpParams::Dense(p) => p.packed = true,
+        _ => {}
+    }
+    true
 }

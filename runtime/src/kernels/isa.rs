@@ -7,9 +7,9 @@
 pub enum Isa {
     /// Plain Rust, every target (Cortex-M0+, and the twin every other path is tested against).
     Portable,
-    /// x86-64 AVX2 (`vpmaddwd` on widened pairs).
+    /// x86-64 AVX2 with FMA (`vpmaddwd` on widened pairs; `vfmadd` for f32).
     Avx2,
-    /// x86-64 AVX-512 with VNNI (`vpdpbusd`).
+    /// x86-64 AVX-512 (F, BW) with VNNI (`vpdpbusd`) and FMA.
     Avx512Vnni,
     /// aarch64 NEON (`smull`/`sadalp`-class widening multiplies), the aarch64 baseline.
     Neon,
@@ -26,10 +26,11 @@ impl Isa {
             if std::is_x86_feature_detected!("avx512f")
                 && std::is_x86_feature_detected!("avx512bw")
                 && std::is_x86_feature_detected!("avx512vnni")
+                && std::is_x86_feature_detected!("fma")
             {
                 return Isa::Avx512Vnni;
             }
-            if std::is_x86_feature_detected!("avx2") {
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
                 return Isa::Avx2;
             }
             Isa::Portable
@@ -39,11 +40,12 @@ impl Isa {
             if cfg!(all(
                 target_feature = "avx512f",
                 target_feature = "avx512bw",
-                target_feature = "avx512vnni"
+                target_feature = "avx512vnni",
+                target_feature = "fma"
             )) {
                 return Isa::Avx512Vnni;
             }
-            if cfg!(target_feature = "avx2") {
+            if cfg!(all(target_feature = "avx2", target_feature = "fma")) {
                 return Isa::Avx2;
             }
             Isa::Portable

@@ -5,7 +5,7 @@ use crate::format::MAX_RANK;
 use crate::ops::{BinaryKind, ConvGeom, PoolWindow, Reducer, UnaryKind};
 
 #[inline]
-fn clamp(v: f32, act: [f32; 2]) -> f32 {
+pub(crate) fn clamp(v: f32, act: [f32; 2]) -> f32 {
     // `max`/`min` rather than `clamp` so that NaN stays NaN-free only when bounds are finite.
     v.max(act[0]).min(act[1])
 }

@@ -13,7 +13,9 @@ use super::{
 use crate::cast::{bytes_as_f16, bytes_as_f32, bytes_as_f32_mut, bytes_as_i8, bytes_as_i8_mut};
 use crate::error::Result;
 use crate::format::DType;
-use crate::kernels::{optimized_i8 as opt8, qs8, reference_f32 as kf, reference_i8 as ki8};
+use crate::kernels::{
+    f32gemm as f32k, optimized_i8 as opt8, qs8, reference_f32 as kf, reference_i8 as ki8,
+};
 use crate::model::TensorInfo;
 
 /// Where a convolution's window goes: the geometry every conv kernel reads.
@@ -262,10 +264,28 @@ pub(super) fn run(v: &View, p: &ConvParams, out: &mut [u8], yt: &TensorInfo) -> 
             let (x, bias) = (bytes_as_f32(v.bytes(&xt)?), v.opt_f32(2)?);
             let (y, act) = (bytes_as_f32_mut(out), p.act.f32_bounds());
             let (xs, ws, ys) = (dims4(&xt), dims4(&wt), dims4(yt));
-            if wt.dtype == DType::F16 {
+            let s = qs8::ConvShapes {
+                x: xs,
+                w: ws,
+                y: ys,
+            };
+            if p.packed {
+                let w = bytes_as_f32(wb);
+                if v.use_reference() {
+                    f32k::reference_conv2d(x, w, bias, y, &s, &p.geom, act);
+                } else {
+                    f32k::conv2d(x, w, bias, y, &s, &p.geom, act, v.isa);
+                }
+            } else if wt.dtype == DType::F16 {
                 kf::conv2d(x, xs, bytes_as_f16(wb), ws, bias, y, ys, &p.geom, act);
             } else {
-                kf::conv2d(x, xs, bytes_as_f32(wb), ws, bias, y, ys, &p.geom, act);
+                let w = bytes_as_f32(wb);
+                // Depthwise on its microkernel (it declines other shapes), else the reference.
+                let dw =
+                    !v.use_reference() && f32k::depthwise(x, w, bias, y, &s, &p.geom, act, v.isa);
+                if !dw {
+                    kf::conv2d(x, xs, w, ws, bias, y, ys, &p.geom, act);
+                }
             }
             Ok(())
         }

@@ -12,7 +12,9 @@ use super::{
 use crate::cast::{bytes_as_f16, bytes_as_f32, bytes_as_f32_mut, bytes_as_i8_mut};
 use crate::error::Result;
 use crate::format::DType;
-use crate::kernels::{optimized_i8 as opt8, qs8, reference_f32 as kf, reference_i8 as ki8};
+use crate::kernels::{
+    f32gemm as f32k, optimized_i8 as opt8, qs8, reference_f32 as kf, reference_i8 as ki8,
+};
 use crate::model::TensorInfo;
 
 /// Parameters of [`super::OpKind::Dense`].
@@ -113,7 +115,14 @@ pub(super) fn run(v: &View, p: &DenseParams, out: &mut [u8], yt: &TensorInfo) ->
         DType::F32 if cfg!(feature = "float") => {
             let (x, bias) = (bytes_as_f32(v.bytes(&xt)?), v.opt_f32(2)?);
             let (y, act) = (bytes_as_f32_mut(out), p.act.f32_bounds());
-            if wt.dtype == DType::F16 {
+            if p.packed {
+                let w = bytes_as_f32(wb);
+                if v.use_reference() {
+                    f32k::reference_dense(x, k, w, m, bias, y, act);
+                } else {
+                    f32k::dense(x, k, w, m, bias, y, act, v.isa);
+                }
+            } else if wt.dtype == DType::F16 {
                 kf::dense(x, k, bytes_as_f16(wb), m, bias, y, act);
             } else {
                 kf::dense(x, k, bytes_as_f32(wb), m, bias, y, act);

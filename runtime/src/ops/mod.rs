@@ -649,11 +649,14 @@ impl<'m> Ctx<'_, 'm> {
         }
         Ok(false)
     }
-    /// The extra rules of packed weights: int8, weight zero point 0, a bias (which holds the
-    /// folded zero-point terms).
+    /// The extra rules of packed weights: f32 weights (`pack16x1`), or int8 with weight zero
+    /// point 0 and a bias, which holds the folded zero-point terms (`pack16x4`).
     pub(crate) fn packed_weights(&self, int8: bool) -> Result<()> {
-        self.check(int8, "packed weights are int8 only")?;
         let w = self.input(1)?;
+        if !int8 {
+            // f32: `pack16x1`, any bias.
+            return self.check(w.dtype == DType::F32, "packed float weights must be f32");
+        }
         self.check(
             !matches!(w.quant, Quant::PerTensor { zero_point, .. } if zero_point != 0),
             "packed weights need weight zero point 0",

@@ -65,25 +65,37 @@ const PQ_CACHE: usize = 0;
 /// Position of weight `(c, kk)` of an `[o, k]` matrix in the packed layout.
 #[inline]
 pub fn packed_offset(o: usize, k: usize, c: usize, kk: usize) -> usize {
+    layout_offset(o, k, c, kk, KR)
+}
+
+/// Position of weight `(c, kk)` in panels of [`NR`] channels with columns grouped by `kr`
+/// (`pack16x4` for int8, `pack16x1` for f32).
+#[inline]
+pub fn layout_offset(o: usize, k: usize, c: usize, kk: usize, kr: usize) -> usize {
     let p = c / NR;
     let cl = c % NR;
     let nr = (o - p * NR).min(NR);
-    let kf = k - k % KR;
+    let kf = k - k % kr;
     let base = p * NR * k;
     if kk < kf {
-        base + (kk / KR) * nr * KR + cl * KR + kk % KR
+        base + (kk / kr) * nr * kr + cl * kr + kk % kr
     } else {
         base + kf * nr + cl * (k - kf) + (kk - kf)
     }
 }
 
-/// Packs a natural `[o, k]` matrix (`src`) into `dst` (same length).
-pub fn pack<T: Copy>(src: &[T], o: usize, k: usize, dst: &mut [T]) {
+/// Packs a natural `[o, k]` matrix (`src`) into `dst` (same length), columns grouped by `kr`.
+pub fn pack_kr<T: Copy>(src: &[T], o: usize, k: usize, kr: usize, dst: &mut [T]) {
     for c in 0..o {
         for kk in 0..k {
-            dst[packed_offset(o, k, c, kk)] = src[c * k + kk];
+            dst[layout_offset(o, k, c, kk, kr)] = src[c * k + kk];
         }
     }
+}
+
+/// Packs a natural int8 `[o, k]` matrix into `pack16x4`.
+pub fn pack<T: Copy>(src: &[T], o: usize, k: usize, dst: &mut [T]) {
+    pack_kr(src, o, k, KR, dst)
 }
 
 /// Inverse of [`pack`].
@@ -366,14 +378,14 @@ pub struct ConvShapes {
 /// The input bytes of output pixel `pix` (`(b, oy, ox)`): the window itself when it is one
 /// contiguous run of `x`, else gathered into `patch` (padding = the input zero point).
 #[inline]
-fn window<'a>(
-    x: &'a [i8],
+pub(crate) fn window<'a, T: Copy>(
+    x: &'a [T],
     s: &ConvShapes,
     geo: &ConvGeom,
     pix: usize,
-    zx: i8,
-    patch: &'a mut [i8],
-) -> &'a [i8] {
+    zx: T,
+    patch: &'a mut [T],
+) -> &'a [T] {
     let [_, h, wd, ci] = s.x;
     let [_, kh, kw, _] = s.w;
     let [_, oh, ow, _] = s.y;

@@ -1,0 +1,380 @@
+//! f32 conv, dense and depthwise on microkernels, over weights packed at convert time.
+//!
+//! * **Packed weights** (`pack16x1`): an `[O, K]` weight matrix in panels of [`NR`] = 16 output
+//!   channels; inside a panel of `nr` channels, column `k` is `nr` consecutive floats
+//!   ([`packed_offset`]; the int8 `pack16x4` layout with groups of one column). A row of one
+//!   panel is one AVX-512 register, two AVX2 ones, four NEON ones.
+//! * **Microkernels** `f32_gemm_{1,4}x16__{avx512f,avx2_fma,neon}` and a portable twin compute
+//!   `MR × nr` outputs from MR input rows (bias first, then `k` ascending); the FMA paths round
+//!   once per multiply-add where the twin rounds twice, so they agree within the stated bound
+//!   (`runtime/tests/optimized_f32.rs`): `|a - b| ≤ 2·K·2^-24·(Σ|x·w| + |bias|)`.
+//! * **Depthwise** (`f32_dwconv_16__*`): 16 channels of one output pixel at a time over
+//!   tap-major weights (transposed once per call, on the stack).
+//! * Convolution windows that are not one run of the input are gathered into a stack patch
+//!   (zero padding), as in [`super::qs8`].
+//!
+//! f16 weights keep the natural layout and the reference kernels.
+
+use super::isa::Isa;
+use super::qs8::{layout_offset, window, ConvShapes};
+use super::reference_f32::clamp;
+use crate::ops::ConvGeom;
+
+#[cfg(target_arch = "aarch64")]
+mod neon;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+/// Output channels per panel.
+pub const NR: usize = 16;
+/// Rows per microkernel call.
+const MR: usize = 4;
+
+/// Stack floats for gathered windows (MR rows).
+#[cfg(target_pointer_width = "64")]
+const PATCH: usize = 8192;
+#[cfg(not(target_pointer_width = "64"))]
+const PATCH: usize = 512;
+
+/// Largest depthwise layer (channels x taps) whose weights are transposed on the stack.
+#[cfg(target_pointer_width = "64")]
+const DW_WEIGHTS: usize = 8192;
+#[cfg(not(target_pointer_width = "64"))]
+const DW_WEIGHTS: usize = 0;
+
+/// Position of weight `(c, kk)` of an `[o, k]` matrix in `pack16x1`.
+#[inline]
+pub fn packed_offset(o: usize, k: usize, c: usize, kk: usize) -> usize {
+    layout_offset(o, k, c, kk, 1)
+}
+
+/// Packs a natural `[o, k]` matrix into `pack16x1`.
+pub fn pack(src: &[f32], o: usize, k: usize, dst: &mut [f32]) {
+    super::qs8::pack_kr(src, o, k, 1, dst)
+}
+
+/// One panel: `nr` channels of `k` columns, column-major (`k` runs of `nr` floats).
+#[derive(Clone, Copy)]
+pub struct Panel<'a> {
+    w: &'a [f32],
+    nr: usize,
+    k: usize,
+}
+
+impl<'a> Panel<'a> {
+    /// Panel `p` of a packed `[o, k]` matrix.
+    #[inline]
+    pub fn of(w: &'a [f32], o: usize, k: usize, p: usize) -> Panel<'a> {
+        assert!(p * NR < o, "panel index past the last channel");
+        let nr = (o - p * NR).min(NR);
+        Panel {
+            w: &w[p * NR * k..][..nr * k],
+            nr,
+            k,
+        }
+    }
+}
+
+/// `acc[r][c] = bias[c] + Σ_k x_r[k] · w[c, k]` for `M` rows and one panel (channels past `nr`
+/// hold garbage).
+pub type Ukernel<const M: usize> = fn(&[&[f32]; M], Panel<'_>, &[f32; NR]) -> [[f32; NR]; M];
+
+/// The portable microkernel.
+pub fn gemm_portable<const M: usize>(
+    rows: &[&[f32]; M],
+    p: Panel<'_>,
+    bias: &[f32; NR],
+) -> [[f32; NR]; M] {
+    let mut acc = [*bias; M];
+    for kk in 0..p.k {
+        let wc = &p.w[kk * p.nr..][..p.nr];
+        for (a, row) in acc.iter_mut().zip(rows) {
+            let xv = row[kk];
+            for (ac, &wv) in a.iter_mut().zip(wc) {
+                *ac += xv * wv;
+            }
+        }
+    }
+    acc
+}
+
+/// The microkernel of `isa` for `M` rows.
+pub fn ukernel<const M: usize>(isa: Isa) -> Ukernel<M> {
+    if !isa.supported() {
+        return gemm_portable::<M>;
+    }
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => x86::gemm_avx512::<M>,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => x86::gemm_avx2::<M>,
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => neon::gemm::<M>,
+        _ => gemm_portable::<M>,
+    }
+}
+
+/// Depthwise microkernel: channels `c0..c0 + 16` of one output pixel,
+/// `bias + Σ_taps x[xo + c] · wt[t·co + c]` (`taps` = `(input offset, tap)`).
+pub type DwFn = fn(&[f32], &[f32], usize, &[(usize, usize)], usize, &[f32; NR]) -> [f32; NR];
+
+/// The portable depthwise microkernel.
+pub fn dwconv_portable(
+    x: &[f32],
+    wt: &[f32],
+    co: usize,
+    taps: &[(usize, usize)],
+    c0: usize,
+    bias: &[f32; NR],
+) -> [f32; NR] {
+    let mut acc = *bias;
+    for &(xo, t) in taps {
+        let (xs, ws) = (&x[xo + c0..][..NR], &wt[t * co + c0..][..NR]);
+        for ((a, &xv), &wv) in acc.iter_mut().zip(xs).zip(ws) {
+            *a += xv * wv;
+        }
+    }
+    acc
+}
+
+/// The depthwise microkernel of `isa`.
+pub fn dwconv(isa: Isa) -> DwFn {
+    if !isa.supported() {
+        return dwconv_portable;
+    }
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => x86::dwconv_avx512,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => x86::dwconv_avx2,
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => neon::dwconv,
+        _ => dwconv_portable,
+    }
+}
+
+/// The bias of channels `c0..c0 + nr` (zeros past `nr` or without a bias).
+#[inline]
+fn bias_panel(bias: Option<&[f32]>, c0: usize, nr: usize) -> [f32; NR] {
+    let mut b = [0f32; NR];
+    if let Some(bb) = bias {
+        b[..nr].copy_from_slice(&bb[c0..c0 + nr]);
+    }
+    b
+}
+
+/// Clamps and stores one row of a tile.
+#[inline]
+fn store(acc: &[f32; NR], act: [f32; 2], out: &mut [f32]) {
+    for (o, &a) in out.iter_mut().zip(acc) {
+        *o = clamp(a, act);
+    }
+}
+
+/// f32 dense over `pack16x1` weights.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+pub fn dense(
+    x: &[f32],
+    k: usize,
+    w: &[f32],
+    m: usize,
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    act: [f32; 2],
+    isa: Isa,
+) {
+    if k == 0 {
+        return reference_dense(x, k, w, m, bias, y, act);
+    }
+    let rows = x.len() / k;
+    let (uk1, uk4) = (ukernel::<1>(isa), ukernel::<MR>(isa));
+    for p in 0..m.div_ceil(NR) {
+        let panel = Panel::of(w, m, k, p);
+        let c0 = p * NR;
+        let b = bias_panel(bias, c0, panel.nr);
+        let mut r = 0;
+        while r < rows {
+            if rows - r >= MR {
+                let xr: [&[f32]; MR] = core::array::from_fn(|i| &x[(r + i) * k..][..k]);
+                for (i, a) in uk4(&xr, panel, &b).iter().enumerate() {
+                    store(a, act, &mut y[(r + i) * m + c0..][..panel.nr]);
+                }
+                r += MR;
+            } else {
+                let a = uk1(&[&x[r * k..][..k]], panel, &b);
+                store(&a[0], act, &mut y[r * m + c0..][..panel.nr]);
+                r += 1;
+            }
+        }
+    }
+}
+
+/// The packed dense, one output at a time: the specification of [`dense`].
+pub fn reference_dense(
+    x: &[f32],
+    k: usize,
+    w: &[f32],
+    m: usize,
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    act: [f32; 2],
+) {
+    for (xr, yr) in x.chunks_exact(k.max(1)).zip(y.chunks_exact_mut(m)) {
+        for (c, o) in yr.iter_mut().enumerate() {
+            let mut acc = bias.map_or(0.0, |b| b[c]);
+            for (kk, &xv) in xr.iter().enumerate().take(k) {
+                acc += xv * w[packed_offset(m, k, c, kk)];
+            }
+            *o = clamp(acc, act);
+        }
+    }
+}
+
+/// f32 conv (`groups == 1`) over `pack16x1` weights.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    s: &ConvShapes,
+    geo: &ConvGeom,
+    act: [f32; 2],
+    isa: Isa,
+) {
+    let [co, kh, kw, ci] = s.w;
+    let k = kh * kw * ci;
+    let pixels = s.y[0] * s.y[1] * s.y[2];
+    if k == 0 || k > PATCH {
+        return reference_conv2d(x, w, bias, y, s, geo, act);
+    }
+    let four = MR * k <= PATCH;
+    let (uk1, uk4) = (ukernel::<1>(isa), ukernel::<MR>(isa));
+    let panels = co.div_ceil(NR);
+    let mut patch = [0f32; PATCH];
+    let mut px = 0;
+    while px < pixels {
+        if four && pixels - px >= MR {
+            let (p0, rest) = patch.split_at_mut(k);
+            let (p1, rest) = rest.split_at_mut(k);
+            let (p2, p3) = rest.split_at_mut(k);
+            let rows = [
+                window(x, s, geo, px, 0.0, p0),
+                window(x, s, geo, px + 1, 0.0, p1),
+                window(x, s, geo, px + 2, 0.0, p2),
+                window(x, s, geo, px + 3, 0.0, p3),
+            ];
+            for p in 0..panels {
+                let panel = Panel::of(w, co, k, p);
+                let b = bias_panel(bias, p * NR, panel.nr);
+                for (i, a) in uk4(&rows, panel, &b).iter().enumerate() {
+                    store(a, act, &mut y[(px + i) * co + p * NR..][..panel.nr]);
+                }
+            }
+            px += MR;
+        } else {
+            let row = window(x, s, geo, px, 0.0, &mut patch);
+            for p in 0..panels {
+                let panel = Panel::of(w, co, k, p);
+                let b = bias_panel(bias, p * NR, panel.nr);
+                let a = uk1(&[row], panel, &b);
+                store(&a[0], act, &mut y[px * co + p * NR..][..panel.nr]);
+            }
+            px += 1;
+        }
+    }
+}
+
+/// The packed conv, one output at a time: the specification of [`conv2d`].
+pub fn reference_conv2d(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    s: &ConvShapes,
+    geo: &ConvGeom,
+    act: [f32; 2],
+) {
+    let [n, h, wd, ci] = s.x;
+    let [co, kh, kw, _] = s.w;
+    let [_, oh, ow, _] = s.y;
+    let k = kh * kw * ci;
+    for b in 0..n {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for c in 0..co {
+                    let mut acc = bias.map_or(0.0, |bb| bb[c]);
+                    geo.taps((oy, ox), [h, wd], [kh, kw], |ky, kx, iy, ix| {
+                        let xrow = &x[((b * h + iy) * wd + ix) * ci..][..ci];
+                        for (i, &xv) in xrow.iter().enumerate() {
+                            acc += xv * w[packed_offset(co, k, c, (ky * kw + kx) * ci + i)];
+                        }
+                    });
+                    y[((b * oh + oy) * ow + ox) * co + c] = clamp(acc, act);
+                }
+            }
+        }
+    }
+}
+
+/// f32 depthwise conv (one output channel per input channel, natural `[C, KH, KW, 1]` weights):
+/// 16 channels at a time on the microkernel, the rest (and layers too large for the stack) on
+/// the reference kernel's arithmetic. Returns `false` when the shape is not depthwise.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    s: &ConvShapes,
+    geo: &ConvGeom,
+    act: [f32; 2],
+    isa: Isa,
+) -> bool {
+    let [n, h, wd, ci] = s.x;
+    let [co, kh, kw, cig] = s.w;
+    let [_, oh, ow, _] = s.y;
+    let taps_n = kh * kw;
+    if cig != 1 || co != ci || geo.groups != ci || co * taps_n > DW_WEIGHTS || taps_n > 64 {
+        return false;
+    }
+    let mut wt = [0f32; DW_WEIGHTS];
+    for c in 0..co {
+        for t in 0..taps_n {
+            wt[t * co + c] = w[c * taps_n + t];
+        }
+    }
+    let wt = &wt[..co * taps_n];
+    let dw = dwconv(isa);
+    let mut taps = [(0usize, 0usize); 64];
+    for b in 0..n {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut nt = 0;
+                geo.taps((oy, ox), [h, wd], [kh, kw], |ky, kx, iy, ix| {
+                    taps[nt] = (((b * h + iy) * wd + ix) * ci, ky * kw + kx);
+                    nt += 1;
+                });
+                let taps = &taps[..nt];
+                let out = &mut y[((b * oh + oy) * ow + ox) * co..][..co];
+                let mut c0 = 0;
+                while c0 + NR <= co {
+                    let a = dw(x, wt, co, taps, c0, &bias_panel(bias, c0, NR));
+                    store(&a, act, &mut out[c0..c0 + NR]);
+                    c0 += NR;
+                }
+                for (c, o) in out.iter_mut().enumerate().skip(c0) {
+                    let mut acc = bias.map_or(0.0, |bb| bb[c]);
+                    for &(xo, t) in taps {
+                        acc += x[xo + c] * wt[t * co + c];
+                    }
+                    *o = clamp(acc, act);
+                }
+            }
+        }
+    }
+    true
+}

@@ -1,0 +1,191 @@
+//! x86-64 f32 microkernels: `f32_gemm_{1,4}x16__avx512f`, `f32_gemm_{1,4}x16__avx2_fma`,
+//! `f32_dwconv_16__avx512f`, `f32_dwconv_16__avx2_fma`. Reachable only through
+//! [`super::ukernel`] / [`super::dwconv`], which check [`Isa::supported`] first.
+#![allow(unsafe_code)]
+
+use core::arch::x86_64::*;
+
+use super::{Panel, NR};
+use crate::kernels::isa::Isa;
+
+#[inline(always)]
+fn check<const M: usize>(rows: &[&[f32]; M], p: &Panel<'_>) {
+    assert!(
+        (1..=NR).contains(&p.nr) && p.w.len() >= p.nr * p.k && rows.iter().all(|r| r.len() >= p.k),
+        "f32 microkernel operands out of shape"
+    );
+}
+
+#[inline(always)]
+fn check_dw(x: &[f32], wt: &[f32], co: usize, taps: &[(usize, usize)], c0: usize) {
+    assert!(
+        c0 + NR <= co
+            && taps
+                .iter()
+                .all(|&(xo, t)| xo + c0 + NR <= x.len() && t * co + c0 + NR <= wt.len()),
+        "dwconv operands out of shape"
+    );
+}
+
+/// `f32_gemm_Mx16__avx512f`.
+pub(super) fn gemm_avx512<const M: usize>(
+    rows: &[&[f32]; M],
+    p: Panel<'_>,
+    bias: &[f32; NR],
+) -> [[f32; NR]; M] {
+    check(rows, &p);
+    debug_assert!(Isa::Avx512Vnni.supported());
+    // SAFETY: lengths checked above; features checked before this was handed out.
+    unsafe { gemm_avx512_impl(rows, p, bias) }
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn gemm_avx512_impl<const M: usize>(
+    rows: &[&[f32]; M],
+    p: Panel<'_>,
+    bias: &[f32; NR],
+) -> [[f32; NR]; M] {
+    let (nr, k) = (p.nr, p.k);
+    let mask: __mmask16 = if nr >= NR { 0xFFFF } else { (1u16 << nr) - 1 };
+    let mut acc = [_mm512_loadu_ps(bias.as_ptr()); M];
+    let wp = p.w.as_ptr();
+    for kk in 0..k {
+        // Masked-off lanes (a partial panel) are not read.
+        let w = _mm512_maskz_loadu_ps(mask, wp.add(kk * nr));
+        for (a, row) in acc.iter_mut().zip(rows) {
+            *a = _mm512_fmadd_ps(_mm512_set1_ps(*row.get_unchecked(kk)), w, *a);
+        }
+    }
+    let mut out = [[0f32; NR]; M];
+    for (o, a) in out.iter_mut().zip(&acc) {
+        _mm512_storeu_ps(o.as_mut_ptr(), *a);
+    }
+    out
+}
+
+/// `f32_gemm_Mx16__avx2_fma`.
+pub(super) fn gemm_avx2<const M: usize>(
+    rows: &[&[f32]; M],
+    p: Panel<'_>,
+    bias: &[f32; NR],
+) -> [[f32; NR]; M] {
+    check(rows, &p);
+    debug_assert!(Isa::Avx2.supported());
+    // SAFETY: as `gemm_avx512`.
+    unsafe { gemm_avx2_impl(rows, p, bias) }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gemm_avx2_impl<const M: usize>(
+    rows: &[&[f32]; M],
+    p: Panel<'_>,
+    bias: &[f32; NR],
+) -> [[f32; NR]; M] {
+    let (nr, k) = (p.nr, p.k);
+    let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let n = _mm256_set1_epi32(nr as i32);
+    let mlo = _mm256_cmpgt_epi32(n, lanes);
+    let mhi = _mm256_cmpgt_epi32(n, _mm256_add_epi32(lanes, _mm256_set1_epi32(8)));
+    let full = nr == NR;
+    let b = [
+        _mm256_loadu_ps(bias.as_ptr()),
+        _mm256_loadu_ps(bias.as_ptr().add(8)),
+    ];
+    let mut acc = [b; M];
+    let wp = p.w.as_ptr();
+    for kk in 0..k {
+        let ptr = wp.wrapping_add(kk * nr);
+        let (w0, w1) = if full {
+            (_mm256_loadu_ps(ptr), _mm256_loadu_ps(ptr.wrapping_add(8)))
+        } else {
+            (
+                _mm256_maskload_ps(ptr, mlo),
+                _mm256_maskload_ps(ptr.wrapping_add(8), mhi),
+            )
+        };
+        for (a, row) in acc.iter_mut().zip(rows) {
+            let xv = _mm256_set1_ps(*row.get_unchecked(kk));
+            a[0] = _mm256_fmadd_ps(xv, w0, a[0]);
+            a[1] = _mm256_fmadd_ps(xv, w1, a[1]);
+        }
+    }
+    let mut out = [[0f32; NR]; M];
+    for (o, a) in out.iter_mut().zip(&acc) {
+        _mm256_storeu_ps(o.as_mut_ptr(), a[0]);
+        _mm256_storeu_ps(o.as_mut_ptr().add(8), a[1]);
+    }
+    out
+}
+
+/// `f32_dwconv_16__avx512f`.
+pub(super) fn dwconv_avx512(
+    x: &[f32],
+    wt: &[f32],
+    co: usize,
+    taps: &[(usize, usize)],
+    c0: usize,
+    bias: &[f32; NR],
+) -> [f32; NR] {
+    check_dw(x, wt, co, taps, c0);
+    debug_assert!(Isa::Avx512Vnni.supported());
+    // SAFETY: every load checked above; features checked before this was handed out.
+    unsafe { dwconv_avx512_impl(x, wt, co, taps, c0, bias) }
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn dwconv_avx512_impl(
+    x: &[f32],
+    wt: &[f32],
+    co: usize,
+    taps: &[(usize, usize)],
+    c0: usize,
+    bias: &[f32; NR],
+) -> [f32; NR] {
+    let mut acc = _mm512_loadu_ps(bias.as_ptr());
+    for &(xo, t) in taps {
+        let xv = _mm512_loadu_ps(x.as_ptr().add(xo + c0));
+        let wv = _mm512_loadu_ps(wt.as_ptr().add(t * co + c0));
+        acc = _mm512_fmadd_ps(xv, wv, acc);
+    }
+    let mut out = [0f32; NR];
+    _mm512_storeu_ps(out.as_mut_ptr(), acc);
+    out
+}
+
+/// `f32_dwconv_16__avx2_fma`.
+pub(super) fn dwconv_avx2(
+    x: &[f32],
+    wt: &[f32],
+    co: usize,
+    taps: &[(usize, usize)],
+    c0: usize,
+    bias: &[f32; NR],
+) -> [f32; NR] {
+    check_dw(x, wt, co, taps, c0);
+    debug_assert!(Isa::Avx2.supported());
+    // SAFETY: as `dwconv_avx512`.
+    unsafe { dwconv_avx2_impl(x, wt, co, taps, c0, bias) }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dwconv_avx2_impl(
+    x: &[f32],
+    wt: &[f32],
+    co: usize,
+    taps: &[(usize, usize)],
+    c0: usize,
+    bias: &[f32; NR],
+) -> [f32; NR] {
+    let mut lo = _mm256_loadu_ps(bias.as_ptr());
+    let mut hi = _mm256_loadu_ps(bias.as_ptr().add(8));
+    for &(xo, t) in taps {
+        let xp = x.as_ptr().add(xo + c0);
+        let wp = wt.as_ptr().add(t * co + c0);
+        lo = _mm256_fmadd_ps(_mm256_loadu_ps(xp), _mm256_loadu_ps(wp), lo);
+        hi = _mm256_fmadd_ps(_mm256_loadu_ps(xp.add(8)), _mm256_loadu_ps(wp.add(8)), hi);
+    }
+    let mut out = [0f32; NR];
+    _mm256_storeu_ps(out.as_mut_ptr(), lo);
+    _mm256_storeu_ps(out.as_mut_ptr().add(8), hi);
+    out
+}

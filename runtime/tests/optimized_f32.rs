@@ -1,0 +1,172 @@
+//! The f32 microkernels (packed conv and dense, depthwise) against the portable reference
+//! kernels over an edge-case grid, on every instruction set this CPU has (natively, and under
+//! qemu-aarch64 in `scripts/firmware.sh`). FMA paths round once per multiply-add where the
+//! reference rounds twice, so the bound is the one summation error analysis gives for two sums
+//! of the same `K` products: `|a - b| ≤ 2·(K + 1)·2^-24·(Σ|x·w| + |bias|)`.
+
+use kiln_runtime::kernels::f32gemm;
+use kiln_runtime::kernels::isa::Isa;
+use kiln_runtime::kernels::qs8::ConvShapes;
+use kiln_runtime::kernels::reference_f32 as reference;
+use kiln_runtime::ops::ConvGeom;
+
+struct Lcg(u32);
+impl Lcg {
+    fn next(&mut self) -> u32 {
+        self.0 = self.0.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        self.0 >> 8
+    }
+    fn below(&mut self, n: usize) -> usize {
+        self.next() as usize % n
+    }
+    fn pick<T: Copy>(&mut self, v: &[T]) -> T {
+        v[self.below(v.len())]
+    }
+    fn f32s(&mut self, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|_| (self.next() as f32 / (1 << 24) as f32 - 0.5) * 4.0)
+            .collect()
+    }
+}
+
+/// Checks `got` against `want` with the bound above; `mag[i]` is `Σ|x·w| + |bias|` of output `i`.
+fn close(want: &[f32], got: &[f32], mag: &[f32], k: usize, what: &str) {
+    for (i, ((&a, &b), &m)) in want.iter().zip(got).zip(mag).enumerate() {
+        let bound = 2.0 * (k as f32 + 1.0) * f32::EPSILON / 2.0 * m + f32::MIN_POSITIVE;
+        assert!(
+            (a - b).abs() <= bound,
+            "{what}: output {i}: reference {a} vs {b} (bound {bound})"
+        );
+    }
+}
+
+#[test]
+fn f32_conv_and_depthwise_match_reference_on_grid() {
+    let mut r = Lcg(0xF32C_0001);
+    let (mut packed_n, mut dw_n) = (0, 0);
+    for case in 0..700 {
+        let n = r.pick(&[1, 1, 2]);
+        let h = r.pick(&[1, 3, 5, 8]);
+        let wd = r.pick(&[1, 2, 6, 7]);
+        let depthwise = r.below(3) == 0;
+        let ci: usize = r.pick(&[1, 3, 8, 16, 17, 32, 40]);
+        let (groups, co) = if depthwise {
+            (ci, ci)
+        } else {
+            (1, r.pick(&[1, 5, 16, 17, 40]))
+        };
+        let cig = ci / groups;
+        let (kh, kw) = (r.pick(&[1, 2, 3]), r.pick(&[1, 3, 4]));
+        let stride = [r.pick(&[1, 2]), r.pick(&[1, 2])];
+        let dilation = [r.pick(&[1, 1, 2]), r.pick(&[1, 1, 2])];
+        let pad = [r.below(2), r.below(3), r.below(2), r.below(2)];
+        let (eh, ew) = ((kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1);
+        if h + pad[0] + pad[2] < eh || wd + pad[1] + pad[3] < ew {
+            continue;
+        }
+        let oh = (h + pad[0] + pad[2] - eh) / stride[0] + 1;
+        let ow = (wd + pad[1] + pad[3] - ew) / stride[1] + 1;
+        let x = r.f32s(n * h * wd * ci);
+        let w = r.f32s(co * kh * kw * cig);
+        let bias = (r.below(3) > 0).then(|| r.f32s(co));
+        let act = r.pick(&[[f32::NEG_INFINITY, f32::INFINITY], [0.0, 6.0], [-1.0, 1.0]]);
+        let geo = ConvGeom {
+            stride,
+            dilation,
+            pad,
+            groups,
+        };
+        let (xs, ws, ys) = ([n, h, wd, ci], [co, kh, kw, cig], [n, oh, ow, co]);
+        let len = n * oh * ow * co;
+        let mut want = vec![0f32; len];
+        reference::conv2d(&x, xs, &w, ws, bias.as_deref(), &mut want, ys, &geo, act);
+        // Σ|x·w| + |bias| per output: the reference on absolute values, unclamped.
+        let (xa, wa): (Vec<f32>, Vec<f32>) = (
+            x.iter().map(|v| v.abs()).collect(),
+            w.iter().map(|v| v.abs()).collect(),
+        );
+        let ba = bias
+            .as_ref()
+            .map(|b| b.iter().map(|v| v.abs()).collect::<Vec<_>>());
+        let mut mag = vec![0f32; len];
+        let open = [f32::NEG_INFINITY, f32::INFINITY];
+        reference::conv2d(&xa, xs, &wa, ws, ba.as_deref(), &mut mag, ys, &geo, open);
+        let s = ConvShapes {
+            x: xs,
+            w: ws,
+            y: ys,
+        };
+        let k = kh * kw * cig;
+        for isa in Isa::available() {
+            let what = format!(
+                "case {case}: x {xs:?} w {ws:?} stride {stride:?} dil {dilation:?} pad {pad:?} isa {}",
+                isa.name()
+            );
+            let mut got = vec![f32::NAN; len];
+            if depthwise {
+                assert!(f32gemm::depthwise(
+                    &x,
+                    &w,
+                    bias.as_deref(),
+                    &mut got,
+                    &s,
+                    &geo,
+                    act,
+                    isa
+                ));
+                close(&want, &got, &mag, k, &what);
+                dw_n += 1;
+            } else {
+                let mut pw = vec![0f32; w.len()];
+                f32gemm::pack(&w, co, k, &mut pw);
+                f32gemm::reference_conv2d(&x, &pw, bias.as_deref(), &mut got, &s, &geo, act);
+                assert_eq!(want, got, "packed reference, {what}");
+                got.fill(f32::NAN);
+                f32gemm::conv2d(&x, &pw, bias.as_deref(), &mut got, &s, &geo, act, isa);
+                close(&want, &got, &mag, k, &what);
+                packed_n += 1;
+            }
+        }
+    }
+    assert!(
+        packed_n > 400 && dw_n > 200,
+        "{packed_n} packed, {dw_n} depthwise"
+    );
+}
+
+#[test]
+fn f32_dense_matches_reference_on_grid() {
+    let mut r = Lcg(0xF32D_0002);
+    for case in 0..400 {
+        let rows = r.pick(&[1, 2, 4, 5, 9]);
+        let k = r.pick(&[1, 2, 7, 16, 33, 128, 640]);
+        let m = r.pick(&[1, 2, 10, 16, 17, 128]);
+        let x = r.f32s(rows * k);
+        let w = r.f32s(m * k);
+        let bias = (r.below(2) == 0).then(|| r.f32s(m));
+        let act = r.pick(&[[f32::NEG_INFINITY, f32::INFINITY], [0.0, f32::INFINITY]]);
+        let mut want = vec![0f32; rows * m];
+        reference::dense(&x, k, &w, m, bias.as_deref(), &mut want, act);
+        let (xa, wa): (Vec<f32>, Vec<f32>) = (
+            x.iter().map(|v| v.abs()).collect(),
+            w.iter().map(|v| v.abs()).collect(),
+        );
+        let ba = bias
+            .as_ref()
+            .map(|b| b.iter().map(|v| v.abs()).collect::<Vec<_>>());
+        let mut mag = vec![0f32; rows * m];
+        let open = [f32::NEG_INFINITY, f32::INFINITY];
+        reference::dense(&xa, k, &wa, m, ba.as_deref(), &mut mag, open);
+        let mut pw = vec![0f32; w.len()];
+        f32gemm::pack(&w, m, k, &mut pw);
+        let mut got = vec![f32::NAN; rows * m];
+        f32gemm::reference_dense(&x, k, &pw, m, bias.as_deref(), &mut got, act);
+        assert_eq!(want, got, "packed reference, case {case}");
+        for isa in Isa::available() {
+            got.fill(f32::NAN);
+            f32gemm::dense(&x, k, &pw, m, bias.as_deref(), &mut got, act, isa);
+            let what = format!("case {case}: rows {rows} k {k} m {m} isa {}", isa.name());
+            close(&want, &got, &mag, k, &what);
+        }
+    }
+}
