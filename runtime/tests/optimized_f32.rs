@@ -104,16 +104,12 @@ fn f32_conv_and_depthwise_match_reference_on_grid() {
             );
             let mut got = vec![f32::NAN; len];
             if depthwise {
-                assert!(f32gemm::depthwise(
-                    &x,
-                    &w,
-                    bias.as_deref(),
-                    &mut got,
-                    &s,
-                    &geo,
-                    act,
-                    isa
-                ));
+                let mut wt = vec![0f32; w.len()];
+                kiln_runtime::kernels::qs8::pack_depthwise(&w, co, kh * kw, &mut wt);
+                f32gemm::reference_depthwise(&x, &wt, bias.as_deref(), &mut got, &s, &geo, act);
+                assert_eq!(want, got, "tap-major reference, {what}");
+                got.fill(f32::NAN);
+                f32gemm::depthwise(&x, &wt, bias.as_deref(), &mut got, &s, &geo, act, isa);
                 close(&want, &got, &mag, k, &what);
                 dw_n += 1;
             } else {

@@ -75,12 +75,13 @@ fn conv2d_matches_reference_on_grid() {
     let mut r = Lcg(0xC0FF_EE11);
     let mut checked = 0;
     let mut packed_checked = 0;
+    let mut dw_checked = 0;
     for case in 0..1500 {
         let n = r.pick(&[1, 1, 2]);
         let h = r.pick(&[1, 2, 5, 7, 9]);
         let wd = r.pick(&[1, 3, 6, 8]);
         let depthwise = r.below(3) == 0;
-        let ci: usize = r.pick(&[1, 2, 3, 8, 16, 17, 33]);
+        let ci: usize = r.pick(&[1, 2, 3, 8, 16, 17, 24, 33]);
         let (groups, co, cig) = if depthwise {
             let m = r.pick(&[1, 1, 2]);
             (ci, ci * m, 1)
@@ -154,6 +155,23 @@ fn conv2d_matches_reference_on_grid() {
                 isa,
             );
             assert_eq!(y_ref, y_opt, "{what}");
+            if cig == 1 && co == ci && groups == ci {
+                let taps = kh * kw;
+                let mut wt = vec![0i8; w.len()];
+                qs8::pack_depthwise(&w, co, taps, &mut wt);
+                let s = qs8::ConvShapes {
+                    x: args.0,
+                    w: args.1,
+                    y: ys,
+                };
+                y_opt.fill(1);
+                qs8::reference_depthwise(&x, &wt, bias.as_deref(), &mut y_opt, &s, &geo, &q);
+                assert_eq!(y_ref, y_opt, "tap-major reference, {what}");
+                y_opt.fill(1);
+                qs8::depthwise(&x, &wt, bias.as_deref(), &mut y_opt, &s, &geo, &q, isa);
+                assert_eq!(y_ref, y_opt, "tap-major depthwise, {what}");
+                dw_checked += 1;
+            }
             if groups == 1 && q.weight_zp == 0 {
                 let k = kh * kw * cig;
                 let (pw, fb) = packed(&w, co, k, bias.as_deref(), q.input_zp);
@@ -175,6 +193,10 @@ fn conv2d_matches_reference_on_grid() {
     }
     assert!(checked > 1000, "only {checked} valid cases");
     assert!(packed_checked > 400, "only {packed_checked} packed cases");
+    assert!(
+        dw_checked > 200,
+        "only {dw_checked} tap-major depthwise cases"
+    );
 }
 
 #[test]
@@ -355,5 +377,48 @@ fn every_dot_product_path_matches_portable() {
                 simd::isa()
             );
         }
+    }
+}
+
+/// The vector int8 add/sub against TFLite's scalar arithmetic (`add_one`): every length up to
+/// 40 (vector body and tail), zero points, multipliers and shifts at their corners.
+#[test]
+fn int8_add_paths_match_scalar() {
+    use kiln_runtime::kernels::reference_i8::{add_one, AddParams};
+    use kiln_runtime::ops::AddQuant;
+    let mut r = Lcg(0xADD_0001);
+    let mut vector_runs = 0;
+    for case in 0..600 {
+        let n = r.below(41);
+        let a = r.i8s(n);
+        let b = r.i8s(n);
+        let mult = |r: &mut Lcg| {
+            let odd = 1_073_741_824 + (r.next() as i32 & 0xFFFF);
+            (r.pick(&[0, 1 << 30, i32::MAX, odd]), -(r.below(32) as i32))
+        };
+        let p = AddParams {
+            zp: [
+                r.pick(&[-128, 0, 127, 3]),
+                r.pick(&[-128, 0, 127, -9]),
+                r.pick(&[-128, 0, 127]),
+            ],
+            q: AddQuant {
+                left_shift: r.pick(&[20, 20, 0, 7]),
+                mult: [mult(&mut r), mult(&mut r), mult(&mut r)],
+            },
+            act: [r.pick(&[-128, -128, -20]), r.pick(&[127, 127, 50])],
+            subtract: r.below(2) == 0,
+        };
+        let want: Vec<i8> = a.iter().zip(&b).map(|(&x, &z)| add_one(x, z, &p)).collect();
+        for isa in Isa::available() {
+            let mut got = vec![0x55i8; n];
+            if qs8::add_same_shape(&a, &b, &mut got, &p, isa) {
+                assert_eq!(want, got, "case {case}: n {n} {p:?} isa {}", isa.name());
+                vector_runs += 1;
+            }
+        }
+    }
+    if Isa::detect() != Isa::Portable && cfg!(target_arch = "x86_64") {
+        assert!(vector_runs >= 600, "the vector add ran {vector_runs} times");
     }
 }

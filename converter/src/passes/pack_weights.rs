@@ -14,13 +14,17 @@ pub fn run(g: &mut Graph) -> usize {
     let mut packed = 0;
     for i in 0..g.nodes.len() {
         let n = &g.nodes[i];
+        let (Some(x), Some(wt)) = (n.input(0), n.input(1)) else {
+            continue;
+        };
         let ok = match &n.op {
+            OpParams::Conv2d(p) if !p.packed && p.geom.groups > 1 => {
+                packed += pack_depthwise(g, i, x, wt) as usize;
+                continue;
+            }
             OpParams::Conv2d(p) => !p.packed && p.geom.groups == 1,
             OpParams::Dense(p) => !p.packed,
             _ => false,
-        };
-        let (Some(x), Some(wt)) = (n.input(0), n.input(1)) else {
-            continue;
         };
         if !ok {
             continue;
@@ -102,6 +106,46 @@ fn pack_f32(g: &mut Graph, i: usize, wt: usize) -> bool {
         OpParams::Conv2d(p) => p.packed = true,
         OpParams::Dense(p) => p.packed = true,
         _ => {}
+    }
+    true
+}
+
+/// Transposes the weights of depthwise conv `i` (`[C, KH, KW, 1]`, one output per input
+/// channel) to the tap-major layout its kernels read; whether it did.
+fn pack_depthwise(g: &mut Graph, i: usize, x: usize, wt: usize) -> bool {
+    let OpParams::Conv2d(p) = &g.nodes[i].op else {
+        return false;
+    };
+    let (xs, w) = (&g.tensors[x].shape, &g.tensors[wt]);
+    if w.shape.len() != 4 || xs.len() != 4 {
+        return false;
+    }
+    let (c, taps) = (w.shape[0], w.shape[1] * w.shape[2]);
+    if w.shape[3] != 1 || xs[3] != c || p.geom.groups != c {
+        return false;
+    }
+    let data = match (&w.data, g.tensors[x].dtype) {
+        (Some(Data::I8(v)), DType::I8) if w.dtype == DType::I8 => {
+            let mut t = vec![0i8; v.len()];
+            qs8::pack_depthwise(v, c, taps, &mut t);
+            Data::I8(t)
+        }
+        (Some(Data::F32(v)), DType::F32) if w.dtype == DType::F32 => {
+            let mut t = vec![0f32; v.len()];
+            qs8::pack_depthwise(v, c, taps, &mut t);
+            Data::F32(t)
+        }
+        _ => return false,
+    };
+    let (shape, dtype, quant) = (w.shape.clone(), w.dtype, w.quant);
+    let name = format!("{}.weights_packed", g.nodes[i].name);
+    let nw = g.add_tensor(name, dtype, shape);
+    g.tensors[nw].data = Some(data);
+    g.tensors[nw].quant = quant;
+    let node = &mut g.nodes[i];
+    node.inputs[1] = Some(nw);
+    if let OpParams::Conv2d(p) = &mut node.op {
+        p.packed = true;
     }
     true
 }

@@ -9,7 +9,7 @@ pub enum Isa {
     Portable,
     /// x86-64 AVX2 with FMA (`vpmaddwd` on widened pairs; `vfmadd` for f32).
     Avx2,
-    /// x86-64 AVX-512 (F, BW) with VNNI (`vpdpbusd`) and FMA.
+    /// x86-64 AVX-512 (F, BW, VL) with VNNI (`vpdpbusd`) and FMA.
     Avx512Vnni,
     /// aarch64 NEON (`smull`/`sadalp`-class widening multiplies), the aarch64 baseline.
     Neon,
@@ -25,6 +25,7 @@ impl Isa {
         {
             if std::is_x86_feature_detected!("avx512f")
                 && std::is_x86_feature_detected!("avx512bw")
+                && std::is_x86_feature_detected!("avx512vl")
                 && std::is_x86_feature_detected!("avx512vnni")
                 && std::is_x86_feature_detected!("fma")
             {
@@ -40,6 +41,7 @@ impl Isa {
             if cfg!(all(
                 target_feature = "avx512f",
                 target_feature = "avx512bw",
+                target_feature = "avx512vl",
                 target_feature = "avx512vnni",
                 target_feature = "fma"
             )) {

@@ -129,10 +129,16 @@ pub fn conv2d(
                             }
                         }
                         let wt = &wt[..co * taps_per_oc];
-                        while c_done + NR <= co && c_done / NR < pqs.len() {
-                            let a = dw16(x, wt, co, &et[..ne], c_done, q.input_zp);
-                            rq(&a, &pqs[c_done / NR], q, &mut yrow[c_done..][..NR]);
-                            c_done += NR;
+                        while co - c_done >= 8 && c_done / NR < pqs.len() {
+                            let nb = if co - c_done >= NR { NR } else { 8 };
+                            let a = dw16(x, wt, co, &et[..ne], c_done, nb, q.input_zp);
+                            // Blocks start at multiples of 16 except an 8-block after the last
+                            // 16-block, which is the start of that panel's constants too.
+                            rq(&a, &pqs[c_done / NR], q, &mut yrow[c_done..][..nb]);
+                            c_done += nb;
+                            if nb == 8 {
+                                break;
+                            }
                         }
                     }
                     let acc = &mut acc_buf[..co];
@@ -140,10 +146,8 @@ pub fn conv2d(
                     for &(t0, xo0, len) in taps {
                         for l in 0..len {
                             let (xo, t) = (xo0 + l * ci, t0 + l);
-                            let (xs, ws) = (
-                                &x[xo + c_done..xo + co],
-                                &wt[t * co + c_done..][..co - c_done],
-                            );
+                            let xs = &x[xo + c_done..xo + co];
+                            let ws = &wt[t * co + c_done..][..co - c_done];
                             for ((a, &xv), &wv) in acc[c_done..].iter_mut().zip(xs).zip(ws) {
                                 *a = a.wrapping_add(
                                     (xv as i32 - q.input_zp) * (wv as i32 - q.weight_zp),
@@ -151,19 +155,9 @@ pub fn conv2d(
                             }
                         }
                     }
-                    let rest = yrow.chunks_mut(NR).zip(acc.chunks(NR)).enumerate();
-                    for (p, (outs, accs)) in rest.skip(c_done / NR) {
-                        if let Some(pq) = pqs.get(p) {
-                            let mut a = [0i32; NR];
-                            a[..accs.len()].copy_from_slice(accs);
-                            rq(&a, pq, q, outs);
-                        } else {
-                            for (i, (out, &a)) in outs.iter_mut().zip(accs).enumerate() {
-                                let oc = p * NR + i;
-                                let a = bias.map_or(a, |bb| a.wrapping_add(bb[oc]));
-                                *out = q.requantize(a, oc);
-                            }
-                        }
+                    for oc in c_done..co {
+                        let a = bias.map_or(acc[oc], |bb| acc[oc].wrapping_add(bb[oc]));
+                        yrow[oc] = q.requantize(a, oc);
                     }
                 } else if cig == 1 && !merge {
                     // Depthwise (and any one-channel-per-group conv): a scalar sum over taps.

@@ -14,7 +14,7 @@ use super::{
 use crate::cast::{bytes_as_f32, bytes_as_f32_mut, bytes_as_i8, bytes_as_i8_mut};
 use crate::error::Result;
 use crate::format::DType;
-use crate::kernels::{reference_f32 as kf, reference_i8 as ki8};
+use crate::kernels::{qs8, reference_f32 as kf, reference_i8 as ki8};
 use crate::model::TensorInfo;
 
 crate::format::code_enum! {
@@ -189,7 +189,10 @@ pub(super) fn run(v: &View, p: &BinaryParams, out: &mut [u8], yt: &TensorInfo) -
                         act,
                         subtract,
                     };
-                    ki8::broadcast_binary(a, sa, b, sb, y, sy, |a, b| ki8::add_one(a, b, &ap));
+                    let same = sa == sy && sb == sy;
+                    if !(same && !v.use_reference() && qs8::add_same_shape(a, b, y, &ap, v.isa)) {
+                        ki8::broadcast_binary(a, sa, b, sb, y, sy, |a, b| ki8::add_one(a, b, &ap));
+                    }
                 }
                 BinaryQuant::None => return no_kernel(v),
             }

@@ -159,10 +159,6 @@ impl OpDef for ConvParams {
 
 pub(super) fn validate(c: &Ctx, p: &ConvParams) -> Result<()> {
     let int8 = c.weighted(4)?;
-    if p.packed {
-        c.packed_weights(int8)?;
-        c.check(p.geom.groups == 1, "packed weights need groups = 1")?;
-    }
     let (x, w, y) = (c.input(0)?, c.input(1)?, c.output(0));
     c.check(
         x.rank == 4 && w.rank == 4 && y.rank == 4,
@@ -184,6 +180,21 @@ pub(super) fn validate(c: &Ctx, p: &ConvParams) -> Result<()> {
         y.shape() == [n, oh, ow, co],
         "output shape does not match conv arithmetic",
     )?;
+    if p.packed {
+        if g.groups == 1 {
+            c.packed_weights(int8)?;
+        } else {
+            // Depthwise: tap-major `[KH·KW, C]` weights.
+            c.check(
+                cig == 1 && co == ci && g.groups == ci,
+                "packed weights need groups = 1 or a depthwise conv",
+            )?;
+            c.check(
+                int8 || w.dtype == DType::F32,
+                "packed float weights must be f32",
+            )?;
+        }
+    }
     c.act(p.act)
 }
 
@@ -240,14 +251,20 @@ pub(super) fn run(v: &View, p: &ConvParams, out: &mut [u8], yt: &TensorInfo) -> 
             let Int8Operands { x, w, bias, q } = int8_operands(v, yt, p.act, p.rounding)?;
             let y = bytes_as_i8_mut(out);
             let (xs, ws, ys, g) = (dims4(&xt), dims4(&wt), dims4(yt), &p.geom);
-            if p.packed {
+            let s = qs8::ConvShapes {
+                x: xs,
+                w: ws,
+                y: ys,
+            };
+            if p.packed && g.groups != 1 {
+                if v.use_reference() {
+                    qs8::reference_depthwise(x, w, bias, y, &s, g, &q);
+                } else {
+                    qs8::depthwise(x, w, bias, y, &s, g, &q, v.isa);
+                }
+            } else if p.packed {
                 // Validation guarantees the bias of packed weights.
                 let bias = bias.ok_or(v.err("packed weights need a bias"))?;
-                let s = qs8::ConvShapes {
-                    x: xs,
-                    w: ws,
-                    y: ys,
-                };
                 if v.use_reference() {
                     qs8::reference_conv2d(x, w, bias, y, &s, g, &q);
                 } else {
@@ -270,22 +287,17 @@ pub(super) fn run(v: &View, p: &ConvParams, out: &mut [u8], yt: &TensorInfo) -> 
                 y: ys,
             };
             if p.packed {
-                let w = bytes_as_f32(wb);
-                if v.use_reference() {
-                    f32k::reference_conv2d(x, w, bias, y, &s, &p.geom, act);
-                } else {
-                    f32k::conv2d(x, w, bias, y, &s, &p.geom, act, v.isa);
+                let (w, g, r) = (bytes_as_f32(wb), &p.geom, v.use_reference());
+                match (g.groups == 1, r) {
+                    (true, true) => f32k::reference_conv2d(x, w, bias, y, &s, g, act),
+                    (true, false) => f32k::conv2d(x, w, bias, y, &s, g, act, v.isa),
+                    (false, true) => f32k::reference_depthwise(x, w, bias, y, &s, g, act),
+                    (false, false) => f32k::depthwise(x, w, bias, y, &s, g, act, v.isa),
                 }
             } else if wt.dtype == DType::F16 {
                 kf::conv2d(x, xs, bytes_as_f16(wb), ws, bias, y, ys, &p.geom, act);
             } else {
-                let w = bytes_as_f32(wb);
-                // Depthwise on its microkernel (it declines other shapes), else the reference.
-                let dw =
-                    !v.use_reference() && f32k::depthwise(x, w, bias, y, &s, &p.geom, act, v.isa);
-                if !dw {
-                    kf::conv2d(x, xs, w, ws, bias, y, ys, &p.geom, act);
-                }
+                kf::conv2d(x, xs, bytes_as_f32(wb), ws, bias, y, ys, &p.geom, act);
             }
             Ok(())
         }

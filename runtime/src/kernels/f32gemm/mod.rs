@@ -9,7 +9,7 @@
 //!   once per multiply-add where the twin rounds twice, so they agree within the stated bound
 //!   (`runtime/tests/optimized_f32.rs`): `|a - b| ≤ 2·K·2^-24·(Σ|x·w| + |bias|)`.
 //! * **Depthwise** (`f32_dwconv_16__*`): 16 channels of one output pixel at a time over
-//!   tap-major weights (transposed once per call, on the stack).
+//!   tap-major weights (`[KH·KW, C]`, packed at convert time).
 //! * Convolution windows that are not one run of the input are gathered into a stack patch
 //!   (zero padding), as in [`super::qs8`].
 //!
@@ -36,11 +36,8 @@ const PATCH: usize = 8192;
 #[cfg(not(target_pointer_width = "64"))]
 const PATCH: usize = 512;
 
-/// Largest depthwise layer (channels x taps) whose weights are transposed on the stack.
-#[cfg(target_pointer_width = "64")]
-const DW_WEIGHTS: usize = 8192;
-#[cfg(not(target_pointer_width = "64"))]
-const DW_WEIGHTS: usize = 0;
+/// Largest depthwise kernel window (taps) the tap list holds; larger run the reference.
+const DW_TAPS: usize = 64;
 
 /// Position of weight `(c, kk)` of an `[o, k]` matrix in `pack16x1`.
 #[inline]
@@ -319,37 +316,29 @@ pub fn reference_conv2d(
     }
 }
 
-/// f32 depthwise conv (one output channel per input channel, natural `[C, KH, KW, 1]` weights):
-/// 16 channels at a time on the microkernel, the rest (and layers too large for the stack) on
-/// the reference kernel's arithmetic. Returns `false` when the shape is not depthwise.
+/// f32 depthwise conv (one output channel per input channel) over tap-major weights
+/// (`[KH·KW, C]`, the packed depthwise layout): 16 channels at a time on the microkernel, the
+/// rest one by one.
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
 pub fn depthwise(
     x: &[f32],
-    w: &[f32],
+    wt: &[f32],
     bias: Option<&[f32]>,
     y: &mut [f32],
     s: &ConvShapes,
     geo: &ConvGeom,
     act: [f32; 2],
     isa: Isa,
-) -> bool {
+) {
     let [n, h, wd, ci] = s.x;
-    let [co, kh, kw, cig] = s.w;
+    let [co, kh, kw, _] = s.w;
     let [_, oh, ow, _] = s.y;
-    let taps_n = kh * kw;
-    if cig != 1 || co != ci || geo.groups != ci || co * taps_n > DW_WEIGHTS || taps_n > 64 {
-        return false;
+    if kh * kw > DW_TAPS {
+        return reference_depthwise(x, wt, bias, y, s, geo, act);
     }
-    let mut wt = [0f32; DW_WEIGHTS];
-    for c in 0..co {
-        for t in 0..taps_n {
-            wt[t * co + c] = w[c * taps_n + t];
-        }
-    }
-    let wt = &wt[..co * taps_n];
     let dw = dwconv(isa);
-    let mut taps = [(0usize, 0usize); 64];
+    let mut taps = [(0usize, 0usize); DW_TAPS];
     for b in 0..n {
         for oy in 0..oh {
             for ox in 0..ow {
@@ -376,5 +365,32 @@ pub fn depthwise(
             }
         }
     }
-    true
+}
+
+/// The tap-major depthwise conv, one output at a time: the specification of [`depthwise`].
+pub fn reference_depthwise(
+    x: &[f32],
+    wt: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    s: &ConvShapes,
+    geo: &ConvGeom,
+    act: [f32; 2],
+) {
+    let [n, h, wd, ci] = s.x;
+    let [co, kh, kw, _] = s.w;
+    let [_, oh, ow, _] = s.y;
+    for b in 0..n {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for c in 0..co {
+                    let mut acc = bias.map_or(0.0, |bb| bb[c]);
+                    geo.taps((oy, ox), [h, wd], [kh, kw], |ky, kx, iy, ix| {
+                        acc += x[((b * h + iy) * wd + ix) * ci + c] * wt[(ky * kw + kx) * co + c];
+                    });
+                    y[((b * oh + oy) * ow + ox) * co + c] = clamp(acc, act);
+                }
+            }
+        }
+    }
 }

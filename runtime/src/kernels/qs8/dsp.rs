@@ -1,5 +1,5 @@
-//! Cortex-M4/M7/M33 `qs8_gemm_Mx16c4__dsp`: per 4-byte group, the input word is made unsigned
-//! and split into its even and odd bytes once (`uxtb16`), then each of up to 4 channels' weight
+//! Cortex-M4/M7/M33 `qs8_gemm_Mx16c4__dsp`: per 4-byte group, the (unsigned) input word is
+//! split into its even and odd bytes once (`uxtb16`), then each of up to 4 channels' weight
 //! words is split with `sxtb16` and accumulated with two `smlad`.
 
 use super::{Panel, KR, NR};
@@ -10,8 +10,13 @@ fn word(b: &[i8]) -> u32 {
     u32::from_le_bytes([b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8])
 }
 
+#[inline(always)]
+fn uword(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
 /// `qs8_gemm_Mx16c4__dsp`.
-pub(super) fn gemm<const M: usize>(rows: &[&[i8]; M], p: Panel<'_>) -> [[i32; NR]; M] {
+pub(super) fn gemm<const M: usize>(rows: &[&[u8]; M], p: Panel<'_>) -> [[i32; NR]; M] {
     let (nr, k) = (p.nr, p.k);
     let groups = k / KR;
     let mut out = [[0i32; NR]; M];
@@ -22,7 +27,7 @@ pub(super) fn gemm<const M: usize>(rows: &[&[i8]; M], p: Panel<'_>) -> [[i32; NR
             let n = if nr - c >= 4 { 4 } else { 1 };
             let mut a = [0i32; 4];
             for (g, xs) in row.chunks_exact(KR).enumerate() {
-                let xw = word(xs) ^ 0x8080_8080;
+                let xw = uword(xs);
                 let (xe, xo) = (uxtb16(xw), uxtb16_ror8(xw));
                 let grp = &p.w[(g * nr + c) * KR..][..n * KR];
                 for (ai, wc) in a.iter_mut().zip(grp.chunks_exact(KR)) {

@@ -151,12 +151,13 @@ impl<'a> Panel<'a> {
     }
 }
 
-/// `MR` rows times one panel: `acc[r][c] = Σ_k (x_r[k] + 128) · w[c, k]` (wrapping); channels past
-/// `nr` are left 0.
-pub type Ukernel<const M: usize> = fn(&[&[i8]; M], Panel<'_>) -> [[i32; NR]; M];
+/// `MR` rows times one panel: `acc[r][c] = Σ_k u_r[k] · w[c, k]` (wrapping) where the rows hold
+/// the input as unsigned bytes, `u = x + 128` (`x ^ 0x80`, flipped once when the row is
+/// gathered); channels past `nr` are left 0.
+pub type Ukernel<const M: usize> = fn(&[&[u8]; M], Panel<'_>) -> [[i32; NR]; M];
 
 /// The portable microkernel: defines what every ISA path computes.
-pub fn gemm_portable<const M: usize>(rows: &[&[i8]; M], p: Panel<'_>) -> [[i32; NR]; M] {
+pub fn gemm_portable<const M: usize>(rows: &[&[u8]; M], p: Panel<'_>) -> [[i32; NR]; M] {
     let mut acc = [[0i32; NR]; M];
     let (nr, k) = (p.nr, p.k);
     let kf = k - k % KR;
@@ -167,7 +168,7 @@ pub fn gemm_portable<const M: usize>(rows: &[&[i8]; M], p: Panel<'_>) -> [[i32; 
             for (c, wc) in grp.chunks_exact(KR).enumerate() {
                 let mut s = acc[r][c];
                 for (&xv, &wv) in xs.iter().zip(wc) {
-                    s = s.wrapping_add(((xv as u8 ^ 0x80) as i32) * wv as i32);
+                    s = s.wrapping_add(xv as i32 * wv as i32);
                 }
                 acc[r][c] = s;
             }
@@ -179,7 +180,7 @@ pub fn gemm_portable<const M: usize>(rows: &[&[i8]; M], p: Panel<'_>) -> [[i32; 
 
 /// Adds the `k % 4` leftover columns (shared by every ISA path).
 #[inline]
-fn tail<const M: usize>(rows: &[&[i8]; M], p: Panel<'_>, acc: &mut [[i32; NR]; M]) {
+fn tail<const M: usize>(rows: &[&[u8]; M], p: Panel<'_>, acc: &mut [[i32; NR]; M]) {
     let (nr, k) = (p.nr, p.k);
     let kf = k - k % KR;
     let rem = k - kf;
@@ -192,7 +193,7 @@ fn tail<const M: usize>(rows: &[&[i8]; M], p: Panel<'_>, acc: &mut [[i32; NR]; M
         for (c, wc) in tw.chunks_exact(rem).enumerate() {
             let mut s = acc[r][c];
             for (&xv, &wv) in xs.iter().zip(wc) {
-                s = s.wrapping_add(((xv as u8 ^ 0x80) as i32) * wv as i32);
+                s = s.wrapping_add(xv as i32 * wv as i32);
             }
             acc[r][c] = s;
         }
@@ -214,6 +215,50 @@ pub fn ukernel<const M: usize>(isa: Isa) -> Ukernel<M> {
         #[cfg(kiln_dsp)]
         Isa::CortexMDsp => dsp::gemm::<M>,
         _ => gemm_portable::<M>,
+    }
+}
+
+/// A microkernel with the requantization fused (accumulators stay in registers): `M` rows
+/// times one panel, requantized with the panel's constants, row `i` written to
+/// `y[base + i·stride..][..nr]`.
+pub type GemmRq<const M: usize> =
+    fn(&[&[u8]; M], Panel<'_>, &PanelQ, &QuantParams<'_>, &mut [i8], usize, usize);
+
+/// The fused microkernel of `isa`, if it has one (else [`ukernel`] then [`requantize`]).
+pub fn gemm_rq<const M: usize>(isa: Isa) -> Option<GemmRq<M>> {
+    if !isa.supported() {
+        return None;
+    }
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => Some(x86::gemm_rq_avx512vnni::<M>),
+        _ => None,
+    }
+}
+
+/// One tile: the fused microkernel when there is one, else the microkernel and then the
+/// requantization row by row.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn tile<const M: usize>(
+    fused: Option<GemmRq<M>>,
+    uk: Ukernel<M>,
+    rq: RequantFn,
+    rows: &[&[u8]; M],
+    panel: Panel<'_>,
+    pq: &PanelQ,
+    q: &QuantParams<'_>,
+    y: &mut [i8],
+    base: usize,
+    stride: usize,
+) {
+    match fused {
+        Some(f) => f(rows, panel, pq, q, y, base, stride),
+        None => {
+            for (i, a) in uk(rows, panel).iter().enumerate() {
+                rq(a, pq, q, &mut y[base + i * stride..][..panel.nr]);
+            }
+        }
     }
 }
 
@@ -275,7 +320,9 @@ pub fn requantize_vector(isa: Isa) -> Option<RequantFn> {
     }
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512Vnni => Some(x86::requantize_avx2),
+        Isa::Avx512Vnni => Some(x86::requantize_avx512),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => Some(x86::requantize_avx2),
         _ => None,
     }
 }
@@ -285,10 +332,33 @@ pub fn requantize(isa: Isa) -> RequantFn {
     requantize_vector(isa).unwrap_or(requantize_portable)
 }
 
-/// A depthwise microkernel: channels `c0..c0 + 16` of one output pixel from tap-major weights
-/// `wt` (`[taps, co]`, zero point 0), `Σ_taps (x[xo + c] - zx) · wt[t·co + c]`; `taps` lists
-/// `(input offset, tap index)`.
-pub type DwFn = fn(&[i8], &[i8], usize, &[(usize, usize)], usize, i32) -> [i32; NR];
+/// Element-wise int8 add/sub of two same-shape tensors on the vector path of `isa`, bit-exact
+/// with [`add_one`](super::reference_i8::add_one); `false` when `isa` has none (the caller
+/// takes the scalar loop).
+pub fn add_same_shape(
+    a: &[i8],
+    b: &[i8],
+    y: &mut [i8],
+    p: &super::reference_i8::AddParams,
+    isa: Isa,
+) -> bool {
+    if !isa.supported() {
+        return false;
+    }
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 | Isa::Avx512Vnni => {
+            x86::add_avx2(a, b, y, p);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// A depthwise microkernel: channels `c0..c0 + n` (`n` = 16 or 8) of one output pixel from
+/// tap-major weights `wt` (`[taps, co]`, zero point 0), `Σ_taps (x[xo + c] - zx) · wt[t·co + c]`;
+/// `taps` lists `(input offset, tap index)`.
+pub type DwFn = fn(&[i8], &[i8], usize, &[(usize, usize)], usize, usize, i32) -> [i32; NR];
 
 /// The depthwise microkernel of `isa`, if it has one (else the caller's portable loop).
 pub fn dwconv16(isa: Isa) -> Option<DwFn> {
@@ -297,8 +367,142 @@ pub fn dwconv16(isa: Isa) -> Option<DwFn> {
     }
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512Vnni => Some(x86::dwconv16_avx2),
+        Isa::Avx2 | Isa::Avx512Vnni => Some(x86::dwconv_avx2),
         _ => None,
+    }
+}
+
+/// A depthwise microkernel with the requantization fused: channels `c0..c0 + out.len()`
+/// (at most 16) of one output pixel over tap-major weights, requantized with `pq` into `out`.
+pub type DwRqFn =
+    fn(&[i8], &[i8], usize, &[(usize, usize)], usize, &PanelQ, &QuantParams<'_>, &mut [i8]);
+
+/// The fused depthwise microkernel of `isa`, if it has one.
+pub fn dwconv_rq(isa: Isa) -> Option<DwRqFn> {
+    if !isa.supported() {
+        return None;
+    }
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => Some(x86::dwconv_rq_avx512),
+        _ => None,
+    }
+}
+
+/// Largest depthwise kernel window (taps) the tap list holds; larger run the reference.
+const DW_TAPS: usize = 64;
+
+/// int8 depthwise conv (one output channel per input channel) over tap-major weights
+/// (`[KH·KW, C]`, the packed depthwise layout) and a natural bias.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise(
+    x: &[i8],
+    wt: &[i8],
+    bias: Option<&[i32]>,
+    y: &mut [i8],
+    s: &ConvShapes,
+    geo: &ConvGeom,
+    q: &QuantParams<'_>,
+    isa: Isa,
+) {
+    let [n, h, wd, ci] = s.x;
+    let [co, kh, kw, _] = s.w;
+    let [_, oh, ow, _] = s.y;
+    if kh * kw > DW_TAPS {
+        return reference_depthwise(x, wt, bias, y, s, geo, q);
+    }
+    let fused = dwconv_rq(isa).filter(|_| q.weight_zp == 0);
+    let dw = dwconv16(isa).filter(|_| q.weight_zp == 0);
+    let rq = requantize(isa);
+    let panels = co.div_ceil(NR);
+    let mut cache = [PanelQ::ZERO; PQ_CACHE];
+    for (p, pq) in cache.iter_mut().enumerate().take(panels) {
+        *pq = PanelQ::new(q, bias, p * NR, (co - p * NR).min(NR));
+    }
+    let panel_q = |p: usize| match cache.get(p) {
+        Some(pq) => *pq,
+        None => PanelQ::new(q, bias, p * NR, (co - p * NR).min(NR)),
+    };
+    let mut taps = [(0usize, 0usize); DW_TAPS];
+    for b in 0..n {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut nt = 0;
+                geo.taps((oy, ox), [h, wd], [kh, kw], |ky, kx, iy, ix| {
+                    taps[nt] = (((b * h + iy) * wd + ix) * ci, ky * kw + kx);
+                    nt += 1;
+                });
+                let taps = &taps[..nt];
+                let yrow = &mut y[((b * oh + oy) * ow + ox) * co..][..co];
+                let mut c0 = 0;
+                if let Some(f) = fused {
+                    for p in 0..panels {
+                        let nr = (co - p * NR).min(NR);
+                        let pq = cache.get(p).copied().unwrap_or_else(|| panel_q(p));
+                        f(x, wt, co, taps, p * NR, &pq, q, &mut yrow[p * NR..][..nr]);
+                    }
+                    c0 = co;
+                } else if let Some(f) = dw {
+                    while co - c0 >= 8 {
+                        let nb = if co - c0 >= NR { NR } else { 8 };
+                        let a = f(x, wt, co, taps, c0, nb, q.input_zp);
+                        // Blocks start at multiples of 16 (an 8-block only after the last
+                        // 16-block): each starts its panel's constants.
+                        rq(&a, &panel_q(c0 / NR), q, &mut yrow[c0..][..nb]);
+                        c0 += nb;
+                    }
+                }
+                for (c, o) in yrow.iter_mut().enumerate().skip(c0) {
+                    let mut acc = bias.map_or(0, |bb| bb[c]);
+                    for &(xo, t) in taps {
+                        acc = acc.wrapping_add(
+                            (x[xo + c] as i32 - q.input_zp) * (wt[t * co + c] as i32 - q.weight_zp),
+                        );
+                    }
+                    *o = q.requantize(acc, c);
+                }
+            }
+        }
+    }
+}
+
+/// The tap-major depthwise conv, one output at a time: the specification of [`depthwise`].
+pub fn reference_depthwise(
+    x: &[i8],
+    wt: &[i8],
+    bias: Option<&[i32]>,
+    y: &mut [i8],
+    s: &ConvShapes,
+    geo: &ConvGeom,
+    q: &QuantParams<'_>,
+) {
+    let [n, h, wd, ci] = s.x;
+    let [co, kh, kw, _] = s.w;
+    let [_, oh, ow, _] = s.y;
+    for b in 0..n {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for c in 0..co {
+                    let mut acc = bias.map_or(0, |bb| bb[c]);
+                    geo.taps((oy, ox), [h, wd], [kh, kw], |ky, kx, iy, ix| {
+                        let xv = x[((b * h + iy) * wd + ix) * ci + c] as i32 - q.input_zp;
+                        let wv = wt[(ky * kw + kx) * co + c] as i32 - q.weight_zp;
+                        acc = acc.wrapping_add(xv * wv);
+                    });
+                    y[((b * oh + oy) * ow + ox) * co + c] = q.requantize(acc, c);
+                }
+            }
+        }
+    }
+}
+
+/// Transposes natural depthwise weights `[C, taps]` into the tap-major `[taps, C]` layout.
+pub fn pack_depthwise<T: Copy>(src: &[T], c: usize, taps: usize, dst: &mut [T]) {
+    for ch in 0..c {
+        for t in 0..taps {
+            dst[t * c + ch] = src[ch * taps + t];
+        }
     }
 }
 
@@ -316,29 +520,36 @@ pub fn dense(
     isa: Isa,
 ) {
     let rows = x.len() / k.max(1);
-    if k == 0 {
+    if k == 0 || k > PATCH_BYTES {
         return reference_dense(x, k, w, m, bias, y, q);
     }
+    let four = MULTI_ROW && MR * k <= PATCH_BYTES;
     let (uk1, uk4, rq) = (ukernel::<1>(isa), ukernel::<MR>(isa), requantize(isa));
-    for p in 0..m.div_ceil(NR) {
-        let panel = Panel::of(w, m, k, p);
-        let pq = PanelQ::new(q, Some(bias), p * NR, panel.nr);
-        let c0 = p * NR;
-        let mut r = 0;
-        while r < rows {
-            if MULTI_ROW && rows - r >= MR {
-                let xr: [&[i8]; MR] = core::array::from_fn(|i| &x[(r + i) * k..][..k]);
-                let acc = uk4(&xr, panel);
-                for (i, a) in acc.iter().enumerate() {
-                    rq(a, &pq, q, &mut y[(r + i) * m + c0..][..panel.nr]);
-                }
-                r += MR;
+    let (f1, f4) = (gemm_rq::<1>(isa), gemm_rq::<MR>(isa));
+    let mut patch = [0u8; PATCH_BYTES];
+    let flip = |dst: &mut [u8], src: &[i8]| {
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d = v as u8 ^ 0x80;
+        }
+    };
+    let mut r = 0;
+    while r < rows {
+        let n = if four && rows - r >= MR { MR } else { 1 };
+        for (i, dst) in patch.chunks_exact_mut(k).take(n).enumerate() {
+            flip(dst, &x[(r + i) * k..][..k]);
+        }
+        for p in 0..m.div_ceil(NR) {
+            let panel = Panel::of(w, m, k, p);
+            let c0 = p * NR;
+            let pq = PanelQ::new(q, Some(bias), c0, panel.nr);
+            if n == MR {
+                let xr: [&[u8]; MR] = core::array::from_fn(|i| &patch[i * k..][..k]);
+                tile(f4, uk4, rq, &xr, panel, &pq, q, y, r * m + c0, m);
             } else {
-                let acc = uk1(&[&x[r * k..][..k]], panel);
-                rq(&acc[0], &pq, q, &mut y[r * m + c0..][..panel.nr]);
-                r += 1;
+                tile(f1, uk1, rq, &[&patch[..k]], panel, &pq, q, y, r * m + c0, m);
             }
         }
+        r += n;
     }
 }
 
@@ -375,8 +586,8 @@ pub struct ConvShapes {
     pub y: [usize; 4],
 }
 
-/// The input bytes of output pixel `pix` (`(b, oy, ox)`): the window itself when it is one
-/// contiguous run of `x`, else gathered into `patch` (padding = the input zero point).
+/// The input of output pixel `pix` (`(b, oy, ox)`): the window itself when it is one
+/// contiguous run of `x`, else gathered into `patch` (padding = `zx`).
 #[inline]
 pub(crate) fn window<'a, T: Copy>(
     x: &'a [T],
@@ -392,7 +603,6 @@ pub(crate) fn window<'a, T: Copy>(
     let (b, oy, ox) = (pix / (oh * ow), pix / ow % oh, pix % ow);
     let iy0 = (oy * geo.stride[0]) as isize - geo.pad[0] as isize;
     let ix0 = (ox * geo.stride[1]) as isize - geo.pad[1] as isize;
-    let k = kh * kw * ci;
     let ix_last = ix0 + ((kw - 1) * geo.dilation[1]) as isize;
     if kh == 1
         && (kw == 1 || geo.dilation[1] == 1)
@@ -402,14 +612,61 @@ pub(crate) fn window<'a, T: Copy>(
         && (ix_last as usize) < wd
     {
         let at = ((b * h + iy0 as usize) * wd + ix0 as usize) * ci;
-        return &x[at..][..k];
+        return &x[at..][..kh * kw * ci];
     }
-    let patch = &mut patch[..k];
+    gather(x, s, geo, pix, zx, |v| v, patch)
+}
+
+/// The int8 input of output pixel `pix` as unsigned bytes (`x ^ 0x80`, what the microkernels
+/// read), always gathered into `patch` (padding = the input zero point, flipped too).
+#[inline]
+pub(crate) fn window_u8<'a>(
+    x: &[i8],
+    s: &ConvShapes,
+    geo: &ConvGeom,
+    pix: usize,
+    zx: i8,
+    patch: &'a mut [u8],
+) -> &'a [u8] {
+    gather(
+        x,
+        s,
+        geo,
+        pix,
+        zx as u8 ^ 0x80,
+        |v: i8| v as u8 ^ 0x80,
+        patch,
+    )
+}
+
+/// Gathers the window of output pixel `pix` into `patch`, converting each element with `cvt`.
+#[inline]
+fn gather<'a, S: Copy, T: Copy>(
+    x: &[S],
+    s: &ConvShapes,
+    geo: &ConvGeom,
+    pix: usize,
+    pad: T,
+    cvt: impl Fn(S) -> T + Copy,
+    patch: &'a mut [T],
+) -> &'a [T] {
+    let [_, h, wd, ci] = s.x;
+    let [_, kh, kw, _] = s.w;
+    let [_, oh, ow, _] = s.y;
+    let (b, oy, ox) = (pix / (oh * ow), pix / ow % oh, pix % ow);
+    let iy0 = (oy * geo.stride[0]) as isize - geo.pad[0] as isize;
+    let ix0 = (ox * geo.stride[1]) as isize - geo.pad[1] as isize;
+    let copy = |dst: &mut [T], src: &[S]| {
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d = cvt(v);
+        }
+    };
+    let patch = &mut patch[..kh * kw * ci];
     for ky in 0..kh {
         let iy = iy0 + (ky * geo.dilation[0]) as isize;
         let row = &mut patch[ky * kw * ci..][..kw * ci];
         if iy < 0 || iy as usize >= h {
-            row.fill(zx);
+            row.fill(pad);
             continue;
         }
         let xrow = &x[(b * h + iy as usize) * wd * ci..][..wd * ci];
@@ -417,11 +674,11 @@ pub(crate) fn window<'a, T: Copy>(
             // Columns ix0..ix0 + kw: the inside ones are one run of the input row.
             let lo = (-ix0).clamp(0, kw as isize) as usize;
             let hi = (wd as isize - ix0).clamp(lo as isize, kw as isize) as usize;
-            row[..lo * ci].fill(zx);
-            row[hi * ci..].fill(zx);
+            row[..lo * ci].fill(pad);
+            row[hi * ci..].fill(pad);
             if hi > lo {
                 let at = (ix0 + lo as isize) as usize * ci;
-                row[lo * ci..hi * ci].copy_from_slice(&xrow[at..][..(hi - lo) * ci]);
+                copy(&mut row[lo * ci..hi * ci], &xrow[at..][..(hi - lo) * ci]);
             }
             continue;
         }
@@ -429,9 +686,9 @@ pub(crate) fn window<'a, T: Copy>(
             let ix = ix0 + (kx * geo.dilation[1]) as isize;
             let dst = &mut row[kx * ci..][..ci];
             if ix >= 0 && (ix as usize) < wd {
-                dst.copy_from_slice(&xrow[ix as usize * ci..][..ci]);
+                copy(dst, &xrow[ix as usize * ci..][..ci]);
             } else {
-                dst.fill(zx);
+                dst.fill(pad);
             }
         }
     }
@@ -460,6 +717,7 @@ pub fn conv2d(
     // Rows per call: MR when MR windows fit the patch, else 1.
     let four = MULTI_ROW && MR * k <= PATCH_BYTES;
     let (uk1, uk4, rq) = (ukernel::<1>(isa), ukernel::<MR>(isa), requantize(isa));
+    let (f1, f4) = (gemm_rq::<1>(isa), gemm_rq::<MR>(isa));
     let zx = q.input_zp as i8;
     let panels = co.div_ceil(NR);
     let mut cache = [PanelQ::ZERO; PQ_CACHE];
@@ -470,38 +728,33 @@ pub fn conv2d(
         Some(pq) => *pq,
         None => PanelQ::new(q, Some(bias), p * NR, (co - p * NR).min(NR)),
     };
-    let mut patch = [0i8; PATCH_BYTES];
+    let mut patch = [0u8; PATCH_BYTES];
     let mut px = 0;
-    // Pixel tiles outside, panels inside: each window is gathered once.
+    // Pixel tiles outside, panels inside: each window is gathered (and flipped) once.
     while px < pixels {
         if four && pixels - px >= MR {
             let (p0, rest) = patch.split_at_mut(k);
             let (p1, rest) = rest.split_at_mut(k);
             let (p2, p3) = rest.split_at_mut(k);
             let rows = [
-                window(x, s, geo, px, zx, p0),
-                window(x, s, geo, px + 1, zx, p1),
-                window(x, s, geo, px + 2, zx, p2),
-                window(x, s, geo, px + 3, zx, p3),
+                window_u8(x, s, geo, px, zx, p0),
+                window_u8(x, s, geo, px + 1, zx, p1),
+                window_u8(x, s, geo, px + 2, zx, p2),
+                window_u8(x, s, geo, px + 3, zx, p3),
             ];
             for p in 0..panels {
                 let panel = Panel::of(w, co, k, p);
                 let c0 = p * NR;
                 let pq = panel_q(p);
-                let acc = uk4(&rows, panel);
-                for (i, a) in acc.iter().enumerate() {
-                    let out = &mut y[(px + i) * co + c0..][..panel.nr];
-                    rq(a, &pq, q, out);
-                }
+                tile(f4, uk4, rq, &rows, panel, &pq, q, y, px * co + c0, co);
             }
             px += MR;
         } else {
-            let row = window(x, s, geo, px, zx, &mut patch);
+            let row = window_u8(x, s, geo, px, zx, &mut patch);
             for p in 0..panels {
                 let panel = Panel::of(w, co, k, p);
-                let acc = uk1(&[row], panel);
-                let out = &mut y[px * co + p * NR..][..panel.nr];
-                rq(&acc[0], &panel_q(p), q, out);
+                let pq = panel_q(p);
+                tile(f1, uk1, rq, &[row], panel, &pq, q, y, px * co + p * NR, co);
             }
             px += 1;
         }

@@ -9,7 +9,7 @@ use core::arch::aarch64::*;
 use super::{Panel, KR, NR};
 
 /// `qs8_gemm_Mx16c4__neon`.
-pub(super) fn gemm<const M: usize>(rows: &[&[i8]; M], p: Panel<'_>) -> [[i32; NR]; M] {
+pub(super) fn gemm<const M: usize>(rows: &[&[u8]; M], p: Panel<'_>) -> [[i32; NR]; M] {
     assert!(
         (1..=NR).contains(&p.nr) && p.w.len() >= p.nr * p.k && rows.iter().all(|r| r.len() >= p.k),
         "qs8 microkernel operands out of shape"
@@ -19,7 +19,7 @@ pub(super) fn gemm<const M: usize>(rows: &[&[i8]; M], p: Panel<'_>) -> [[i32; NR
 }
 
 #[inline(always)]
-unsafe fn gemm_impl<const M: usize>(rows: &[&[i8]; M], p: Panel<'_>) -> [[i32; NR]; M] {
+unsafe fn gemm_impl<const M: usize>(rows: &[&[u8]; M], p: Panel<'_>) -> [[i32; NR]; M] {
     let (nr, k) = (p.nr, p.k);
     let mut out = [[0i32; NR]; M];
     let mut grp = [0i8; NR * KR];
@@ -47,7 +47,7 @@ unsafe fn gemm_impl<const M: usize>(rows: &[&[i8]; M], p: Panel<'_>) -> [[i32; N
             ];
             for (a, row) in acc.iter_mut().zip(rows) {
                 let xv = (row.as_ptr().add(g * KR) as *const u32).read_unaligned();
-                let xb = veor_u8(vreinterpret_u8_u32(vdup_n_u32(xv)), vdup_n_u8(0x80));
+                let xb = vreinterpret_u8_u32(vdup_n_u32(xv));
                 let xw = vreinterpretq_s16_u16(vmovl_u8(xb));
                 for (ai, wi) in a.iter_mut().zip(&w) {
                     *ai = vpadalq_s16(*ai, vmulq_s16(xw, *wi));

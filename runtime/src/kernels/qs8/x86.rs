@@ -1,5 +1,5 @@
 //! x86-64 qs8 microkernels: `qs8_gemm_{1,4}x16c4__avx512vnni` (`vpdpbusd` on the unsigned
-//! input and signed packed weights), `qs8_gemm_{1,4}x16c4__avx2` (the same 4-byte groups split
+//! input rows, one broadcast per group, and signed packed weights), `qs8_gemm_{1,4}x16c4__avx2` (the same 4-byte groups split
 //! into even/odd 16-bit pairs for `vpmaddwd`) and `qs8_requantize_16__avx2` (both TFLite
 //! roundings, bit-exact with the scalar form).
 //!
@@ -11,11 +11,11 @@ use core::arch::x86_64::*;
 
 use super::{Panel, PanelQ, KR, NR};
 use crate::kernels::isa::Isa;
-use crate::kernels::reference_i8::{QuantParams, Rounding};
+use crate::kernels::reference_i8::{AddParams, QuantParams, Rounding};
 
 /// Checks the operand lengths every microkernel relies on for its unchecked loads.
 #[inline(always)]
-fn check<const M: usize>(rows: &[&[i8]; M], p: &Panel<'_>) {
+fn check<const M: usize>(rows: &[&[u8]; M], p: &Panel<'_>) {
     assert!(
         (1..=NR).contains(&p.nr) && p.w.len() >= p.nr * p.k && rows.iter().all(|r| r.len() >= p.k),
         "qs8 microkernel operands out of shape"
@@ -23,7 +23,7 @@ fn check<const M: usize>(rows: &[&[i8]; M], p: &Panel<'_>) {
 }
 
 /// `qs8_gemm_Mx16c4__avx512vnni`.
-pub(super) fn gemm_avx512vnni<const M: usize>(rows: &[&[i8]; M], p: Panel<'_>) -> [[i32; NR]; M] {
+pub(super) fn gemm_avx512vnni<const M: usize>(rows: &[&[u8]; M], p: Panel<'_>) -> [[i32; NR]; M] {
     check(rows, &p);
     debug_assert!(Isa::Avx512Vnni.supported());
     // SAFETY: lengths checked above; the CPU features were checked before this function was
@@ -32,10 +32,9 @@ pub(super) fn gemm_avx512vnni<const M: usize>(rows: &[&[i8]; M], p: Panel<'_>) -
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn gemm_vnni_impl<const M: usize>(rows: &[&[i8]; M], p: Panel<'_>) -> [[i32; NR]; M] {
+unsafe fn gemm_vnni_impl<const M: usize>(rows: &[&[u8]; M], p: Panel<'_>) -> [[i32; NR]; M] {
     let (nr, k) = (p.nr, p.k);
     let mask: __mmask16 = if nr >= NR { 0xFFFF } else { (1u16 << nr) - 1 };
-    let flip = _mm512_set1_epi8(-128);
     let mut acc = [_mm512_setzero_si512(); M];
     let wp = p.w.as_ptr();
     for g in 0..k / KR {
@@ -43,8 +42,7 @@ unsafe fn gemm_vnni_impl<const M: usize>(rows: &[&[i8]; M], p: Panel<'_>) -> [[i
         let w = _mm512_maskz_loadu_epi32(mask, wp.add(g * nr * KR) as *const i32);
         for (a, row) in acc.iter_mut().zip(rows) {
             let xv = (row.as_ptr().add(g * KR) as *const i32).read_unaligned();
-            let xb = _mm512_xor_si512(_mm512_set1_epi32(xv), flip);
-            *a = _mm512_dpbusd_epi32(*a, xb, w);
+            *a = _mm512_dpbusd_epi32(*a, _mm512_set1_epi32(xv), w);
         }
     }
     let mut out = [[0i32; NR]; M];
@@ -56,7 +54,7 @@ unsafe fn gemm_vnni_impl<const M: usize>(rows: &[&[i8]; M], p: Panel<'_>) -> [[i
 }
 
 /// `qs8_gemm_Mx16c4__avx2`.
-pub(super) fn gemm_avx2<const M: usize>(rows: &[&[i8]; M], p: Panel<'_>) -> [[i32; NR]; M] {
+pub(super) fn gemm_avx2<const M: usize>(rows: &[&[u8]; M], p: Panel<'_>) -> [[i32; NR]; M] {
     check(rows, &p);
     debug_assert!(Isa::Avx2.supported());
     // SAFETY: as `gemm_avx512vnni`.
@@ -64,14 +62,13 @@ pub(super) fn gemm_avx2<const M: usize>(rows: &[&[i8]; M], p: Panel<'_>) -> [[i3
 }
 
 #[target_feature(enable = "avx2")]
-unsafe fn gemm_avx2_impl<const M: usize>(rows: &[&[i8]; M], p: Panel<'_>) -> [[i32; NR]; M] {
+unsafe fn gemm_avx2_impl<const M: usize>(rows: &[&[u8]; M], p: Panel<'_>) -> [[i32; NR]; M] {
     let (nr, k) = (p.nr, p.k);
     let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     let n = _mm256_set1_epi32(nr as i32);
     let mlo = _mm256_cmpgt_epi32(n, lanes);
     let mhi = _mm256_cmpgt_epi32(n, _mm256_add_epi32(lanes, _mm256_set1_epi32(8)));
     let full = nr == NR;
-    let flip = _mm256_set1_epi8(-128);
     let low_bytes = _mm256_set1_epi16(0x00FF);
     let mut acc = [[_mm256_setzero_si256(); 2]; M];
     let wp = p.w.as_ptr();
@@ -96,7 +93,7 @@ unsafe fn gemm_avx2_impl<const M: usize>(rows: &[&[i8]; M], p: Panel<'_>) -> [[i
         let w1o = _mm256_srai_epi16(w1, 8);
         for (a, row) in acc.iter_mut().zip(rows) {
             let xv = (row.as_ptr().add(g * KR) as *const i32).read_unaligned();
-            let xu = _mm256_xor_si256(_mm256_set1_epi32(xv), flip);
+            let xu = _mm256_set1_epi32(xv);
             let xe = _mm256_and_si256(xu, low_bytes);
             let xo = _mm256_srli_epi16(xu, 8);
             a[0] = _mm256_add_epi32(
@@ -228,28 +225,37 @@ unsafe fn shift_round64(p: __m256i, t: __m256i) -> __m256i {
     _mm256_or_si256(_mm256_srlv_epi64(v, t), _mm256_and_si256(neg, fill))
 }
 
-/// `qs8_dwconv_16__avx2`: channels `c0..c0 + 16` of one depthwise output pixel,
-/// `Σ_taps (x[xo + c] - zx) · wt[t·co + c]` (weights tap-major, zero point 0; the products fit
-/// 16 bits: 255·128 < 2^15). `taps` lists `(xo, t)`: the input pixel's offset and the tap index.
-pub(crate) fn dwconv16_avx2(
+/// `qs8_dwconv_16__avx2` / `qs8_dwconv_8__avx2`: channels `c0..c0 + n` (`n` = 16, or 8 with
+/// the upper 8 results 0) of one depthwise output pixel, `Σ_taps (x[xo + c] - zx) · wt[t·co + c]`
+/// (weights tap-major, zero point 0; the products fit 16 bits: 255·128 < 2^15). `taps` lists
+/// `(xo, t)`: the input pixel's offset and the tap index.
+pub(crate) fn dwconv_avx2(
     x: &[i8],
     wt: &[i8],
     co: usize,
     taps: &[(usize, usize)],
     c0: usize,
+    n: usize,
     zx: i32,
 ) -> [i32; NR] {
     assert!(
-        c0 + NR <= co
+        (n == 8 || n == NR)
+            && c0 + n <= co
             && taps
                 .iter()
-                .all(|&(xo, t)| xo + c0 + NR <= x.len() && t * co + c0 + NR <= wt.len()),
+                .all(|&(xo, t)| xo + c0 + n <= x.len() && t * co + c0 + n <= wt.len()),
         "dwconv operands out of shape"
     );
     debug_assert!(Isa::Avx2.supported());
     // SAFETY: every load is inside the slices (checked above); AVX2 was checked before the
     // caller chose this path.
-    unsafe { dwconv16_impl(x, wt, co, taps, c0, zx) }
+    unsafe {
+        if n == NR {
+            dwconv16_impl(x, wt, co, taps, c0, zx)
+        } else {
+            dwconv8_impl(x, wt, co, taps, c0, zx)
+        }
+    }
 }
 
 #[target_feature(enable = "avx2")]
@@ -275,4 +281,309 @@ unsafe fn dwconv16_impl(
     _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, lo);
     _mm256_storeu_si256(out.as_mut_ptr().add(8) as *mut __m256i, hi);
     out
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn dwconv8_impl(
+    x: &[i8],
+    wt: &[i8],
+    co: usize,
+    taps: &[(usize, usize)],
+    c0: usize,
+    zx: i32,
+) -> [i32; NR] {
+    let z = _mm_set1_epi16(zx as i16);
+    let mut acc = _mm256_setzero_si256();
+    for &(xo, t) in taps {
+        let xv = _mm_loadl_epi64(x.as_ptr().add(xo + c0) as *const __m128i);
+        let wv = _mm_loadl_epi64(wt.as_ptr().add(t * co + c0) as *const __m128i);
+        let p = _mm_mullo_epi16(
+            _mm_sub_epi16(_mm_cvtepi8_epi16(xv), z),
+            _mm_cvtepi8_epi16(wv),
+        );
+        acc = _mm256_add_epi32(acc, _mm256_cvtepi16_epi32(p));
+    }
+    let mut out = [0i32; NR];
+    _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, acc);
+    out
+}
+
+/// `qs8_requantize_16__avx512`: the 16 lanes at once, with AVX-512's 64-bit arithmetic shifts.
+pub(super) fn requantize_avx512(acc: &[i32; NR], pq: &PanelQ, q: &QuantParams<'_>, out: &mut [i8]) {
+    debug_assert!(Isa::Avx512Vnni.supported());
+    let n = out.len().min(NR);
+    // SAFETY: fixed-size arrays; the masked store writes `n <= out.len()` bytes; AVX-512 was
+    // checked before this function was handed out.
+    unsafe { requantize512_impl(acc, pq, q, out, n) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn requantize512_impl(
+    acc: &[i32; NR],
+    pq: &PanelQ,
+    q: &QuantParams<'_>,
+    out: &mut [i8],
+    n: usize,
+) {
+    {
+        let c = Rq512::new(pq, q);
+        let v = c.apply(_mm512_loadu_si512(acc.as_ptr() as *const _));
+        let mask: __mmask16 = if n >= NR { 0xFFFF } else { (1u16 << n) - 1 };
+        _mm512_mask_cvtepi32_storeu_epi8(out.as_mut_ptr() as *mut _, mask, v);
+    }
+}
+
+/// One panel's requantization constants in registers.
+struct Rq512 {
+    bias: __m512i,
+    mult: __m512i,
+    shift: __m512i,
+    left: __m512i,
+    right: __m512i,
+    zp: __m512i,
+    lo: __m512i,
+    hi: __m512i,
+    double: bool,
+}
+
+impl Rq512 {
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn new(pq: &PanelQ, q: &QuantParams<'_>) -> Rq512 {
+        let ld = |a: &[i32; NR]| _mm512_loadu_si512(a.as_ptr() as *const _);
+        let zero = _mm512_setzero_si512();
+        let shift = ld(&pq.shift);
+        Rq512 {
+            bias: ld(&pq.bias),
+            mult: ld(&pq.mult),
+            shift,
+            left: _mm512_max_epi32(shift, zero),
+            right: _mm512_max_epi32(_mm512_sub_epi32(zero, shift), zero),
+            zp: _mm512_set1_epi32(q.output_zp),
+            lo: _mm512_set1_epi32(q.act[0]),
+            hi: _mm512_set1_epi32(q.act[1]),
+            double: q.rounding == Rounding::Double,
+        }
+    }
+
+    /// The int8 outputs (as int32 lanes in -128..=127) of 16 accumulators.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn apply(&self, acc: __m512i) -> __m512i {
+        let x = _mm512_add_epi32(acc, self.bias);
+        let m = self.mult;
+        let zero = _mm512_setzero_si512();
+        let scaled = if self.double {
+            let x = _mm512_sllv_epi32(x, self.left);
+            // (x·m + 2^30) >> 31, as in the AVX2 form.
+            let nudge = _mm512_set1_epi64(1 << 30);
+            let even = _mm512_srli_epi64(_mm512_add_epi64(_mm512_mul_epi32(x, m), nudge), 31);
+            let odd = _mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(m, 32));
+            let odd = _mm512_slli_epi64(_mm512_srli_epi64(_mm512_add_epi64(odd, nudge), 31), 32);
+            let mut r = _mm512_mask_blend_epi32(0xAAAA, even, odd);
+            let min = _mm512_set1_epi32(i32::MIN);
+            let sat = _mm512_cmpeq_epi32_mask(x, min) & _mm512_cmpeq_epi32_mask(m, min);
+            r = _mm512_mask_blend_epi32(sat, r, _mm512_set1_epi32(i32::MAX));
+            let one = _mm512_set1_epi32(1);
+            let mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, self.right), one);
+            let rem = _mm512_and_si512(r, mask);
+            let half = _mm512_srai_epi32(mask, 1);
+            let neg = _mm512_cmplt_epi32_mask(r, zero);
+            let thr = _mm512_mask_add_epi32(half, neg, half, one);
+            let up = _mm512_cmpgt_epi32_mask(rem, thr);
+            let d = _mm512_srav_epi32(r, self.right);
+            _mm512_mask_add_epi32(d, up, d, one)
+        } else {
+            let ts = _mm512_sub_epi32(_mm512_set1_epi32(31), self.shift);
+            let lo32 = _mm512_set1_epi64(0xFFFF_FFFF);
+            let even = shift_round512(_mm512_mul_epi32(x, m), _mm512_and_si512(ts, lo32));
+            let odd = shift_round512(
+                _mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(m, 32)),
+                _mm512_srli_epi64(ts, 32),
+            );
+            _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32))
+        };
+        // Bounded first (the scalar form saturates the zero-point add instead).
+        let b = _mm512_set1_epi32(1 << 16);
+        let scaled = _mm512_min_epi32(_mm512_max_epi32(scaled, _mm512_sub_epi32(zero, b)), b);
+        let v = _mm512_add_epi32(scaled, self.zp);
+        _mm512_min_epi32(_mm512_max_epi32(v, self.lo), self.hi)
+    }
+}
+
+/// `(p + 2^(t - 1)) >> t`, arithmetic, per 64-bit lane (`1 <= t <= 62`).
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn shift_round512(p: __m512i, t: __m512i) -> __m512i {
+    let one = _mm512_set1_epi64(1);
+    _mm512_srav_epi64(
+        _mm512_add_epi64(p, _mm512_sllv_epi64(one, _mm512_sub_epi64(t, one))),
+        t,
+    )
+}
+
+/// `qs8_gemm_Mx16c4__avx512vnni` with the requantization fused: the accumulators never leave
+/// registers; row `i` of the tile goes to `y[base + i·stride..][..nr]`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn gemm_rq_avx512vnni<const M: usize>(
+    rows: &[&[u8]; M],
+    p: Panel<'_>,
+    pq: &PanelQ,
+    q: &QuantParams<'_>,
+    y: &mut [i8],
+    base: usize,
+    stride: usize,
+) {
+    check(rows, &p);
+    assert!(
+        base + (M - 1) * stride + p.nr <= y.len(),
+        "qs8 output tile out of range"
+    );
+    debug_assert!(Isa::Avx512Vnni.supported());
+    // SAFETY: operand lengths and the output range checked above; features checked before this
+    // function was handed out.
+    unsafe { gemm_rq_vnni_impl(rows, p, pq, q, y, base, stride) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn gemm_rq_vnni_impl<const M: usize>(
+    rows: &[&[u8]; M],
+    p: Panel<'_>,
+    pq: &PanelQ,
+    q: &QuantParams<'_>,
+    y: &mut [i8],
+    base: usize,
+    stride: usize,
+) {
+    let (nr, k) = (p.nr, p.k);
+    let mask: __mmask16 = if nr >= NR { 0xFFFF } else { (1u16 << nr) - 1 };
+    let mut acc = [_mm512_setzero_si512(); M];
+    let wp = p.w.as_ptr();
+    for g in 0..k / KR {
+        let w = _mm512_maskz_loadu_epi32(mask, wp.add(g * nr * KR) as *const i32);
+        for (a, row) in acc.iter_mut().zip(rows) {
+            let xv = (row.as_ptr().add(g * KR) as *const i32).read_unaligned();
+            *a = _mm512_dpbusd_epi32(*a, _mm512_set1_epi32(xv), w);
+        }
+    }
+    if k % KR != 0 {
+        // The leftover columns on the portable tail, through memory (first convs only).
+        let mut t = [[0i32; NR]; M];
+        super::tail(rows, p, &mut t);
+        for (a, ti) in acc.iter_mut().zip(&t) {
+            *a = _mm512_add_epi32(*a, _mm512_loadu_si512(ti.as_ptr() as *const _));
+        }
+    }
+    let c = Rq512::new(pq, q);
+    for (i, a) in acc.iter().enumerate() {
+        let v = c.apply(*a);
+        _mm512_mask_cvtepi32_storeu_epi8(y.as_mut_ptr().add(base + i * stride) as *mut _, mask, v);
+    }
+}
+
+/// `qs8_vadd__avx2`: TFLite's int8 add/sub of two same-shape tensors, 8 lanes at a time
+/// (the tail on [`add_one`](crate::kernels::reference_i8::add_one)), bit-exact with it.
+pub(super) fn add_avx2(a: &[i8], b: &[i8], y: &mut [i8], p: &AddParams) {
+    debug_assert!(Isa::Avx2.supported());
+    let n = y.len().min(a.len()).min(b.len());
+    let main = n - n % 8;
+    // SAFETY: reads and writes stay below `main` <= every slice's length; AVX2 was checked
+    // before this function was handed out.
+    unsafe { add_impl(&a[..main], &b[..main], &mut y[..main], p) };
+    for i in main..n {
+        y[i] = crate::kernels::reference_i8::add_one(a[i], b[i], p);
+    }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn add_impl(a: &[i8], b: &[i8], y: &mut [i8], p: &AddParams) {
+    let ls = _mm256_set1_epi32(p.q.left_shift);
+    let zero = _mm256_setzero_si256();
+    let side = |v: *const i8, zp: i32, (m, s): (i32, i32)| {
+        let x = _mm256_cvtepi8_epi32(_mm_loadl_epi64(v as *const __m128i));
+        let x = _mm256_sllv_epi32(_mm256_sub_epi32(x, _mm256_set1_epi32(zp)), ls);
+        double_rounding(x, _mm256_set1_epi32(m), _mm256_set1_epi32(s.min(0)))
+    };
+    let (mo, so) = p.q.mult[2];
+    let (lo, hi) = (_mm256_set1_epi32(p.act[0]), _mm256_set1_epi32(p.act[1]));
+    let bound = _mm256_set1_epi32(1 << 16);
+    for i in (0..y.len()).step_by(8) {
+        let sa = side(a.as_ptr().add(i), p.zp[0], p.q.mult[0]);
+        let sb = side(b.as_ptr().add(i), p.zp[1], p.q.mult[1]);
+        let sum = if p.subtract {
+            _mm256_sub_epi32(sa, sb)
+        } else {
+            _mm256_add_epi32(sa, sb)
+        };
+        let r = double_rounding(sum, _mm256_set1_epi32(mo), _mm256_set1_epi32(so.min(0)));
+        let r = _mm256_min_epi32(_mm256_max_epi32(r, _mm256_sub_epi32(zero, bound)), bound);
+        let r = _mm256_add_epi32(r, _mm256_set1_epi32(p.zp[2]));
+        let r = _mm256_min_epi32(_mm256_max_epi32(r, lo), hi);
+        // 8 int32 in [-128, 127] -> 8 bytes.
+        let p16 = _mm256_packs_epi32(r, r);
+        let p8 = _mm256_packs_epi16(p16, p16);
+        let lo4 = _mm_cvtsi128_si32(_mm256_castsi256_si128(p8)) as u32;
+        let hi4 = _mm_cvtsi128_si32(_mm256_extracti128_si256(p8, 1)) as u32;
+        let out = (lo4 as u64) | ((hi4 as u64) << 32);
+        (y.as_mut_ptr().add(i) as *mut u64).write_unaligned(out);
+    }
+}
+
+/// `qs8_dwconv_16__avx512` with the requantization fused: channels `c0..c0 + n` (`n <= 16`,
+/// masked) of one depthwise output pixel over tap-major weights (zero point 0), written to
+/// `out[..n]`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn dwconv_rq_avx512(
+    x: &[i8],
+    wt: &[i8],
+    co: usize,
+    taps: &[(usize, usize)],
+    c0: usize,
+    pq: &PanelQ,
+    q: &QuantParams<'_>,
+    out: &mut [i8],
+) {
+    let n = out.len().min(NR);
+    assert!(
+        n >= 1
+            && c0 + n <= co
+            && taps
+                .iter()
+                .all(|&(xo, t)| xo + c0 + n <= x.len() && t * co + c0 + n <= wt.len()),
+        "dwconv operands out of shape"
+    );
+    debug_assert!(Isa::Avx512Vnni.supported());
+    // SAFETY: masked loads and the masked store stay inside the checked ranges; features
+    // checked before this function was handed out.
+    unsafe { dwconv_rq_impl(x, wt, co, taps, c0, n, pq, q, out) }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn dwconv_rq_impl(
+    x: &[i8],
+    wt: &[i8],
+    co: usize,
+    taps: &[(usize, usize)],
+    c0: usize,
+    n: usize,
+    pq: &PanelQ,
+    q: &QuantParams<'_>,
+    out: &mut [i8],
+) {
+    let mask: __mmask16 = if n >= NR { 0xFFFF } else { (1u16 << n) - 1 };
+    let z = _mm256_set1_epi16(q.input_zp as i16);
+    let mut acc = _mm512_setzero_si512();
+    for &(xo, t) in taps {
+        let xv = _mm_maskz_loadu_epi8(mask, x.as_ptr().add(xo + c0));
+        let wv = _mm_maskz_loadu_epi8(mask, wt.as_ptr().add(t * co + c0));
+        // (x - zx)·w fits 16 bits (255·128 < 2^15).
+        let p = _mm256_mullo_epi16(
+            _mm256_sub_epi16(_mm256_cvtepi8_epi16(xv), z),
+            _mm256_cvtepi8_epi16(wv),
+        );
+        acc = _mm512_add_epi32(acc, _mm512_cvtepi16_epi32(p));
+    }
+    let v = Rq512::new(pq, q).apply(acc);
+    _mm512_mask_cvtepi32_storeu_epi8(out.as_mut_ptr() as *mut _, mask, v);
 }
