@@ -40,6 +40,8 @@ pub struct BenchReport {
     pub isa: String,
     /// `optimized` or `reference` kernels (kiln).
     pub kernels: String,
+    /// Threads a large layer may be split over (kiln; tract runs on 1).
+    pub threads: usize,
     /// Timed runs.
     pub iterations: usize,
     /// Untimed runs before them.
@@ -106,6 +108,7 @@ pub fn bench_kiln(
     warmup: usize,
     iterations: usize,
     kernels: Kernels,
+    threads: usize,
 ) -> Result<BenchReport> {
     if iterations == 0 {
         bail!("--iterations must be at least 1");
@@ -115,6 +118,7 @@ pub fn bench_kiln(
     let mut arena = AlignedBuf::zeroed(m.arena_size());
     let mut s = Session::new(&m, arena.as_mut_slice())?;
     s.set_kernels(kernels);
+    s.set_threads(threads);
     match input {
         Some(row) => {
             let dst = s.input_bytes_mut(0)?;
@@ -179,6 +183,7 @@ pub fn bench_kiln(
             Kernels::Optimized => "optimized".into(),
             Kernels::Reference => "reference".into(),
         },
+        threads: s.threads(),
         iterations,
         warmup,
         median_us: quantile(&whole, 0.5),
@@ -239,6 +244,7 @@ pub fn bench_tract(
         engine: "tract".into(),
         isa: String::new(),
         kernels: String::new(),
+        threads: 1,
         iterations,
         warmup,
         median_us: quantile(&whole, 0.5),

@@ -22,6 +22,7 @@ pub struct Session<'m, 'a> {
     model: &'a Model<'m>,
     arena: &'a mut [u8],
     isa: Isa,
+    threads: usize,
     #[cfg(feature = "kernel-choice")]
     kernels: Kernels,
 }
@@ -55,6 +56,7 @@ impl<'m, 'a> Session<'m, 'a> {
             model,
             arena,
             isa: Isa::detect(),
+            threads: 1,
             #[cfg(feature = "kernel-choice")]
             kernels: Kernels::Optimized,
         })
@@ -63,6 +65,19 @@ impl<'m, 'a> Session<'m, 'a> {
     /// The instruction set the optimized kernels use (detected when the session was built).
     pub fn isa(&self) -> Isa {
         self.isa
+    }
+
+    /// Splits each large conv layer (at least [`crate::ops::PARALLEL_MIN_MACS`]
+    /// multiply-accumulates) over up to `n` threads by output pixels (feature `std`; default 1).
+    /// The outputs are the same bytes as with one thread.
+    #[cfg(feature = "std")]
+    pub fn set_threads(&mut self, n: usize) {
+        self.threads = n.max(1);
+    }
+
+    /// Threads a large layer may use (see `set_threads`).
+    pub fn threads(&self) -> usize {
+        self.threads
     }
 
     /// Chooses the int8 kernels this session runs (see [`Kernels`]; feature `kernel-choice`).
@@ -207,6 +222,7 @@ impl<'m, 'a> Session<'m, 'a> {
             op,
             reference,
             isa: self.isa,
+            threads: self.threads,
         };
         ops::run(&view, out, &yt)
     }

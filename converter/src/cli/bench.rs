@@ -31,6 +31,9 @@ pub struct BenchArgs {
     /// Run the portable reference kernels instead of the optimized ones (kiln).
     #[arg(long)]
     reference: bool,
+    /// Split each large conv layer over this many threads (kiln; same outputs as 1 thread).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    threads: u64,
     /// Concrete shape of each input (tract; repeat per input).
     #[arg(long = "input-shape", value_parser = super::common::parse_shape)]
     input_shape: Vec<Vec<usize>>,
@@ -71,7 +74,14 @@ pub fn run(a: BenchArgs) -> Result<()> {
         } else {
             Kernels::Optimized
         };
-        bench_kiln(buf.as_slice(), row.as_deref(), warmup, iterations, kernels)?
+        bench_kiln(
+            buf.as_slice(),
+            row.as_deref(),
+            warmup,
+            iterations,
+            kernels,
+            a.threads as usize,
+        )?
     };
     if a.json {
         outln!("{}", serde_json::to_string_pretty(&r)?);
@@ -83,7 +93,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
 
 fn print_report(model: &std::path::Path, r: &BenchReport) {
     outln!(
-        "{}: {} ({}{}), {} runs after {} warm-up, 1 thread",
+        "{}: {} ({}{}), {} runs after {} warm-up, {} thread{}",
         model.display(),
         r.engine,
         if r.isa.is_empty() { "-" } else { &r.isa },
@@ -93,7 +103,9 @@ fn print_report(model: &std::path::Path, r: &BenchReport) {
             format!(", {} kernels", r.kernels)
         },
         r.iterations,
-        r.warmup
+        r.warmup,
+        r.threads,
+        if r.threads == 1 { "" } else { "s" }
     );
     outln!(
         "latency: median {:.1} µs (p10 {:.1}, p90 {:.1})",

@@ -260,7 +260,11 @@ pub(super) fn run(v: &View, p: &ConvParams, out: &mut [u8], yt: &TensorInfo) -> 
                 if v.use_reference() {
                     qs8::reference_depthwise(x, w, bias, y, &s, g, &q);
                 } else {
-                    qs8::depthwise(x, w, bias, y, &s, g, &q, v.isa);
+                    let t = v.threads_for(y.len() * ws[1] * ws[2]);
+                    let co = ws[0];
+                    super::parallel(y, co, t, |part, px0| {
+                        qs8::depthwise_part(x, w, bias, part, &s, g, &q, v.isa, px0)
+                    });
                 }
             } else if p.packed {
                 // Validation guarantees the bias of packed weights.
@@ -268,7 +272,10 @@ pub(super) fn run(v: &View, p: &ConvParams, out: &mut [u8], yt: &TensorInfo) -> 
                 if v.use_reference() {
                     qs8::reference_conv2d(x, w, bias, y, &s, g, &q);
                 } else {
-                    qs8::conv2d(x, w, bias, y, &s, g, &q, v.isa);
+                    let t = v.threads_for(y.len() * ws[1] * ws[2] * ws[3]);
+                    super::parallel(y, ws[0], t, |part, px0| {
+                        qs8::conv2d_part(x, w, bias, part, &s, g, &q, v.isa, px0)
+                    });
                 }
             } else if v.use_reference() {
                 ki8::conv2d(x, xs, w, ws, bias, y, ys, g, &q);
@@ -290,9 +297,19 @@ pub(super) fn run(v: &View, p: &ConvParams, out: &mut [u8], yt: &TensorInfo) -> 
                 let (w, g, r) = (bytes_as_f32(wb), &p.geom, v.use_reference());
                 match (g.groups == 1, r) {
                     (true, true) => f32k::reference_conv2d(x, w, bias, y, &s, g, act),
-                    (true, false) => f32k::conv2d(x, w, bias, y, &s, g, act, v.isa),
+                    (true, false) => {
+                        let t = v.threads_for(y.len() * ws[1] * ws[2] * ws[3]);
+                        super::parallel(y, ws[0], t, |part, px0| {
+                            f32k::conv2d_part(x, w, bias, part, &s, g, act, v.isa, px0)
+                        })
+                    }
                     (false, true) => f32k::reference_depthwise(x, w, bias, y, &s, g, act),
-                    (false, false) => f32k::depthwise(x, w, bias, y, &s, g, act, v.isa),
+                    (false, false) => {
+                        let t = v.threads_for(y.len() * ws[1] * ws[2]);
+                        super::parallel(y, ws[0], t, |part, px0| {
+                            f32k::depthwise_part(x, w, bias, part, &s, g, act, v.isa, px0)
+                        })
+                    }
                 }
             } else if wt.dtype == DType::F16 {
                 kf::conv2d(x, xs, bytes_as_f16(wb), ws, bias, y, ys, &p.geom, act);

@@ -733,6 +733,44 @@ pub(crate) struct View<'v, 'm> {
     pub(crate) reference: bool,
     /// The instruction set the optimized kernels use (chosen when the session was built).
     pub(crate) isa: crate::kernels::isa::Isa,
+    /// Threads a large layer may be split over (1 without feature `std`).
+    pub(crate) threads: usize,
+}
+
+/// Layers with fewer multiply-accumulates than this run on one thread: below it, handing half
+/// the layer to another thread costs more than it saves (a scoped thread is spawned per layer).
+pub const PARALLEL_MIN_MACS: usize = 1 << 20;
+
+/// Splits `y` into at most `threads` parts of whole units (`unit` elements: one output pixel)
+/// and runs `f(part, first unit)` on each, the first part on this thread, the others on scoped
+/// threads (feature `std`; otherwise, or with one thread, `f(y, 0)`). Every unit is computed
+/// by the same code whatever the split, so the bytes are those of one thread.
+pub(crate) fn parallel<T: Send>(
+    y: &mut [T],
+    unit: usize,
+    threads: usize,
+    f: impl Fn(&mut [T], usize) + Sync,
+) {
+    let units = y.len() / unit.max(1);
+    #[cfg(feature = "std")]
+    if threads > 1 && units >= 2 {
+        let per = units.div_ceil(threads.min(units));
+        let f = &f;
+        std::thread::scope(|sc| {
+            let (first, mut rest) = y.split_at_mut((per * unit).min(y.len()));
+            let mut u0 = per;
+            while !rest.is_empty() {
+                let (part, tail) = rest.split_at_mut((per * unit).min(rest.len()));
+                sc.spawn(move || f(part, u0));
+                u0 += per;
+                rest = tail;
+            }
+            f(first, 0);
+        });
+        return;
+    }
+    let _ = (units, threads);
+    f(y, 0)
 }
 
 impl<'m> View<'_, 'm> {
@@ -760,6 +798,14 @@ impl<'m> View<'_, 'm> {
     }
     pub(crate) fn num_inputs(&self) -> usize {
         self.op.num_inputs()
+    }
+    /// Threads for a layer of `macs` multiply-accumulates.
+    pub(crate) fn threads_for(&self, macs: usize) -> usize {
+        if macs >= PARALLEL_MIN_MACS {
+            self.threads
+        } else {
+            1
+        }
     }
     /// Whether to run the reference kernels: a constant `false` without `kernel-choice`, so the
     /// reference kernels are not even linked into firmware.

@@ -241,17 +241,37 @@ pub fn conv2d(
     act: [f32; 2],
     isa: Isa,
 ) {
+    conv2d_part(x, w, bias, y, s, geo, act, isa, 0)
+}
+
+/// [`conv2d`] for the output pixels `px0..px0 + y.len() / O` only, written to `y`.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_part(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    s: &ConvShapes,
+    geo: &ConvGeom,
+    act: [f32; 2],
+    isa: Isa,
+    px0: usize,
+) {
     let [co, kh, kw, ci] = s.w;
     let k = kh * kw * ci;
-    let pixels = s.y[0] * s.y[1] * s.y[2];
+    let pixels = px0 + y.len() / co.max(1);
     if k == 0 || k > PATCH {
-        return reference_conv2d(x, w, bias, y, s, geo, act);
+        for (i, out) in y.chunks_exact_mut(co.max(1)).enumerate() {
+            reference_pixel(x, w, bias, out, s, geo, act, px0 + i);
+        }
+        return;
     }
     let four = MR * k <= PATCH;
     let (uk1, uk4) = (ukernel::<1>(isa), ukernel::<MR>(isa));
     let panels = co.div_ceil(NR);
     let mut patch = [0f32; PATCH];
-    let mut px = 0;
+    let mut px = px0;
     while px < pixels {
         if four && pixels - px >= MR {
             let (p0, rest) = patch.split_at_mut(k);
@@ -267,7 +287,7 @@ pub fn conv2d(
                 let panel = Panel::of(w, co, k, p);
                 let b = bias_panel(bias, p * NR, panel.nr);
                 for (i, a) in uk4(&rows, panel, &b).iter().enumerate() {
-                    store(a, act, &mut y[(px + i) * co + p * NR..][..panel.nr]);
+                    store(a, act, &mut y[(px - px0 + i) * co + p * NR..][..panel.nr]);
                 }
             }
             px += MR;
@@ -277,7 +297,7 @@ pub fn conv2d(
                 let panel = Panel::of(w, co, k, p);
                 let b = bias_panel(bias, p * NR, panel.nr);
                 let a = uk1(&[row], panel, &b);
-                store(&a[0], act, &mut y[px * co + p * NR..][..panel.nr]);
+                store(&a[0], act, &mut y[(px - px0) * co + p * NR..][..panel.nr]);
             }
             px += 1;
         }
@@ -294,25 +314,37 @@ pub fn reference_conv2d(
     geo: &ConvGeom,
     act: [f32; 2],
 ) {
-    let [n, h, wd, ci] = s.x;
+    for (i, out) in y.chunks_exact_mut(s.w[0].max(1)).enumerate() {
+        reference_pixel(x, w, bias, out, s, geo, act, i);
+    }
+}
+
+/// One output pixel of the packed conv, one output at a time.
+#[allow(clippy::too_many_arguments)]
+fn reference_pixel(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    s: &ConvShapes,
+    geo: &ConvGeom,
+    act: [f32; 2],
+    pix: usize,
+) {
+    let [_, h, wd, ci] = s.x;
     let [co, kh, kw, _] = s.w;
     let [_, oh, ow, _] = s.y;
+    let (b, oy, ox) = (pix / (oh * ow), pix / ow % oh, pix % ow);
     let k = kh * kw * ci;
-    for b in 0..n {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                for c in 0..co {
-                    let mut acc = bias.map_or(0.0, |bb| bb[c]);
-                    geo.taps((oy, ox), [h, wd], [kh, kw], |ky, kx, iy, ix| {
-                        let xrow = &x[((b * h + iy) * wd + ix) * ci..][..ci];
-                        for (i, &xv) in xrow.iter().enumerate() {
-                            acc += xv * w[packed_offset(co, k, c, (ky * kw + kx) * ci + i)];
-                        }
-                    });
-                    y[((b * oh + oy) * ow + ox) * co + c] = clamp(acc, act);
-                }
+    for (c, o) in out.iter_mut().enumerate() {
+        let mut acc = bias.map_or(0.0, |bb| bb[c]);
+        geo.taps((oy, ox), [h, wd], [kh, kw], |ky, kx, iy, ix| {
+            let xrow = &x[((b * h + iy) * wd + ix) * ci..][..ci];
+            for (i, &xv) in xrow.iter().enumerate() {
+                acc += xv * w[packed_offset(co, k, c, (ky * kw + kx) * ci + i)];
             }
-        }
+        });
+        *o = clamp(acc, act);
     }
 }
 
@@ -331,24 +363,45 @@ pub fn depthwise(
     act: [f32; 2],
     isa: Isa,
 ) {
-    let [n, h, wd, ci] = s.x;
+    depthwise_part(x, wt, bias, y, s, geo, act, isa, 0)
+}
+
+/// [`depthwise`] for the output pixels `px0..px0 + y.len() / C` only, written to `y`.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise_part(
+    x: &[f32],
+    wt: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    s: &ConvShapes,
+    geo: &ConvGeom,
+    act: [f32; 2],
+    isa: Isa,
+    px0: usize,
+) {
+    let [_, h, wd, ci] = s.x;
     let [co, kh, kw, _] = s.w;
     let [_, oh, ow, _] = s.y;
     if kh * kw > DW_TAPS {
-        return reference_depthwise(x, wt, bias, y, s, geo, act);
+        for (i, out) in y.chunks_exact_mut(co.max(1)).enumerate() {
+            reference_dw_pixel(x, wt, bias, out, s, geo, act, px0 + i);
+        }
+        return;
     }
     let dw = dwconv(isa);
     let mut taps = [(0usize, 0usize); DW_TAPS];
-    for b in 0..n {
-        for oy in 0..oh {
-            for ox in 0..ow {
+    for (i, out) in y.chunks_exact_mut(co.max(1)).enumerate() {
+        let pix = px0 + i;
+        let (b, oy, ox) = (pix / (oh * ow), pix / ow % oh, pix % ow);
+        {
+            {
                 let mut nt = 0;
                 geo.taps((oy, ox), [h, wd], [kh, kw], |ky, kx, iy, ix| {
                     taps[nt] = (((b * h + iy) * wd + ix) * ci, ky * kw + kx);
                     nt += 1;
                 });
                 let taps = &taps[..nt];
-                let out = &mut y[((b * oh + oy) * ow + ox) * co..][..co];
                 let mut c0 = 0;
                 while c0 + NR <= co {
                     let a = dw(x, wt, co, taps, c0, &bias_panel(bias, c0, NR));
@@ -377,20 +430,32 @@ pub fn reference_depthwise(
     geo: &ConvGeom,
     act: [f32; 2],
 ) {
-    let [n, h, wd, ci] = s.x;
+    for (i, out) in y.chunks_exact_mut(s.w[0].max(1)).enumerate() {
+        reference_dw_pixel(x, wt, bias, out, s, geo, act, i);
+    }
+}
+
+/// One output pixel of the tap-major depthwise conv, one output at a time.
+#[allow(clippy::too_many_arguments)]
+fn reference_dw_pixel(
+    x: &[f32],
+    wt: &[f32],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    s: &ConvShapes,
+    geo: &ConvGeom,
+    act: [f32; 2],
+    pix: usize,
+) {
+    let [_, h, wd, ci] = s.x;
     let [co, kh, kw, _] = s.w;
     let [_, oh, ow, _] = s.y;
-    for b in 0..n {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                for c in 0..co {
-                    let mut acc = bias.map_or(0.0, |bb| bb[c]);
-                    geo.taps((oy, ox), [h, wd], [kh, kw], |ky, kx, iy, ix| {
-                        acc += x[((b * h + iy) * wd + ix) * ci + c] * wt[(ky * kw + kx) * co + c];
-                    });
-                    y[((b * oh + oy) * ow + ox) * co + c] = clamp(acc, act);
-                }
-            }
-        }
+    let (b, oy, ox) = (pix / (oh * ow), pix / ow % oh, pix % ow);
+    for (c, o) in out.iter_mut().enumerate() {
+        let mut acc = bias.map_or(0.0, |bb| bb[c]);
+        geo.taps((oy, ox), [h, wd], [kh, kw], |ky, kx, iy, ix| {
+            acc += x[((b * h + iy) * wd + ix) * ci + c] * wt[(ky * kw + kx) * co + c];
+        });
+        *o = clamp(acc, act);
     }
 }

@@ -135,6 +135,9 @@ pub struct Panel<'a> {
     nr: usize,
     /// Columns.
     k: usize,
+    /// The `k % 4` leftover columns as one zero-padded group (channel `c` at `4c..4c + 4`),
+    /// when the caller prepared it; the rows are then readable up to `k` rounded up to 4.
+    tail: Option<&'a [i8; NR * KR]>,
 }
 
 impl<'a> Panel<'a> {
@@ -147,8 +150,63 @@ impl<'a> Panel<'a> {
             w: &w[p * NR * k..][..nr * k],
             nr,
             k,
+            tail: None,
         }
     }
+
+    /// The same panel with its leftover columns given as one padded group ([`tail_group`]).
+    #[inline]
+    pub fn with_tail(self, tail: &'a [i8; NR * KR]) -> Panel<'a> {
+        Panel {
+            tail: Some(tail),
+            ..self
+        }
+    }
+
+    /// The padded tail group of this panel: its `k % 4` leftover columns, channel `c`'s at
+    /// `4c..4c + k % 4`, zeros elsewhere.
+    pub fn tail_group(&self) -> [i8; NR * KR] {
+        let kf = self.k - self.k % KR;
+        let rem = self.k - kf;
+        let mut g = [0i8; NR * KR];
+        if rem > 0 {
+            for (c, wc) in self.w[kf * self.nr..].chunks_exact(rem).enumerate() {
+                g[c * KR..c * KR + rem].copy_from_slice(wc);
+            }
+        }
+        g
+    }
+}
+
+/// Panels whose padded tail groups a conv or dense prepares per call (first convs: few
+/// channels, `K` not a multiple of 4).
+const TAIL_CACHE: usize = 8;
+
+/// The padded tail groups of the first [`TAIL_CACHE`] panels, when `K % 4 != 0` and `isa`'s
+/// fused microkernel reads them.
+fn tail_groups(w: &[i8], o: usize, k: usize, isa: Isa) -> [[i8; NR * KR]; TAIL_CACHE] {
+    let mut t = [[0i8; NR * KR]; TAIL_CACHE];
+    if !k.is_multiple_of(KR) && gemm_rq::<1>(isa).is_some() {
+        for (p, g) in t.iter_mut().enumerate().take(o.div_ceil(NR)) {
+            *g = Panel::of(w, o, k, p).tail_group();
+        }
+    }
+    t
+}
+
+/// `panel` with its prepared tail group, if there is one.
+#[inline]
+fn with_tail<'a>(panel: Panel<'a>, tails: &'a [[i8; NR * KR]; TAIL_CACHE], p: usize) -> Panel<'a> {
+    match tails.get(p) {
+        Some(t) if !panel.k.is_multiple_of(KR) => panel.with_tail(t),
+        _ => panel,
+    }
+}
+
+/// `k` rounded up to a multiple of 4: the stride of gathered rows.
+#[inline]
+fn padded(k: usize) -> usize {
+    k.div_ceil(KR) * KR
 }
 
 /// `MR` rows times one panel: `acc[r][c] = Σ_k u_r[k] · w[c, k]` (wrapping) where the rows hold
@@ -392,6 +450,9 @@ pub fn dwconv_rq(isa: Isa) -> Option<DwRqFn> {
 /// Largest depthwise kernel window (taps) the tap list holds; larger run the reference.
 const DW_TAPS: usize = 64;
 
+/// Channels per accumulator chunk of the portable depthwise loop.
+const DW_CHUNK: usize = 64;
+
 /// int8 depthwise conv (one output channel per input channel) over tap-major weights
 /// (`[KH·KW, C]`, the packed depthwise layout) and a natural bias.
 #[inline(never)]
@@ -406,11 +467,32 @@ pub fn depthwise(
     q: &QuantParams<'_>,
     isa: Isa,
 ) {
-    let [n, h, wd, ci] = s.x;
+    depthwise_part(x, wt, bias, y, s, geo, q, isa, 0)
+}
+
+/// [`depthwise`] for the output pixels `px0..px0 + y.len() / C` only, written to `y`.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise_part(
+    x: &[i8],
+    wt: &[i8],
+    bias: Option<&[i32]>,
+    y: &mut [i8],
+    s: &ConvShapes,
+    geo: &ConvGeom,
+    q: &QuantParams<'_>,
+    isa: Isa,
+    px0: usize,
+) {
+    let [_, h, wd, ci] = s.x;
     let [co, kh, kw, _] = s.w;
     let [_, oh, ow, _] = s.y;
     if kh * kw > DW_TAPS {
-        return reference_depthwise(x, wt, bias, y, s, geo, q);
+        // Out of the tap list's reach: the specification, pixel by pixel.
+        for (i, out) in y.chunks_exact_mut(co.max(1)).enumerate() {
+            reference_dw_pixel(x, wt, bias, out, s, geo, q, px0 + i);
+        }
+        return;
     }
     let fused = dwconv_rq(isa).filter(|_| q.weight_zp == 0);
     let dw = dwconv16(isa).filter(|_| q.weight_zp == 0);
@@ -425,16 +507,17 @@ pub fn depthwise(
         None => PanelQ::new(q, bias, p * NR, (co - p * NR).min(NR)),
     };
     let mut taps = [(0usize, 0usize); DW_TAPS];
-    for b in 0..n {
-        for oy in 0..oh {
-            for ox in 0..ow {
+    for (i, yrow) in y.chunks_exact_mut(co.max(1)).enumerate() {
+        let pix = px0 + i;
+        let (b, oy, ox) = (pix / (oh * ow), pix / ow % oh, pix % ow);
+        {
+            {
                 let mut nt = 0;
                 geo.taps((oy, ox), [h, wd], [kh, kw], |ky, kx, iy, ix| {
                     taps[nt] = (((b * h + iy) * wd + ix) * ci, ky * kw + kx);
                     nt += 1;
                 });
                 let taps = &taps[..nt];
-                let yrow = &mut y[((b * oh + oy) * ow + ox) * co..][..co];
                 let mut c0 = 0;
                 if let Some(f) = fused {
                     for p in 0..panels {
@@ -453,14 +536,24 @@ pub fn depthwise(
                         c0 += nb;
                     }
                 }
-                for (c, o) in yrow.iter_mut().enumerate().skip(c0) {
-                    let mut acc = bias.map_or(0, |bb| bb[c]);
-                    for &(xo, t) in taps {
-                        acc = acc.wrapping_add(
-                            (x[xo + c] as i32 - q.input_zp) * (wt[t * co + c] as i32 - q.weight_zp),
-                        );
+                // The rest in chunks of channels: taps outside, contiguous channels inside.
+                while c0 < co {
+                    let nc = (co - c0).min(DW_CHUNK);
+                    let mut acc = [0i32; DW_CHUNK];
+                    if let Some(bb) = bias {
+                        acc[..nc].copy_from_slice(&bb[c0..c0 + nc]);
                     }
-                    *o = q.requantize(acc, c);
+                    for &(xo, t) in taps {
+                        let (xs, ws) = (&x[xo + c0..][..nc], &wt[t * co + c0..][..nc]);
+                        for ((a, &xv), &wv) in acc.iter_mut().zip(xs).zip(ws) {
+                            *a = a
+                                .wrapping_add((xv as i32 - q.input_zp) * (wv as i32 - q.weight_zp));
+                        }
+                    }
+                    for (i, o) in yrow[c0..c0 + nc].iter_mut().enumerate() {
+                        *o = q.requantize(acc[i], c0 + i);
+                    }
+                    c0 += nc;
                 }
             }
         }
@@ -477,23 +570,35 @@ pub fn reference_depthwise(
     geo: &ConvGeom,
     q: &QuantParams<'_>,
 ) {
-    let [n, h, wd, ci] = s.x;
+    for (i, out) in y.chunks_exact_mut(s.w[0].max(1)).enumerate() {
+        reference_dw_pixel(x, wt, bias, out, s, geo, q, i);
+    }
+}
+
+/// One output pixel of the tap-major depthwise conv, one scalar output at a time.
+#[allow(clippy::too_many_arguments)]
+fn reference_dw_pixel(
+    x: &[i8],
+    wt: &[i8],
+    bias: Option<&[i32]>,
+    out: &mut [i8],
+    s: &ConvShapes,
+    geo: &ConvGeom,
+    q: &QuantParams<'_>,
+    pix: usize,
+) {
+    let [_, h, wd, ci] = s.x;
     let [co, kh, kw, _] = s.w;
     let [_, oh, ow, _] = s.y;
-    for b in 0..n {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                for c in 0..co {
-                    let mut acc = bias.map_or(0, |bb| bb[c]);
-                    geo.taps((oy, ox), [h, wd], [kh, kw], |ky, kx, iy, ix| {
-                        let xv = x[((b * h + iy) * wd + ix) * ci + c] as i32 - q.input_zp;
-                        let wv = wt[(ky * kw + kx) * co + c] as i32 - q.weight_zp;
-                        acc = acc.wrapping_add(xv * wv);
-                    });
-                    y[((b * oh + oy) * ow + ox) * co + c] = q.requantize(acc, c);
-                }
-            }
-        }
+    let (b, oy, ox) = (pix / (oh * ow), pix / ow % oh, pix % ow);
+    for (c, o) in out.iter_mut().enumerate() {
+        let mut acc = bias.map_or(0, |bb| bb[c]);
+        geo.taps((oy, ox), [h, wd], [kh, kw], |ky, kx, iy, ix| {
+            let xv = x[((b * h + iy) * wd + ix) * ci + c] as i32 - q.input_zp;
+            let wv = wt[(ky * kw + kx) * co + c] as i32 - q.weight_zp;
+            acc = acc.wrapping_add(xv * wv);
+        });
+        *o = q.requantize(acc, c);
     }
 }
 
@@ -520,10 +625,12 @@ pub fn dense(
     isa: Isa,
 ) {
     let rows = x.len() / k.max(1);
-    if k == 0 || k > PATCH_BYTES {
+    let kp = padded(k);
+    if k == 0 || kp > PATCH_BYTES {
         return reference_dense(x, k, w, m, bias, y, q);
     }
-    let four = MULTI_ROW && MR * k <= PATCH_BYTES;
+    let four = MULTI_ROW && MR * kp <= PATCH_BYTES;
+    let tails = tail_groups(w, m, k, isa);
     let (uk1, uk4, rq) = (ukernel::<1>(isa), ukernel::<MR>(isa), requantize(isa));
     let (f1, f4) = (gemm_rq::<1>(isa), gemm_rq::<MR>(isa));
     let mut patch = [0u8; PATCH_BYTES];
@@ -535,18 +642,30 @@ pub fn dense(
     let mut r = 0;
     while r < rows {
         let n = if four && rows - r >= MR { MR } else { 1 };
-        for (i, dst) in patch.chunks_exact_mut(k).take(n).enumerate() {
-            flip(dst, &x[(r + i) * k..][..k]);
+        for (i, dst) in patch.chunks_exact_mut(kp).take(n).enumerate() {
+            flip(&mut dst[..k], &x[(r + i) * k..][..k]);
+            dst[k..].fill(0);
         }
         for p in 0..m.div_ceil(NR) {
-            let panel = Panel::of(w, m, k, p);
+            let panel = with_tail(Panel::of(w, m, k, p), &tails, p);
             let c0 = p * NR;
             let pq = PanelQ::new(q, Some(bias), c0, panel.nr);
             if n == MR {
-                let xr: [&[u8]; MR] = core::array::from_fn(|i| &patch[i * k..][..k]);
+                let xr: [&[u8]; MR] = core::array::from_fn(|i| &patch[i * kp..][..kp]);
                 tile(f4, uk4, rq, &xr, panel, &pq, q, y, r * m + c0, m);
             } else {
-                tile(f1, uk1, rq, &[&patch[..k]], panel, &pq, q, y, r * m + c0, m);
+                tile(
+                    f1,
+                    uk1,
+                    rq,
+                    &[&patch[..kp]],
+                    panel,
+                    &pq,
+                    q,
+                    y,
+                    r * m + c0,
+                    m,
+                );
             }
         }
         r += n;
@@ -618,7 +737,8 @@ pub(crate) fn window<'a, T: Copy>(
 }
 
 /// The int8 input of output pixel `pix` as unsigned bytes (`x ^ 0x80`, what the microkernels
-/// read), always gathered into `patch` (padding = the input zero point, flipped too).
+/// read), always gathered into `patch` (padding = the input zero point, flipped too), `K`
+/// rounded up to 4 with zeros.
 #[inline]
 pub(crate) fn window_u8<'a>(
     x: &[i8],
@@ -628,6 +748,10 @@ pub(crate) fn window_u8<'a>(
     zx: i8,
     patch: &'a mut [u8],
 ) -> &'a [u8] {
+    let k = s.w[1] * s.w[2] * s.w[3];
+    let kp = padded(k);
+    let patch = &mut patch[..kp];
+    patch[k..].fill(0);
     gather(
         x,
         s,
@@ -636,7 +760,8 @@ pub(crate) fn window_u8<'a>(
         zx as u8 ^ 0x80,
         |v: i8| v as u8 ^ 0x80,
         patch,
-    )
+    );
+    patch
 }
 
 /// Gathers the window of output pixel `pix` into `patch`, converting each element with `cvt`.
@@ -708,16 +833,36 @@ pub fn conv2d(
     q: &QuantParams<'_>,
     isa: Isa,
 ) {
+    conv2d_part(x, w, bias, y, s, geo, q, isa, 0)
+}
+
+/// [`conv2d`] for the output pixels `px0..px0 + y.len() / O` only, written to `y` (one part of
+/// a layer split over threads; every pixel is computed as in the whole layer).
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_part(
+    x: &[i8],
+    w: &[i8],
+    bias: &[i32],
+    y: &mut [i8],
+    s: &ConvShapes,
+    geo: &ConvGeom,
+    q: &QuantParams<'_>,
+    isa: Isa,
+    px0: usize,
+) {
     let [co, kh, kw, ci] = s.w;
     let k = kh * kw * ci;
-    let pixels = s.y[0] * s.y[1] * s.y[2];
-    if k == 0 || k > PATCH_BYTES {
-        return reference_conv2d(x, w, bias, y, s, geo, q);
+    let pixels = px0 + y.len() / co.max(1);
+    let kp = padded(k);
+    if k == 0 || kp > PATCH_BYTES {
+        return reference_part(x, w, bias, y, s, geo, q, px0);
     }
     // Rows per call: MR when MR windows fit the patch, else 1.
-    let four = MULTI_ROW && MR * k <= PATCH_BYTES;
+    let four = MULTI_ROW && MR * kp <= PATCH_BYTES;
     let (uk1, uk4, rq) = (ukernel::<1>(isa), ukernel::<MR>(isa), requantize(isa));
     let (f1, f4) = (gemm_rq::<1>(isa), gemm_rq::<MR>(isa));
+    let tails = tail_groups(w, co, k, isa);
     let zx = q.input_zp as i8;
     let panels = co.div_ceil(NR);
     let mut cache = [PanelQ::ZERO; PQ_CACHE];
@@ -729,13 +874,13 @@ pub fn conv2d(
         None => PanelQ::new(q, Some(bias), p * NR, (co - p * NR).min(NR)),
     };
     let mut patch = [0u8; PATCH_BYTES];
-    let mut px = 0;
+    let mut px = px0;
     // Pixel tiles outside, panels inside: each window is gathered (and flipped) once.
     while px < pixels {
         if four && pixels - px >= MR {
-            let (p0, rest) = patch.split_at_mut(k);
-            let (p1, rest) = rest.split_at_mut(k);
-            let (p2, p3) = rest.split_at_mut(k);
+            let (p0, rest) = patch.split_at_mut(kp);
+            let (p1, rest) = rest.split_at_mut(kp);
+            let (p2, p3) = rest.split_at_mut(kp);
             let rows = [
                 window_u8(x, s, geo, px, zx, p0),
                 window_u8(x, s, geo, px + 1, zx, p1),
@@ -743,21 +888,100 @@ pub fn conv2d(
                 window_u8(x, s, geo, px + 3, zx, p3),
             ];
             for p in 0..panels {
-                let panel = Panel::of(w, co, k, p);
+                let panel = with_tail(Panel::of(w, co, k, p), &tails, p);
                 let c0 = p * NR;
                 let pq = panel_q(p);
-                tile(f4, uk4, rq, &rows, panel, &pq, q, y, px * co + c0, co);
+                tile(
+                    f4,
+                    uk4,
+                    rq,
+                    &rows,
+                    panel,
+                    &pq,
+                    q,
+                    y,
+                    (px - px0) * co + c0,
+                    co,
+                );
             }
             px += MR;
         } else {
             let row = window_u8(x, s, geo, px, zx, &mut patch);
             for p in 0..panels {
-                let panel = Panel::of(w, co, k, p);
+                let panel = with_tail(Panel::of(w, co, k, p), &tails, p);
                 let pq = panel_q(p);
-                tile(f1, uk1, rq, &[row], panel, &pq, q, y, px * co + p * NR, co);
+                tile(
+                    f1,
+                    uk1,
+                    rq,
+                    &[row],
+                    panel,
+                    &pq,
+                    q,
+                    y,
+                    (px - px0) * co + p * NR,
+                    co,
+                );
             }
             px += 1;
         }
+    }
+}
+
+/// [`reference_conv2d`] for output pixels `px0..px0 + y.len() / O`.
+#[allow(clippy::too_many_arguments)]
+fn reference_part(
+    x: &[i8],
+    w: &[i8],
+    bias: &[i32],
+    y: &mut [i8],
+    s: &ConvShapes,
+    geo: &ConvGeom,
+    q: &QuantParams<'_>,
+    px0: usize,
+) {
+    let co = s.w[0];
+    for (i, out) in y.chunks_exact_mut(co).enumerate() {
+        reference_pixel(x, w, bias, out, s, geo, q, px0 + i);
+    }
+}
+
+/// One output pixel of the packed conv, one scalar output at a time.
+#[allow(clippy::too_many_arguments)]
+fn reference_pixel(
+    x: &[i8],
+    w: &[i8],
+    bias: &[i32],
+    out: &mut [i8],
+    s: &ConvShapes,
+    geo: &ConvGeom,
+    q: &QuantParams<'_>,
+    pix: usize,
+) {
+    let [_, h, wd, ci] = s.x;
+    let [co, kh, kw, _] = s.w;
+    let [_, oh, ow, _] = s.y;
+    let (b, oy, ox) = (pix / (oh * ow), pix / ow % oh, pix % ow);
+    let k = kh * kw * ci;
+    for (c, o) in out.iter_mut().enumerate() {
+        let mut acc = bias[c];
+        for ky in 0..kh {
+            let iy = (oy * geo.stride[0] + ky * geo.dilation[0]) as isize - geo.pad[0] as isize;
+            for kx in 0..kw {
+                let ix = (ox * geo.stride[1] + kx * geo.dilation[1]) as isize - geo.pad[1] as isize;
+                let inside = iy >= 0 && (iy as usize) < h && ix >= 0 && (ix as usize) < wd;
+                for i in 0..ci {
+                    let xv = if inside {
+                        x[((b * h + iy as usize) * wd + ix as usize) * ci + i]
+                    } else {
+                        q.input_zp as i8
+                    };
+                    let wv = w[packed_offset(co, k, c, (ky * kw + kx) * ci + i)];
+                    acc = acc.wrapping_add((xv as u8 ^ 0x80) as i32 * wv as i32);
+                }
+            }
+        }
+        *o = q.requantize(acc, c);
     }
 }
 
@@ -771,38 +995,5 @@ pub fn reference_conv2d(
     geo: &ConvGeom,
     q: &QuantParams<'_>,
 ) {
-    let [n, h, wd, ci] = s.x;
-    let [co, kh, kw, _] = s.w;
-    let [_, oh, ow, _] = s.y;
-    let k = kh * kw * ci;
-    let xu = |v: i8| (v as u8 ^ 0x80) as i32;
-    for b in 0..n {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                for c in 0..co {
-                    let mut acc = bias[c];
-                    for ky in 0..kh {
-                        let iy = (oy * geo.stride[0] + ky * geo.dilation[0]) as isize
-                            - geo.pad[0] as isize;
-                        for kx in 0..kw {
-                            let ix = (ox * geo.stride[1] + kx * geo.dilation[1]) as isize
-                                - geo.pad[1] as isize;
-                            let inside =
-                                iy >= 0 && (iy as usize) < h && ix >= 0 && (ix as usize) < wd;
-                            for i in 0..ci {
-                                let xv = if inside {
-                                    x[((b * h + iy as usize) * wd + ix as usize) * ci + i]
-                                } else {
-                                    q.input_zp as i8
-                                };
-                                let wv = w[packed_offset(co, k, c, (ky * kw + kx) * ci + i)];
-                                acc = acc.wrapping_add(xu(xv) * wv as i32);
-                            }
-                        }
-                    }
-                    y[((b * oh + oy) * ow + ox) * co + c] = q.requantize(acc, c);
-                }
-            }
-        }
-    }
+    reference_part(x, w, bias, y, s, geo, q, 0)
 }

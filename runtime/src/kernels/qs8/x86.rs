@@ -439,6 +439,10 @@ pub(super) fn gemm_rq_avx512vnni<const M: usize>(
         base + (M - 1) * stride + p.nr <= y.len(),
         "qs8 output tile out of range"
     );
+    assert!(
+        p.tail.is_none() || rows.iter().all(|r| r.len() >= p.k.div_ceil(KR) * KR),
+        "rows not padded for the tail group"
+    );
     debug_assert!(Isa::Avx512Vnni.supported());
     // SAFETY: operand lengths and the output range checked above; features checked before this
     // function was handed out.
@@ -466,8 +470,15 @@ unsafe fn gemm_rq_vnni_impl<const M: usize>(
             *a = _mm512_dpbusd_epi32(*a, _mm512_set1_epi32(xv), w);
         }
     }
-    if k % KR != 0 {
-        // The leftover columns on the portable tail, through memory (first convs only).
+    if let Some(tg) = p.tail {
+        // The leftover columns as one more group (the rows are padded to it with zeros).
+        let w = _mm512_maskz_loadu_epi32(mask, tg.as_ptr() as *const i32);
+        for (a, row) in acc.iter_mut().zip(rows) {
+            let xv = (row.as_ptr().add(k / KR * KR) as *const i32).read_unaligned();
+            *a = _mm512_dpbusd_epi32(*a, _mm512_set1_epi32(xv), w);
+        }
+    } else if k % KR != 0 {
+        // The leftover columns on the portable tail, through memory.
         let mut t = [[0i32; NR]; M];
         super::tail(rows, p, &mut t);
         for (a, ti) in acc.iter_mut().zip(&t) {
