@@ -4,8 +4,11 @@
 
 Every engine gets the same input: uniform values in [-1, 1) from a fixed seed, quantized with the
 model's input parameters for int8 inputs (tract draws its own from the same generator kiln uses;
-latency does not depend on the values). Writes build/bench/bench.md (table with ratios) and
-build/bench/bench.json. `--iterations 1` is the smoke run CI may afford.
+latency does not depend on the values). kiln also runs with 2 threads (its layer-splitting
+pool; the other engines stay at 1). The digits CNN (ONNX, from `scripts/quickstart.sh`: no
+TFLite file) is timed when build/quickstart has it. Writes build/bench/bench.md (table with
+ratios), build/bench/bench.json and build/bench/bench.png (bar chart). `--iterations 1` is the
+smoke run CI may afford.
 
     scripts/bench.sh [--iterations N]
 """
@@ -141,6 +144,8 @@ def main():
             r, err = kiln([kfile, "-i", npy], w, n)
             row[f"kiln_{kind}"] = r["median_us"] if r else None
             row[f"kiln_{kind}_layers"] = r["layers"] if r else err
+            r2, _ = kiln([kfile, "-i", npy, "--threads", "2"], w, n)
+            row[f"kiln2_{kind}"] = r2["median_us"] if r2 else None
             row[f"tflite_xnnpack_{kind}"] = litert(tfl, x, True, w, n)
             row[f"tflite_builtin_{kind}"] = litert(tfl, x, False, w, n)
             row[f"ort_{kind}"], row[f"ort_{kind}_note"] = ort(onnx, x, x_float, w, n)
@@ -151,6 +156,9 @@ def main():
             print(f"{name} {kind}: kiln {row[f'kiln_{kind}']} µs, XNNPACK "
                   f"{row[f'tflite_xnnpack_{kind}']:.1f} µs", file=sys.stderr)
         rows.append(row)
+    digits = digits_row(a.out, w, n)
+    if digits:
+        rows.append(digits)
 
     def cell(v, ref=None):
         if v is None:
@@ -179,16 +187,21 @@ def main():
         "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
         "",
         "| model | kiln int8 | TFLite+XNNPACK int8 | TFLite builtin int8 | onnxruntime int8 "
-        "| kiln f32 | TFLite+XNNPACK f32 | TFLite builtin f32 | onnxruntime f32 | tract f32 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| kiln f32 | TFLite+XNNPACK f32 | TFLite builtin f32 | onnxruntime f32 | tract f32 "
+        "| kiln int8, 2 threads | kiln f32, 2 threads |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        k8, kf = r["kiln_int8"], r["kiln_f32"]
+        k8, kf = r.get("kiln_int8"), r.get("kiln_f32")
+        scale = lambda one, two: (f"{two:,.1f} ({one / two:.2f}× faster)"
+                                  if one and two else "n/a")
         lines.append(
-            f"| {r['model']} | {cell(k8)} | {cell(r['tflite_xnnpack_int8'], k8)} | "
-            f"{cell(r['tflite_builtin_int8'], k8)} | {cell(r['ort_int8'], k8)} | {cell(kf)} | "
-            f"{cell(r['tflite_xnnpack_f32'], kf)} | {cell(r['tflite_builtin_f32'], kf)} | "
-            f"{cell(r['ort_f32'], kf)} | {cell(r['tract_f32'], kf)} |")
+            f"| {r['model']} | {cell(k8)} | {cell(r.get('tflite_xnnpack_int8'), k8)} | "
+            f"{cell(r.get('tflite_builtin_int8'), k8)} | {cell(r.get('ort_int8'), k8)} | "
+            f"{cell(kf)} | {cell(r.get('tflite_xnnpack_f32'), kf)} | "
+            f"{cell(r.get('tflite_builtin_f32'), kf)} | {cell(r.get('ort_f32'), kf)} | "
+            f"{cell(r.get('tract_f32'), kf)} | {scale(k8, r.get('kiln2_int8'))} | "
+            f"{scale(kf, r.get('kiln2_f32'))} |")
     notes = [f"- {r['model']}: onnxruntime int8 not run ({r['ort_int8_note']})"
              for r in rows if r.get("ort_int8_note")]
     notes += [f"- {r['model']}: tract f32 not run ({r['tract_f32_note']})"
@@ -200,7 +213,70 @@ def main():
         f.write(md)
     with open(os.path.join(a.out, "bench.json"), "w") as f:
         json.dump({"versions": versions, "iterations": n, "rows": rows}, f, indent=1)
+    chart(rows, os.path.join(a.out, "bench.png"), n)
     print(md)
+
+
+def digits_row(out, w, n):
+    """The quickstart's digits CNN: kiln f32 and int8, onnxruntime f32 and int8, tract f32."""
+    q = os.path.join(ROOT, "build", "quickstart")
+    onnx_f, calib, onnx_q = (os.path.join(q, f) for f in
+                             ("digits_cnn.onnx", "calib_x.npy", "digits_cnn_ort_int8.onnx"))
+    if not all(os.path.isfile(f) for f in (onnx_f, calib, onnx_q)):
+        print("bench: no build/quickstart digits models (run scripts/quickstart.sh); "
+              "skipping the digits CNN", file=sys.stderr)
+        return None
+    row = {"model": "digits CNN (quickstart)"}
+    kfile, kiln_q = os.path.join(out, "digits_cnn.kiln"), os.path.join(out, "digits_cnn_int8.kiln")
+    convert(onnx_f, kfile)
+    qz = subprocess.run([KILN, "quantize", onnx_f, "--calib", calib, "-o", kiln_q],
+                        capture_output=True, text=True)
+    if qz.returncode != 0:
+        raise SystemExit(f"kiln quantize {onnx_f}: {qz.stderr}")
+    for kind, f in (("f32", kfile), ("int8", kiln_q)):
+        r, err = kiln([f], w, n)
+        row[f"kiln_{kind}"] = r["median_us"] if r else None
+        row[f"kiln_{kind}_layers"] = r["layers"] if r else err
+        r2, _ = kiln([f, "--threads", "2"], w, n)
+        row[f"kiln2_{kind}"] = r2["median_us"] if r2 else None
+    import onnxruntime as rt
+    shape = [d if isinstance(d, int) else 1
+             for d in rt.InferenceSession(onnx_f).get_inputs()[0].shape]
+    x = np.random.default_rng(7).uniform(-1, 1, size=shape).astype(np.float32)
+    row["ort_f32"], row["ort_f32_note"] = ort(onnx_f, x, x, w, n)
+    row["ort_int8"], row["ort_int8_note"] = ort(onnx_q, x, x, w, n)
+    t, err = kiln([onnx_f, "--engine", "tract"], w, n)
+    row["tract_f32"], row["tract_f32_note"] = (t["median_us"] if t else None), err
+    return row
+
+
+def chart(rows, path, n):
+    """Bar chart of the medians (log scale), one group per model."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("bench: matplotlib missing; no bench.png", file=sys.stderr)
+        return
+    series = [("kiln int8", "kiln_int8"), ("TFLite+XNNPACK int8", "tflite_xnnpack_int8"),
+              ("onnxruntime int8", "ort_int8"), ("kiln f32", "kiln_f32"),
+              ("TFLite+XNNPACK f32", "tflite_xnnpack_f32"), ("onnxruntime f32", "ort_f32"),
+              ("tract f32", "tract_f32")]
+    fig, ax = plt.subplots(figsize=(12, 5))
+    width = 0.8 / len(series)
+    for j, (label, key) in enumerate(series):
+        xs = [i + j * width for i, r in enumerate(rows) if r.get(key)]
+        ys = [r[key] for r in rows if r.get(key)]
+        ax.bar(xs, ys, width, label=label)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(rows))])
+    ax.set_xticklabels([r["model"] for r in rows], fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("µs per inference (median, 1 thread; log scale)")
+    ax.set_title(f"kiln beside other engines, median of {n} runs")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ pub mod format;
 pub mod kernels;
 pub mod model;
 pub mod ops;
+#[cfg(feature = "std")]
+mod pool;
 pub mod session;
 #[cfg(feature = "signature")]
 pub mod signature;

@@ -22,7 +22,8 @@ pub struct Session<'m, 'a> {
     model: &'a Model<'m>,
     arena: &'a mut [u8],
     isa: Isa,
-    threads: usize,
+    #[cfg(feature = "std")]
+    pool: Option<crate::pool::Pool>,
     #[cfg(feature = "kernel-choice")]
     kernels: Kernels,
 }
@@ -56,7 +57,8 @@ impl<'m, 'a> Session<'m, 'a> {
             model,
             arena,
             isa: Isa::detect(),
-            threads: 1,
+            #[cfg(feature = "std")]
+            pool: None,
             #[cfg(feature = "kernel-choice")]
             kernels: Kernels::Optimized,
         })
@@ -68,16 +70,21 @@ impl<'m, 'a> Session<'m, 'a> {
     }
 
     /// Splits each large conv layer (at least [`crate::ops::PARALLEL_MIN_MACS`]
-    /// multiply-accumulates) over up to `n` threads by output pixels (feature `std`; default 1).
-    /// The outputs are the same bytes as with one thread.
+    /// multiply-accumulates) by output pixels over `n` threads: this one and `n - 1` workers the
+    /// session keeps (feature `std`; default 1). The outputs are the same bytes as with one
+    /// thread.
     #[cfg(feature = "std")]
     pub fn set_threads(&mut self, n: usize) {
-        self.threads = n.max(1);
+        self.pool = (n > 1).then(|| crate::pool::Pool::new(n - 1));
     }
 
     /// Threads a large layer may use (see `set_threads`).
     pub fn threads(&self) -> usize {
-        self.threads
+        #[cfg(feature = "std")]
+        if let Some(p) = &self.pool {
+            return p.threads();
+        }
+        1
     }
 
     /// Chooses the int8 kernels this session runs (see [`Kernels`]; feature `kernel-choice`).
@@ -222,7 +229,8 @@ impl<'m, 'a> Session<'m, 'a> {
             op,
             reference,
             isa: self.isa,
-            threads: self.threads,
+            #[cfg(feature = "std")]
+            pool: self.pool.as_ref(),
         };
         ops::run(&view, out, &yt)
     }

@@ -260,9 +260,8 @@ pub(super) fn run(v: &View, p: &ConvParams, out: &mut [u8], yt: &TensorInfo) -> 
                 if v.use_reference() {
                     qs8::reference_depthwise(x, w, bias, y, &s, g, &q);
                 } else {
-                    let t = v.threads_for(y.len() * ws[1] * ws[2]);
-                    let co = ws[0];
-                    super::parallel(y, co, t, |part, px0| {
+                    let macs = y.len() * ws[1] * ws[2];
+                    super::parallel(v, macs, y, ws[0], |part, px0| {
                         qs8::depthwise_part(x, w, bias, part, &s, g, &q, v.isa, px0)
                     });
                 }
@@ -272,8 +271,8 @@ pub(super) fn run(v: &View, p: &ConvParams, out: &mut [u8], yt: &TensorInfo) -> 
                 if v.use_reference() {
                     qs8::reference_conv2d(x, w, bias, y, &s, g, &q);
                 } else {
-                    let t = v.threads_for(y.len() * ws[1] * ws[2] * ws[3]);
-                    super::parallel(y, ws[0], t, |part, px0| {
+                    let macs = y.len() * ws[1] * ws[2] * ws[3];
+                    super::parallel(v, macs, y, ws[0], |part, px0| {
                         qs8::conv2d_part(x, w, bias, part, &s, g, &q, v.isa, px0)
                     });
                 }
@@ -298,15 +297,15 @@ pub(super) fn run(v: &View, p: &ConvParams, out: &mut [u8], yt: &TensorInfo) -> 
                 match (g.groups == 1, r) {
                     (true, true) => f32k::reference_conv2d(x, w, bias, y, &s, g, act),
                     (true, false) => {
-                        let t = v.threads_for(y.len() * ws[1] * ws[2] * ws[3]);
-                        super::parallel(y, ws[0], t, |part, px0| {
+                        let macs = y.len() * ws[1] * ws[2] * ws[3];
+                        super::parallel(v, macs, y, ws[0], |part, px0| {
                             f32k::conv2d_part(x, w, bias, part, &s, g, act, v.isa, px0)
                         })
                     }
                     (false, true) => f32k::reference_depthwise(x, w, bias, y, &s, g, act),
                     (false, false) => {
-                        let t = v.threads_for(y.len() * ws[1] * ws[2]);
-                        super::parallel(y, ws[0], t, |part, px0| {
+                        let macs = y.len() * ws[1] * ws[2];
+                        super::parallel(v, macs, y, ws[0], |part, px0| {
                             f32k::depthwise_part(x, w, bias, part, &s, g, act, v.isa, px0)
                         })
                     }

@@ -733,45 +733,60 @@ pub(crate) struct View<'v, 'm> {
     pub(crate) reference: bool,
     /// The instruction set the optimized kernels use (chosen when the session was built).
     pub(crate) isa: crate::kernels::isa::Isa,
-    /// Threads a large layer may be split over (1 without feature `std`).
-    pub(crate) threads: usize,
+    /// The session's worker threads (feature `std`, after `Session::set_threads`).
+    #[cfg(feature = "std")]
+    pub(crate) pool: Option<&'v crate::pool::Pool>,
 }
 
-/// Layers with fewer multiply-accumulates than this run on one thread: below it, handing half
-/// the layer to another thread costs more than it saves (a scoped thread is spawned per layer).
+/// Layers with fewer multiply-accumulates than this run on one thread: below it, handing part
+/// of the layer to a worker costs more than it saves.
 pub const PARALLEL_MIN_MACS: usize = 1 << 20;
 
-/// Splits `y` into at most `threads` parts of whole units (`unit` elements: one output pixel)
-/// and runs `f(part, first unit)` on each, the first part on this thread, the others on scoped
-/// threads (feature `std`; otherwise, or with one thread, `f(y, 0)`). Every unit is computed
-/// by the same code whatever the split, so the bytes are those of one thread.
+/// Splits `y` into one part of whole units (`unit` elements: one output pixel) per thread and
+/// runs `f(part, first unit)` on each, over the session's pool when it has one and the layer
+/// has at least [`PARALLEL_MIN_MACS`] multiply-accumulates (else `f(y, 0)`). Every unit is
+/// computed by the same code whatever the split, so the bytes are those of one thread.
 pub(crate) fn parallel<T: Send>(
+    v: &View<'_, '_>,
+    macs: usize,
     y: &mut [T],
     unit: usize,
-    threads: usize,
     f: impl Fn(&mut [T], usize) + Sync,
 ) {
-    let units = y.len() / unit.max(1);
     #[cfg(feature = "std")]
-    if threads > 1 && units >= 2 {
-        let per = units.div_ceil(threads.min(units));
-        let f = &f;
-        std::thread::scope(|sc| {
-            let (first, mut rest) = y.split_at_mut((per * unit).min(y.len()));
-            let mut u0 = per;
+    if let Some(pool) = v.pool {
+        let units = y.len() / unit.max(1);
+        let t = pool.threads().min(units).min(MAX_PARTS);
+        if macs >= PARALLEL_MIN_MACS && t > 1 {
+            let per = units.div_ceil(t);
+            let parts: [Slot<'_, T>; MAX_PARTS] =
+                core::array::from_fn(|_| std::sync::Mutex::new(None));
+            let (mut rest, mut u0, mut n) = (y, 0, 0);
             while !rest.is_empty() {
                 let (part, tail) = rest.split_at_mut((per * unit).min(rest.len()));
-                sc.spawn(move || f(part, u0));
-                u0 += per;
-                rest = tail;
+                *parts[n].lock().unwrap_or_else(|e| e.into_inner()) = Some((part, u0));
+                (rest, u0, n) = (tail, u0 + per, n + 1);
             }
-            f(first, 0);
-        });
-        return;
+            pool.run(n, &|i| {
+                let job = parts[i].lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some((part, first)) = job {
+                    f(part, first);
+                }
+            });
+            return;
+        }
     }
-    let _ = (units, threads);
+    let _ = (v, macs);
     f(y, 0)
 }
+
+/// Most parts one layer is split into.
+#[cfg(feature = "std")]
+const MAX_PARTS: usize = 16;
+
+/// One part of a split layer, taken by the thread that computes it.
+#[cfg(feature = "std")]
+type Slot<'a, T> = std::sync::Mutex<Option<(&'a mut [T], usize)>>;
 
 impl<'m> View<'_, 'm> {
     pub(crate) fn err(&self, problem: &'static str) -> Error {
@@ -798,14 +813,6 @@ impl<'m> View<'_, 'm> {
     }
     pub(crate) fn num_inputs(&self) -> usize {
         self.op.num_inputs()
-    }
-    /// Threads for a layer of `macs` multiply-accumulates.
-    pub(crate) fn threads_for(&self, macs: usize) -> usize {
-        if macs >= PARALLEL_MIN_MACS {
-            self.threads
-        } else {
-            1
-        }
     }
     /// Whether to run the reference kernels: a constant `false` without `kernel-choice`, so the
     /// reference kernels are not even linked into firmware.
