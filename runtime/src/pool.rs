@@ -97,10 +97,11 @@ impl Pool {
             std::hint::spin_loop();
         }
         *s.job.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let worker_panicked = s.panicked.swap(false, Ordering::Relaxed);
         if let Err(p) = mine {
             std::panic::resume_unwind(p);
         }
-        if s.panicked.swap(false, Ordering::Relaxed) {
+        if worker_panicked {
             panic!("a kiln worker thread panicked");
         }
     }
@@ -163,5 +164,47 @@ impl Drop for Pool {
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pool;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn every_part_runs_once_per_job() {
+        let pool = Pool::new(2);
+        for parts in [0, 1, 2, 3, 7, 64] {
+            for _ in 0..200 {
+                let hits: [AtomicUsize; 64] = core::array::from_fn(|_| AtomicUsize::new(0));
+                pool.run(parts, &|i| {
+                    hits[i].fetch_add(1, Ordering::Relaxed);
+                });
+                for (i, h) in hits.iter().enumerate() {
+                    assert_eq!(
+                        h.load(Ordering::Relaxed),
+                        (i < parts) as usize,
+                        "part {i}/{parts}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_panicking_part_reaches_the_caller_and_the_pool_still_works() {
+        let pool = Pool::new(1);
+        for bad in 0..4 {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                pool.run(4, &|i| assert_ne!(i, bad, "part {i} fails"));
+            }));
+            assert!(r.is_err(), "part {bad}'s panic was lost");
+        }
+        let n = AtomicUsize::new(0);
+        pool.run(8, &|_| {
+            n.fetch_add(1, Ordering::Relaxed);
+        });
+        assert_eq!(n.load(Ordering::Relaxed), 8);
     }
 }
