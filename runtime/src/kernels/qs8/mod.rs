@@ -435,6 +435,34 @@ pub fn dwconv16(isa: Isa) -> Option<DwFn> {
 pub type DwRqFn =
     fn(&[i8], &[i8], usize, &[(usize, usize)], usize, &PanelQ, &QuantParams<'_>, &mut [i8]);
 
+/// A fused depthwise microkernel over a run of interior output pixels of one row (see
+/// `x86::dwconv_rq_run_avx512`): `(x, wt, co, taps, step, count, c0, n, pq, q, y)`.
+pub type DwRunFn = fn(
+    &[i8],
+    &[i8],
+    usize,
+    &[(usize, usize)],
+    usize,
+    usize,
+    usize,
+    usize,
+    &PanelQ,
+    &QuantParams<'_>,
+    &mut [i8],
+);
+
+/// The run form of the fused depthwise microkernel of `isa`, if it has one.
+pub fn dwconv_rq_run(isa: Isa) -> Option<DwRunFn> {
+    if !isa.supported() {
+        return None;
+    }
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => Some(x86::dwconv_rq_run_avx512),
+        _ => None,
+    }
+}
+
 /// The fused depthwise microkernel of `isa`, if it has one.
 pub fn dwconv_rq(isa: Isa) -> Option<DwRqFn> {
     if !isa.supported() {
@@ -506,10 +534,41 @@ pub fn depthwise_part(
         Some(pq) => *pq,
         None => PanelQ::new(q, bias, p * NR, (co - p * NR).min(NR)),
     };
+    let run = dwconv_rq_run(isa).filter(|_| q.weight_zp == 0);
+    // Output columns whose windows lie inside the input horizontally.
+    let span = (kw - 1) * geo.dilation[1];
+    let ox_lo = geo.pad[1].div_ceil(geo.stride[1]);
+    let ox_hi = if wd + geo.pad[1] > span {
+        ((wd + geo.pad[1] - span - 1) / geo.stride[1] + 1).min(ow)
+    } else {
+        0
+    };
     let mut taps = [(0usize, 0usize); DW_TAPS];
-    for (i, yrow) in y.chunks_exact_mut(co.max(1)).enumerate() {
+    let mut i = 0;
+    let count_all = y.len() / co.max(1);
+    while i < count_all {
         let pix = px0 + i;
         let (b, oy, ox) = (pix / (oh * ow), pix / ow % oh, pix % ow);
+        if let Some(f) = run.filter(|_| ox >= ox_lo && ox < ox_hi) {
+            // A run of interior pixels: one call per panel.
+            let count = (ox_hi - ox).min(count_all - i);
+            let mut nt = 0;
+            geo.taps((oy, ox), [h, wd], [kh, kw], |ky, kx, iy, ix| {
+                taps[nt] = (((b * h + iy) * wd + ix) * ci, ky * kw + kx);
+                nt += 1;
+            });
+            let out = &mut y[i * co..(i + count) * co];
+            for p in 0..panels {
+                let nr = (co - p * NR).min(NR);
+                let pq = panel_q(p);
+                let step = geo.stride[1] * ci;
+                f(x, wt, co, &taps[..nt], step, count, p * NR, nr, &pq, q, out);
+            }
+            i += count;
+            continue;
+        }
+        let yrow = &mut y[i * co..][..co];
+        i += 1;
         {
             {
                 let mut nt = 0;
@@ -634,16 +693,11 @@ pub fn dense(
     let (uk1, uk4, rq) = (ukernel::<1>(isa), ukernel::<MR>(isa), requantize(isa));
     let (f1, f4) = (gemm_rq::<1>(isa), gemm_rq::<MR>(isa));
     let mut patch = [0u8; PATCH_BYTES];
-    let flip = |dst: &mut [u8], src: &[i8]| {
-        for (d, &v) in dst.iter_mut().zip(src) {
-            *d = v as u8 ^ 0x80;
-        }
-    };
     let mut r = 0;
     while r < rows {
         let n = if four && rows - r >= MR { MR } else { 1 };
         for (i, dst) in patch.chunks_exact_mut(kp).take(n).enumerate() {
-            flip(&mut dst[..k], &x[(r + i) * k..][..k]);
+            flip_copy(&mut dst[..k], &x[(r + i) * k..][..k]);
             dst[k..].fill(0);
         }
         for p in 0..m.div_ceil(NR) {
@@ -716,24 +770,10 @@ pub(crate) fn window<'a, T: Copy>(
     zx: T,
     patch: &'a mut [T],
 ) -> &'a [T] {
-    let [_, h, wd, ci] = s.x;
-    let [_, kh, kw, _] = s.w;
-    let [_, oh, ow, _] = s.y;
-    let (b, oy, ox) = (pix / (oh * ow), pix / ow % oh, pix % ow);
-    let iy0 = (oy * geo.stride[0]) as isize - geo.pad[0] as isize;
-    let ix0 = (ox * geo.stride[1]) as isize - geo.pad[1] as isize;
-    let ix_last = ix0 + ((kw - 1) * geo.dilation[1]) as isize;
-    if kh == 1
-        && (kw == 1 || geo.dilation[1] == 1)
-        && iy0 >= 0
-        && (iy0 as usize) < h
-        && ix0 >= 0
-        && (ix_last as usize) < wd
-    {
-        let at = ((b * h + iy0 as usize) * wd + ix0 as usize) * ci;
-        return &x[at..][..kh * kw * ci];
+    if let Some(at) = contiguous(s, geo, pix) {
+        return &x[at..][..s.w[1] * s.w[2] * s.w[3]];
     }
-    gather(x, s, geo, pix, zx, |v| v, patch)
+    gather(x, s, geo, pix, zx, |d: &mut [T], v: &[T]| d.copy_from_slice(v), patch)
 }
 
 /// The int8 input of output pixel `pix` as unsigned bytes (`x ^ 0x80`, what the microkernels
@@ -752,19 +792,47 @@ pub(crate) fn window_u8<'a>(
     let kp = padded(k);
     let patch = &mut patch[..kp];
     patch[k..].fill(0);
-    gather(
-        x,
-        s,
-        geo,
-        pix,
-        zx as u8 ^ 0x80,
-        |v: i8| v as u8 ^ 0x80,
-        patch,
-    );
+    match contiguous(s, geo, pix) {
+        Some(at) => flip_copy(&mut patch[..k], &x[at..][..k]),
+        None => {
+            gather(x, s, geo, pix, zx as u8 ^ 0x80, flip_copy, patch);
+        }
+    }
     patch
 }
 
-/// Gathers the window of output pixel `pix` into `patch`, converting each element with `cvt`.
+/// Where the window of output pixel `pix` starts in `x` when it is one contiguous run (one
+/// kernel row, no dilation gaps, no padding).
+#[inline]
+fn contiguous(s: &ConvShapes, geo: &ConvGeom, pix: usize) -> Option<usize> {
+    let [_, h, wd, ci] = s.x;
+    let [_, kh, kw, _] = s.w;
+    let [_, oh, ow, _] = s.y;
+    let (b, oy, ox) = (pix / (oh * ow), pix / ow % oh, pix % ow);
+    let iy0 = (oy * geo.stride[0]) as isize - geo.pad[0] as isize;
+    let ix0 = (ox * geo.stride[1]) as isize - geo.pad[1] as isize;
+    let ix_last = ix0 + ((kw - 1) * geo.dilation[1]) as isize;
+    let inside = iy0 >= 0 && (iy0 as usize) < h && ix0 >= 0 && (ix_last as usize) < wd;
+    (kh == 1 && (kw == 1 || geo.dilation[1] == 1) && inside)
+        .then(|| ((b * h + iy0 as usize) * wd + ix0 as usize) * ci)
+}
+
+/// `dst[i] = src[i] ^ 0x80` (int8 to the unsigned bytes the microkernels read), 8 bytes at a
+/// time.
+#[inline]
+fn flip_copy(dst: &mut [u8], src: &[i8]) {
+    let mut d8 = dst.chunks_exact_mut(8);
+    let mut s8 = src.chunks_exact(8);
+    for (d, s) in (&mut d8).zip(&mut s8) {
+        let v = u64::from_le_bytes(core::array::from_fn(|i| s[i] as u8)) ^ 0x8080_8080_8080_8080;
+        d.copy_from_slice(&v.to_le_bytes());
+    }
+    for (d, &v) in d8.into_remainder().iter_mut().zip(s8.remainder()) {
+        *d = v as u8 ^ 0x80;
+    }
+}
+
+/// Gathers the window of output pixel `pix` into `patch`, each run of the input through `copy`.
 #[inline]
 fn gather<'a, S: Copy, T: Copy>(
     x: &[S],
@@ -772,7 +840,7 @@ fn gather<'a, S: Copy, T: Copy>(
     geo: &ConvGeom,
     pix: usize,
     pad: T,
-    cvt: impl Fn(S) -> T + Copy,
+    copy: impl Fn(&mut [T], &[S]),
     patch: &'a mut [T],
 ) -> &'a [T] {
     let [_, h, wd, ci] = s.x;
@@ -781,11 +849,6 @@ fn gather<'a, S: Copy, T: Copy>(
     let (b, oy, ox) = (pix / (oh * ow), pix / ow % oh, pix % ow);
     let iy0 = (oy * geo.stride[0]) as isize - geo.pad[0] as isize;
     let ix0 = (ox * geo.stride[1]) as isize - geo.pad[1] as isize;
-    let copy = |dst: &mut [T], src: &[S]| {
-        for (d, &v) in dst.iter_mut().zip(src) {
-            *d = cvt(v);
-        }
-    };
     let patch = &mut patch[..kh * kw * ci];
     for ky in 0..kh {
         let iy = iy0 + (ky * geo.dilation[0]) as isize;

@@ -598,3 +598,80 @@ unsafe fn dwconv_rq_impl(
     let v = Rq512::new(pq, q).apply(acc);
     _mm512_mask_cvtepi32_storeu_epi8(out.as_mut_ptr() as *mut _, mask, v);
 }
+
+/// `qs8_dwconv_16__avx512` over a run of `count` output pixels of one row whose windows are all
+/// inside the input: `taps` are the first pixel's `(input offset, tap)`, each next pixel's
+/// inputs are `step` bytes further; pixel `i`'s channels `c0..c0 + n` go to
+/// `y[i·co + c0..][..n]`. The requantization constants are loaded once per run.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn dwconv_rq_run_avx512(
+    x: &[i8],
+    wt: &[i8],
+    co: usize,
+    taps: &[(usize, usize)],
+    step: usize,
+    count: usize,
+    c0: usize,
+    n: usize,
+    pq: &PanelQ,
+    q: &QuantParams<'_>,
+    y: &mut [i8],
+) {
+    let last = count.saturating_sub(1) * step;
+    assert!(
+        (1..=NR).contains(&n)
+            && count >= 1
+            && c0 + n <= co
+            && (count - 1) * co + c0 + n <= y.len()
+            && taps
+                .iter()
+                .all(|&(xo, t)| xo + last + c0 + n <= x.len() && t * co + c0 + n <= wt.len()),
+        "dwconv run operands out of shape"
+    );
+    debug_assert!(Isa::Avx512Vnni.supported());
+    // SAFETY: every masked load and store stays inside the ranges checked above; features
+    // checked before this function was handed out.
+    unsafe { dwconv_run_impl(x, wt, co, taps, step, count, c0, n, pq, q, y) }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn dwconv_run_impl(
+    x: &[i8],
+    wt: &[i8],
+    co: usize,
+    taps: &[(usize, usize)],
+    step: usize,
+    count: usize,
+    c0: usize,
+    n: usize,
+    pq: &PanelQ,
+    q: &QuantParams<'_>,
+    y: &mut [i8],
+) {
+    let mask: __mmask16 = if n >= NR { 0xFFFF } else { (1u16 << n) - 1 };
+    let z = _mm256_set1_epi16(q.input_zp as i16);
+    let c = Rq512::new(pq, q);
+    // The weights of up to 16 taps stay in registers across the run.
+    let mut wv = [_mm256_setzero_si256(); 16];
+    let nt = taps.len().min(16);
+    for (w, &(_, t)) in wv.iter_mut().zip(&taps[..nt]) {
+        *w = _mm256_cvtepi8_epi16(_mm_maskz_loadu_epi8(mask, wt.as_ptr().add(t * co + c0)));
+    }
+    for i in 0..count {
+        let base = x.as_ptr().add(i * step + c0);
+        let mut acc = _mm512_setzero_si512();
+        for (j, &(xo, t)) in taps.iter().enumerate() {
+            let w = if j < 16 {
+                wv[j]
+            } else {
+                _mm256_cvtepi8_epi16(_mm_maskz_loadu_epi8(mask, wt.as_ptr().add(t * co + c0)))
+            };
+            let xv = _mm_maskz_loadu_epi8(mask, base.add(xo));
+            let p = _mm256_mullo_epi16(_mm256_sub_epi16(_mm256_cvtepi8_epi16(xv), z), w);
+            acc = _mm512_add_epi32(acc, _mm512_cvtepi16_epi32(p));
+        }
+        let v = c.apply(acc);
+        _mm512_mask_cvtepi32_storeu_epi8(y.as_mut_ptr().add(i * co + c0) as *mut _, mask, v);
+    }
+}
