@@ -42,6 +42,9 @@ pub const KR: usize = 4;
 /// Rows per microkernel call for convolutions.
 const MR: usize = 4;
 
+/// Rows per call of the fused AVX-512 microkernel in convolutions.
+const MR8: usize = 8;
+
 /// Whether convs use the MR-row microkernels: not on 32-bit microcontrollers, whose kernels
 /// share nothing between rows (so the MR-row copies would only cost flash) and whose stack is
 /// small.
@@ -773,7 +776,15 @@ pub(crate) fn window<'a, T: Copy>(
     if let Some(at) = contiguous(s, geo, pix) {
         return &x[at..][..s.w[1] * s.w[2] * s.w[3]];
     }
-    gather(x, s, geo, pix, zx, |d: &mut [T], v: &[T]| d.copy_from_slice(v), patch)
+    gather(
+        x,
+        s,
+        geo,
+        pix,
+        zx,
+        |d: &mut [T], v: &[T]| d.copy_from_slice(v),
+        patch,
+    )
 }
 
 /// The int8 input of output pixel `pix` as unsigned bytes (`x ^ 0x80`, what the microkernels
@@ -921,10 +932,11 @@ pub fn conv2d_part(
     if k == 0 || kp > PATCH_BYTES {
         return reference_part(x, w, bias, y, s, geo, q, px0);
     }
-    // Rows per call: MR when MR windows fit the patch, else 1.
+    // Rows per call: 8 on the fused AVX-512 kernel (8 accumulators hide `vpdpbusd`'s latency),
+    // else MR, when that many windows fit the patch; else 1.
+    let rq = requantize(isa);
+    let f8 = gemm_rq::<MR8>(isa).filter(|_| MULTI_ROW && MR8 * kp <= PATCH_BYTES);
     let four = MULTI_ROW && MR * kp <= PATCH_BYTES;
-    let (uk1, uk4, rq) = (ukernel::<1>(isa), ukernel::<MR>(isa), requantize(isa));
-    let (f1, f4) = (gemm_rq::<1>(isa), gemm_rq::<MR>(isa));
     let tails = tail_groups(w, co, k, isa);
     let zx = q.input_zp as i8;
     let panels = co.div_ceil(NR);
@@ -939,55 +951,65 @@ pub fn conv2d_part(
     let mut patch = [0u8; PATCH_BYTES];
     let mut px = px0;
     // Pixel tiles outside, panels inside: each window is gathered (and flipped) once.
-    while px < pixels {
-        if four && pixels - px >= MR {
-            let (p0, rest) = patch.split_at_mut(kp);
-            let (p1, rest) = rest.split_at_mut(kp);
-            let (p2, p3) = rest.split_at_mut(kp);
-            let rows = [
-                window_u8(x, s, geo, px, zx, p0),
-                window_u8(x, s, geo, px + 1, zx, p1),
-                window_u8(x, s, geo, px + 2, zx, p2),
-                window_u8(x, s, geo, px + 3, zx, p3),
-            ];
-            for p in 0..panels {
-                let panel = with_tail(Panel::of(w, co, k, p), &tails, p);
-                let c0 = p * NR;
-                let pq = panel_q(p);
-                tile(
-                    f4,
-                    uk4,
-                    rq,
-                    &rows,
-                    panel,
-                    &pq,
-                    q,
-                    y,
-                    (px - px0) * co + c0,
-                    co,
-                );
-            }
-            px += MR;
-        } else {
-            let row = window_u8(x, s, geo, px, zx, &mut patch);
-            for p in 0..panels {
-                let panel = with_tail(Panel::of(w, co, k, p), &tails, p);
-                let pq = panel_q(p);
-                tile(
-                    f1,
-                    uk1,
-                    rq,
-                    &[row],
-                    panel,
-                    &pq,
-                    q,
-                    y,
-                    (px - px0) * co + p * NR,
-                    co,
-                );
-            }
-            px += 1;
+    let rows_of = |m: usize, px: usize, patch: &mut [u8; PATCH_BYTES]| {
+        for (i, chunk) in patch.chunks_exact_mut(kp).take(m).enumerate() {
+            window_u8(x, s, geo, px + i, zx, chunk);
         }
+    };
+    while px < pixels {
+        let m = if f8.is_some() && pixels - px >= MR8 {
+            MR8
+        } else if four && pixels - px >= MR {
+            MR
+        } else {
+            1
+        };
+        rows_of(m, px, &mut patch);
+        for p in 0..panels {
+            let panel = with_tail(Panel::of(w, co, k, p), &tails, p);
+            let pq = panel_q(p);
+            let base = (px - px0) * co + p * NR;
+            let row = |i: usize| &patch[i * kp..][..kp];
+            match m {
+                MR8 => tile(
+                    f8,
+                    ukernel::<MR8>(isa),
+                    rq,
+                    &core::array::from_fn(row),
+                    panel,
+                    &pq,
+                    q,
+                    y,
+                    base,
+                    co,
+                ),
+                MR => tile(
+                    gemm_rq::<MR>(isa),
+                    ukernel::<MR>(isa),
+                    rq,
+                    &core::array::from_fn(row),
+                    panel,
+                    &pq,
+                    q,
+                    y,
+                    base,
+                    co,
+                ),
+                _ => tile(
+                    gemm_rq::<1>(isa),
+                    ukernel::<1>(isa),
+                    rq,
+                    &[row(0)],
+                    panel,
+                    &pq,
+                    q,
+                    y,
+                    base,
+                    co,
+                ),
+            }
+        }
+        px += m;
     }
 }
 
