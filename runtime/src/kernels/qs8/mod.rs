@@ -408,7 +408,12 @@ pub fn add_same_shape(
     }
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512Vnni => {
+        Isa::Avx512Vnni => {
+            x86::add_avx512(a, b, y, p);
+            true
+        }
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => {
             x86::add_avx2(a, b, y, p);
             true
         }

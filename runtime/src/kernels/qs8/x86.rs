@@ -675,3 +675,70 @@ unsafe fn dwconv_run_impl(
         _mm512_mask_cvtepi32_storeu_epi8(y.as_mut_ptr().add(i * co + c0) as *mut _, mask, v);
     }
 }
+
+/// `RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x, m), right)` on 16 lanes.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn mul_shift512(x: __m512i, m: __m512i, right: __m512i) -> __m512i {
+    let zero = _mm512_setzero_si512();
+    let nudge = _mm512_set1_epi64(1 << 30);
+    let even = _mm512_srli_epi64(_mm512_add_epi64(_mm512_mul_epi32(x, m), nudge), 31);
+    let odd = _mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(m, 32));
+    let odd = _mm512_slli_epi64(_mm512_srli_epi64(_mm512_add_epi64(odd, nudge), 31), 32);
+    let mut r = _mm512_mask_blend_epi32(0xAAAA, even, odd);
+    let min = _mm512_set1_epi32(i32::MIN);
+    let sat = _mm512_cmpeq_epi32_mask(x, min) & _mm512_cmpeq_epi32_mask(m, min);
+    r = _mm512_mask_blend_epi32(sat, r, _mm512_set1_epi32(i32::MAX));
+    let one = _mm512_set1_epi32(1);
+    let mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, right), one);
+    let rem = _mm512_and_si512(r, mask);
+    let half = _mm512_srai_epi32(mask, 1);
+    let thr = _mm512_mask_add_epi32(half, _mm512_cmplt_epi32_mask(r, zero), half, one);
+    let d = _mm512_srav_epi32(r, right);
+    _mm512_mask_add_epi32(d, _mm512_cmpgt_epi32_mask(rem, thr), d, one)
+}
+
+/// `qs8_vadd__avx512`: as [`add_avx2`], 16 lanes at a time.
+pub(super) fn add_avx512(a: &[i8], b: &[i8], y: &mut [i8], p: &AddParams) {
+    debug_assert!(Isa::Avx512Vnni.supported());
+    let n = y.len().min(a.len()).min(b.len());
+    let main = n - n % 16;
+    // SAFETY: reads and writes stay below `main` <= every slice's length; AVX-512 was checked
+    // before this function was handed out.
+    unsafe { add512_impl(&a[..main], &b[..main], &mut y[..main], p) };
+    for i in main..n {
+        y[i] = crate::kernels::reference_i8::add_one(a[i], b[i], p);
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn add512_impl(a: &[i8], b: &[i8], y: &mut [i8], p: &AddParams) {
+    let ls = _mm512_set1_epi32(p.q.left_shift);
+    let right = |s: i32| _mm512_set1_epi32((-s).max(0));
+    let (ma, ra) = (_mm512_set1_epi32(p.q.mult[0].0), right(p.q.mult[0].1));
+    let (mb, rb) = (_mm512_set1_epi32(p.q.mult[1].0), right(p.q.mult[1].1));
+    let (mo, ro) = (_mm512_set1_epi32(p.q.mult[2].0), right(p.q.mult[2].1));
+    let (za, zb) = (_mm512_set1_epi32(p.zp[0]), _mm512_set1_epi32(p.zp[1]));
+    let zy = _mm512_set1_epi32(p.zp[2]);
+    let (lo, hi) = (_mm512_set1_epi32(p.act[0]), _mm512_set1_epi32(p.act[1]));
+    let bound = _mm512_set1_epi32(1 << 16);
+    let nbound = _mm512_sub_epi32(_mm512_setzero_si512(), bound);
+    for i in (0..y.len()).step_by(16) {
+        let av = _mm512_cvtepi8_epi32(_mm_loadu_si128(a.as_ptr().add(i) as *const __m128i));
+        let bv = _mm512_cvtepi8_epi32(_mm_loadu_si128(b.as_ptr().add(i) as *const __m128i));
+        let sa = mul_shift512(_mm512_sllv_epi32(_mm512_sub_epi32(av, za), ls), ma, ra);
+        let sb = mul_shift512(_mm512_sllv_epi32(_mm512_sub_epi32(bv, zb), ls), mb, rb);
+        let sum = if p.subtract {
+            _mm512_sub_epi32(sa, sb)
+        } else {
+            _mm512_add_epi32(sa, sb)
+        };
+        let r = mul_shift512(sum, mo, ro);
+        let r = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(r, nbound), bound), zy);
+        let r = _mm512_min_epi32(_mm512_max_epi32(r, lo), hi);
+        _mm_storeu_si128(
+            y.as_mut_ptr().add(i) as *mut __m128i,
+            _mm512_cvtepi32_epi8(r),
+        );
+    }
+}
