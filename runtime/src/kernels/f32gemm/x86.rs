@@ -49,7 +49,26 @@ unsafe fn gemm_avx512_impl<const M: usize>(
     let mask: __mmask16 = if nr >= NR { 0xFFFF } else { (1u16 << nr) - 1 };
     let mut acc = [_mm512_loadu_ps(bias.as_ptr()); M];
     let wp = p.w.as_ptr();
-    for kk in 0..k {
+    let mut k0 = 0;
+    if M == 1 {
+        // One row (dense): four partial sums over k so consecutive FMAs do not wait for each
+        // other (a different summation order, inside the same error bound).
+        let row = rows[0];
+        let mut part = [_mm512_setzero_ps(); 4];
+        while k0 + 4 <= k {
+            for (j, a) in part.iter_mut().enumerate() {
+                let w = _mm512_maskz_loadu_ps(mask, wp.add((k0 + j) * nr));
+                *a = _mm512_fmadd_ps(_mm512_set1_ps(*row.get_unchecked(k0 + j)), w, *a);
+            }
+            k0 += 4;
+        }
+        let s = _mm512_add_ps(
+            _mm512_add_ps(part[0], part[1]),
+            _mm512_add_ps(part[2], part[3]),
+        );
+        acc[0] = _mm512_add_ps(acc[0], s);
+    }
+    for kk in k0..k {
         // Masked-off lanes (a partial panel) are not read.
         let w = _mm512_maskz_loadu_ps(mask, wp.add(kk * nr));
         for (a, row) in acc.iter_mut().zip(rows) {
@@ -93,7 +112,24 @@ unsafe fn gemm_avx2_impl<const M: usize>(
     ];
     let mut acc = [b; M];
     let wp = p.w.as_ptr();
-    for kk in 0..k {
+    let mut k0 = 0;
+    if M == 1 && full {
+        // One row (dense): two partial sums over k (see the AVX-512 form).
+        let row = rows[0];
+        let mut part = [[_mm256_setzero_ps(); 2]; 2];
+        while k0 + 2 <= k {
+            for (j, a) in part.iter_mut().enumerate() {
+                let ptr = wp.add((k0 + j) * nr);
+                let xv = _mm256_set1_ps(*row.get_unchecked(k0 + j));
+                a[0] = _mm256_fmadd_ps(xv, _mm256_loadu_ps(ptr), a[0]);
+                a[1] = _mm256_fmadd_ps(xv, _mm256_loadu_ps(ptr.add(8)), a[1]);
+            }
+            k0 += 2;
+        }
+        acc[0][0] = _mm256_add_ps(acc[0][0], _mm256_add_ps(part[0][0], part[1][0]));
+        acc[0][1] = _mm256_add_ps(acc[0][1], _mm256_add_ps(part[0][1], part[1][1]));
+    }
+    for kk in k0..k {
         let ptr = wp.wrapping_add(kk * nr);
         let (w0, w1) = if full {
             (_mm256_loadu_ps(ptr), _mm256_loadu_ps(ptr.wrapping_add(8)))

@@ -463,7 +463,29 @@ unsafe fn gemm_rq_vnni_impl<const M: usize>(
     let mask: __mmask16 = if nr >= NR { 0xFFFF } else { (1u16 << nr) - 1 };
     let mut acc = [_mm512_setzero_si512(); M];
     let wp = p.w.as_ptr();
-    for g in 0..k / KR {
+    let groups = k / KR;
+    let mut g0 = 0;
+    if M == 1 {
+        // One row (dense): four partial sums over the groups, so consecutive `vpdpbusd` do not
+        // wait for each other (integer sums: the order changes nothing).
+        let row = rows[0].as_ptr();
+        let mut part = [_mm512_setzero_si512(); 4];
+        while g0 + 4 <= groups {
+            for (j, a) in part.iter_mut().enumerate() {
+                let g = g0 + j;
+                let w = _mm512_maskz_loadu_epi32(mask, wp.add(g * nr * KR) as *const i32);
+                let xv = (row.add(g * KR) as *const i32).read_unaligned();
+                *a = _mm512_dpbusd_epi32(*a, _mm512_set1_epi32(xv), w);
+            }
+            g0 += 4;
+        }
+        let s = _mm512_add_epi32(
+            _mm512_add_epi32(part[0], part[1]),
+            _mm512_add_epi32(part[2], part[3]),
+        );
+        acc[0] = s;
+    }
+    for g in g0..groups {
         let w = _mm512_maskz_loadu_epi32(mask, wp.add(g * nr * KR) as *const i32);
         for (a, row) in acc.iter_mut().zip(rows) {
             let xv = (row.as_ptr().add(g * KR) as *const i32).read_unaligned();
