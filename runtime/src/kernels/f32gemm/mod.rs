@@ -150,6 +150,34 @@ pub fn dwconv(isa: Isa) -> DwFn {
     }
 }
 
+/// The run form of the depthwise microkernel (see `x86::dwconv_run_avx512`):
+/// `(x, wt, co, taps, step, count, c0, n, bias, act, y)`.
+pub type DwRunFn = fn(
+    &[f32],
+    &[f32],
+    usize,
+    &[(usize, usize)],
+    usize,
+    usize,
+    usize,
+    usize,
+    &[f32; NR],
+    [f32; 2],
+    &mut [f32],
+);
+
+/// The run form of the depthwise microkernel of `isa`, if it has one.
+pub fn dwconv_run(isa: Isa) -> Option<DwRunFn> {
+    if !isa.supported() {
+        return None;
+    }
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => Some(x86::dwconv_run_avx512),
+        _ => None,
+    }
+}
+
 /// The bias of channels `c0..c0 + nr` (zeros past `nr` or without a bias).
 #[inline]
 fn bias_panel(bias: Option<&[f32]>, c0: usize, nr: usize) -> [f32; NR] {
@@ -391,6 +419,42 @@ pub fn depthwise_part(
     }
     let dw = dwconv(isa);
     let mut taps = [(0usize, 0usize); DW_TAPS];
+    if let Some(f) = dwconv_run(isa) {
+        // Runs of interior pixels of a row in one call per 16 channels; border pixels as runs
+        // of one.
+        let span = (kw - 1) * geo.dilation[1];
+        let ox_lo = geo.pad[1].div_ceil(geo.stride[1]);
+        let ox_hi = if wd + geo.pad[1] > span {
+            ((wd + geo.pad[1] - span - 1) / geo.stride[1] + 1).min(ow)
+        } else {
+            0
+        };
+        let total = y.len() / co.max(1);
+        let mut i = 0;
+        while i < total {
+            let pix = px0 + i;
+            let (b, oy, ox) = (pix / (oh * ow), pix / ow % oh, pix % ow);
+            let count = if ox >= ox_lo && ox < ox_hi {
+                (ox_hi - ox).min(total - i)
+            } else {
+                1
+            };
+            let mut nt = 0;
+            geo.taps((oy, ox), [h, wd], [kh, kw], |ky, kx, iy, ix| {
+                taps[nt] = (((b * h + iy) * wd + ix) * ci, ky * kw + kx);
+                nt += 1;
+            });
+            let out = &mut y[i * co..(i + count) * co];
+            for c0 in (0..co).step_by(NR) {
+                let n = (co - c0).min(NR);
+                let bp = bias_panel(bias, c0, n);
+                let step = geo.stride[1] * ci;
+                f(x, wt, co, &taps[..nt], step, count, c0, n, &bp, act, out);
+            }
+            i += count;
+        }
+        return;
+    }
     for (i, out) in y.chunks_exact_mut(co.max(1)).enumerate() {
         let pix = px0 + i;
         let (b, oy, ox) = (pix / (oh * ow), pix / ow % oh, pix % ow);

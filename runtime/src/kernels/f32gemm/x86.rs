@@ -225,3 +225,78 @@ unsafe fn dwconv_avx2_impl(
     _mm256_storeu_ps(out.as_mut_ptr().add(8), hi);
     out
 }
+
+/// `f32_dwconv_16__avx512f` over a run of `count` output pixels of one row (see
+/// `qs8::x86::dwconv_rq_run_avx512`): channels `c0..c0 + n` (`n <= 16`, masked), bias added
+/// first, clamped, pixel `i` written to `y[i·co + c0..][..n]`; the weights of up to 16 taps stay
+/// in registers.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn dwconv_run_avx512(
+    x: &[f32],
+    wt: &[f32],
+    co: usize,
+    taps: &[(usize, usize)],
+    step: usize,
+    count: usize,
+    c0: usize,
+    n: usize,
+    bias: &[f32; NR],
+    act: [f32; 2],
+    y: &mut [f32],
+) {
+    let last = count.saturating_sub(1) * step;
+    assert!(
+        (1..=NR).contains(&n)
+            && count >= 1
+            && c0 + n <= co
+            && (count - 1) * co + c0 + n <= y.len()
+            && taps
+                .iter()
+                .all(|&(xo, t)| xo + last + c0 + n <= x.len() && t * co + c0 + n <= wt.len()),
+        "dwconv run operands out of shape"
+    );
+    debug_assert!(Isa::Avx512Vnni.supported());
+    // SAFETY: every masked load and store stays inside the ranges checked above; features
+    // checked before this function was handed out.
+    unsafe { dwconv_run_impl(x, wt, co, taps, step, count, c0, n, bias, act, y) }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f")]
+unsafe fn dwconv_run_impl(
+    x: &[f32],
+    wt: &[f32],
+    co: usize,
+    taps: &[(usize, usize)],
+    step: usize,
+    count: usize,
+    c0: usize,
+    n: usize,
+    bias: &[f32; NR],
+    act: [f32; 2],
+    y: &mut [f32],
+) {
+    let mask: __mmask16 = if n >= NR { 0xFFFF } else { (1u16 << n) - 1 };
+    let b = _mm512_loadu_ps(bias.as_ptr());
+    let (lo, hi) = (_mm512_set1_ps(act[0]), _mm512_set1_ps(act[1]));
+    let mut wv = [_mm512_setzero_ps(); 16];
+    let nt = taps.len().min(16);
+    for (w, &(_, t)) in wv.iter_mut().zip(&taps[..nt]) {
+        *w = _mm512_maskz_loadu_ps(mask, wt.as_ptr().add(t * co + c0));
+    }
+    for i in 0..count {
+        let base = x.as_ptr().add(i * step + c0);
+        let mut acc = b;
+        for (j, &(xo, t)) in taps.iter().enumerate() {
+            let w = if j < 16 {
+                wv[j]
+            } else {
+                _mm512_maskz_loadu_ps(mask, wt.as_ptr().add(t * co + c0))
+            };
+            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, base.add(xo)), w, acc);
+        }
+        // max then min, as the scalar clamp (`v.max(lo).min(hi)`; NaN-free inputs).
+        let v = _mm512_min_ps(_mm512_max_ps(acc, lo), hi);
+        _mm512_mask_storeu_ps(y.as_mut_ptr().add(i * co + c0), mask, v);
+    }
+}
