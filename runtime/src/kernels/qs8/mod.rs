@@ -147,6 +147,8 @@ pub struct Panel<'a> {
     k: usize,
     /// The `k % 4` leftover columns as one zero-padded group (channel `c` at `4c..4c + 4`),
     /// when the caller prepared it; the rows are then readable up to `k` rounded up to 4.
+    /// (Only the AVX-512 kernel reads it.)
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     tail: Option<&'a [i8; NR * KR]>,
 }
 
