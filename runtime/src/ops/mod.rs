@@ -776,7 +776,7 @@ pub(crate) fn parallel<T: Send>(
             return;
         }
     }
-    let _ = (v, macs);
+    let _ = (v, macs, unit);
     f(y, 0)
 }
 
