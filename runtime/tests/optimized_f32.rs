@@ -4,7 +4,7 @@
 //! reference rounds twice, so the bound is the one summation error analysis gives for two sums
 //! of the same `K` products: `|a - b| ≤ 2·(K + 1)·2^-24·(Σ|x·w| + |bias|)`.
 
-use kiln_runtime::kernels::f32gemm;
+use kiln_runtime::kernels::f32gemm::{self, ConvF32};
 use kiln_runtime::kernels::isa::Isa;
 use kiln_runtime::kernels::qs8::ConvShapes;
 use kiln_runtime::kernels::reference_f32 as reference;
@@ -106,19 +106,35 @@ fn f32_conv_and_depthwise_match_reference_on_grid() {
             if depthwise {
                 let mut wt = vec![0f32; w.len()];
                 kiln_runtime::kernels::qs8::pack_depthwise(&w, co, kh * kw, &mut wt);
-                f32gemm::reference_depthwise(&x, &wt, bias.as_deref(), &mut got, &s, &geo, act);
+                let c = ConvF32 {
+                    x: &x,
+                    w: &wt,
+                    bias: bias.as_deref(),
+                    s,
+                    geo,
+                    act,
+                };
+                f32gemm::reference_depthwise(&c, &mut got);
                 assert_eq!(want, got, "tap-major reference, {what}");
                 got.fill(f32::NAN);
-                f32gemm::depthwise(&x, &wt, bias.as_deref(), &mut got, &s, &geo, act, isa);
+                f32gemm::depthwise(&c, &mut got, isa);
                 close(&want, &got, &mag, k, &what);
                 dw_n += 1;
             } else {
                 let mut pw = vec![0f32; w.len()];
                 f32gemm::pack(&w, co, k, &mut pw);
-                f32gemm::reference_conv2d(&x, &pw, bias.as_deref(), &mut got, &s, &geo, act);
+                let c = ConvF32 {
+                    x: &x,
+                    w: &pw,
+                    bias: bias.as_deref(),
+                    s,
+                    geo,
+                    act,
+                };
+                f32gemm::reference_conv2d(&c, &mut got);
                 assert_eq!(want, got, "packed reference, {what}");
                 got.fill(f32::NAN);
-                f32gemm::conv2d(&x, &pw, bias.as_deref(), &mut got, &s, &geo, act, isa);
+                f32gemm::conv2d(&c, &mut got, isa);
                 close(&want, &got, &mag, k, &what);
                 packed_n += 1;
             }

@@ -165,10 +165,18 @@ fn conv2d_matches_reference_on_grid() {
                     y: ys,
                 };
                 y_opt.fill(1);
-                qs8::reference_depthwise(&x, &wt, bias.as_deref(), &mut y_opt, &s, &geo, &q);
+                let c = qs8::Conv {
+                    x: &x,
+                    w: &wt,
+                    bias: bias.as_deref(),
+                    s,
+                    geo,
+                    q: &q,
+                };
+                qs8::reference_depthwise(&c, &mut y_opt);
                 assert_eq!(y_ref, y_opt, "tap-major reference, {what}");
                 y_opt.fill(1);
-                qs8::depthwise(&x, &wt, bias.as_deref(), &mut y_opt, &s, &geo, &q, isa);
+                qs8::depthwise(&c, &mut y_opt, isa);
                 assert_eq!(y_ref, y_opt, "tap-major depthwise, {what}");
                 dw_checked += 1;
             }
@@ -181,10 +189,18 @@ fn conv2d_matches_reference_on_grid() {
                     y: ys,
                 };
                 y_opt.fill(1);
-                qs8::reference_conv2d(&x, &pw, &fb, &mut y_opt, &s, &geo, &q);
+                let c = qs8::Conv {
+                    x: &x,
+                    w: &pw,
+                    bias: &fb[..],
+                    s,
+                    geo,
+                    q: &q,
+                };
+                qs8::reference_conv2d(&c, &mut y_opt);
                 assert_eq!(y_ref, y_opt, "packed reference, {what}");
                 y_opt.fill(1);
-                qs8::conv2d(&x, &pw, &fb, &mut y_opt, &s, &geo, &q, isa);
+                qs8::conv2d(&c, &mut y_opt, isa);
                 assert_eq!(y_ref, y_opt, "packed, {what}");
                 packed_checked += 1;
             }
@@ -267,7 +283,15 @@ fn packed_conv_with_large_windows_and_many_channels() {
         };
         for isa in Isa::available() {
             let mut y = vec![1i8; h * wd * co];
-            qs8::conv2d(&x, &pw, &fb, &mut y, &sh, &geo, &q, isa);
+            let c = qs8::Conv {
+                x: &x,
+                w: &pw,
+                bias: &fb[..],
+                s: sh,
+                geo,
+                q: &q,
+            };
+            qs8::conv2d(&c, &mut y, isa);
             assert_eq!(y_ref, y, "ci {ci} k {kh} co {co} isa {}", isa.name());
         }
     }

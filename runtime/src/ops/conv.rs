@@ -256,24 +256,33 @@ pub(super) fn run(v: &View, p: &ConvParams, out: &mut [u8], yt: &TensorInfo) -> 
                 w: ws,
                 y: ys,
             };
+            let c = qs8::Conv {
+                x,
+                w,
+                bias,
+                s,
+                geo: *g,
+                q: &q,
+            };
             if p.packed && g.groups != 1 {
                 if v.use_reference() {
-                    qs8::reference_depthwise(x, w, bias, y, &s, g, &q);
+                    qs8::reference_depthwise(&c, y);
                 } else {
                     let macs = y.len() * ws[1] * ws[2];
                     super::parallel(v, macs, y, ws[0], |part, px0| {
-                        qs8::depthwise_part(x, w, bias, part, &s, g, &q, v.isa, px0)
+                        qs8::depthwise_part(&c, part, v.isa, px0)
                     });
                 }
             } else if p.packed {
                 // Validation guarantees the bias of packed weights.
                 let bias = bias.ok_or(v.err("packed weights need a bias"))?;
+                let c = c.with_bias(bias);
                 if v.use_reference() {
-                    qs8::reference_conv2d(x, w, bias, y, &s, g, &q);
+                    qs8::reference_conv2d(&c, y);
                 } else {
                     let macs = y.len() * ws[1] * ws[2] * ws[3];
                     super::parallel(v, macs, y, ws[0], |part, px0| {
-                        qs8::conv2d_part(x, w, bias, part, &s, g, &q, v.isa, px0)
+                        qs8::conv2d_part(&c, part, v.isa, px0)
                     });
                 }
             } else if v.use_reference() {
@@ -293,22 +302,24 @@ pub(super) fn run(v: &View, p: &ConvParams, out: &mut [u8], yt: &TensorInfo) -> 
                 y: ys,
             };
             if p.packed {
-                let (w, g, r) = (bytes_as_f32(wb), &p.geom, v.use_reference());
-                match (g.groups == 1, r) {
-                    (true, true) => f32k::reference_conv2d(x, w, bias, y, &s, g, act),
-                    (true, false) => {
-                        let macs = y.len() * ws[1] * ws[2] * ws[3];
-                        super::parallel(v, macs, y, ws[0], |part, px0| {
-                            f32k::conv2d_part(x, w, bias, part, &s, g, act, v.isa, px0)
-                        })
-                    }
-                    (false, true) => f32k::reference_depthwise(x, w, bias, y, &s, g, act),
-                    (false, false) => {
-                        let macs = y.len() * ws[1] * ws[2];
-                        super::parallel(v, macs, y, ws[0], |part, px0| {
-                            f32k::depthwise_part(x, w, bias, part, &s, g, act, v.isa, px0)
-                        })
-                    }
+                let c = f32k::ConvF32 {
+                    x,
+                    w: bytes_as_f32(wb),
+                    bias,
+                    s,
+                    geo: p.geom,
+                    act,
+                };
+                let (reference, macs) = (v.use_reference(), y.len() * ws[1] * ws[2]);
+                match (p.geom.groups == 1, reference) {
+                    (true, true) => f32k::reference_conv2d(&c, y),
+                    (true, false) => super::parallel(v, macs * ws[3], y, ws[0], |part, px0| {
+                        f32k::conv2d_part(&c, part, v.isa, px0)
+                    }),
+                    (false, true) => f32k::reference_depthwise(&c, y),
+                    (false, false) => super::parallel(v, macs, y, ws[0], |part, px0| {
+                        f32k::depthwise_part(&c, part, v.isa, px0)
+                    }),
                 }
             } else if wt.dtype == DType::F16 {
                 kf::conv2d(x, xs, bytes_as_f16(wb), ws, bias, y, ys, &p.geom, act);

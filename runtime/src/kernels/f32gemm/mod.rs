@@ -25,6 +25,24 @@ mod neon;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
+/// One f32 conv layer's operands: input, packed weights (`pack16x1`, or tap-major for
+/// depthwise), bias, shapes, window and output clamp.
+#[derive(Clone, Copy)]
+pub struct ConvF32<'a> {
+    /// Input, NHWC.
+    pub x: &'a [f32],
+    /// Packed weights.
+    pub w: &'a [f32],
+    /// Bias.
+    pub bias: Option<&'a [f32]>,
+    /// Shapes.
+    pub s: ConvShapes,
+    /// Window.
+    pub geo: ConvGeom,
+    /// Output clamp `[lo, hi]`.
+    pub act: [f32; 2],
+}
+
 /// Output channels per panel.
 pub const NR: usize = 16;
 /// Rows per microkernel call.
@@ -258,40 +276,29 @@ pub fn reference_dense(
 
 /// f32 conv (`groups == 1`) over `pack16x1` weights.
 #[inline(never)]
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d(
-    x: &[f32],
-    w: &[f32],
-    bias: Option<&[f32]>,
-    y: &mut [f32],
-    s: &ConvShapes,
-    geo: &ConvGeom,
-    act: [f32; 2],
-    isa: Isa,
-) {
-    conv2d_part(x, w, bias, y, s, geo, act, isa, 0)
+pub fn conv2d(c: &ConvF32<'_>, y: &mut [f32], isa: Isa) {
+    conv2d_part(c, y, isa, 0)
 }
 
 /// [`conv2d`] for the output pixels `px0..px0 + y.len() / O` only, written to `y`.
 #[inline(never)]
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_part(
-    x: &[f32],
-    w: &[f32],
-    bias: Option<&[f32]>,
-    y: &mut [f32],
-    s: &ConvShapes,
-    geo: &ConvGeom,
-    act: [f32; 2],
-    isa: Isa,
-    px0: usize,
-) {
+pub fn conv2d_part(c: &ConvF32<'_>, y: &mut [f32], isa: Isa, px0: usize) {
+    let ConvF32 {
+        x,
+        w,
+        bias,
+        s,
+        geo,
+        act,
+    } = *c;
+    let (s, geo) = (&s, &geo);
+
     let [co, kh, kw, ci] = s.w;
     let k = kh * kw * ci;
     let pixels = px0 + y.len() / co.max(1);
     if k == 0 || k > PATCH {
         for (i, out) in y.chunks_exact_mut(co.max(1)).enumerate() {
-            reference_pixel(x, w, bias, out, s, geo, act, px0 + i);
+            reference_pixel(c, out, px0 + i);
         }
         return;
     }
@@ -333,32 +340,24 @@ pub fn conv2d_part(
 }
 
 /// The packed conv, one output at a time: the specification of [`conv2d`].
-pub fn reference_conv2d(
-    x: &[f32],
-    w: &[f32],
-    bias: Option<&[f32]>,
-    y: &mut [f32],
-    s: &ConvShapes,
-    geo: &ConvGeom,
-    act: [f32; 2],
-) {
-    for (i, out) in y.chunks_exact_mut(s.w[0].max(1)).enumerate() {
-        reference_pixel(x, w, bias, out, s, geo, act, i);
+pub fn reference_conv2d(c: &ConvF32<'_>, y: &mut [f32]) {
+    for (i, out) in y.chunks_exact_mut(c.s.w[0].max(1)).enumerate() {
+        reference_pixel(c, out, i);
     }
 }
 
 /// One output pixel of the packed conv, one output at a time.
-#[allow(clippy::too_many_arguments)]
-fn reference_pixel(
-    x: &[f32],
-    w: &[f32],
-    bias: Option<&[f32]>,
-    out: &mut [f32],
-    s: &ConvShapes,
-    geo: &ConvGeom,
-    act: [f32; 2],
-    pix: usize,
-) {
+fn reference_pixel(c: &ConvF32<'_>, out: &mut [f32], pix: usize) {
+    let ConvF32 {
+        x,
+        w,
+        bias,
+        s,
+        geo,
+        act,
+    } = *c;
+    let (s, geo) = (&s, &geo);
+
     let [_, h, wd, ci] = s.x;
     let [co, kh, kw, _] = s.w;
     let [_, oh, ow, _] = s.y;
@@ -380,40 +379,29 @@ fn reference_pixel(
 /// (`[KH·KW, C]`, the packed depthwise layout): 16 channels at a time on the microkernel, the
 /// rest one by one.
 #[inline(never)]
-#[allow(clippy::too_many_arguments)]
-pub fn depthwise(
-    x: &[f32],
-    wt: &[f32],
-    bias: Option<&[f32]>,
-    y: &mut [f32],
-    s: &ConvShapes,
-    geo: &ConvGeom,
-    act: [f32; 2],
-    isa: Isa,
-) {
-    depthwise_part(x, wt, bias, y, s, geo, act, isa, 0)
+pub fn depthwise(c: &ConvF32<'_>, y: &mut [f32], isa: Isa) {
+    depthwise_part(c, y, isa, 0)
 }
 
 /// [`depthwise`] for the output pixels `px0..px0 + y.len() / C` only, written to `y`.
 #[inline(never)]
-#[allow(clippy::too_many_arguments)]
-pub fn depthwise_part(
-    x: &[f32],
-    wt: &[f32],
-    bias: Option<&[f32]>,
-    y: &mut [f32],
-    s: &ConvShapes,
-    geo: &ConvGeom,
-    act: [f32; 2],
-    isa: Isa,
-    px0: usize,
-) {
+pub fn depthwise_part(c: &ConvF32<'_>, y: &mut [f32], isa: Isa, px0: usize) {
+    let ConvF32 {
+        x,
+        w: wt,
+        bias,
+        s,
+        geo,
+        act,
+    } = *c;
+    let (s, geo) = (&s, &geo);
+
     let [_, h, wd, ci] = s.x;
     let [co, kh, kw, _] = s.w;
     let [_, oh, ow, _] = s.y;
     if kh * kw > DW_TAPS {
         for (i, out) in y.chunks_exact_mut(co.max(1)).enumerate() {
-            reference_dw_pixel(x, wt, bias, out, s, geo, act, px0 + i);
+            reference_dw_pixel(c, out, px0 + i);
         }
         return;
     }
@@ -485,32 +473,24 @@ pub fn depthwise_part(
 }
 
 /// The tap-major depthwise conv, one output at a time: the specification of [`depthwise`].
-pub fn reference_depthwise(
-    x: &[f32],
-    wt: &[f32],
-    bias: Option<&[f32]>,
-    y: &mut [f32],
-    s: &ConvShapes,
-    geo: &ConvGeom,
-    act: [f32; 2],
-) {
-    for (i, out) in y.chunks_exact_mut(s.w[0].max(1)).enumerate() {
-        reference_dw_pixel(x, wt, bias, out, s, geo, act, i);
+pub fn reference_depthwise(c: &ConvF32<'_>, y: &mut [f32]) {
+    for (i, out) in y.chunks_exact_mut(c.s.w[0].max(1)).enumerate() {
+        reference_dw_pixel(c, out, i);
     }
 }
 
 /// One output pixel of the tap-major depthwise conv, one output at a time.
-#[allow(clippy::too_many_arguments)]
-fn reference_dw_pixel(
-    x: &[f32],
-    wt: &[f32],
-    bias: Option<&[f32]>,
-    out: &mut [f32],
-    s: &ConvShapes,
-    geo: &ConvGeom,
-    act: [f32; 2],
-    pix: usize,
-) {
+fn reference_dw_pixel(c: &ConvF32<'_>, out: &mut [f32], pix: usize) {
+    let ConvF32 {
+        x,
+        w: wt,
+        bias,
+        s,
+        geo,
+        act,
+    } = *c;
+    let (s, geo) = (&s, &geo);
+
     let [_, h, wd, ci] = s.x;
     let [co, kh, kw, _] = s.w;
     let [_, oh, ow, _] = s.y;

@@ -502,41 +502,29 @@ const DW_CHUNK: usize = 64;
 /// int8 depthwise conv (one output channel per input channel) over tap-major weights
 /// (`[KH·KW, C]`, the packed depthwise layout) and a natural bias.
 #[inline(never)]
-#[allow(clippy::too_many_arguments)]
-pub fn depthwise(
-    x: &[i8],
-    wt: &[i8],
-    bias: Option<&[i32]>,
-    y: &mut [i8],
-    s: &ConvShapes,
-    geo: &ConvGeom,
-    q: &QuantParams<'_>,
-    isa: Isa,
-) {
-    depthwise_part(x, wt, bias, y, s, geo, q, isa, 0)
+pub fn depthwise(c: &Conv<'_, Option<&[i32]>>, y: &mut [i8], isa: Isa) {
+    depthwise_part(c, y, isa, 0)
 }
 
 /// [`depthwise`] for the output pixels `px0..px0 + y.len() / C` only, written to `y`.
 #[inline(never)]
-#[allow(clippy::too_many_arguments)]
-pub fn depthwise_part(
-    x: &[i8],
-    wt: &[i8],
-    bias: Option<&[i32]>,
-    y: &mut [i8],
-    s: &ConvShapes,
-    geo: &ConvGeom,
-    q: &QuantParams<'_>,
-    isa: Isa,
-    px0: usize,
-) {
+pub fn depthwise_part(c: &Conv<'_, Option<&[i32]>>, y: &mut [i8], isa: Isa, px0: usize) {
+    let Conv {
+        x,
+        w: wt,
+        bias,
+        s,
+        geo,
+        q,
+    } = *c;
+    let (s, geo) = (&s, &geo);
     let [_, h, wd, ci] = s.x;
     let [co, kh, kw, _] = s.w;
     let [_, oh, ow, _] = s.y;
     if kh * kw > DW_TAPS {
         // Out of the tap list's reach: the specification, pixel by pixel.
         for (i, out) in y.chunks_exact_mut(co.max(1)).enumerate() {
-            reference_dw_pixel(x, wt, bias, out, s, geo, q, px0 + i);
+            reference_dw_pixel(c, out, px0 + i);
         }
         return;
     }
@@ -638,32 +626,23 @@ pub fn depthwise_part(
 }
 
 /// The tap-major depthwise conv, one output at a time: the specification of [`depthwise`].
-pub fn reference_depthwise(
-    x: &[i8],
-    wt: &[i8],
-    bias: Option<&[i32]>,
-    y: &mut [i8],
-    s: &ConvShapes,
-    geo: &ConvGeom,
-    q: &QuantParams<'_>,
-) {
-    for (i, out) in y.chunks_exact_mut(s.w[0].max(1)).enumerate() {
-        reference_dw_pixel(x, wt, bias, out, s, geo, q, i);
+pub fn reference_depthwise(c: &Conv<'_, Option<&[i32]>>, y: &mut [i8]) {
+    for (i, out) in y.chunks_exact_mut(c.s.w[0].max(1)).enumerate() {
+        reference_dw_pixel(c, out, i);
     }
 }
 
 /// One output pixel of the tap-major depthwise conv, one scalar output at a time.
-#[allow(clippy::too_many_arguments)]
-fn reference_dw_pixel(
-    x: &[i8],
-    wt: &[i8],
-    bias: Option<&[i32]>,
-    out: &mut [i8],
-    s: &ConvShapes,
-    geo: &ConvGeom,
-    q: &QuantParams<'_>,
-    pix: usize,
-) {
+fn reference_dw_pixel(c: &Conv<'_, Option<&[i32]>>, out: &mut [i8], pix: usize) {
+    let Conv {
+        x,
+        w: wt,
+        bias,
+        s,
+        geo,
+        q,
+    } = *c;
+    let (s, geo) = (&s, &geo);
     let [_, h, wd, ci] = s.x;
     let [co, kh, kw, _] = s.w;
     let [_, oh, ow, _] = s.y;
@@ -782,6 +761,39 @@ pub fn reference_dense(
                 acc = acc.wrapping_add(((xv as u8 ^ 0x80) as i32) * wv as i32);
             }
             *o = q.requantize(acc, c);
+        }
+    }
+}
+
+/// One conv layer's operands: input, packed weights, bias, shapes, window and requantization
+/// (`B` is `&[i32]` for the GEMM family, whose folded bias is required, `Option<&[i32]>` for
+/// depthwise).
+#[derive(Clone, Copy)]
+pub struct Conv<'a, B> {
+    /// Input, NHWC.
+    pub x: &'a [i8],
+    /// Packed weights (`pack16x4`, or tap-major for depthwise).
+    pub w: &'a [i8],
+    /// Bias.
+    pub bias: B,
+    /// Shapes.
+    pub s: ConvShapes,
+    /// Window.
+    pub geo: ConvGeom,
+    /// Requantization.
+    pub q: &'a QuantParams<'a>,
+}
+
+impl<'a, B> Conv<'a, B> {
+    /// The same layer with another bias.
+    pub fn with_bias<C>(self, bias: C) -> Conv<'a, C> {
+        Conv {
+            x: self.x,
+            w: self.w,
+            bias,
+            s: self.s,
+            geo: self.geo,
+            q: self.q,
         }
     }
 }
@@ -931,58 +943,35 @@ fn gather<'a, S: Copy, T: Copy>(
 
 /// int8 conv (`groups == 1`) over packed weights and a folded bias.
 #[inline(never)]
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d(
-    x: &[i8],
-    w: &[i8],
-    bias: &[i32],
-    y: &mut [i8],
-    s: &ConvShapes,
-    geo: &ConvGeom,
-    q: &QuantParams<'_>,
-    isa: Isa,
-) {
-    conv2d_part(x, w, bias, y, s, geo, q, isa, 0)
+pub fn conv2d(c: &Conv<'_, &[i32]>, y: &mut [i8], isa: Isa) {
+    conv2d_part(c, y, isa, 0)
 }
 
 /// [`conv2d`] for the output pixels `px0..px0 + y.len() / O` only, written to `y` (one part of
 /// a layer split over threads; every pixel is computed as in the whole layer).
 #[inline(never)]
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_part(
-    x: &[i8],
-    w: &[i8],
-    bias: &[i32],
-    y: &mut [i8],
-    s: &ConvShapes,
-    geo: &ConvGeom,
-    q: &QuantParams<'_>,
-    isa: Isa,
-    px0: usize,
-) {
-    let [_, kh, kw, ci] = s.w;
+pub fn conv2d_part(c: &Conv<'_, &[i32]>, y: &mut [i8], isa: Isa, px0: usize) {
+    let [_, kh, kw, ci] = c.s.w;
     let k = kh * kw * ci;
     let kp = padded(k);
     if k == 0 || kp > PATCH_BYTES {
-        return reference_part(x, w, bias, y, s, geo, q, px0);
+        return reference_part(c, y, px0);
     }
     // (Unlike dense, convs measured slower with the small buffer: VWW 323 -> 340 µs.)
-    conv2d_buf::<PATCH_BYTES>(x, w, bias, y, s, geo, q, isa, px0)
+    conv2d_buf::<PATCH_BYTES>(c, y, isa, px0)
 }
 
 /// [`conv2d_part`] with a `B`-byte patch.
-#[allow(clippy::too_many_arguments)]
-fn conv2d_buf<const B: usize>(
-    x: &[i8],
-    w: &[i8],
-    bias: &[i32],
-    y: &mut [i8],
-    s: &ConvShapes,
-    geo: &ConvGeom,
-    q: &QuantParams<'_>,
-    isa: Isa,
-    px0: usize,
-) {
+fn conv2d_buf<const B: usize>(c: &Conv<'_, &[i32]>, y: &mut [i8], isa: Isa, px0: usize) {
+    let Conv {
+        x,
+        w,
+        bias,
+        s,
+        geo,
+        q,
+    } = *c;
+    let (s, geo) = (&s, &geo);
     let [co, kh, kw, ci] = s.w;
     let k = kh * kw * ci;
     let pixels = px0 + y.len() / co.max(1);
@@ -1069,35 +1058,23 @@ fn conv2d_buf<const B: usize>(
 }
 
 /// [`reference_conv2d`] for output pixels `px0..px0 + y.len() / O`.
-#[allow(clippy::too_many_arguments)]
-fn reference_part(
-    x: &[i8],
-    w: &[i8],
-    bias: &[i32],
-    y: &mut [i8],
-    s: &ConvShapes,
-    geo: &ConvGeom,
-    q: &QuantParams<'_>,
-    px0: usize,
-) {
-    let co = s.w[0];
-    for (i, out) in y.chunks_exact_mut(co).enumerate() {
-        reference_pixel(x, w, bias, out, s, geo, q, px0 + i);
+fn reference_part(c: &Conv<'_, &[i32]>, y: &mut [i8], px0: usize) {
+    for (i, out) in y.chunks_exact_mut(c.s.w[0].max(1)).enumerate() {
+        reference_pixel(c, out, px0 + i);
     }
 }
 
 /// One output pixel of the packed conv, one scalar output at a time.
-#[allow(clippy::too_many_arguments)]
-fn reference_pixel(
-    x: &[i8],
-    w: &[i8],
-    bias: &[i32],
-    out: &mut [i8],
-    s: &ConvShapes,
-    geo: &ConvGeom,
-    q: &QuantParams<'_>,
-    pix: usize,
-) {
+fn reference_pixel(c: &Conv<'_, &[i32]>, out: &mut [i8], pix: usize) {
+    let Conv {
+        x,
+        w,
+        bias,
+        s,
+        geo,
+        q,
+    } = *c;
+    let (s, geo) = (&s, &geo);
     let [_, h, wd, ci] = s.x;
     let [co, kh, kw, _] = s.w;
     let [_, oh, ow, _] = s.y;
@@ -1126,14 +1103,6 @@ fn reference_pixel(
 }
 
 /// The packed conv, one scalar output at a time: the specification of [`conv2d`].
-pub fn reference_conv2d(
-    x: &[i8],
-    w: &[i8],
-    bias: &[i32],
-    y: &mut [i8],
-    s: &ConvShapes,
-    geo: &ConvGeom,
-    q: &QuantParams<'_>,
-) {
-    reference_part(x, w, bias, y, s, geo, q, 0)
+pub fn reference_conv2d(c: &Conv<'_, &[i32]>, y: &mut [i8]) {
+    reference_part(c, y, 0)
 }
