@@ -182,3 +182,31 @@ fn f32_dense_matches_reference_on_grid() {
         }
     }
 }
+
+/// Every row of a batched dense goes through the same code: equal rows give equal bits,
+/// wherever they sit in the batch (a summation order must not depend on the tile).
+#[test]
+fn f32_dense_rows_do_not_depend_on_their_batch_position() {
+    let mut r = Lcg(0xF32D_0003);
+    for &(k, m) in &[(640, 128), (33, 17), (128, 8)] {
+        let row = r.f32s(k);
+        let w = r.f32s(m * k);
+        let mut pw = vec![0f32; w.len()];
+        f32gemm::pack(&w, m, k, &mut pw);
+        let rows = 7;
+        let x: Vec<f32> = (0..rows).flat_map(|_| row.iter().copied()).collect();
+        for isa in Isa::available() {
+            let mut y = vec![0f32; rows * m];
+            let open = [f32::NEG_INFINITY, f32::INFINITY];
+            f32gemm::dense(&x, k, &pw, m, None, &mut y, open, isa);
+            for i in 1..rows {
+                assert_eq!(
+                    y[..m],
+                    y[i * m..(i + 1) * m],
+                    "row {i}, k {k} m {m} isa {}",
+                    isa.name()
+                );
+            }
+        }
+    }
+}

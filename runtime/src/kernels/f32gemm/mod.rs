@@ -120,12 +120,28 @@ pub fn ukernel<const M: usize>(isa: Isa) -> Ukernel<M> {
     }
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni => x86::gemm_avx512::<M>,
+        Isa::Avx512Vnni => x86::gemm_avx512::<M, false>,
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => x86::gemm_avx2::<M>,
+        Isa::Avx2 => x86::gemm_avx2::<M, false>,
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => neon::gemm::<M>,
         _ => gemm_portable::<M>,
+    }
+}
+
+/// The one-row microkernel dense uses for every row: on x86-64 its sum runs in partial sums
+/// (no FMA latency chain), a summation order convs must not use, since a conv's pixels go
+/// through 4-row and 1-row tiles depending on how the layer is split.
+pub fn ukernel_row(isa: Isa) -> Ukernel<1> {
+    if !isa.supported() {
+        return gemm_portable::<1>;
+    }
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => x86::gemm_avx512::<1, true>,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => x86::gemm_avx2::<1, true>,
+        _ => ukernel::<1>(isa),
     }
 }
 
@@ -231,24 +247,14 @@ pub fn dense(
         return reference_dense(x, k, w, m, bias, y, act);
     }
     let rows = x.len() / k;
-    let (uk1, uk4) = (ukernel::<1>(isa), ukernel::<MR>(isa));
+    let uk = ukernel_row(isa);
     for p in 0..m.div_ceil(NR) {
         let panel = Panel::of(w, m, k, p);
         let c0 = p * NR;
         let b = bias_panel(bias, c0, panel.nr);
-        let mut r = 0;
-        while r < rows {
-            if rows - r >= MR {
-                let xr: [&[f32]; MR] = core::array::from_fn(|i| &x[(r + i) * k..][..k]);
-                for (i, a) in uk4(&xr, panel, &b).iter().enumerate() {
-                    store(a, act, &mut y[(r + i) * m + c0..][..panel.nr]);
-                }
-                r += MR;
-            } else {
-                let a = uk1(&[&x[r * k..][..k]], panel, &b);
-                store(&a[0], act, &mut y[r * m + c0..][..panel.nr]);
-                r += 1;
-            }
+        for r in 0..rows {
+            let a = uk(&[&x[r * k..][..k]], panel, &b);
+            store(&a[0], act, &mut y[r * m + c0..][..panel.nr]);
         }
     }
 }

@@ -28,7 +28,7 @@ fn check_dw(x: &[f32], wt: &[f32], co: usize, taps: &[(usize, usize)], c0: usize
 }
 
 /// `f32_gemm_Mx16__avx512f`.
-pub(super) fn gemm_avx512<const M: usize>(
+pub(super) fn gemm_avx512<const M: usize, const SPLIT: bool>(
     rows: &[&[f32]; M],
     p: Panel<'_>,
     bias: &[f32; NR],
@@ -36,11 +36,11 @@ pub(super) fn gemm_avx512<const M: usize>(
     check(rows, &p);
     debug_assert!(Isa::Avx512Vnni.supported());
     // SAFETY: lengths checked above; features checked before this was handed out.
-    unsafe { gemm_avx512_impl(rows, p, bias) }
+    unsafe { gemm_avx512_impl::<M, SPLIT>(rows, p, bias) }
 }
 
 #[target_feature(enable = "avx512f")]
-unsafe fn gemm_avx512_impl<const M: usize>(
+unsafe fn gemm_avx512_impl<const M: usize, const SPLIT: bool>(
     rows: &[&[f32]; M],
     p: Panel<'_>,
     bias: &[f32; NR],
@@ -50,9 +50,10 @@ unsafe fn gemm_avx512_impl<const M: usize>(
     let mut acc = [_mm512_loadu_ps(bias.as_ptr()); M];
     let wp = p.w.as_ptr();
     let mut k0 = 0;
-    if M == 1 {
+    if M == 1 && SPLIT {
         // One row (dense): four partial sums over k so consecutive FMAs do not wait for each
-        // other (a different summation order, inside the same error bound).
+        // other (a different summation order, inside the same error bound; dense uses it for
+        // every row so equal rows give equal bits).
         let row = rows[0];
         let mut part = [_mm512_setzero_ps(); 4];
         while k0 + 4 <= k {
@@ -83,7 +84,7 @@ unsafe fn gemm_avx512_impl<const M: usize>(
 }
 
 /// `f32_gemm_Mx16__avx2_fma`.
-pub(super) fn gemm_avx2<const M: usize>(
+pub(super) fn gemm_avx2<const M: usize, const SPLIT: bool>(
     rows: &[&[f32]; M],
     p: Panel<'_>,
     bias: &[f32; NR],
@@ -91,11 +92,11 @@ pub(super) fn gemm_avx2<const M: usize>(
     check(rows, &p);
     debug_assert!(Isa::Avx2.supported());
     // SAFETY: as `gemm_avx512`.
-    unsafe { gemm_avx2_impl(rows, p, bias) }
+    unsafe { gemm_avx2_impl::<M, SPLIT>(rows, p, bias) }
 }
 
 #[target_feature(enable = "avx2,fma")]
-unsafe fn gemm_avx2_impl<const M: usize>(
+unsafe fn gemm_avx2_impl<const M: usize, const SPLIT: bool>(
     rows: &[&[f32]; M],
     p: Panel<'_>,
     bias: &[f32; NR],
@@ -113,7 +114,7 @@ unsafe fn gemm_avx2_impl<const M: usize>(
     let mut acc = [b; M];
     let wp = p.w.as_ptr();
     let mut k0 = 0;
-    if M == 1 && full {
+    if M == 1 && SPLIT && full {
         // One row (dense): two partial sums over k (see the AVX-512 form).
         let row = rows[0];
         let mut part = [[_mm256_setzero_ps(); 2]; 2];
