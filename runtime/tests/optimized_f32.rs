@@ -40,6 +40,24 @@ fn close(want: &[f32], got: &[f32], mag: &[f32], k: usize, what: &str) {
     }
 }
 
+/// Every SIMD path (AVX-512, AVX2, NEON) fuses the same multiply-adds in the same order, so
+/// they give the same bits: checked here between the paths this CPU has (and between the host
+/// and the NEON build by `scripts/firmware.sh`'s Raspberry Pi comparison). The portable twin
+/// rounds twice and is held to the bound only.
+fn same_bits(first: &mut Option<Vec<f32>>, got: &[f32], isa: Isa, what: &str) {
+    if isa == Isa::Portable {
+        return;
+    }
+    match first {
+        None => *first = Some(got.to_vec()),
+        Some(f) => {
+            let a: Vec<u32> = f.iter().map(|v| v.to_bits()).collect();
+            let b: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
+            assert_eq!(a, b, "SIMD paths differ: {what}");
+        }
+    }
+}
+
 #[test]
 fn f32_conv_and_depthwise_match_reference_on_grid() {
     let mut r = Lcg(0xF32C_0001);
@@ -97,6 +115,7 @@ fn f32_conv_and_depthwise_match_reference_on_grid() {
             y: ys,
         };
         let k = kh * kw * cig;
+        let mut simd: Option<Vec<f32>> = None;
         for isa in Isa::available() {
             let what = format!(
                 "case {case}: x {xs:?} w {ws:?} stride {stride:?} dil {dilation:?} pad {pad:?} isa {}",
@@ -119,6 +138,7 @@ fn f32_conv_and_depthwise_match_reference_on_grid() {
                 got.fill(f32::NAN);
                 f32gemm::depthwise(&c, &mut got, isa);
                 close(&want, &got, &mag, k, &what);
+                same_bits(&mut simd, &got, isa, &what);
                 dw_n += 1;
             } else {
                 let mut pw = vec![0f32; w.len()];
@@ -136,6 +156,7 @@ fn f32_conv_and_depthwise_match_reference_on_grid() {
                 got.fill(f32::NAN);
                 f32gemm::conv2d(&c, &mut got, isa);
                 close(&want, &got, &mag, k, &what);
+                same_bits(&mut simd, &got, isa, &what);
                 packed_n += 1;
             }
         }
@@ -174,11 +195,13 @@ fn f32_dense_matches_reference_on_grid() {
         let mut got = vec![f32::NAN; rows * m];
         f32gemm::reference_dense(&x, k, &pw, m, bias.as_deref(), &mut got, act);
         assert_eq!(want, got, "packed reference, case {case}");
+        let mut simd: Option<Vec<f32>> = None;
         for isa in Isa::available() {
             got.fill(f32::NAN);
             f32gemm::dense(&x, k, &pw, m, bias.as_deref(), &mut got, act, isa);
             let what = format!("case {case}: rows {rows} k {k} m {m} isa {}", isa.name());
             close(&want, &got, &mag, k, &what);
+            same_bits(&mut simd, &got, isa, &what);
         }
     }
 }

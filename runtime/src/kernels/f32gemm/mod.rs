@@ -124,14 +124,15 @@ pub fn ukernel<const M: usize>(isa: Isa) -> Ukernel<M> {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => x86::gemm_avx2::<M, false>,
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => neon::gemm::<M>,
+        Isa::Neon => neon::gemm::<M, false>,
         _ => gemm_portable::<M>,
     }
 }
 
-/// The one-row microkernel dense uses for every row: on x86-64 its sum runs in partial sums
-/// (no FMA latency chain), a summation order convs must not use, since a conv's pixels go
-/// through 4-row and 1-row tiles depending on how the layer is split.
+/// The one-row microkernel dense uses for every row: on the SIMD paths its sum runs in four
+/// partial sums combined the same way on every ISA (no FMA latency chain), a summation order
+/// convs must not use, since a conv's pixels go through 4-row and 1-row tiles depending on how
+/// the layer is split.
 pub fn ukernel_row(isa: Isa) -> Ukernel<1> {
     if !isa.supported() {
         return gemm_portable::<1>;
@@ -141,6 +142,8 @@ pub fn ukernel_row(isa: Isa) -> Ukernel<1> {
         Isa::Avx512Vnni => x86::gemm_avx512::<1, true>,
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => x86::gemm_avx2::<1, true>,
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => neon::gemm::<1, true>,
         _ => ukernel::<1>(isa),
     }
 }
@@ -466,10 +469,12 @@ pub fn depthwise_part(c: &ConvF32<'_>, y: &mut [f32], isa: Isa, px0: usize) {
                     store(&a, act, &mut out[c0..c0 + NR]);
                     c0 += NR;
                 }
+                // The channels past the last 16: fused multiply-adds, as the vector lanes do, so
+                // every SIMD path gives the same bits.
                 for (c, o) in out.iter_mut().enumerate().skip(c0) {
                     let mut acc = bias.map_or(0.0, |bb| bb[c]);
                     for &(xo, t) in taps {
-                        acc += x[xo + c] * wt[t * co + c];
+                        acc = libm::fmaf(x[xo + c], wt[t * co + c], acc);
                     }
                     *o = clamp(acc, act);
                 }

@@ -6,7 +6,7 @@ use core::arch::aarch64::*;
 use super::{Panel, NR};
 
 /// `f32_gemm_Mx16__neon`.
-pub(super) fn gemm<const M: usize>(
+pub(super) fn gemm<const M: usize, const SPLIT: bool>(
     rows: &[&[f32]; M],
     p: Panel<'_>,
     bias: &[f32; NR],
@@ -16,11 +16,11 @@ pub(super) fn gemm<const M: usize>(
         "f32 microkernel operands out of shape"
     );
     // SAFETY: lengths checked above; NEON is the aarch64 baseline.
-    unsafe { gemm_impl(rows, p, bias) }
+    unsafe { gemm_impl::<M, SPLIT>(rows, p, bias) }
 }
 
 #[inline(always)]
-unsafe fn gemm_impl<const M: usize>(
+unsafe fn gemm_impl<const M: usize, const SPLIT: bool>(
     rows: &[&[f32]; M],
     p: Panel<'_>,
     bias: &[f32; NR],
@@ -34,7 +34,37 @@ unsafe fn gemm_impl<const M: usize>(
     ];
     let mut acc = [b; M];
     let mut col = [0f32; NR];
-    for kk in 0..k {
+    let mut k0 = 0;
+    if M == 1 && SPLIT {
+        // One row (dense): four partial sums over k, combined as the x86 forms do
+        // (`bias + ((p0 + p1) + (p2 + p3))`, then the leftover k): equal bits on every ISA.
+        let row = rows[0];
+        let mut part = [[vdupq_n_f32(0.0); 4]; 4];
+        while k0 + 4 <= k {
+            for (j, a) in part.iter_mut().enumerate() {
+                let src = &p.w[(k0 + j) * nr..][..nr];
+                let wp = if nr == NR {
+                    src.as_ptr()
+                } else {
+                    col[..nr].copy_from_slice(src);
+                    col.as_ptr()
+                };
+                let xv = vdupq_n_f32(*row.get_unchecked(k0 + j));
+                for (i, ai) in a.iter_mut().enumerate() {
+                    *ai = vfmaq_f32(*ai, xv, vld1q_f32(wp.add(4 * i)));
+                }
+            }
+            k0 += 4;
+        }
+        for i in 0..4 {
+            let s = vaddq_f32(
+                vaddq_f32(part[0][i], part[1][i]),
+                vaddq_f32(part[2][i], part[3][i]),
+            );
+            acc[0][i] = vaddq_f32(acc[0][i], s);
+        }
+    }
+    for kk in k0..k {
         let src = &p.w[kk * nr..][..nr];
         let wp = if nr == NR {
             src.as_ptr()

@@ -53,7 +53,7 @@ unsafe fn gemm_avx512_impl<const M: usize, const SPLIT: bool>(
     if M == 1 && SPLIT {
         // One row (dense): four partial sums over k so consecutive FMAs do not wait for each
         // other (a different summation order, inside the same error bound; dense uses it for
-        // every row so equal rows give equal bits).
+        // every row so equal rows give equal bits; the AVX2 and NEON forms combine the same way).
         let row = rows[0];
         let mut part = [_mm512_setzero_ps(); 4];
         while k0 + 4 <= k {
@@ -114,21 +114,35 @@ unsafe fn gemm_avx2_impl<const M: usize, const SPLIT: bool>(
     let mut acc = [b; M];
     let wp = p.w.as_ptr();
     let mut k0 = 0;
-    if M == 1 && SPLIT && full {
-        // One row (dense): two partial sums over k (see the AVX-512 form).
+    if M == 1 && SPLIT {
+        // One row (dense): four partial sums over k, combined as in the AVX-512 and NEON forms
+        // (`bias + ((p0 + p1) + (p2 + p3))`, then the leftover k), so all three give equal bits.
         let row = rows[0];
-        let mut part = [[_mm256_setzero_ps(); 2]; 2];
-        while k0 + 2 <= k {
+        let mut part = [[_mm256_setzero_ps(); 2]; 4];
+        while k0 + 4 <= k {
             for (j, a) in part.iter_mut().enumerate() {
-                let ptr = wp.add((k0 + j) * nr);
+                let ptr = wp.wrapping_add((k0 + j) * nr);
+                let (w0, w1) = if full {
+                    (_mm256_loadu_ps(ptr), _mm256_loadu_ps(ptr.wrapping_add(8)))
+                } else {
+                    (
+                        _mm256_maskload_ps(ptr, mlo),
+                        _mm256_maskload_ps(ptr.wrapping_add(8), mhi),
+                    )
+                };
                 let xv = _mm256_set1_ps(*row.get_unchecked(k0 + j));
-                a[0] = _mm256_fmadd_ps(xv, _mm256_loadu_ps(ptr), a[0]);
-                a[1] = _mm256_fmadd_ps(xv, _mm256_loadu_ps(ptr.add(8)), a[1]);
+                a[0] = _mm256_fmadd_ps(xv, w0, a[0]);
+                a[1] = _mm256_fmadd_ps(xv, w1, a[1]);
             }
-            k0 += 2;
+            k0 += 4;
         }
-        acc[0][0] = _mm256_add_ps(acc[0][0], _mm256_add_ps(part[0][0], part[1][0]));
-        acc[0][1] = _mm256_add_ps(acc[0][1], _mm256_add_ps(part[0][1], part[1][1]));
+        for h in 0..2 {
+            let s = _mm256_add_ps(
+                _mm256_add_ps(part[0][h], part[1][h]),
+                _mm256_add_ps(part[2][h], part[3][h]),
+            );
+            acc[0][h] = _mm256_add_ps(acc[0][h], s);
+        }
     }
     for kk in k0..k {
         let ptr = wp.wrapping_add(kk * nr);
