@@ -1,5 +1,7 @@
-//! Kernels. `reference_f32` is the specification; optimized kernels live beside it and are
-//! tested against it.
+//! Kernels. `reference_f32` and `reference_i8` are the specification; optimized kernels live
+//! beside them and are tested against them: `qs8` (int8 over packed weights), `f32gemm` (f32 over
+//! packed weights), `optimized_i8` + `simd` (int8 over natural weights), with the instruction set
+//! chosen once per session (`isa`).
 
 pub mod f32gemm;
 pub mod isa;

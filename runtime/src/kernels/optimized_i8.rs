@@ -1,8 +1,10 @@
-//! Optimized int8 conv and dense: the same arithmetic as [`super::reference_i8`], bit for bit,
-//! with the bounds arithmetic hoisted out of the channel loop and the inner products on
-//! [`super::simd`] (NEON, AVX2, Cortex-M DSP). The session runs these; tests compare them with
-//! the reference kernels over an edge-case grid (odd sizes, padding, strides, dilation, groups,
-//! zero points, per-channel scales).
+//! Optimized int8 conv and dense over **natural** (unpacked) weights: the same arithmetic as
+//! [`super::reference_i8`], bit for bit, with the bounds arithmetic hoisted out of the channel
+//! loop and the inner products on [`super::simd`] (NEON, AVX2, Cortex-M DSP). The session runs
+//! these for weights `kiln convert` does not pack (a non-zero weight zero point, grouped convs,
+//! hand-built files); packed weights run [`super::qs8`]. Tests compare them with the reference
+//! kernels over an edge-case grid (odd sizes, padding, strides, dilation, groups, zero points,
+//! per-channel scales).
 
 use super::isa::Isa;
 use super::qs8::{self, PanelQ, NR};

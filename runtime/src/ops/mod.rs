@@ -186,8 +186,10 @@ fn encode_rounding(r: Rounding, w: &mut Words) {
     };
 }
 
-/// Word 11 of conv and dense: the rounding in bits 0-7, the int8 weight layout in bits 8-15
-/// (0 natural, 1 `pack16x4` with a folded bias: [`crate::kernels::qs8`]).
+/// Word 11 of conv and dense: the rounding in bits 0-7, the weight layout in bits 8-15 (0
+/// natural; 1 packed for the op's kernel family: int8 `pack16x4` with a folded bias
+/// ([`crate::kernels::qs8`]), f32 `pack16x1` ([`crate::kernels::f32gemm`]), depthwise
+/// tap-major).
 fn decode_rounding_layout(w: &Words) -> core::result::Result<(Rounding, bool), &'static str> {
     let mut low = *w;
     low[ROUNDING] &= 0xFF;

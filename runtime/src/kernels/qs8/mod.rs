@@ -16,12 +16,16 @@
 //!   Padding taps read the input zero point, which the fold cancels. Only weights with zero
 //!   point 0 are packed (TFLite's rule for int8 conv; kiln's quantizer is symmetric).
 //! * **Microkernels** compute an `MR × nr` tile of accumulators (MR output pixels or rows,
-//!   `nr ≤ 16` channels) from MR input rows of `K` bytes each; [`requantize`] turns a row of them
-//!   into int8 outputs with TFLite's rounding. One portable twin per microkernel defines the
-//!   result; every ISA path equals it bit for bit.
-//! * **Scratch.** A conv whose window is not one contiguous run of the input (padding, kernel
-//!   rows) gathers MR windows into a stack patch of at most [`PATCH_BYTES`] (im2col, the padding
-//!   filled with the input zero point); larger windows run the portable packed reference.
+//!   `nr ≤ 16` channels) from MR input rows of `K` bytes each, the rows holding the input as
+//!   unsigned bytes (`x ^ 0x80`, flipped once when gathered); [`requantize`] turns a row of them
+//!   into int8 outputs with TFLite's rounding, or the fused form ([`gemm_rq`]) does it in
+//!   registers. One portable twin per microkernel defines the result; every ISA path equals it
+//!   bit for bit.
+//! * **Scratch.** Each conv pixel's window is gathered, flipped, into a stack patch of at most
+//!   [`PATCH_BYTES`] (im2col; padding = the input zero point; rows padded to a multiple of 4 with
+//!   zeros); larger windows run the portable packed reference.
+//! * **Depthwise** (tap-major weights `[KH·KW, C]`) runs per output pixel, or over runs of a row's
+//!   interior pixels ([`dwconv_rq_run`]), 16 channels per call.
 
 use super::isa::Isa;
 use super::reference_i8::QuantParams;
@@ -166,7 +170,7 @@ impl<'a> Panel<'a> {
         }
     }
 
-    /// The same panel with its leftover columns given as one padded group ([`tail_group`]).
+    /// The same panel with its leftover columns given as one padded group ([`Panel::tail_group`]).
     #[inline]
     pub fn with_tail(self, tail: &'a [i8; NR * KR]) -> Panel<'a> {
         Panel {
