@@ -15,10 +15,18 @@ pub fn emit(g: &Graph) -> Result<(Vec<u8>, Plan)> {
 /// As [`emit`], also returning for each graph tensor its index in the file (`u32::MAX` when it
 /// was dropped).
 pub fn emit_mapped(g: &Graph) -> Result<(Vec<u8>, Plan, Vec<u32>)> {
+    emit_with(g, true)
+}
+
+/// As [`emit_mapped`]; `pack` false keeps every weight in its natural layout (the older,
+/// slower kernel paths: tests compare the two).
+pub fn emit_with(g: &Graph, pack: bool) -> Result<(Vec<u8>, Plan, Vec<u32>)> {
     g.check()?;
-    // int8 weights in the layout the microkernels read (new tensors appended: ids stay valid).
+    // Weights in the layouts the microkernels read (new tensors appended: ids stay valid).
     let mut packed = g.clone();
-    crate::passes::pack_weights::run(&mut packed);
+    if pack {
+        crate::passes::pack_weights::run(&mut packed);
+    }
     let g = &packed;
     let p = plan(g);
     if std::env::var_os("KILN_DUMP_GRAPH").is_some() {

@@ -1,7 +1,8 @@
-//! Packs conv (one group) and dense weights into the layouts the runtime's microkernels read:
-//! int8 into `pack16x4` with the input zero point folded into the bias
-//! (`kiln_runtime::kernels::qs8`), f32 into `pack16x1` (`kiln_runtime::kernels::f32gemm`).
-//! f16 weights stay natural. Run by [`crate::emit`] on the graph it writes, so every other pass and the
+//! Packs conv and dense weights into the layouts the runtime's microkernels read: int8 conv
+//! (one group) and dense into `pack16x4` with the input zero point folded into the bias
+//! (`kiln_runtime::kernels::qs8`), f32 into `pack16x1` (`kiln_runtime::kernels::f32gemm`),
+//! depthwise (int8 and f32) tap-major. Weights with a non-zero zero point and f16 weights stay
+//! natural. Run by [`crate::emit`] on the graph it writes, so every other pass and the
 //! quantizer see natural `[O, ..]` weights.
 
 use crate::ir::{Data, Graph};
@@ -148,4 +149,114 @@ fn pack_depthwise(g: &mut Graph, i: usize, x: usize, wt: usize) -> bool {
         p.packed = true;
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ir::Graph;
+    use crate::ptq::{quantize, PtqOptions};
+    use crate::verify::run_kiln;
+    use kiln_quantize::calibrate::Method;
+    use kiln_runtime::ops::{ConvGeom, ConvParams, DenseParams, OpParams, ReshapeParams};
+    use kiln_runtime::DType;
+
+    /// x [1,6,6,5] -> conv 3x3 (7) -> depthwise 3x3 -> flatten -> dense (9): every packed layout,
+    /// partial panels and `K mod 4 != 0` included.
+    fn graph() -> Graph {
+        let mut g = Graph::default();
+        let x = g.add_tensor("x", DType::F32, vec![1, 6, 6, 5]);
+        g.inputs.push(x);
+        let v = |n: usize, s: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| (((i * 37 + s * 11) % 53) as f32 / 26.5) - 1.0)
+                .collect()
+        };
+        let pad = ConvGeom {
+            pad: [1; 4],
+            ..ConvGeom::default()
+        };
+        let w = g.add_const_f32("w", vec![7, 3, 3, 5], v(315, 1));
+        let b = g.add_const_f32("b", vec![7], v(7, 2));
+        let c = g.add_op(
+            "conv",
+            OpParams::Conv2d(ConvParams::new(pad)),
+            vec![Some(x), Some(w), Some(b)],
+            vec![1, 6, 6, 7],
+        );
+        let dw = g.add_const_f32("dw", vec![7, 3, 3, 1], v(63, 3));
+        let d = g.add_op(
+            "dw",
+            OpParams::Conv2d(ConvParams::new(ConvGeom { groups: 7, ..pad })),
+            vec![Some(c), Some(dw), None],
+            vec![1, 6, 6, 7],
+        );
+        let f = g.add_op(
+            "flat",
+            OpParams::Reshape(ReshapeParams),
+            vec![Some(d)],
+            vec![1, 252],
+        );
+        let fw = g.add_const_f32("fw", vec![9, 252], v(9 * 252, 4));
+        let y = g.add_op(
+            "fc",
+            OpParams::Dense(DenseParams::default()),
+            vec![Some(f), Some(fw), None],
+            vec![1, 9],
+        );
+        g.outputs.push(y);
+        g
+    }
+
+    fn samples() -> Vec<Vec<Vec<f32>>> {
+        (0..4)
+            .map(|s| {
+                vec![(0..180)
+                    .map(|i| (((i * 13 + s * 7) % 31) as f32 - 15.0) / 8.0)
+                    .collect()]
+            })
+            .collect()
+    }
+
+    /// Output 0 of every sample.
+    fn run(g: &Graph, pack: bool) -> Vec<Vec<f32>> {
+        let bytes = crate::emit::emit_with(g, pack).unwrap().0;
+        let out = run_kiln(&bytes, &samples()).unwrap();
+        out.into_iter().map(|mut o| o.swap_remove(0)).collect()
+    }
+
+    #[test]
+    fn packing_changes_the_file_not_the_answers() {
+        // f32: every layer packed, outputs within f32 rounding of the natural layout's.
+        let g = graph();
+        let mut p = g.clone();
+        assert_eq!(
+            super::run(&mut p),
+            3,
+            "conv, depthwise and dense are packed"
+        );
+        let (a, b) = (run(&g, false), run(&g, true));
+        for (x, y) in a.iter().zip(&b) {
+            let scale = x.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+            let d = x.iter().zip(y).fold(0f32, |m, (u, v)| m.max((u - v).abs()));
+            assert!(
+                d <= 1e-5 * scale,
+                "f32 packed vs natural: {d} (scale {scale})"
+            );
+        }
+        // int8 (kiln's PTQ): the same bytes with and without packing.
+        let opts = PtqOptions {
+            method: Method::MinMax,
+            int8_io: false,
+        };
+        let q = quantize(&g, &samples(), &opts, &mut |_, _, _| {})
+            .unwrap()
+            .graph;
+        let mut p = q.clone();
+        assert_eq!(
+            super::run(&mut p),
+            3,
+            "int8 conv, depthwise and dense are packed"
+        );
+        assert_eq!(run(&q, false), run(&q, true), "int8 packed vs natural");
+    }
 }
