@@ -36,13 +36,10 @@ fn run() -> Result<(), String> {
             ))
         }
     };
-    // On a Pi (aarch64) the int8 conv/dense inner products run on NEON.
-    eprintln!(
-        "kiln: int8 kernels use {}",
-        kiln_runtime::kernels::simd::isa()
-    );
     let mut arena = AlignedBuf::zeroed(model.arena_size());
     let mut session = Session::new(&model, arena.as_mut_slice()).map_err(|e| e.to_string())?;
+    // On a Pi (aarch64) the microkernels run on NEON.
+    eprintln!("kiln: kernels use {}", session.isa().name());
     for path in images {
         let img = image::open(path).map_err(|e| format!("{path}: {e}"))?;
         let gray = img
