@@ -16,7 +16,7 @@
 //! f16 weights keep the natural layout and the reference kernels.
 
 use super::isa::Isa;
-use super::qs8::{layout_offset, window, ConvShapes};
+use super::qs8::{dw_runs, layout_offset, window, ConvShapes, DW_TAPS};
 use super::reference_f32::clamp;
 use crate::ops::ConvGeom;
 
@@ -53,9 +53,6 @@ const MR: usize = 4;
 const PATCH: usize = 8192;
 #[cfg(not(target_pointer_width = "64"))]
 const PATCH: usize = 512;
-
-/// Largest depthwise kernel window (taps) the tap list holds; larger run the reference.
-const DW_TAPS: usize = 64;
 
 /// Position of weight `(c, kk)` of an `[o, k]` matrix in `pack16x1`.
 #[inline]
@@ -177,10 +174,9 @@ pub fn dwconv(isa: Isa) -> DwFn {
         return dwconv_portable;
     }
     match isa {
+        // (AVX-512 runs `dwconv_run` instead; its CPU has AVX2.)
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni => x86::dwconv_avx512,
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => x86::dwconv_avx2,
+        Isa::Avx2 | Isa::Avx512Vnni => x86::dwconv_avx2,
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => neon::dwconv,
         _ => dwconv_portable,
@@ -403,84 +399,56 @@ pub fn depthwise_part(c: &ConvF32<'_>, y: &mut [f32], isa: Isa, px0: usize) {
         geo,
         act,
     } = *c;
-    let (s, geo) = (&s, &geo);
-
-    let [_, h, wd, ci] = s.x;
+    let [_, _, _, ci] = s.x;
     let [co, kh, kw, _] = s.w;
-    let [_, oh, ow, _] = s.y;
     if kh * kw > DW_TAPS {
         for (i, out) in y.chunks_exact_mut(co.max(1)).enumerate() {
             reference_dw_pixel(c, out, px0 + i);
         }
         return;
     }
-    let dw = dwconv(isa);
-    let mut taps = [(0usize, 0usize); DW_TAPS];
-    if let Some(f) = dwconv_run(isa) {
-        // Runs of interior pixels of a row in one call per 16 channels; border pixels as runs
-        // of one.
-        let span = (kw - 1) * geo.dilation[1];
-        let ox_lo = geo.pad[1].div_ceil(geo.stride[1]);
-        let ox_hi = if wd + geo.pad[1] > span {
-            ((wd + geo.pad[1] - span - 1) / geo.stride[1] + 1).min(ow)
-        } else {
-            0
-        };
-        let total = y.len() / co.max(1);
-        let mut i = 0;
-        while i < total {
-            let pix = px0 + i;
-            let (b, oy, ox) = (pix / (oh * ow), pix / ow % oh, pix % ow);
-            let count = if ox >= ox_lo && ox < ox_hi {
-                (ox_hi - ox).min(total - i)
-            } else {
-                1
-            };
-            let mut nt = 0;
-            geo.taps((oy, ox), [h, wd], [kh, kw], |ky, kx, iy, ix| {
-                taps[nt] = (((b * h + iy) * wd + ix) * ci, ky * kw + kx);
-                nt += 1;
-            });
-            let out = &mut y[i * co..(i + count) * co];
+    let (dw, run) = (dwconv(isa), dwconv_run(isa));
+    let total = y.len() / co.max(1);
+    dw_runs(&s, &geo, px0, total, run.is_some(), |i, count, taps| {
+        let out = &mut y[i * co..(i + count) * co];
+        if let Some(f) = run {
+            // Every run (border pixels as runs of one), one call per 16 channels.
+            let step = geo.stride[1] * ci;
             for c0 in (0..co).step_by(NR) {
                 let n = (co - c0).min(NR);
-                let bp = bias_panel(bias, c0, n);
-                let step = geo.stride[1] * ci;
-                f(x, wt, co, &taps[..nt], step, count, c0, n, &bp, act, out);
+                f(
+                    x,
+                    wt,
+                    co,
+                    taps,
+                    step,
+                    count,
+                    c0,
+                    n,
+                    &bias_panel(bias, c0, n),
+                    act,
+                    out,
+                );
             }
-            i += count;
+            return;
         }
-        return;
-    }
-    for (i, out) in y.chunks_exact_mut(co.max(1)).enumerate() {
-        let pix = px0 + i;
-        let (b, oy, ox) = (pix / (oh * ow), pix / ow % oh, pix % ow);
-        {
-            {
-                let mut nt = 0;
-                geo.taps((oy, ox), [h, wd], [kh, kw], |ky, kx, iy, ix| {
-                    taps[nt] = (((b * h + iy) * wd + ix) * ci, ky * kw + kx);
-                    nt += 1;
-                });
-                let taps = &taps[..nt];
-                let mut c0 = 0;
-                while c0 + NR <= co {
-                    let a = dw(x, wt, co, taps, c0, &bias_panel(bias, c0, NR));
-                    store(&a, act, &mut out[c0..c0 + NR]);
-                    c0 += NR;
-                }
-                // The channels past the last 16: fused multiply-adds, as the vector lanes do, so
-                // every SIMD path gives the same bits.
-                for (c, o) in out.iter_mut().enumerate().skip(c0) {
-                    let mut acc = bias.map_or(0.0, |bb| bb[c]);
-                    for &(xo, t) in taps {
-                        acc = libm::fmaf(x[xo + c], wt[t * co + c], acc);
-                    }
-                    *o = clamp(acc, act);
-                }
+        // One pixel (`count == 1`).
+        let mut c0 = 0;
+        while c0 + NR <= co {
+            let a = dw(x, wt, co, taps, c0, &bias_panel(bias, c0, NR));
+            store(&a, act, &mut out[c0..c0 + NR]);
+            c0 += NR;
+        }
+        // The channels past the last 16: fused multiply-adds, as the vector lanes do, so every
+        // SIMD path gives the same bits.
+        for (c, o) in out.iter_mut().enumerate().skip(c0) {
+            let mut acc = bias.map_or(0.0, |bb| bb[c]);
+            for &(xo, t) in taps {
+                acc = libm::fmaf(x[xo + c], wt[t * co + c], acc);
             }
+            *o = clamp(acc, act);
         }
-    }
+    });
 }
 
 /// The tap-major depthwise conv, one output at a time: the specification of [`depthwise`].

@@ -104,10 +104,7 @@ pub(super) fn dwconv(
     bias: &[f32; NR],
 ) -> [f32; NR] {
     assert!(
-        c0 + NR <= co
-            && taps
-                .iter()
-                .all(|&(xo, t)| xo + c0 + NR <= x.len() && t * co + c0 + NR <= wt.len()),
+        crate::kernels::qs8::taps_fit(x.len(), wt.len(), co, taps, 0, c0, NR),
         "dwconv operands out of shape"
     );
     // SAFETY: every load checked above.

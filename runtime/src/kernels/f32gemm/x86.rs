@@ -19,10 +19,7 @@ fn check<const M: usize>(rows: &[&[f32]; M], p: &Panel<'_>) {
 #[inline(always)]
 fn check_dw(x: &[f32], wt: &[f32], co: usize, taps: &[(usize, usize)], c0: usize) {
     assert!(
-        c0 + NR <= co
-            && taps
-                .iter()
-                .all(|&(xo, t)| xo + c0 + NR <= x.len() && t * co + c0 + NR <= wt.len()),
+        crate::kernels::qs8::taps_fit(x.len(), wt.len(), co, taps, 0, c0, NR),
         "dwconv operands out of shape"
     );
 }
@@ -168,41 +165,6 @@ unsafe fn gemm_avx2_impl<const M: usize, const SPLIT: bool>(
     out
 }
 
-/// `f32_dwconv_16__avx512f`.
-pub(super) fn dwconv_avx512(
-    x: &[f32],
-    wt: &[f32],
-    co: usize,
-    taps: &[(usize, usize)],
-    c0: usize,
-    bias: &[f32; NR],
-) -> [f32; NR] {
-    check_dw(x, wt, co, taps, c0);
-    debug_assert!(Isa::Avx512Vnni.supported());
-    // SAFETY: every load checked above; features checked before this was handed out.
-    unsafe { dwconv_avx512_impl(x, wt, co, taps, c0, bias) }
-}
-
-#[target_feature(enable = "avx512f")]
-unsafe fn dwconv_avx512_impl(
-    x: &[f32],
-    wt: &[f32],
-    co: usize,
-    taps: &[(usize, usize)],
-    c0: usize,
-    bias: &[f32; NR],
-) -> [f32; NR] {
-    let mut acc = _mm512_loadu_ps(bias.as_ptr());
-    for &(xo, t) in taps {
-        let xv = _mm512_loadu_ps(x.as_ptr().add(xo + c0));
-        let wv = _mm512_loadu_ps(wt.as_ptr().add(t * co + c0));
-        acc = _mm512_fmadd_ps(xv, wv, acc);
-    }
-    let mut out = [0f32; NR];
-    _mm512_storeu_ps(out.as_mut_ptr(), acc);
-    out
-}
-
 /// `f32_dwconv_16__avx2_fma`.
 pub(super) fn dwconv_avx2(
     x: &[f32],
@@ -214,7 +176,7 @@ pub(super) fn dwconv_avx2(
 ) -> [f32; NR] {
     check_dw(x, wt, co, taps, c0);
     debug_assert!(Isa::Avx2.supported());
-    // SAFETY: as `dwconv_avx512`.
+    // SAFETY: every load checked above; features checked before this was handed out.
     unsafe { dwconv_avx2_impl(x, wt, co, taps, c0, bias) }
 }
 
@@ -261,13 +223,9 @@ pub(super) fn dwconv_run_avx512(
 ) {
     let last = count.saturating_sub(1) * step;
     assert!(
-        (1..=NR).contains(&n)
-            && count >= 1
-            && c0 + n <= co
+        count >= 1
             && (count - 1) * co + c0 + n <= y.len()
-            && taps
-                .iter()
-                .all(|&(xo, t)| xo + last + c0 + n <= x.len() && t * co + c0 + n <= wt.len()),
+            && crate::kernels::qs8::taps_fit(x.len(), wt.len(), co, taps, last, c0, n),
         "dwconv run operands out of shape"
     );
     debug_assert!(Isa::Avx512Vnni.supported());

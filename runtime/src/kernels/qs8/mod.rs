@@ -310,27 +310,43 @@ pub fn gemm_rq<const M: usize>(isa: Isa) -> Option<GemmRq<M>> {
     }
 }
 
-/// One tile: the fused microkernel when there is one, else the microkernel and then the
-/// requantization row by row.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn tile<const M: usize>(
+/// The kernels an `M`-row tile runs on, chosen once per layer call: the fused microkernel
+/// when `isa` has one, else the microkernel and then the requantization row by row.
+#[derive(Clone, Copy)]
+struct TileFns<const M: usize> {
     fused: Option<GemmRq<M>>,
     uk: Ukernel<M>,
     rq: RequantFn,
-    rows: &[&[u8]; M],
-    panel: Panel<'_>,
-    pq: &PanelQ,
-    q: &QuantParams<'_>,
-    y: &mut [i8],
-    base: usize,
-    stride: usize,
-) {
-    match fused {
-        Some(f) => f(rows, panel, pq, q, y, base, stride),
-        None => {
-            for (i, a) in uk(rows, panel).iter().enumerate() {
-                rq(a, pq, q, &mut y[base + i * stride..][..panel.nr]);
+}
+
+impl<const M: usize> TileFns<M> {
+    fn of(isa: Isa) -> Self {
+        TileFns {
+            fused: gemm_rq::<M>(isa),
+            uk: ukernel::<M>(isa),
+            rq: requantize(isa),
+        }
+    }
+
+    /// `M` rows times one panel, requantized, row `i` written to `y[base + i·stride..]`.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        rows: &[&[u8]; M],
+        panel: Panel<'_>,
+        pq: &PanelQ,
+        q: &QuantParams<'_>,
+        y: &mut [i8],
+        base: usize,
+        stride: usize,
+    ) {
+        match self.fused {
+            Some(f) => f(rows, panel, pq, q, y, base, stride),
+            None => {
+                for (i, a) in (self.uk)(rows, panel).iter().enumerate() {
+                    (self.rq)(a, pq, q, &mut y[base + i * stride..][..panel.nr]);
+                }
             }
         }
     }
@@ -452,13 +468,9 @@ pub fn dwconv16(isa: Isa) -> Option<DwFn> {
     }
 }
 
-/// A depthwise microkernel with the requantization fused: channels `c0..c0 + out.len()`
-/// (at most 16) of one output pixel over tap-major weights, requantized with `pq` into `out`.
-pub type DwRqFn =
-    fn(&[i8], &[i8], usize, &[(usize, usize)], usize, &PanelQ, &QuantParams<'_>, &mut [i8]);
-
-/// A fused depthwise microkernel over a run of interior output pixels of one row (see
-/// `x86::dwconv_rq_run_avx512`): `(x, wt, co, taps, step, count, c0, n, pq, q, y)`.
+/// A fused depthwise microkernel over a run of output pixels of one row (see
+/// `x86::dwconv_rq_run_avx512`; border pixels are runs of one):
+/// `(x, wt, co, taps, step, count, c0, n, pq, q, y)`.
 pub type DwRunFn = fn(
     &[i8],
     &[i8],
@@ -485,20 +497,69 @@ pub fn dwconv_rq_run(isa: Isa) -> Option<DwRunFn> {
     }
 }
 
-/// The fused depthwise microkernel of `isa`, if it has one.
-pub fn dwconv_rq(isa: Isa) -> Option<DwRqFn> {
-    if !isa.supported() {
-        return None;
-    }
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni => Some(x86::dwconv_rq_avx512),
-        _ => None,
+/// Walks the output pixels `px0..px0 + total` of a depthwise conv in runs: with `runs`, the
+/// interior pixels of an output row (every window inside the input horizontally) form one run,
+/// the others runs of one; without, every pixel is its own run. Calls `f(i, count, taps)` with
+/// the run's first pixel index (relative to `px0`), its length and its first pixel's taps
+/// (`(input offset, tap index)`: each next pixel of a run reads `stride·C` further).
+pub(crate) fn dw_runs(
+    s: &ConvShapes,
+    geo: &ConvGeom,
+    px0: usize,
+    total: usize,
+    runs: bool,
+    mut f: impl FnMut(usize, usize, &[(usize, usize)]),
+) {
+    let [_, h, wd, ci] = s.x;
+    let [_, kh, kw, _] = s.w;
+    let [_, oh, ow, _] = s.y;
+    let span = (kw - 1) * geo.dilation[1];
+    let ox_lo = geo.pad[1].div_ceil(geo.stride[1]);
+    let ox_hi = match wd + geo.pad[1] > span && runs {
+        true => ((wd + geo.pad[1] - span - 1) / geo.stride[1] + 1).min(ow),
+        false => 0,
+    };
+    let mut taps = [(0usize, 0usize); DW_TAPS];
+    let mut i = 0;
+    while i < total {
+        let pix = px0 + i;
+        let (b, oy, ox) = (pix / (oh * ow), pix / ow % oh, pix % ow);
+        let count = if ox >= ox_lo && ox < ox_hi {
+            (ox_hi - ox).min(total - i)
+        } else {
+            1
+        };
+        let mut nt = 0;
+        geo.taps((oy, ox), [h, wd], [kh, kw], |ky, kx, iy, ix| {
+            taps[nt] = (((b * h + iy) * wd + ix) * ci, ky * kw + kx);
+            nt += 1;
+        });
+        f(i, count, &taps[..nt]);
+        i += count;
     }
 }
 
+/// Whether a depthwise microkernel's loads stay inside its operands: channels `c0..c0 + n`
+/// (`1 <= n <= 16`) of every tap, for pixels up to `last` elements past the first (`x_len`,
+/// `wt_len` the input's and the tap-major weights' lengths).
+pub(crate) fn taps_fit(
+    x_len: usize,
+    wt_len: usize,
+    co: usize,
+    taps: &[(usize, usize)],
+    last: usize,
+    c0: usize,
+    n: usize,
+) -> bool {
+    (1..=NR).contains(&n)
+        && c0 + n <= co
+        && taps
+            .iter()
+            .all(|&(xo, t)| xo + last + c0 + n <= x_len && t * co + c0 + n <= wt_len)
+}
+
 /// Largest depthwise kernel window (taps) the tap list holds; larger run the reference.
-const DW_TAPS: usize = 64;
+pub(crate) const DW_TAPS: usize = 64;
 
 /// Channels per accumulator chunk of the portable depthwise loop.
 const DW_CHUNK: usize = 64;
@@ -521,10 +582,9 @@ pub fn depthwise_part(c: &Conv<'_, Option<&[i32]>>, y: &mut [i8], isa: Isa, px0:
         geo,
         q,
     } = *c;
-    let (s, geo) = (&s, &geo);
-    let [_, h, wd, ci] = s.x;
+    let [_, _, _, ci] = s.x;
     let [co, kh, kw, _] = s.w;
-    let [_, oh, ow, _] = s.y;
+    let total = y.len() / co.max(1);
     if kh * kw > DW_TAPS {
         // Out of the tap list's reach: the specification, pixel by pixel.
         for (i, out) in y.chunks_exact_mut(co.max(1)).enumerate() {
@@ -532,7 +592,7 @@ pub fn depthwise_part(c: &Conv<'_, Option<&[i32]>>, y: &mut [i8], isa: Isa, px0:
         }
         return;
     }
-    let fused = dwconv_rq(isa).filter(|_| q.weight_zp == 0);
+    let run = dwconv_rq_run(isa).filter(|_| q.weight_zp == 0);
     let dw = dwconv16(isa).filter(|_| q.weight_zp == 0);
     let rq = requantize(isa);
     let panels = co.div_ceil(NR);
@@ -544,89 +604,60 @@ pub fn depthwise_part(c: &Conv<'_, Option<&[i32]>>, y: &mut [i8], isa: Isa, px0:
         Some(pq) => *pq,
         None => PanelQ::new(q, bias, p * NR, (co - p * NR).min(NR)),
     };
-    let run = dwconv_rq_run(isa).filter(|_| q.weight_zp == 0);
-    // Output columns whose windows lie inside the input horizontally.
-    let span = (kw - 1) * geo.dilation[1];
-    let ox_lo = geo.pad[1].div_ceil(geo.stride[1]);
-    let ox_hi = if wd + geo.pad[1] > span {
-        ((wd + geo.pad[1] - span - 1) / geo.stride[1] + 1).min(ow)
-    } else {
-        0
-    };
-    let mut taps = [(0usize, 0usize); DW_TAPS];
-    let mut i = 0;
-    let count_all = y.len() / co.max(1);
-    while i < count_all {
-        let pix = px0 + i;
-        let (b, oy, ox) = (pix / (oh * ow), pix / ow % oh, pix % ow);
-        if let Some(f) = run.filter(|_| ox >= ox_lo && ox < ox_hi) {
-            // A run of interior pixels: one call per panel.
-            let count = (ox_hi - ox).min(count_all - i);
-            let mut nt = 0;
-            geo.taps((oy, ox), [h, wd], [kh, kw], |ky, kx, iy, ix| {
-                taps[nt] = (((b * h + iy) * wd + ix) * ci, ky * kw + kx);
-                nt += 1;
-            });
-            let out = &mut y[i * co..(i + count) * co];
+    dw_runs(&s, &geo, px0, total, run.is_some(), |i, count, taps| {
+        let out = &mut y[i * co..(i + count) * co];
+        if let Some(f) = run {
+            // Fused: every run (border pixels as runs of one), one call per panel.
+            let step = geo.stride[1] * ci;
             for p in 0..panels {
                 let nr = (co - p * NR).min(NR);
-                let pq = panel_q(p);
-                let step = geo.stride[1] * ci;
-                f(x, wt, co, &taps[..nt], step, count, p * NR, nr, &pq, q, out);
+                f(
+                    x,
+                    wt,
+                    co,
+                    taps,
+                    step,
+                    count,
+                    p * NR,
+                    nr,
+                    &panel_q(p),
+                    q,
+                    out,
+                );
             }
-            i += count;
-            continue;
+            return;
         }
-        let yrow = &mut y[i * co..][..co];
-        i += 1;
-        {
-            {
-                let mut nt = 0;
-                geo.taps((oy, ox), [h, wd], [kh, kw], |ky, kx, iy, ix| {
-                    taps[nt] = (((b * h + iy) * wd + ix) * ci, ky * kw + kx);
-                    nt += 1;
-                });
-                let taps = &taps[..nt];
-                let mut c0 = 0;
-                if let Some(f) = fused {
-                    for p in 0..panels {
-                        let nr = (co - p * NR).min(NR);
-                        let pq = cache.get(p).copied().unwrap_or_else(|| panel_q(p));
-                        f(x, wt, co, taps, p * NR, &pq, q, &mut yrow[p * NR..][..nr]);
-                    }
-                    c0 = co;
-                } else if let Some(f) = dw {
-                    while co - c0 >= 8 {
-                        let nb = if co - c0 >= NR { NR } else { 8 };
-                        let a = f(x, wt, co, taps, c0, nb, q.input_zp);
-                        // Blocks start at multiples of 16 (an 8-block only after the last
-                        // 16-block): each starts its panel's constants.
-                        rq(&a, &panel_q(c0 / NR), q, &mut yrow[c0..][..nb]);
-                        c0 += nb;
-                    }
-                }
-                // The rest in chunks of channels: taps outside, contiguous channels inside.
-                while c0 < co {
-                    let nc = (co - c0).min(DW_CHUNK);
-                    let mut acc = [0i32; DW_CHUNK];
-                    if let Some(bb) = bias {
-                        acc[..nc].copy_from_slice(&bb[c0..c0 + nc]);
-                    }
-                    for &(xo, t) in taps {
-                        let (xs, ws) = (&x[xo + c0..][..nc], &wt[t * co + c0..][..nc]);
-                        for ((a, &xv), &wv) in acc.iter_mut().zip(xs).zip(ws) {
-                            *a = a
-                                .wrapping_add((xv as i32 - q.input_zp) * (wv as i32 - q.weight_zp));
-                        }
-                    }
-                    for (i, o) in yrow[c0..c0 + nc].iter_mut().enumerate() {
-                        *o = q.requantize(acc[i], c0 + i);
-                    }
-                    c0 += nc;
-                }
+        // One pixel (`count == 1`): 16- and 8-channel blocks on the vector kernel, then the
+        // rest in chunks of channels (taps outside, contiguous channels inside).
+        let mut c0 = 0;
+        if let Some(f) = dw {
+            while co - c0 >= 8 {
+                let nb = if co - c0 >= NR { NR } else { 8 };
+                let a = f(x, wt, co, taps, c0, nb, q.input_zp);
+                // Blocks start at multiples of 16 (an 8-block only after the last 16-block):
+                // each starts its panel's constants.
+                rq(&a, &panel_q(c0 / NR), q, &mut out[c0..][..nb]);
+                c0 += nb;
             }
         }
-    }
+        while c0 < co {
+            let nc = (co - c0).min(DW_CHUNK);
+            let mut acc = [0i32; DW_CHUNK];
+            if let Some(bb) = bias {
+                acc[..nc].copy_from_slice(&bb[c0..c0 + nc]);
+            }
+            for &(xo, t) in taps {
+                let (xs, ws) = (&x[xo + c0..][..nc], &wt[t * co + c0..][..nc]);
+                for ((a, &xv), &wv) in acc.iter_mut().zip(xs).zip(ws) {
+                    *a = a.wrapping_add((xv as i32 - q.input_zp) * (wv as i32 - q.weight_zp));
+                }
+            }
+            for (k, o) in out[c0..c0 + nc].iter_mut().enumerate() {
+                *o = q.requantize(acc[k], c0 + k);
+            }
+            c0 += nc;
+        }
+    });
 }
 
 /// The tap-major depthwise conv, one output at a time: the specification of [`depthwise`].
@@ -711,8 +742,7 @@ fn dense_buf<const B: usize>(
     let kp = padded(k);
     let four = MULTI_ROW && MR * kp <= B;
     let tails = tail_groups(w, m, k, isa);
-    let (uk1, uk4, rq) = (ukernel::<1>(isa), ukernel::<MR>(isa), requantize(isa));
-    let (f1, f4) = (gemm_rq::<1>(isa), gemm_rq::<MR>(isa));
+    let (t1, t4) = (TileFns::<1>::of(isa), TileFns::<MR>::of(isa));
     let mut patch = [0u8; B];
     let mut r = 0;
     while r < rows {
@@ -725,22 +755,11 @@ fn dense_buf<const B: usize>(
             let panel = with_tail(Panel::of(w, m, k, p), &tails, p);
             let c0 = p * NR;
             let pq = PanelQ::new(q, Some(bias), c0, panel.nr);
+            let row = |i: usize| &patch[i * kp..][..kp];
             if n == MR {
-                let xr: [&[u8]; MR] = core::array::from_fn(|i| &patch[i * kp..][..kp]);
-                tile(f4, uk4, rq, &xr, panel, &pq, q, y, r * m + c0, m);
+                t4.run(&core::array::from_fn(row), panel, &pq, q, y, r * m + c0, m);
             } else {
-                tile(
-                    f1,
-                    uk1,
-                    rq,
-                    &[&patch[..kp]],
-                    panel,
-                    &pq,
-                    q,
-                    y,
-                    r * m + c0,
-                    m,
-                );
+                t1.run(&[row(0)], panel, &pq, q, y, r * m + c0, m);
             }
         }
         r += n;
@@ -982,8 +1001,12 @@ fn conv2d_buf<const B: usize>(c: &Conv<'_, &[i32]>, y: &mut [i8], isa: Isa, px0:
     let kp = padded(k);
     // Rows per call: 8 on the fused AVX-512 kernel (8 accumulators hide `vpdpbusd`'s latency),
     // else MR, when that many windows fit the patch; else 1.
-    let rq = requantize(isa);
-    let f8 = gemm_rq::<MR8>(isa).filter(|_| MULTI_ROW && MR8 * kp <= B);
+    let (t1, t4, t8) = (
+        TileFns::<1>::of(isa),
+        TileFns::<MR>::of(isa),
+        TileFns::<MR8>::of(isa),
+    );
+    let eight = t8.fused.is_some() && MULTI_ROW && MR8 * kp <= B;
     let four = MULTI_ROW && MR * kp <= B;
     let tails = tail_groups(w, co, k, isa);
     let zx = q.input_zp as i8;
@@ -999,62 +1022,25 @@ fn conv2d_buf<const B: usize>(c: &Conv<'_, &[i32]>, y: &mut [i8], isa: Isa, px0:
     let mut patch = [0u8; B];
     let mut px = px0;
     // Pixel tiles outside, panels inside: each window is gathered (and flipped) once.
-    let rows_of = |m: usize, px: usize, patch: &mut [u8; B]| {
-        for (i, chunk) in patch.chunks_exact_mut(kp).take(m).enumerate() {
-            window_u8(x, s, geo, px + i, zx, chunk);
-        }
-    };
     while px < pixels {
-        let m = if f8.is_some() && pixels - px >= MR8 {
+        let m = if eight && pixels - px >= MR8 {
             MR8
         } else if four && pixels - px >= MR {
             MR
         } else {
             1
         };
-        rows_of(m, px, &mut patch);
+        for (i, chunk) in patch.chunks_exact_mut(kp).take(m).enumerate() {
+            window_u8(x, s, geo, px + i, zx, chunk);
+        }
+        let row = |i: usize| &patch[i * kp..][..kp];
         for p in 0..panels {
             let panel = with_tail(Panel::of(w, co, k, p), &tails, p);
-            let pq = panel_q(p);
-            let base = (px - px0) * co + p * NR;
-            let row = |i: usize| &patch[i * kp..][..kp];
+            let (pq, base) = (panel_q(p), (px - px0) * co + p * NR);
             match m {
-                MR8 => tile(
-                    f8,
-                    ukernel::<MR8>(isa),
-                    rq,
-                    &core::array::from_fn(row),
-                    panel,
-                    &pq,
-                    q,
-                    y,
-                    base,
-                    co,
-                ),
-                MR => tile(
-                    gemm_rq::<MR>(isa),
-                    ukernel::<MR>(isa),
-                    rq,
-                    &core::array::from_fn(row),
-                    panel,
-                    &pq,
-                    q,
-                    y,
-                    base,
-                    co,
-                ),
-                _ => tile(
-                    gemm_rq::<1>(isa),
-                    ukernel::<1>(isa),
-                    rq,
-                    &[row(0)],
-                    panel,
-                    &pq,
-                    q,
-                    y,
-                    base,
-                    co,
-                ),
+                MR8 => t8.run(&core::array::from_fn(row), panel, &pq, q, y, base, co),
+                MR => t4.run(&core::array::from_fn(row), panel, &pq, q, y, base, co),
+                _ => t1.run(&[row(0)], panel, &pq, q, y, base, co),
             }
         }
         px += m;

@@ -239,11 +239,7 @@ pub(crate) fn dwconv_avx2(
     zx: i32,
 ) -> [i32; NR] {
     assert!(
-        (n == 8 || n == NR)
-            && c0 + n <= co
-            && taps
-                .iter()
-                .all(|&(xo, t)| xo + c0 + n <= x.len() && t * co + c0 + n <= wt.len()),
+        (n == 8 || n == NR) && super::taps_fit(x.len(), wt.len(), co, taps, 0, c0, n),
         "dwconv operands out of shape"
     );
     debug_assert!(Isa::Avx2.supported());
@@ -562,65 +558,6 @@ unsafe fn add_impl(a: &[i8], b: &[i8], y: &mut [i8], p: &AddParams) {
     }
 }
 
-/// `qs8_dwconv_16__avx512` with the requantization fused: channels `c0..c0 + n` (`n <= 16`,
-/// masked) of one depthwise output pixel over tap-major weights (zero point 0), written to
-/// `out[..n]`.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn dwconv_rq_avx512(
-    x: &[i8],
-    wt: &[i8],
-    co: usize,
-    taps: &[(usize, usize)],
-    c0: usize,
-    pq: &PanelQ,
-    q: &QuantParams<'_>,
-    out: &mut [i8],
-) {
-    let n = out.len().min(NR);
-    assert!(
-        n >= 1
-            && c0 + n <= co
-            && taps
-                .iter()
-                .all(|&(xo, t)| xo + c0 + n <= x.len() && t * co + c0 + n <= wt.len()),
-        "dwconv operands out of shape"
-    );
-    debug_assert!(Isa::Avx512Vnni.supported());
-    // SAFETY: masked loads and the masked store stay inside the checked ranges; features
-    // checked before this function was handed out.
-    unsafe { dwconv_rq_impl(x, wt, co, taps, c0, n, pq, q, out) }
-}
-
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-unsafe fn dwconv_rq_impl(
-    x: &[i8],
-    wt: &[i8],
-    co: usize,
-    taps: &[(usize, usize)],
-    c0: usize,
-    n: usize,
-    pq: &PanelQ,
-    q: &QuantParams<'_>,
-    out: &mut [i8],
-) {
-    let mask: __mmask16 = if n >= NR { 0xFFFF } else { (1u16 << n) - 1 };
-    let z = _mm256_set1_epi16(q.input_zp as i16);
-    let mut acc = _mm512_setzero_si512();
-    for &(xo, t) in taps {
-        let xv = _mm_maskz_loadu_epi8(mask, x.as_ptr().add(xo + c0));
-        let wv = _mm_maskz_loadu_epi8(mask, wt.as_ptr().add(t * co + c0));
-        // (x - zx)·w fits 16 bits (255·128 < 2^15).
-        let p = _mm256_mullo_epi16(
-            _mm256_sub_epi16(_mm256_cvtepi8_epi16(xv), z),
-            _mm256_cvtepi8_epi16(wv),
-        );
-        acc = _mm512_add_epi32(acc, _mm512_cvtepi16_epi32(p));
-    }
-    let v = Rq512::new(pq, q).apply(acc);
-    _mm512_mask_cvtepi32_storeu_epi8(out.as_mut_ptr() as *mut _, mask, v);
-}
-
 /// `qs8_dwconv_16__avx512` over a run of `count` output pixels of one row whose windows are all
 /// inside the input: `taps` are the first pixel's `(input offset, tap)`, each next pixel's
 /// inputs are `step` bytes further; pixel `i`'s channels `c0..c0 + n` go to
@@ -641,13 +578,9 @@ pub(super) fn dwconv_rq_run_avx512(
 ) {
     let last = count.saturating_sub(1) * step;
     assert!(
-        (1..=NR).contains(&n)
-            && count >= 1
-            && c0 + n <= co
+        count >= 1
             && (count - 1) * co + c0 + n <= y.len()
-            && taps
-                .iter()
-                .all(|&(xo, t)| xo + last + c0 + n <= x.len() && t * co + c0 + n <= wt.len()),
+            && super::taps_fit(x.len(), wt.len(), co, taps, last, c0, n),
         "dwconv run operands out of shape"
     );
     debug_assert!(Isa::Avx512Vnni.supported());
