@@ -10,24 +10,8 @@ use kiln_runtime::kernels::qs8::ConvShapes;
 use kiln_runtime::kernels::reference_f32 as reference;
 use kiln_runtime::ops::ConvGeom;
 
-struct Lcg(u32);
-impl Lcg {
-    fn next(&mut self) -> u32 {
-        self.0 = self.0.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-        self.0 >> 8
-    }
-    fn below(&mut self, n: usize) -> usize {
-        self.next() as usize % n
-    }
-    fn pick<T: Copy>(&mut self, v: &[T]) -> T {
-        v[self.below(v.len())]
-    }
-    fn f32s(&mut self, n: usize) -> Vec<f32> {
-        (0..n)
-            .map(|_| (self.next() as f32 / (1 << 24) as f32 - 0.5) * 4.0)
-            .collect()
-    }
-}
+mod common;
+use common::Lcg;
 
 /// Checks `got` against `want` with the bound above; `mag[i]` is `Σ|x·w| + |bias|` of output `i`.
 fn close(want: &[f32], got: &[f32], mag: &[f32], k: usize, what: &str) {
@@ -115,50 +99,46 @@ fn f32_conv_and_depthwise_match_reference_on_grid() {
             y: ys,
         };
         let k = kh * kw * cig;
+        // The weights packed once (tap-major for depthwise, `pack16x1` otherwise); the packed
+        // reference reads them to exactly the natural reference's outputs.
+        let mut pw = vec![0f32; w.len()];
+        if depthwise {
+            kiln_runtime::kernels::qs8::pack_depthwise(&w, co, kh * kw, &mut pw);
+        } else {
+            f32gemm::pack(&w, co, k, &mut pw);
+        }
+        let c = ConvF32 {
+            x: &x,
+            w: &pw,
+            bias: bias.as_deref(),
+            s,
+            geo,
+            act,
+        };
+        let case_what = format!(
+            "case {case}: x {xs:?} w {ws:?} stride {stride:?} dil {dilation:?} pad {pad:?}"
+        );
+        let mut got = vec![f32::NAN; len];
+        if depthwise {
+            f32gemm::reference_depthwise(&c, &mut got);
+            assert_eq!(want, got, "tap-major reference, {case_what}");
+        } else {
+            f32gemm::reference_conv2d(&c, &mut got);
+            assert_eq!(want, got, "packed reference, {case_what}");
+        }
         let mut simd: Option<Vec<f32>> = None;
         for isa in Isa::available() {
-            let what = format!(
-                "case {case}: x {xs:?} w {ws:?} stride {stride:?} dil {dilation:?} pad {pad:?} isa {}",
-                isa.name()
-            );
-            let mut got = vec![f32::NAN; len];
+            let what = format!("{case_what} isa {}", isa.name());
+            got.fill(f32::NAN);
             if depthwise {
-                let mut wt = vec![0f32; w.len()];
-                kiln_runtime::kernels::qs8::pack_depthwise(&w, co, kh * kw, &mut wt);
-                let c = ConvF32 {
-                    x: &x,
-                    w: &wt,
-                    bias: bias.as_deref(),
-                    s,
-                    geo,
-                    act,
-                };
-                f32gemm::reference_depthwise(&c, &mut got);
-                assert_eq!(want, got, "tap-major reference, {what}");
-                got.fill(f32::NAN);
                 f32gemm::depthwise(&c, &mut got, isa);
-                close(&want, &got, &mag, k, &what);
-                same_bits(&mut simd, &got, isa, &what);
                 dw_n += 1;
             } else {
-                let mut pw = vec![0f32; w.len()];
-                f32gemm::pack(&w, co, k, &mut pw);
-                let c = ConvF32 {
-                    x: &x,
-                    w: &pw,
-                    bias: bias.as_deref(),
-                    s,
-                    geo,
-                    act,
-                };
-                f32gemm::reference_conv2d(&c, &mut got);
-                assert_eq!(want, got, "packed reference, {what}");
-                got.fill(f32::NAN);
                 f32gemm::conv2d(&c, &mut got, isa);
-                close(&want, &got, &mag, k, &what);
-                same_bits(&mut simd, &got, isa, &what);
                 packed_n += 1;
             }
+            close(&want, &got, &mag, k, &what);
+            same_bits(&mut simd, &got, isa, &what);
         }
     }
     assert!(

@@ -13,6 +13,9 @@ use kiln_runtime::kernels::reference_i8::{
 use kiln_runtime::kernels::simd;
 use kiln_runtime::ops::ConvGeom;
 
+mod common;
+use common::Lcg;
+
 /// `w` natural `[o, k]` packed, and the folded bias.
 fn packed(w: &[i8], o: usize, k: usize, bias: Option<&[i32]>, zx: i32) -> (Vec<i8>, Vec<i32>) {
     let mut pw = vec![0i8; w.len()];
@@ -23,23 +26,6 @@ fn packed(w: &[i8], o: usize, k: usize, bias: Option<&[i32]>, zx: i32) -> (Vec<i
     let mut fb = vec![0i32; o];
     qs8::fold_bias(w, o, k, bias, zx, &mut fb);
     (pw, fb)
-}
-
-struct Lcg(u32);
-impl Lcg {
-    fn next(&mut self) -> u32 {
-        self.0 = self.0.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-        self.0 >> 8
-    }
-    fn below(&mut self, n: usize) -> usize {
-        self.next() as usize % n
-    }
-    fn pick<T: Copy>(&mut self, v: &[T]) -> T {
-        v[self.below(v.len())]
-    }
-    fn i8s(&mut self, n: usize) -> Vec<i8> {
-        (0..n).map(|_| (self.next() >> 16) as u8 as i8).collect()
-    }
 }
 
 fn quant<'a>(
