@@ -66,12 +66,12 @@ Cortex-M0+ (thumbv6m) build: text $text0 B
 (TFLite Micro's speech example is reported at 157.5 KB flash / 63.7 KB RAM.)
 REPORT
 fail=0
-# The NEON kernels: the runtime's optimized-vs-reference kernel tests, cross-compiled for aarch64
-# and run under qemu-aarch64 (bit-exact int8 over the edge-case grid).
+# The NEON kernels: the runtime's optimized-vs-reference kernel tests (int8 and f32), cross-compiled for aarch64
+# and run under qemu-aarch64 (bit-exact int8, f32 within the stated bound, over the edge-case grids).
 CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
 CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu" \
   cargo test --release -q -p kiln-runtime --target aarch64-unknown-linux-gnu --target-dir target/cross \
-  --lib --test optimized_i8 2>&1 | grep -E '^test result' | sed 's/^/aarch64 (NEON) runtime tests: /'
+  --lib --test optimized_i8 --test optimized_f32 2>&1 | grep -E '^test result' | sed 's/^/aarch64 (NEON) runtime tests: /'
 # Raspberry Pi (aarch64 Linux): the same digits classifier built for the host and for the Pi,
 # the Pi build run under qemu-aarch64 on rendered digits; outputs must match byte for byte.
 if [ ! -f build/quickstart/digits_cnn_int8.kiln ]; then scripts/quickstart.sh >/dev/null; fi
