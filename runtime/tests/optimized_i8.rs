@@ -81,6 +81,13 @@ fn conv2d_matches_reference_on_grid() {
         let stride = [r.pick(&[1, 1, 2, 3]), r.pick(&[1, 2])];
         let dilation = [r.pick(&[1, 1, 2]), r.pick(&[1, 1, 2])];
         let pad = [r.below(3), r.below(3), r.below(3), r.below(3)];
+        // One case in five a pointwise conv (1×1, stride 1, no padding): its windows are
+        // consecutive input rows, which the kernels gather in one copy.
+        let (kh, kw, stride, pad) = if r.below(5) == 0 {
+            (1, 1, [1, 1], [0; 4])
+        } else {
+            (kh, kw, stride, pad)
+        };
         let eff_h = (kh - 1) * dilation[0] + 1;
         let eff_w = (kw - 1) * dilation[1] + 1;
         if h + pad[0] + pad[2] < eff_h || wd + pad[1] + pad[3] < eff_w {
@@ -311,6 +318,10 @@ fn requantization_paths_match_scalar() {
         1 << 30,
         1_518_500_250,
         i32::MAX,
+        // Not from TFLite's quantizer, but legal in a file: negative, and the one multiplier
+        // whose high product saturates (the step-by-step vector path).
+        -(1 << 30),
+        i32::MIN,
     ];
     let mut total = 0;
     for rounding in [Rounding::Double, Rounding::Single] {

@@ -392,6 +392,42 @@ impl PanelQ {
     }
 }
 
+/// The requantization constants of a layer's panels: the first [`PQ_CACHE`] prepared once per
+/// call, the others per use in one spare slot (handed out by reference: no copy per tile).
+struct PanelQs<'a> {
+    cache: [PanelQ; PQ_CACHE],
+    spare: PanelQ,
+    q: &'a QuantParams<'a>,
+    bias: Option<&'a [i32]>,
+    co: usize,
+}
+
+impl<'a> PanelQs<'a> {
+    fn new(q: &'a QuantParams<'a>, bias: Option<&'a [i32]>, co: usize) -> Self {
+        let mut cache = [PanelQ::ZERO; PQ_CACHE];
+        for (p, pq) in cache.iter_mut().enumerate().take(co.div_ceil(NR)) {
+            *pq = PanelQ::new(q, bias, p * NR, (co - p * NR).min(NR));
+        }
+        PanelQs {
+            cache,
+            spare: PanelQ::ZERO,
+            q,
+            bias,
+            co,
+        }
+    }
+
+    /// Panel `p`'s constants.
+    #[inline]
+    fn get(&mut self, p: usize) -> &PanelQ {
+        if p < PQ_CACHE {
+            return &self.cache[p];
+        }
+        self.spare = PanelQ::new(self.q, self.bias, p * NR, (self.co - p * NR).min(NR));
+        &self.spare
+    }
+}
+
 /// Requantizes `nr` accumulators (plus bias) into `out[..nr]`, bit-exact with
 /// [`QuantParams::requantize`].
 pub type RequantFn = fn(&[i32; NR], &PanelQ, &QuantParams<'_>, &mut [i8]);
@@ -596,14 +632,7 @@ pub fn depthwise_part(c: &Conv<'_, Option<&[i32]>>, y: &mut [i8], isa: Isa, px0:
     let dw = dwconv16(isa).filter(|_| q.weight_zp == 0);
     let rq = requantize(isa);
     let panels = co.div_ceil(NR);
-    let mut cache = [PanelQ::ZERO; PQ_CACHE];
-    for (p, pq) in cache.iter_mut().enumerate().take(panels) {
-        *pq = PanelQ::new(q, bias, p * NR, (co - p * NR).min(NR));
-    }
-    let panel_q = |p: usize| match cache.get(p) {
-        Some(pq) => *pq,
-        None => PanelQ::new(q, bias, p * NR, (co - p * NR).min(NR)),
-    };
+    let mut pqs = PanelQs::new(q, bias, co);
     dw_runs(&s, &geo, px0, total, run.is_some(), |i, count, taps| {
         let out = &mut y[i * co..(i + count) * co];
         if let Some(f) = run {
@@ -611,19 +640,7 @@ pub fn depthwise_part(c: &Conv<'_, Option<&[i32]>>, y: &mut [i8], isa: Isa, px0:
             let step = geo.stride[1] * ci;
             for p in 0..panels {
                 let nr = (co - p * NR).min(NR);
-                f(
-                    x,
-                    wt,
-                    co,
-                    taps,
-                    step,
-                    count,
-                    p * NR,
-                    nr,
-                    &panel_q(p),
-                    q,
-                    out,
-                );
+                f(x, wt, co, taps, step, count, p * NR, nr, pqs.get(p), q, out);
             }
             return;
         }
@@ -636,7 +653,7 @@ pub fn depthwise_part(c: &Conv<'_, Option<&[i32]>>, y: &mut [i8], isa: Isa, px0:
                 let a = f(x, wt, co, taps, c0, nb, q.input_zp);
                 // Blocks start at multiples of 16 (an 8-block only after the last 16-block):
                 // each starts its panel's constants.
-                rq(&a, &panel_q(c0 / NR), q, &mut out[c0..][..nb]);
+                rq(&a, pqs.get(c0 / NR), q, &mut out[c0..][..nb]);
                 c0 += nb;
             }
         }
@@ -857,29 +874,62 @@ pub(crate) fn window<'a, T: Copy>(
     )
 }
 
-/// The int8 input of output pixel `pix` as unsigned bytes (`x ^ 0x80`, what the microkernels
-/// read), always gathered into `patch` (padding = the input zero point, flipped too), `K`
-/// rounded up to 4 with zeros.
-#[inline]
-pub(crate) fn window_u8<'a>(
+/// Gathers the windows of output pixels `px..px + m` as unsigned bytes (`x ^ 0x80`, what the
+/// microkernels read) into rows `0..m` of `patch`, row `i` at `i·kp` (padding = the input zero
+/// point, flipped too).
+///
+/// Only the first `K` bytes of each row are written: the caller zeroes `patch` once, so the
+/// columns `K..kp` (the rows' padding to a multiple of 4) stay 0. Pixel coordinates advance
+/// without division; windows wholly inside the input (most) are `KH` straight runs.
+#[allow(clippy::too_many_arguments)]
+fn gather_tile_u8(
     x: &[i8],
     s: &ConvShapes,
     geo: &ConvGeom,
-    pix: usize,
+    px: usize,
+    m: usize,
     zx: i8,
-    patch: &'a mut [u8],
-) -> &'a [u8] {
-    let k = s.w[1] * s.w[2] * s.w[3];
-    let kp = padded(k);
-    let patch = &mut patch[..kp];
-    patch[k..].fill(0);
-    match contiguous(s, geo, pix) {
-        Some(at) => flip_copy(&mut patch[..k], &x[at..][..k]),
-        None => {
-            gather(x, s, geo, pix, zx as u8 ^ 0x80, flip_copy, patch);
+    patch: &mut [u8],
+    kp: usize,
+) {
+    let [_, h, wd, ci] = s.x;
+    let [_, kh, kw, _] = s.w;
+    let [_, oh, ow, _] = s.y;
+    let run = kw * ci;
+    if kh == 1 && kw == 1 && kp == ci && geo.stride == [1, 1] && geo.pad == [0; 4] {
+        // A 1×1 conv over the whole input: the `m` windows are `m` consecutive rows of `x`.
+        return flip_copy(&mut patch[..m * ci], &x[px * ci..][..m * ci]);
+    }
+    let (mut b, mut oy, mut ox) = (px / (oh * ow), px / ow % oh, px % ow);
+    // The window rows' span, past the first one, in input rows and columns.
+    let (dy, dx) = ((kh - 1) * geo.dilation[0], (kw - 1) * geo.dilation[1]);
+    for (i, row) in patch.chunks_exact_mut(kp).take(m).enumerate() {
+        let iy0 = (oy * geo.stride[0]) as isize - geo.pad[0] as isize;
+        let ix0 = (ox * geo.stride[1]) as isize - geo.pad[1] as isize;
+        let inside = iy0 >= 0
+            && iy0 as usize + dy < h
+            && ix0 >= 0
+            && ix0 as usize + dx < wd
+            && (kw == 1 || geo.dilation[1] == 1);
+        if inside {
+            let (iy0, ix0) = (iy0 as usize, ix0 as usize);
+            for (ky, dst) in row[..kh * run].chunks_exact_mut(run).enumerate() {
+                let at = ((b * h + iy0 + ky * geo.dilation[0]) * wd + ix0) * ci;
+                flip_copy(dst, &x[at..][..run]);
+            }
+        } else {
+            gather(x, s, geo, px + i, zx as u8 ^ 0x80, flip_copy, row);
+        }
+        ox += 1;
+        if ox == ow {
+            ox = 0;
+            oy += 1;
+            if oy == oh {
+                oy = 0;
+                b += 1;
+            }
         }
     }
-    patch
 }
 
 /// Where the window of output pixel `pix` starts in `x` when it is one contiguous run (one
@@ -898,18 +948,59 @@ fn contiguous(s: &ConvShapes, geo: &ConvGeom, pix: usize) -> Option<usize> {
         .then(|| ((b * h + iy0 as usize) * wd + ix0 as usize) * ci)
 }
 
-/// `dst[i] = src[i] ^ 0x80` (int8 to the unsigned bytes the microkernels read), 8 bytes at a
-/// time.
-#[inline]
+/// `dst[i] = src[i] ^ 0x80` (int8 to the unsigned bytes the microkernels read): 8 bytes at a
+/// time, the last 8 (or 4) overlapping the ones before, so short runs take no byte loop.
+#[inline(never)]
 fn flip_copy(dst: &mut [u8], src: &[i8]) {
-    let mut d8 = dst.chunks_exact_mut(8);
-    let mut s8 = src.chunks_exact(8);
-    for (d, s) in (&mut d8).zip(&mut s8) {
-        let v = u64::from_le_bytes(core::array::from_fn(|i| s[i] as u8)) ^ 0x8080_8080_8080_8080;
-        d.copy_from_slice(&v.to_le_bytes());
+    let n = dst.len();
+    assert_eq!(src.len(), n, "flip_copy lengths differ");
+    let src: &[u8] = bytemuck::cast_slice(src);
+    let flip8 = |d: &mut [u8], s: &[u8]| {
+        let v = u64::from_le_bytes(s[..8].try_into().unwrap()) ^ 0x8080_8080_8080_8080;
+        d[..8].copy_from_slice(&v.to_le_bytes());
+    };
+    // 16 bytes at a time where that is one vector register (the fixed-size loop vectorizes).
+    #[cfg(target_pointer_width = "64")]
+    if n >= 16 {
+        let flip16 = |d: &mut [u8], s: &[u8]| {
+            let (d, s): (&mut [u8; 16], &[u8; 16]) = (
+                (&mut d[..16]).try_into().unwrap(),
+                s[..16].try_into().unwrap(),
+            );
+            for (d, s) in d.iter_mut().zip(s) {
+                *d = s ^ 0x80;
+            }
+        };
+        let mut i = 0;
+        while i + 16 <= n {
+            flip16(&mut dst[i..], &src[i..]);
+            i += 16;
+        }
+        if i < n {
+            flip16(&mut dst[n - 16..], &src[n - 16..]);
+        }
+        return;
     }
-    for (d, &v) in d8.into_remainder().iter_mut().zip(s8.remainder()) {
-        *d = v as u8 ^ 0x80;
+    if n >= 8 {
+        let mut i = 0;
+        while i + 8 <= n {
+            flip8(&mut dst[i..], &src[i..]);
+            i += 8;
+        }
+        if i < n {
+            flip8(&mut dst[n - 8..], &src[n - 8..]);
+        }
+    } else if n >= 4 {
+        let flip4 = |d: &mut [u8], s: &[u8]| {
+            let v = u32::from_le_bytes(s[..4].try_into().unwrap()) ^ 0x8080_8080;
+            d[..4].copy_from_slice(&v.to_le_bytes());
+        };
+        flip4(&mut dst[..4], &src[..4]);
+        flip4(&mut dst[n - 4..], &src[n - 4..]);
+    } else {
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d = v ^ 0x80;
+        }
     }
 }
 
@@ -1011,14 +1102,7 @@ fn conv2d_buf<const B: usize>(c: &Conv<'_, &[i32]>, y: &mut [i8], isa: Isa, px0:
     let tails = tail_groups(w, co, k, isa);
     let zx = q.input_zp as i8;
     let panels = co.div_ceil(NR);
-    let mut cache = [PanelQ::ZERO; PQ_CACHE];
-    for (p, pq) in cache.iter_mut().enumerate().take(panels) {
-        *pq = PanelQ::new(q, Some(bias), p * NR, (co - p * NR).min(NR));
-    }
-    let panel_q = |p: usize| match cache.get(p) {
-        Some(pq) => *pq,
-        None => PanelQ::new(q, Some(bias), p * NR, (co - p * NR).min(NR)),
-    };
+    let mut pqs = PanelQs::new(q, Some(bias), co);
     let mut patch = [0u8; B];
     let mut px = px0;
     // Pixel tiles outside, panels inside: each window is gathered (and flipped) once.
@@ -1030,17 +1114,15 @@ fn conv2d_buf<const B: usize>(c: &Conv<'_, &[i32]>, y: &mut [i8], isa: Isa, px0:
         } else {
             1
         };
-        for (i, chunk) in patch.chunks_exact_mut(kp).take(m).enumerate() {
-            window_u8(x, s, geo, px + i, zx, chunk);
-        }
+        gather_tile_u8(x, s, geo, px, m, zx, &mut patch, kp);
         let row = |i: usize| &patch[i * kp..][..kp];
         for p in 0..panels {
             let panel = with_tail(Panel::of(w, co, k, p), &tails, p);
-            let (pq, base) = (panel_q(p), (px - px0) * co + p * NR);
+            let (pq, base) = (pqs.get(p), (px - px0) * co + p * NR);
             match m {
-                MR8 => t8.run(&core::array::from_fn(row), panel, &pq, q, y, base, co),
-                MR => t4.run(&core::array::from_fn(row), panel, &pq, q, y, base, co),
-                _ => t1.run(&[row(0)], panel, &pq, q, y, base, co),
+                MR8 => t8.run(&core::array::from_fn(row), panel, pq, q, y, base, co),
+                MR => t4.run(&core::array::from_fn(row), panel, pq, q, y, base, co),
+                _ => t1.run(&[row(0)], panel, pq, q, y, base, co),
             }
         }
         px += m;

@@ -337,9 +337,27 @@ struct Rq512 {
     left: __m512i,
     right: __m512i,
     zp: __m512i,
-    lo: __m512i,
-    hi: __m512i,
-    double: bool,
+    /// The activation range less the zero point: `clamp(v, lo - zp, hi - zp) + zp` is
+    /// `clamp(v + zp, lo, hi)` with the add saturating, as the scalar form does.
+    lo_z: __m512i,
+    hi_z: __m512i,
+    mode: RqMode,
+    /// Double rounding in one step, per 64-bit half (even, odd lanes): see [`Rq512::apply`].
+    mult_odd: __m512i,
+    add: [__m512i; 2],
+    sh: [__m512i; 2],
+    adj: [__mmask8; 2],
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum RqMode {
+    /// TFLite's double rounding, both roundings in one 64-bit shift.
+    Double,
+    /// TFLite's double rounding step by step: only for multipliers of `i32::MIN` (whose
+    /// saturating high product the one-step form does not model) or right shifts past 31.
+    DoubleSteps,
+    /// `TFLITE_SINGLE_ROUNDING`.
+    Single,
 }
 
 impl Rq512 {
@@ -349,61 +367,110 @@ impl Rq512 {
         let ld = |a: &[i32; NR]| _mm512_loadu_si512(a.as_ptr() as *const _);
         let zero = _mm512_setzero_si512();
         let shift = ld(&pq.shift);
+        let mult = ld(&pq.mult);
+        let right = _mm512_max_epi32(_mm512_sub_epi32(zero, shift), zero);
+        let zp = q.output_zp;
+        let mode = if q.rounding == Rounding::Single {
+            RqMode::Single
+        } else if _mm512_cmpeq_epi32_mask(mult, _mm512_set1_epi32(i32::MIN)) == 0
+            && _mm512_cmpgt_epi32_mask(right, _mm512_set1_epi32(31)) == 0
+        {
+            RqMode::Double
+        } else {
+            RqMode::DoubleSteps
+        };
+        // Per 64-bit lane with right shift r: add 2^30 + (r > 0 ? 2^(30 + r) : 0), shift by
+        // 31 + r, and (r > 0) take 2^31 off products below -2^30 (see `apply`).
+        let half = |r: __m512i| {
+            let pos = _mm512_cmpgt_epi64_mask(r, zero);
+            let base = _mm512_set1_epi64(1 << 30);
+            let add = _mm512_add_epi64(base, _mm512_maskz_sllv_epi64(pos, base, r));
+            (add, _mm512_add_epi64(r, _mm512_set1_epi64(31)), pos)
+        };
+        let (add_e, sh_e, adj_e) = half(_mm512_and_si512(right, _mm512_set1_epi64(0xFFFF_FFFF)));
+        let (add_o, sh_o, adj_o) = half(_mm512_srli_epi64(right, 32));
         Rq512 {
             bias: ld(&pq.bias),
-            mult: ld(&pq.mult),
+            mult,
             shift,
             left: _mm512_max_epi32(shift, zero),
-            right: _mm512_max_epi32(_mm512_sub_epi32(zero, shift), zero),
-            zp: _mm512_set1_epi32(q.output_zp),
-            lo: _mm512_set1_epi32(q.act[0]),
-            hi: _mm512_set1_epi32(q.act[1]),
-            double: q.rounding == Rounding::Double,
+            right,
+            zp: _mm512_set1_epi32(zp),
+            lo_z: _mm512_set1_epi32(q.act[0] - zp),
+            hi_z: _mm512_set1_epi32(q.act[1] - zp),
+            mode,
+            mult_odd: _mm512_srli_epi64(mult, 32),
+            add: [add_e, add_o],
+            sh: [sh_e, sh_o],
+            adj: [adj_e, adj_o],
         }
     }
 
     /// The int8 outputs (as int32 lanes in -128..=127) of 16 accumulators.
+    ///
+    /// Double rounding in one step: TFLite computes `t = ⌊(p + 2^30) / 2^31⌋` (the rounding
+    /// doubling high product of `p = x·m`, written with a floor: its truncating division with
+    /// a sign-dependent nudge is the same) and then rounds `t / 2^r` half away from zero,
+    /// `⌊(t + 2^(r-1) - [t < 0]) / 2^r⌋` for `r > 0`. Since `⌊(⌊a / B⌋ + c) / C⌋ = ⌊(a + cB) / BC⌋`
+    /// for integers, that is `⌊(p + 2^30 + 2^(30+r) - [p < -2^30]·2^31) / 2^(31+r)⌋`: one add,
+    /// one conditional subtract, one shift per 64-bit product, no overflow (`|p| ≤ 2^62`).
+    /// The high product saturates only for `m = x = i32::MIN`; such panels take the steps.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw")]
     unsafe fn apply(&self, acc: __m512i) -> __m512i {
         let x = _mm512_add_epi32(acc, self.bias);
         let m = self.mult;
         let zero = _mm512_setzero_si512();
-        let scaled = if self.double {
-            let x = _mm512_sllv_epi32(x, self.left);
-            // (x·m + 2^30) >> 31, as in the AVX2 form.
-            let nudge = _mm512_set1_epi64(1 << 30);
-            let even = _mm512_srli_epi64(_mm512_add_epi64(_mm512_mul_epi32(x, m), nudge), 31);
-            let odd = _mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(m, 32));
-            let odd = _mm512_slli_epi64(_mm512_srli_epi64(_mm512_add_epi64(odd, nudge), 31), 32);
-            let mut r = _mm512_mask_blend_epi32(0xAAAA, even, odd);
-            let min = _mm512_set1_epi32(i32::MIN);
-            let sat = _mm512_cmpeq_epi32_mask(x, min) & _mm512_cmpeq_epi32_mask(m, min);
-            r = _mm512_mask_blend_epi32(sat, r, _mm512_set1_epi32(i32::MAX));
-            let one = _mm512_set1_epi32(1);
-            let mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, self.right), one);
-            let rem = _mm512_and_si512(r, mask);
-            let half = _mm512_srai_epi32(mask, 1);
-            let neg = _mm512_cmplt_epi32_mask(r, zero);
-            let thr = _mm512_mask_add_epi32(half, neg, half, one);
-            let up = _mm512_cmpgt_epi32_mask(rem, thr);
-            let d = _mm512_srav_epi32(r, self.right);
-            _mm512_mask_add_epi32(d, up, d, one)
-        } else {
-            let ts = _mm512_sub_epi32(_mm512_set1_epi32(31), self.shift);
-            let lo32 = _mm512_set1_epi64(0xFFFF_FFFF);
-            let even = shift_round512(_mm512_mul_epi32(x, m), _mm512_and_si512(ts, lo32));
-            let odd = shift_round512(
-                _mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(m, 32)),
-                _mm512_srli_epi64(ts, 32),
-            );
-            _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32))
+        let scaled = match self.mode {
+            RqMode::Double => {
+                let x = _mm512_sllv_epi32(x, self.left);
+                let lim = _mm512_set1_epi64(-(1 << 30));
+                let two31 = _mm512_set1_epi64(1 << 31);
+                let one = |x: __m512i, m: __m512i, j: usize| {
+                    let p = _mm512_mul_epi32(x, m);
+                    let neg = _mm512_cmplt_epi64_mask(p, lim) & self.adj[j];
+                    let t = _mm512_add_epi64(p, self.add[j]);
+                    _mm512_srav_epi64(_mm512_mask_sub_epi64(t, neg, t, two31), self.sh[j])
+                };
+                let even = one(x, m, 0);
+                let odd = one(_mm512_srli_epi64(x, 32), self.mult_odd, 1);
+                _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32))
+            }
+            RqMode::DoubleSteps => {
+                let x = _mm512_sllv_epi32(x, self.left);
+                // (x·m + 2^30) >> 31, as in the AVX2 form.
+                let nudge = _mm512_set1_epi64(1 << 30);
+                let even = _mm512_srli_epi64(_mm512_add_epi64(_mm512_mul_epi32(x, m), nudge), 31);
+                let odd = _mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(m, 32));
+                let odd =
+                    _mm512_slli_epi64(_mm512_srli_epi64(_mm512_add_epi64(odd, nudge), 31), 32);
+                let mut r = _mm512_mask_blend_epi32(0xAAAA, even, odd);
+                let min = _mm512_set1_epi32(i32::MIN);
+                let sat = _mm512_cmpeq_epi32_mask(x, min) & _mm512_cmpeq_epi32_mask(m, min);
+                r = _mm512_mask_blend_epi32(sat, r, _mm512_set1_epi32(i32::MAX));
+                let one = _mm512_set1_epi32(1);
+                let mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, self.right), one);
+                let rem = _mm512_and_si512(r, mask);
+                let half = _mm512_srai_epi32(mask, 1);
+                let neg = _mm512_cmplt_epi32_mask(r, zero);
+                let thr = _mm512_mask_add_epi32(half, neg, half, one);
+                let up = _mm512_cmpgt_epi32_mask(rem, thr);
+                let d = _mm512_srav_epi32(r, self.right);
+                _mm512_mask_add_epi32(d, up, d, one)
+            }
+            RqMode::Single => {
+                let ts = _mm512_sub_epi32(_mm512_set1_epi32(31), self.shift);
+                let lo32 = _mm512_set1_epi64(0xFFFF_FFFF);
+                let even = shift_round512(_mm512_mul_epi32(x, m), _mm512_and_si512(ts, lo32));
+                let odd = shift_round512(
+                    _mm512_mul_epi32(_mm512_srli_epi64(x, 32), _mm512_srli_epi64(m, 32)),
+                    _mm512_srli_epi64(ts, 32),
+                );
+                _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32))
+            }
         };
-        // Bounded first (the scalar form saturates the zero-point add instead).
-        let b = _mm512_set1_epi32(1 << 16);
-        let scaled = _mm512_min_epi32(_mm512_max_epi32(scaled, _mm512_sub_epi32(zero, b)), b);
-        let v = _mm512_add_epi32(scaled, self.zp);
-        _mm512_min_epi32(_mm512_max_epi32(v, self.lo), self.hi)
+        let v = _mm512_min_epi32(_mm512_max_epi32(scaled, self.lo_z), self.hi_z);
+        _mm512_add_epi32(v, self.zp)
     }
 }
 
