@@ -65,7 +65,7 @@ fn conv2d_matches_reference_on_grid() {
     for case in 0..1500 {
         let n = r.pick(&[1, 1, 2]);
         let h = r.pick(&[1, 2, 5, 7, 9]);
-        let wd = r.pick(&[1, 3, 6, 8]);
+        let wd = r.pick(&[1, 3, 6, 8, 13]);
         let depthwise = r.below(3) == 0;
         let ci: usize = r.pick(&[1, 2, 3, 8, 16, 17, 24, 33]);
         let (groups, co, cig) = if depthwise {
@@ -77,7 +77,7 @@ fn conv2d_matches_reference_on_grid() {
             (1, r.pick(&[1, 4, 9, 16, 17, 33]), ci)
         };
         let kh = r.pick(&[1, 2, 3, 5]);
-        let kw = r.pick(&[1, 3, 4]);
+        let kw = r.pick(&[1, 3, 4, 5]);
         let stride = [r.pick(&[1, 1, 2, 3]), r.pick(&[1, 2])];
         let dilation = [r.pick(&[1, 1, 2]), r.pick(&[1, 1, 2])];
         let pad = [r.below(3), r.below(3), r.below(3), r.below(3)];

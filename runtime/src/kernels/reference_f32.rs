@@ -97,22 +97,34 @@ pub fn pool2d(
                 } else {
                     rows.len() * cols.len()
                 };
-                for ch in 0..c {
-                    let mut acc = if is_max { f32::NEG_INFINITY } else { 0.0 };
+                // Channels innermost, in chunks (each channel's sum in the same order).
+                const CHUNK: usize = 64;
+                let out = &mut y[((b * oh + oy) * ow + ox) * c..][..c];
+                for (c0, out) in (0..c).step_by(CHUNK).zip(out.chunks_mut(CHUNK)) {
+                    let nc = out.len();
+                    let mut acc = [if is_max { f32::NEG_INFINITY } else { 0.0 }; CHUNK];
                     for iy in rows.clone() {
                         for ix in cols.clone() {
-                            let v = x[((b * h + iy) * w + ix) * c + ch];
+                            let xs = &x[((b * h + iy) * w + ix) * c + c0..][..nc];
                             if is_max {
-                                acc = acc.max(v);
+                                for (a, &v) in acc.iter_mut().zip(xs) {
+                                    *a = a.max(v);
+                                }
                             } else {
-                                acc += v;
+                                for (a, &v) in acc.iter_mut().zip(xs) {
+                                    *a += v;
+                                }
                             }
                         }
                     }
-                    if !is_max {
-                        acc = if count > 0 { acc / count as f32 } else { 0.0 };
+                    for (o, &a) in out.iter_mut().zip(&acc) {
+                        let v = match (is_max, count > 0) {
+                            (true, _) => a,
+                            (false, true) => a / count as f32,
+                            (false, false) => 0.0,
+                        };
+                        *o = clamp(v, act);
                     }
-                    y[((b * oh + oy) * ow + ox) * c + ch] = clamp(acc, act);
                 }
             }
         }

@@ -205,34 +205,44 @@ pub fn pool2d(
 ) {
     let [n, h, w, c] = xs;
     let [_, oh, ow, _] = ys;
+    // Channels innermost, in chunks: each window pixel's channels are one contiguous run.
+    const CHUNK: usize = 64;
     for b in 0..n {
         for oy in 0..oh {
             let (_, rows) = p.span(0, oy, h);
             for ox in 0..ow {
                 let (_, cols) = p.span(1, ox, w);
                 let count = (rows.len() * cols.len()) as i32;
-                for ch in 0..c {
-                    let mut acc: i32 = if is_max { i32::MIN } else { 0 };
+                let out = &mut y[((b * oh + oy) * ow + ox) * c..][..c];
+                for (c0, out) in (0..c).step_by(CHUNK).zip(out.chunks_mut(CHUNK)) {
+                    let nc = out.len();
+                    let mut acc = [if is_max { i32::MIN } else { 0 }; CHUNK];
                     for iy in rows.clone() {
                         for ix in cols.clone() {
-                            let v = x[((b * h + iy) * w + ix) * c + ch] as i32;
+                            let xs = &x[((b * h + iy) * w + ix) * c + c0..][..nc];
                             if is_max {
-                                acc = acc.max(v);
+                                for (a, &v) in acc.iter_mut().zip(xs) {
+                                    *a = (*a).max(v as i32);
+                                }
                             } else {
-                                acc += v;
+                                for (a, &v) in acc.iter_mut().zip(xs) {
+                                    *a += v as i32;
+                                }
                             }
                         }
                     }
-                    if !is_max {
-                        acc = if count == 0 {
+                    for (o, &a) in out.iter_mut().zip(&acc) {
+                        let v = if is_max {
+                            a
+                        } else if count == 0 {
                             0
-                        } else if acc > 0 {
-                            (acc + count / 2) / count
+                        } else if a > 0 {
+                            (a + count / 2) / count
                         } else {
-                            (acc - count / 2) / count
+                            (a - count / 2) / count
                         };
+                        *o = v.clamp(act[0], act[1]) as i8;
                     }
-                    y[((b * oh + oy) * ow + ox) * c + ch] = acc.clamp(act[0], act[1]) as i8;
                 }
             }
         }

@@ -24,8 +24,10 @@
 //! * **Scratch.** Each conv pixel's window is gathered, flipped, into a stack patch of at most
 //!   [`PATCH_BYTES`] (im2col; padding = the input zero point; rows padded to a multiple of 4 with
 //!   zeros); larger windows run the portable packed reference.
-//! * **Depthwise** (tap-major weights `[KH·KW, C]`) runs per output pixel, or over runs of a row's
-//!   interior pixels ([`dwconv_rq_run`]), 16 channels per call.
+//! * **Depthwise** (tap-major weights `[KH·KW, C]`) runs per output pixel, 16 channels per call,
+//!   or, on AVX-512, over the whole layer at once ([`depthwise_layer`]): the pixels walked in
+//!   runs (a row's interior pixels form one), every panel's constants set up once, four pixels
+//!   of a run sharing each input column they read.
 
 use super::isa::Isa;
 use super::reference_i8::QuantParams;
@@ -504,31 +506,18 @@ pub fn dwconv16(isa: Isa) -> Option<DwFn> {
     }
 }
 
-/// A fused depthwise microkernel over a run of output pixels of one row (see
-/// `x86::dwconv_rq_run_avx512`; border pixels are runs of one):
-/// `(x, wt, co, taps, step, count, c0, n, pq, q, y)`.
-pub type DwRunFn = fn(
-    &[i8],
-    &[i8],
-    usize,
-    &[(usize, usize)],
-    usize,
-    usize,
-    usize,
-    usize,
-    &PanelQ,
-    &QuantParams<'_>,
-    &mut [i8],
-);
+/// The whole-layer depthwise microkernel (`x86::depthwise_avx512`): `(layer, y, px0, the
+/// constants of every panel)`.
+pub type DwLayerFn = fn(&Conv<'_, Option<&[i32]>>, &mut [i8], usize, &[PanelQ]);
 
-/// The run form of the fused depthwise microkernel of `isa`, if it has one.
-pub fn dwconv_rq_run(isa: Isa) -> Option<DwRunFn> {
+/// The whole-layer depthwise microkernel of `isa` and the most panels it takes, if it has one.
+pub fn depthwise_layer(isa: Isa) -> Option<(DwLayerFn, usize)> {
     if !isa.supported() {
         return None;
     }
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni => Some(x86::dwconv_rq_run_avx512),
+        Isa::Avx512Vnni => Some((x86::depthwise_avx512, x86::DW_PANELS.min(PQ_CACHE))),
         _ => None,
     }
 }
@@ -618,7 +607,7 @@ pub fn depthwise_part(c: &Conv<'_, Option<&[i32]>>, y: &mut [i8], isa: Isa, px0:
         geo,
         q,
     } = *c;
-    let [_, _, _, ci] = s.x;
+
     let [co, kh, kw, _] = s.w;
     let total = y.len() / co.max(1);
     if kh * kw > DW_TAPS {
@@ -628,22 +617,17 @@ pub fn depthwise_part(c: &Conv<'_, Option<&[i32]>>, y: &mut [i8], isa: Isa, px0:
         }
         return;
     }
-    let run = dwconv_rq_run(isa).filter(|_| q.weight_zp == 0);
+    let mut pqs = PanelQs::new(q, bias, co);
+    let panels = co.div_ceil(NR);
+    if let Some((f, most)) = depthwise_layer(isa) {
+        if q.weight_zp == 0 && panels <= most {
+            return f(c, y, px0, &pqs.cache[..panels]);
+        }
+    }
     let dw = dwconv16(isa).filter(|_| q.weight_zp == 0);
     let rq = requantize(isa);
-    let panels = co.div_ceil(NR);
-    let mut pqs = PanelQs::new(q, bias, co);
-    dw_runs(&s, &geo, px0, total, run.is_some(), |i, count, taps| {
+    dw_runs(&s, &geo, px0, total, false, |i, count, taps| {
         let out = &mut y[i * co..(i + count) * co];
-        if let Some(f) = run {
-            // Fused: every run (border pixels as runs of one), one call per panel.
-            let step = geo.stride[1] * ci;
-            for p in 0..panels {
-                let nr = (co - p * NR).min(NR);
-                f(x, wt, co, taps, step, count, p * NR, nr, pqs.get(p), q, out);
-            }
-            return;
-        }
         // One pixel (`count == 1`): 16- and 8-channel blocks on the vector kernel, then the
         // rest in chunks of channels (taps outside, contiguous channels inside).
         let mut c0 = 0;

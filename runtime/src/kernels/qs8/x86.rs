@@ -325,7 +325,7 @@ unsafe fn requantize512_impl(
         let c = Rq512::new(pq, q);
         let v = c.apply(_mm512_loadu_si512(acc.as_ptr() as *const _));
         let mask: __mmask16 = if n >= NR { 0xFFFF } else { (1u16 << n) - 1 };
-        _mm512_mask_cvtepi32_storeu_epi8(out.as_mut_ptr() as *mut _, mask, v);
+        store_i8(out.as_mut_ptr(), mask, v);
     }
 }
 
@@ -573,7 +573,7 @@ unsafe fn gemm_rq_vnni_impl<const M: usize>(
     let c = Rq512::new(pq, q);
     for (i, a) in acc.iter().enumerate() {
         let v = c.apply(*a);
-        _mm512_mask_cvtepi32_storeu_epi8(y.as_mut_ptr().add(base + i * stride) as *mut _, mask, v);
+        store_i8(y.as_mut_ptr().add(base + i * stride), mask, v);
     }
 }
 
@@ -622,79 +622,6 @@ unsafe fn add_impl(a: &[i8], b: &[i8], y: &mut [i8], p: &AddParams) {
         let hi4 = _mm_cvtsi128_si32(_mm256_extracti128_si256(p8, 1)) as u32;
         let out = (lo4 as u64) | ((hi4 as u64) << 32);
         (y.as_mut_ptr().add(i) as *mut u64).write_unaligned(out);
-    }
-}
-
-/// `qs8_dwconv_16__avx512` over a run of `count` output pixels of one row whose windows are all
-/// inside the input: `taps` are the first pixel's `(input offset, tap)`, each next pixel's
-/// inputs are `step` bytes further; pixel `i`'s channels `c0..c0 + n` go to
-/// `y[i·co + c0..][..n]`. The requantization constants are loaded once per run.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn dwconv_rq_run_avx512(
-    x: &[i8],
-    wt: &[i8],
-    co: usize,
-    taps: &[(usize, usize)],
-    step: usize,
-    count: usize,
-    c0: usize,
-    n: usize,
-    pq: &PanelQ,
-    q: &QuantParams<'_>,
-    y: &mut [i8],
-) {
-    let last = count.saturating_sub(1) * step;
-    assert!(
-        count >= 1
-            && (count - 1) * co + c0 + n <= y.len()
-            && super::taps_fit(x.len(), wt.len(), co, taps, last, c0, n),
-        "dwconv run operands out of shape"
-    );
-    debug_assert!(Isa::Avx512Vnni.supported());
-    // SAFETY: every masked load and store stays inside the ranges checked above; features
-    // checked before this function was handed out.
-    unsafe { dwconv_run_impl(x, wt, co, taps, step, count, c0, n, pq, q, y) }
-}
-
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-unsafe fn dwconv_run_impl(
-    x: &[i8],
-    wt: &[i8],
-    co: usize,
-    taps: &[(usize, usize)],
-    step: usize,
-    count: usize,
-    c0: usize,
-    n: usize,
-    pq: &PanelQ,
-    q: &QuantParams<'_>,
-    y: &mut [i8],
-) {
-    let mask: __mmask16 = if n >= NR { 0xFFFF } else { (1u16 << n) - 1 };
-    let z = _mm256_set1_epi16(q.input_zp as i16);
-    let c = Rq512::new(pq, q);
-    // The weights of up to 16 taps stay in registers across the run.
-    let mut wv = [_mm256_setzero_si256(); 16];
-    let nt = taps.len().min(16);
-    for (w, &(_, t)) in wv.iter_mut().zip(&taps[..nt]) {
-        *w = _mm256_cvtepi8_epi16(_mm_maskz_loadu_epi8(mask, wt.as_ptr().add(t * co + c0)));
-    }
-    for i in 0..count {
-        let base = x.as_ptr().add(i * step + c0);
-        let mut acc = _mm512_setzero_si512();
-        for (j, &(xo, t)) in taps.iter().enumerate() {
-            let w = if j < 16 {
-                wv[j]
-            } else {
-                _mm256_cvtepi8_epi16(_mm_maskz_loadu_epi8(mask, wt.as_ptr().add(t * co + c0)))
-            };
-            let xv = _mm_maskz_loadu_epi8(mask, base.add(xo));
-            let p = _mm256_mullo_epi16(_mm256_sub_epi16(_mm256_cvtepi8_epi16(xv), z), w);
-            acc = _mm512_add_epi32(acc, _mm512_cvtepi16_epi32(p));
-        }
-        let v = c.apply(acc);
-        _mm512_mask_cvtepi32_storeu_epi8(y.as_mut_ptr().add(i * co + c0) as *mut _, mask, v);
     }
 }
 
@@ -763,4 +690,166 @@ unsafe fn add512_impl(a: &[i8], b: &[i8], y: &mut [i8], p: &AddParams) {
             _mm512_cvtepi32_epi8(r),
         );
     }
+}
+
+/// Output pixels per step of the column-sharing depthwise loop.
+const DW_T: usize = 4;
+
+/// `qs8_dwconv_16__avx512`: the output pixels `px0..px0 + y.len() / C` of a depthwise layer
+/// (`y` holds those pixels), `pqs` the constants of every panel of 16 channels (at most
+/// [`DW_PANELS`]). The requantization constants of every panel are set up once per call; the
+/// pixels are walked once, in runs, each run computed panel by panel. Each pixel sums
+/// `(x - z_x)·w` over its taps in 32-bit lanes; along a run of interior pixels of a kernel 3
+/// or 5 wide at stride 1 or 2, four pixels at a time read each input column of a kernel row
+/// once (`3·S + KW` columns, not `4·KW`) and multiply-add it into every pixel that uses it.
+pub(super) fn depthwise_avx512(
+    c: &super::Conv<'_, Option<&[i32]>>,
+    y: &mut [i8],
+    px0: usize,
+    pqs: &[PanelQ],
+) {
+    let [_, _, _, ci] = c.s.x;
+    let [co, kh, kw, _] = c.s.w;
+    assert!(
+        co >= 1
+            && ci == co
+            && pqs.len() == co.div_ceil(NR)
+            && pqs.len() <= DW_PANELS
+            && kh * kw <= super::DW_TAPS
+            && c.w.len() >= kh * kw * co
+            && y.len().is_multiple_of(co),
+        "depthwise operands out of shape"
+    );
+    debug_assert!(Isa::Avx512Vnni.supported());
+    // SAFETY: every load of a run is checked by `taps_fit` and every store against `y` before
+    // the run is computed (in the impl). Features checked before this function was handed out.
+    unsafe { depthwise_impl(c, y, px0, pqs) }
+}
+
+/// Most panels (of 16 channels) [`depthwise_avx512`] takes.
+pub(super) const DW_PANELS: usize = 16;
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn depthwise_impl(
+    c: &super::Conv<'_, Option<&[i32]>>,
+    y: &mut [i8],
+    px0: usize,
+    pqs: &[PanelQ],
+) {
+    let super::Conv {
+        x,
+        w: wt,
+        s,
+        geo,
+        q,
+        ..
+    } = *c;
+    let [co, _, kw, _] = s.w;
+    let rqs: [Rq512; DW_PANELS] =
+        core::array::from_fn(|p| Rq512::new(&pqs[p.min(pqs.len() - 1)], q));
+    let zx = _mm512_set1_epi32(q.input_zp);
+    let step = geo.stride[1] * co;
+    let total = y.len() / co;
+    let tile: Option<DwTile> = match (kw, geo.stride[1], geo.dilation[1]) {
+        (3, 1, 1) => Some(dw_tile::<3, 1, 6>),
+        (3, 2, 1) => Some(dw_tile::<3, 2, 9>),
+        (5, 1, 1) => Some(dw_tile::<5, 1, 8>),
+        (5, 2, 1) => Some(dw_tile::<5, 2, 11>),
+        _ => None,
+    };
+    let (xp, wp, yp) = (x.as_ptr(), wt.as_ptr(), y.as_mut_ptr());
+    super::dw_runs(&s, &geo, px0, total, true, |i, count, taps| {
+        let last = (count - 1) * step;
+        assert!(
+            super::taps_fit(x.len(), wt.len(), co, taps, last, 0, co.min(NR))
+                && super::taps_fit(
+                    x.len(),
+                    wt.len(),
+                    co,
+                    taps,
+                    last,
+                    co - co.min(NR),
+                    co.min(NR)
+                )
+                && (i + count) * co <= total * co,
+            "depthwise run out of range"
+        );
+        // A run of more than one pixel is inside the input horizontally: its taps are whole
+        // kernel rows of `kw` consecutive pixels.
+        let tile = tile.filter(|_| count >= DW_T && taps.len().is_multiple_of(kw));
+        for (p, rq) in rqs.iter().enumerate().take(pqs.len()) {
+            let c0 = p * NR;
+            let n = (co - c0).min(NR);
+            let mask: __mmask16 = if n >= NR { 0xFFFF } else { (1u16 << n) - 1 };
+            let ld = |p: *const i8| _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask, p));
+            let (xc, wc, yc) = (xp.add(c0), wp.add(c0), yp.add(c0));
+            let mut j = 0;
+            if let Some(f) = tile {
+                while j + DW_T <= count {
+                    let acc = f(xc.add(j * step), wc, co, taps, zx, mask);
+                    for (k, a) in acc.iter().enumerate() {
+                        store_i8(yc.add((i + j + k) * co), mask, rq.apply(*a));
+                    }
+                    j += DW_T;
+                }
+            }
+            for j in j..count {
+                let base = xc.add(j * step);
+                let mut acc = _mm512_setzero_si512();
+                for &(xo, t) in taps {
+                    let v = _mm512_sub_epi32(ld(base.add(xo)), zx);
+                    acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(v, ld(wc.add(t * co))));
+                }
+                store_i8(yc.add((i + j) * co), mask, rq.apply(acc));
+            }
+        }
+    });
+}
+
+/// Four pixels of a run: `(x at the first pixel, weights, C, taps, z_x, mask) -> accumulators`
+/// (pointers at the panel's first channel).
+type DwTile = unsafe fn(
+    *const i8,
+    *const i8,
+    usize,
+    &[(usize, usize)],
+    __m512i,
+    __mmask16,
+) -> [__m512i; DW_T];
+
+/// [`DwTile`] for a kernel `KW` wide at stride `S`: the `NC = 3·S + KW` columns of each kernel
+/// row are loaded once.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn dw_tile<const KW: usize, const S: usize, const NC: usize>(
+    x: *const i8,
+    wt: *const i8,
+    co: usize,
+    taps: &[(usize, usize)],
+    zx: __m512i,
+    mask: __mmask16,
+) -> [__m512i; DW_T] {
+    const { assert!(NC == (DW_T - 1) * S + KW) };
+    let ld = |p: *const i8| _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask, p));
+    let mut acc = [_mm512_setzero_si512(); DW_T];
+    for r in taps.chunks_exact(KW) {
+        let (xo, t0) = r[0];
+        let base = x.add(xo);
+        let w: [__m512i; KW] = core::array::from_fn(|kx| ld(wt.add((t0 + kx) * co)));
+        let col: [__m512i; NC] =
+            core::array::from_fn(|j| _mm512_sub_epi32(ld(base.add(j * co)), zx));
+        for (p, a) in acc.iter_mut().enumerate() {
+            for (kx, wk) in w.iter().enumerate() {
+                *a = _mm512_add_epi32(*a, _mm512_mullo_epi32(col[p * S + kx], *wk));
+            }
+        }
+    }
+    acc
+}
+
+/// Stores the low bytes of the 16 lanes of `v` selected by `mask` at `dst`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn store_i8(dst: *mut i8, mask: __mmask16, v: __m512i) {
+    _mm512_mask_cvtepi32_storeu_epi8(dst as *mut _, mask, v)
 }
