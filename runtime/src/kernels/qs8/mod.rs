@@ -312,6 +312,34 @@ pub fn gemm_rq<const M: usize>(isa: Isa) -> Option<GemmRq<M>> {
     }
 }
 
+/// A fused microkernel over rows given as `kh` segments of `run` bytes each:
+/// `(buffer, segment offsets, kh, run, panel, constants, q, y, base, stride)` (see
+/// `x86::igemm_rq_avx512vnni`).
+pub type IgemmRq = fn(
+    &[u8],
+    &[usize],
+    usize,
+    usize,
+    Panel<'_>,
+    &PanelQ,
+    &QuantParams<'_>,
+    &mut [i8],
+    usize,
+    usize,
+);
+
+/// The segmented fused microkernel of `isa` for `M` rows, if it has one.
+pub fn igemm_rq<const M: usize>(isa: Isa) -> Option<IgemmRq> {
+    if !isa.supported() {
+        return None;
+    }
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => Some(x86::igemm_rq_avx512vnni::<M>),
+        _ => None,
+    }
+}
+
 /// The kernels an `M`-row tile runs on, chosen once per layer call: the fused microkernel
 /// when `isa` has one, else the microkernel and then the requantization row by row.
 #[derive(Clone, Copy)]
@@ -1055,12 +1083,130 @@ pub fn conv2d_part(c: &Conv<'_, &[i32]>, y: &mut [i8], isa: Isa, px0: usize) {
     if k == 0 || kp > PATCH_BYTES {
         return reference_part(c, y, px0);
     }
+    if conv2d_segments(c, y, isa, px0) {
+        return;
+    }
     // The smallest patch that holds a full tile of rows: the patch is zeroed per call (a
     // 16 KiB one took 3% of the keyword spotter's time).
     if PATCH_BYTES > SMALL_PATCH && MR8 * kp <= SMALL_PATCH {
         return conv2d_buf::<SMALL_PATCH>(c, y, isa, px0);
     }
     conv2d_buf::<PATCH_BYTES>(c, y, isa, px0)
+}
+
+/// Input bytes a conv may copy (flipped) onto the stack to read its windows in place
+/// ([`conv2d_segments`]); none on 32-bit targets.
+#[cfg(target_pointer_width = "64")]
+const FLIP_BYTES: usize = 65536;
+#[cfg(not(target_pointer_width = "64"))]
+const FLIP_BYTES: usize = 0;
+
+/// Tallest kernel [`conv2d_segments`] takes.
+const SEG_KH: usize = 8;
+/// Bytes of border windows [`conv2d_segments`] gathers per tile (so the largest window it
+/// takes is an eighth of this).
+const SEG_TILE: usize = 16384;
+
+/// [`conv2d_part`] reading windows in place, where the ISA has a segmented kernel
+/// ([`igemm_rq`]), each kernel row of a window is a whole number of 4-byte groups (`KW·C`
+/// a multiple of 4, no dilation along the row) and the input fits [`FLIP_BYTES`]: the input
+/// is flipped to unsigned bytes once, each window inside it is read as its `KH` rows where
+/// they lie, and only windows that reach into the padding are gathered. Returns false
+/// (writing nothing) otherwise.
+fn conv2d_segments(c: &Conv<'_, &[i32]>, y: &mut [i8], isa: Isa, px0: usize) -> bool {
+    // The smallest buffer that holds the input and a tile of border windows (it is zeroed
+    // per call).
+    let [_, kh, kw, ci] = c.s.w;
+    let tile = MR8 * kh * kw * ci;
+    if c.x.len() <= FLIP_BYTES / 4 && tile <= SEG_TILE / 4 {
+        conv2d_segments_buf::<{ FLIP_BYTES / 4 + SEG_TILE / 4 }>(c, y, isa, px0)
+    } else {
+        conv2d_segments_buf::<{ FLIP_BYTES + SEG_TILE }>(c, y, isa, px0)
+    }
+}
+
+/// [`conv2d_segments`] with a `B`-byte buffer: the flipped input, then the patch.
+fn conv2d_segments_buf<const B: usize>(
+    c: &Conv<'_, &[i32]>,
+    y: &mut [i8],
+    isa: Isa,
+    px0: usize,
+) -> bool {
+    let Conv {
+        x,
+        w,
+        bias,
+        s,
+        geo,
+        q,
+    } = *c;
+    let [_, h, wd, ci] = s.x;
+    let [co, kh, kw, _] = s.w;
+    let [_, oh, ow, _] = s.y;
+    let run = kw * ci;
+    let k = kh * run;
+    let (Some(f8), Some(f1)) = (igemm_rq::<MR8>(isa), igemm_rq::<1>(isa)) else {
+        return false;
+    };
+    if run == 0
+        || kh == 1
+        || !run.is_multiple_of(KR)
+        || (kw > 1 && geo.dilation[1] != 1)
+        || kh > SEG_KH
+        || x.len() + MR8 * k > B
+        || k > SEG_TILE / MR8
+    {
+        return false;
+    }
+    // One buffer: the flipped input, then the patch for border windows (row `i` at
+    // `x.len() + i·K`).
+    let mut buf = [0u8; B];
+    flip_copy(&mut buf[..x.len()], x);
+    let pad = q.input_zp as u8 ^ 0x80;
+    let pixels = px0 + y.len() / co.max(1);
+    let panels = co.div_ceil(NR);
+    let mut pqs = PanelQs::new(q, Some(bias), co);
+    let (dy, dx) = ((kh - 1) * geo.dilation[0], (kw - 1) * geo.dilation[1]);
+    let mut offs = [0usize; MR8 * SEG_KH];
+    let mut px = px0;
+    let (mut b, mut oy, mut ox) = (px / (oh * ow), px / ow % oh, px % ow);
+    while px < pixels {
+        let m = if pixels - px >= MR8 { MR8 } else { 1 };
+        for (i, o) in offs.chunks_exact_mut(kh).take(m).enumerate() {
+            let iy0 = (oy * geo.stride[0]) as isize - geo.pad[0] as isize;
+            let ix0 = (ox * geo.stride[1]) as isize - geo.pad[1] as isize;
+            let inside = iy0 >= 0 && iy0 as usize + dy < h && ix0 >= 0 && ix0 as usize + dx < wd;
+            if inside {
+                let (iy0, ix0) = (iy0 as usize, ix0 as usize);
+                for (ky, o) in o.iter_mut().enumerate() {
+                    *o = ((b * h + iy0 + ky * geo.dilation[0]) * wd + ix0) * ci;
+                }
+            } else {
+                let at = x.len() + i * k;
+                gather(x, &s, &geo, px + i, pad, flip_copy, &mut buf[at..at + k]);
+                for (ky, o) in o.iter_mut().enumerate() {
+                    *o = at + ky * run;
+                }
+            }
+            ox += 1;
+            if ox == ow {
+                ox = 0;
+                oy += 1;
+                if oy == oh {
+                    oy = 0;
+                    b += 1;
+                }
+            }
+        }
+        let f = if m == MR8 { f8 } else { f1 };
+        for p in 0..panels {
+            let panel = Panel::of(w, co, k, p);
+            let (pq, base) = (pqs.get(p), (px - px0) * co + p * NR);
+            f(&buf, &offs[..m * kh], kh, run, panel, pq, q, y, base, co);
+        }
+        px += m;
+    }
+    true
 }
 
 /// [`conv2d_part`] with a `B`-byte patch.

@@ -577,6 +577,76 @@ unsafe fn gemm_rq_vnni_impl<const M: usize>(
     }
 }
 
+/// `qs8_igemm_Mx16c4__avx512vnni`: [`gemm_rq_avx512vnni`] with each of the `M` rows given as
+/// `kh` segments of `run` bytes of `buf` (row `i`'s segment `ky` at `offs[i·kh + ky]`;
+/// `K = kh·run`, `run` a multiple of 4), so a conv reads its windows' rows where they lie (a
+/// flipped copy of the input) instead of gathering each window.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn igemm_rq_avx512vnni<const M: usize>(
+    buf: &[u8],
+    offs: &[usize],
+    kh: usize,
+    run: usize,
+    p: Panel<'_>,
+    pq: &PanelQ,
+    q: &QuantParams<'_>,
+    y: &mut [i8],
+    base: usize,
+    stride: usize,
+) {
+    assert!(
+        offs.len() == M * kh
+            && run.is_multiple_of(KR)
+            && kh * run == p.k
+            && offs.iter().all(|&o| o <= buf.len() && buf.len() - o >= run)
+            && (1..=NR).contains(&p.nr)
+            && p.w.len() >= p.nr * p.k
+            && base + (M - 1) * stride + p.nr <= y.len(),
+        "qs8 igemm operands out of shape"
+    );
+    debug_assert!(Isa::Avx512Vnni.supported());
+    // SAFETY: every segment holds `run` bytes and the panel `nr·K` weights (checked above),
+    // the output range too; features checked before this function was handed out.
+    unsafe { igemm_rq_vnni_impl::<M>(buf, offs, kh, run, p, pq, q, y, base, stride) }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn igemm_rq_vnni_impl<const M: usize>(
+    buf: &[u8],
+    offs: &[usize],
+    kh: usize,
+    run: usize,
+    p: Panel<'_>,
+    pq: &PanelQ,
+    q: &QuantParams<'_>,
+    y: &mut [i8],
+    base: usize,
+    stride: usize,
+) {
+    let nr = p.nr;
+    let mask: __mmask16 = if nr >= NR { 0xFFFF } else { (1u16 << nr) - 1 };
+    let mut acc = [_mm512_setzero_si512(); M];
+    let groups = run / KR;
+    let mut wp = p.w.as_ptr();
+    for ky in 0..kh {
+        let r: [*const u8; M] = core::array::from_fn(|i| buf.as_ptr().add(offs[i * kh + ky]));
+        for g in 0..groups {
+            let w = _mm512_maskz_loadu_epi32(mask, wp as *const i32);
+            for (a, row) in acc.iter_mut().zip(&r) {
+                let xv = (row.add(g * KR) as *const i32).read_unaligned();
+                *a = _mm512_dpbusd_epi32(*a, _mm512_set1_epi32(xv), w);
+            }
+            wp = wp.add(nr * KR);
+        }
+    }
+    let c = Rq512::new(pq, q);
+    for (i, a) in acc.iter().enumerate() {
+        let v = c.apply(*a);
+        _mm512_mask_cvtepi32_storeu_epi8(y.as_mut_ptr().add(base + i * stride) as *mut _, mask, v);
+    }
+}
+
 /// `qs8_vadd__avx2`: TFLite's int8 add/sub of two same-shape tensors, 8 lanes at a time
 /// (the tail on [`add_one`](crate::kernels::reference_i8::add_one)), bit-exact with it.
 pub(super) fn add_avx2(a: &[i8], b: &[i8], y: &mut [i8], p: &AddParams) {
