@@ -227,9 +227,23 @@ pub fn binary(
     ysh: &[usize],
     act: [f32; 2],
 ) {
-    broadcast(a, ash, b, bsh, y, ysh, |p, q| {
-        clamp(binary_op(kind, p, q), act)
-    });
+    // One loop per kind (the kind decided outside it), so a same-shape loop vectorizes.
+    macro_rules! each {
+        ($f:expr) => {
+            broadcast(a, ash, b, bsh, y, ysh, |p: f32, q: f32| {
+                clamp($f(p, q), act)
+            })
+        };
+    }
+    match kind {
+        BinaryKind::Add => each!(|p: f32, q: f32| p + q),
+        BinaryKind::Sub => each!(|p: f32, q: f32| p - q),
+        BinaryKind::Mul => each!(|p: f32, q: f32| p * q),
+        BinaryKind::Div => each!(|p: f32, q: f32| p / q),
+        BinaryKind::Max | BinaryKind::Min | BinaryKind::Pow => {
+            each!(|p: f32, q: f32| binary_op(kind, p, q))
+        }
+    }
 }
 
 /// `y = f(a, b)` element-wise with numpy broadcasting of `a` (shape `ash`) and `b` to `ysh`.

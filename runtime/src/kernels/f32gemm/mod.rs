@@ -16,7 +16,7 @@
 //! f16 weights keep the natural layout and the reference kernels.
 
 use super::isa::Isa;
-use super::qs8::{dw_runs, layout_offset, window, ConvShapes, DW_TAPS};
+use super::qs8::{dw_runs, gather, layout_offset, window, ConvShapes, DW_TAPS};
 use super::reference_f32::clamp;
 use crate::ops::ConvGeom;
 
@@ -307,6 +307,9 @@ pub fn conv2d_part(c: &ConvF32<'_>, y: &mut [f32], isa: Isa, px0: usize) {
         }
         return;
     }
+    if conv2d_segments(c, y, isa, px0) {
+        return;
+    }
     let four = MR * k <= PATCH;
     let (uk1, uk4) = (ukernel::<1>(isa), ukernel::<MR>(isa));
     let panels = co.div_ceil(NR);
@@ -342,6 +345,114 @@ pub fn conv2d_part(c: &ConvF32<'_>, y: &mut [f32], isa: Isa, px0: usize) {
             px += 1;
         }
     }
+}
+
+/// A microkernel over rows given as segments of `x` and a patch (see
+/// `x86::igemm_avx512`): `(x, patch, offsets, kh, run, panel, bias)`.
+pub type Igemm<const M: usize> =
+    fn(&[f32], &[f32], &[usize], usize, usize, Panel<'_>, &[f32; NR]) -> [[f32; NR]; M];
+
+/// The segmented microkernel of `isa` for `M` rows, if it has one.
+pub fn igemm<const M: usize>(isa: Isa) -> Option<Igemm<M>> {
+    if !isa.supported() {
+        return None;
+    }
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => Some(x86::igemm_avx512::<M>),
+        _ => None,
+    }
+}
+
+/// Rows per call of [`conv2d_segments`].
+const SEG_M: usize = 8;
+/// Tallest kernel [`conv2d_segments`] takes.
+const SEG_KH: usize = 16;
+
+/// [`conv2d_part`] reading each window's `KH` rows where they lie in the input (8 pixels per
+/// call), where the ISA has a segmented kernel ([`igemm`]) and the kernel is taller than one
+/// row with no dilation along a row; only windows reaching into the padding are gathered.
+/// Returns false (writing nothing) otherwise.
+fn conv2d_segments(c: &ConvF32<'_>, y: &mut [f32], isa: Isa, px0: usize) -> bool {
+    let ConvF32 {
+        x,
+        w,
+        bias,
+        s,
+        geo,
+        act,
+    } = *c;
+    let [_, h, wd, ci] = s.x;
+    let [co, kh, kw, _] = s.w;
+    let [_, oh, ow, _] = s.y;
+    let run = kw * ci;
+    let k = kh * run;
+    let (Some(f8), Some(f1)) = (igemm::<SEG_M>(isa), igemm::<1>(isa)) else {
+        return false;
+    };
+    if run == 0 || kh == 1 || (kw > 1 && geo.dilation[1] != 1) || kh > SEG_KH || SEG_M * k > PATCH {
+        return false;
+    }
+    let mut patch = [0f32; PATCH];
+    let pixels = px0 + y.len() / co.max(1);
+    let panels = co.div_ceil(NR);
+    let (dy, dx) = ((kh - 1) * geo.dilation[0], (kw - 1) * geo.dilation[1]);
+    let mut offs = [0usize; SEG_M * SEG_KH];
+    let mut px = px0;
+    let (mut b, mut oy, mut ox) = (px / (oh * ow), px / ow % oh, px % ow);
+    while px < pixels {
+        let m = if pixels - px >= SEG_M { SEG_M } else { 1 };
+        for (i, o) in offs.chunks_exact_mut(kh).take(m).enumerate() {
+            let iy0 = (oy * geo.stride[0]) as isize - geo.pad[0] as isize;
+            let ix0 = (ox * geo.stride[1]) as isize - geo.pad[1] as isize;
+            let inside = iy0 >= 0 && iy0 as usize + dy < h && ix0 >= 0 && ix0 as usize + dx < wd;
+            if inside {
+                let (iy0, ix0) = (iy0 as usize, ix0 as usize);
+                for (ky, o) in o.iter_mut().enumerate() {
+                    *o = ((b * h + iy0 + ky * geo.dilation[0]) * wd + ix0) * ci;
+                }
+            } else {
+                let row = &mut patch[i * k..][..k];
+                gather(
+                    x,
+                    &s,
+                    &geo,
+                    px + i,
+                    0.0,
+                    |d: &mut [f32], v: &[f32]| d.copy_from_slice(v),
+                    row,
+                );
+                for (ky, o) in o.iter_mut().enumerate() {
+                    *o = x.len() + i * k + ky * run;
+                }
+            }
+            ox += 1;
+            if ox == ow {
+                ox = 0;
+                oy += 1;
+                if oy == oh {
+                    oy = 0;
+                    b += 1;
+                }
+            }
+        }
+        for p in 0..panels {
+            let panel = Panel::of(w, co, k, p);
+            let bp = bias_panel(bias, p * NR, panel.nr);
+            let base = (px - px0) * co + p * NR;
+            let offs = &offs[..m * kh];
+            if m == SEG_M {
+                for (i, a) in f8(x, &patch, offs, kh, run, panel, &bp).iter().enumerate() {
+                    store(a, act, &mut y[base + i * co..][..panel.nr]);
+                }
+            } else {
+                let a = f1(x, &patch, offs, kh, run, panel, &bp);
+                store(&a[0], act, &mut y[base..][..panel.nr]);
+            }
+        }
+        px += m;
+    }
+    true
 }
 
 /// The packed conv, one output at a time: the specification of [`conv2d`].

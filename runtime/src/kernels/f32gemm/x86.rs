@@ -80,6 +80,73 @@ unsafe fn gemm_avx512_impl<const M: usize, const SPLIT: bool>(
     out
 }
 
+/// `f32_igemm_Mx16__avx512f`: [`gemm_avx512`] (not split) with each of the `M` rows given as
+/// `kh` segments of `run` floats, segment `j` of row `i` at `offs[i·kh + j]` in `x` followed by
+/// `patch` (an offset past `x.len()` is in `patch`). Bias first, then `k` ascending: the same
+/// multiply-adds in the same order as the row kernels, so the same bits.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn igemm_avx512<const M: usize>(
+    x: &[f32],
+    patch: &[f32],
+    offs: &[usize],
+    kh: usize,
+    run: usize,
+    p: Panel<'_>,
+    bias: &[f32; NR],
+) -> [[f32; NR]; M] {
+    let fits = |o: usize| match o.checked_sub(x.len()) {
+        None => x.len() - o >= run,
+        Some(q) => q <= patch.len() && patch.len() - q >= run,
+    };
+    assert!(
+        offs.len() == M * kh
+            && kh * run == p.k
+            && (1..=NR).contains(&p.nr)
+            && p.w.len() >= p.nr * p.k
+            && offs.iter().all(|&o| fits(o)),
+        "f32 igemm operands out of shape"
+    );
+    debug_assert!(Isa::Avx512Vnni.supported());
+    // SAFETY: every segment holds `run` floats of `x` or `patch` and the panel `nr·K` weights
+    // (checked above); features checked before this was handed out.
+    unsafe { igemm_avx512_impl::<M>(x, patch, offs, kh, run, p, bias) }
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn igemm_avx512_impl<const M: usize>(
+    x: &[f32],
+    patch: &[f32],
+    offs: &[usize],
+    kh: usize,
+    run: usize,
+    p: Panel<'_>,
+    bias: &[f32; NR],
+) -> [[f32; NR]; M] {
+    let nr = p.nr;
+    let mask: __mmask16 = if nr >= NR { 0xFFFF } else { (1u16 << nr) - 1 };
+    let mut acc = [_mm512_loadu_ps(bias.as_ptr()); M];
+    let mut wp = p.w.as_ptr();
+    let at = |o: usize| match o.checked_sub(x.len()) {
+        None => x.as_ptr().add(o),
+        Some(q) => patch.as_ptr().add(q),
+    };
+    for ky in 0..kh {
+        let r: [*const f32; M] = core::array::from_fn(|i| at(offs[i * kh + ky]));
+        for j in 0..run {
+            let w = _mm512_maskz_loadu_ps(mask, wp);
+            for (a, row) in acc.iter_mut().zip(&r) {
+                *a = _mm512_fmadd_ps(_mm512_set1_ps(*row.add(j)), w, *a);
+            }
+            wp = wp.add(nr);
+        }
+    }
+    let mut out = [[0f32; NR]; M];
+    for (o, a) in out.iter_mut().zip(&acc) {
+        _mm512_storeu_ps(o.as_mut_ptr(), *a);
+    }
+    out
+}
+
 /// `f32_gemm_Mx16__avx2_fma`.
 pub(super) fn gemm_avx2<const M: usize, const SPLIT: bool>(
     rows: &[&[f32]; M],

@@ -1018,7 +1018,7 @@ fn flip_copy(dst: &mut [u8], src: &[i8]) {
 
 /// Gathers the window of output pixel `pix` into `patch`, each run of the input through `copy`.
 #[inline]
-fn gather<'a, S: Copy, T: Copy>(
+pub(crate) fn gather<'a, S: Copy, T: Copy>(
     x: &[S],
     s: &ConvShapes,
     geo: &ConvGeom,
