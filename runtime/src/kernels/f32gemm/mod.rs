@@ -370,8 +370,9 @@ const SEG_M: usize = 8;
 const SEG_KH: usize = 16;
 
 /// [`conv2d_part`] reading each window's `KH` rows where they lie in the input (8 pixels per
-/// call), where the ISA has a segmented kernel ([`igemm`]) and the kernel is taller than one
-/// row with no dilation along a row; only windows reaching into the padding are gathered.
+/// call), where the ISA has a segmented kernel ([`igemm`]) and there is no dilation along a
+/// row (1x1 convs too: eight rows per call instead of four); only windows reaching into the
+/// padding are gathered.
 /// Returns false (writing nothing) otherwise.
 fn conv2d_segments(c: &ConvF32<'_>, y: &mut [f32], isa: Isa, px0: usize) -> bool {
     let ConvF32 {
@@ -390,7 +391,7 @@ fn conv2d_segments(c: &ConvF32<'_>, y: &mut [f32], isa: Isa, px0: usize) -> bool
     let (Some(f8), Some(f1)) = (igemm::<SEG_M>(isa), igemm::<1>(isa)) else {
         return false;
     };
-    if run == 0 || kh == 1 || (kw > 1 && geo.dilation[1] != 1) || kh > SEG_KH || SEG_M * k > PATCH {
+    if run == 0 || (kw > 1 && geo.dilation[1] != 1) || kh > SEG_KH || SEG_M * k > PATCH {
         return false;
     }
     let mut patch = [0f32; PATCH];
