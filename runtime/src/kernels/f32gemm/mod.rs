@@ -375,6 +375,10 @@ const SEG_KH: usize = 16;
 /// padding are gathered.
 /// Returns false (writing nothing) otherwise.
 fn conv2d_segments(c: &ConvF32<'_>, y: &mut [f32], isa: Isa, px0: usize) -> bool {
+    if !cfg!(target_arch = "x86_64") {
+        // (No segmented kernel elsewhere: keep the code out of microcontroller flash.)
+        return false;
+    }
     let ConvF32 {
         x,
         w,

@@ -1117,6 +1117,10 @@ const SEG_TILE: usize = 16384;
 /// they lie, and only windows that reach into the padding are gathered. Returns false
 /// (writing nothing) otherwise.
 fn conv2d_segments(c: &Conv<'_, &[i32]>, y: &mut [i8], isa: Isa, px0: usize) -> bool {
+    if FLIP_BYTES == 0 {
+        // (No segmented kernel here: keep the code out of microcontroller flash.)
+        return false;
+    }
     // The smallest buffer that holds the input and a tile of border windows (it is zeroed
     // per call).
     let [_, kh, kw, ci] = c.s.w;
