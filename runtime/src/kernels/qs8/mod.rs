@@ -184,15 +184,20 @@ impl<'a> Panel<'a> {
     /// The padded tail group of this panel: its `k % 4` leftover columns, channel `c`'s at
     /// `4c..4c + k % 4`, zeros elsewhere.
     pub fn tail_group(&self) -> [i8; NR * KR] {
+        let mut g = [0i8; NR * KR];
+        self.tail_group_into(&mut g);
+        g
+    }
+
+    /// [`Panel::tail_group`] written into `g` (which must be all zeros).
+    pub fn tail_group_into(&self, g: &mut [i8; NR * KR]) {
         let kf = self.k - self.k % KR;
         let rem = self.k - kf;
-        let mut g = [0i8; NR * KR];
         if rem > 0 {
             for (c, wc) in self.w[kf * self.nr..].chunks_exact(rem).enumerate() {
                 g[c * KR..c * KR + rem].copy_from_slice(wc);
             }
         }
-        g
     }
 }
 
@@ -202,14 +207,12 @@ const TAIL_CACHE: usize = 8;
 
 /// The padded tail groups of the first [`TAIL_CACHE`] panels, when `K % 4 != 0` and `isa`'s
 /// fused microkernel reads them.
-fn tail_groups(w: &[i8], o: usize, k: usize, isa: Isa) -> [[i8; NR * KR]; TAIL_CACHE] {
-    let mut t = [[0i8; NR * KR]; TAIL_CACHE];
+fn tail_groups(w: &[i8], o: usize, k: usize, isa: Isa, t: &mut [[i8; NR * KR]; TAIL_CACHE]) {
     if !k.is_multiple_of(KR) && gemm_rq::<1>(isa).is_some() {
         for (p, g) in t.iter_mut().enumerate().take(o.div_ceil(NR)) {
-            *g = Panel::of(w, o, k, p).tail_group();
+            Panel::of(w, o, k, p).tail_group_into(g);
         }
     }
-    t
 }
 
 /// `panel` with its prepared tail group, if there is one.
@@ -402,30 +405,40 @@ impl PanelQ {
     };
 
     /// Constants of channels `c0..c0 + nr`.
-    #[inline(never)]
     pub fn new(q: &QuantParams<'_>, bias: Option<&[i32]>, c0: usize, nr: usize) -> PanelQ {
         let mut pq = PanelQ::ZERO;
+        pq.fill(q, bias, c0, nr);
+        pq
+    }
+
+    /// Sets these constants to those of channels `c0..c0 + nr` (in place: no 192-byte copy).
+    #[inline(never)]
+    pub fn fill(&mut self, q: &QuantParams<'_>, bias: Option<&[i32]>, c0: usize, nr: usize) {
         let nr = nr.min(NR);
+        self.bias = [0; NR];
         if let Some(b) = bias {
-            pq.bias[..nr].copy_from_slice(&b[c0..c0 + nr]);
+            self.bias[..nr].copy_from_slice(&b[c0..c0 + nr]);
         }
         if q.multiplier.len() == 1 {
-            pq.mult = [q.multiplier.get(0); NR];
-            pq.shift = [q.shift_of(0); NR];
+            self.mult = [q.multiplier.get(0); NR];
+            self.shift = [q.shift_of(0); NR];
         } else {
+            self.mult = [0; NR];
+            self.shift = [0; NR];
             for i in 0..nr {
-                pq.mult[i] = q.multiplier.get(c0 + i);
-                pq.shift[i] = q.shift_of(c0 + i);
+                self.mult[i] = q.multiplier.get(c0 + i);
+                self.shift[i] = q.shift_of(c0 + i);
             }
         }
-        pq
     }
 }
 
 /// The requantization constants of a layer's panels: the first [`PQ_CACHE`] prepared once per
-/// call, the others per use in one spare slot (handed out by reference: no copy per tile).
+/// call (each when first asked for), the others per use in one spare slot (handed out by
+/// reference: no copy per tile).
 struct PanelQs<'a> {
     cache: [PanelQ; PQ_CACHE],
+    ready: usize,
     spare: PanelQ,
     q: &'a QuantParams<'a>,
     bias: Option<&'a [i32]>,
@@ -434,12 +447,9 @@ struct PanelQs<'a> {
 
 impl<'a> PanelQs<'a> {
     fn new(q: &'a QuantParams<'a>, bias: Option<&'a [i32]>, co: usize) -> Self {
-        let mut cache = [PanelQ::ZERO; PQ_CACHE];
-        for (p, pq) in cache.iter_mut().enumerate().take(co.div_ceil(NR)) {
-            *pq = PanelQ::new(q, bias, p * NR, (co - p * NR).min(NR));
-        }
         PanelQs {
-            cache,
+            cache: [PanelQ::ZERO; PQ_CACHE],
+            ready: 0,
             spare: PanelQ::ZERO,
             q,
             bias,
@@ -447,14 +457,32 @@ impl<'a> PanelQs<'a> {
         }
     }
 
+    fn nr(&self, p: usize) -> usize {
+        (self.co - p * NR).min(NR)
+    }
+
     /// Panel `p`'s constants.
     #[inline]
     fn get(&mut self, p: usize) -> &PanelQ {
         if p < PQ_CACHE {
+            while self.ready <= p {
+                let (r, nr) = (self.ready, self.nr(self.ready));
+                self.cache[r].fill(self.q, self.bias, r * NR, nr);
+                self.ready += 1;
+            }
             return &self.cache[p];
         }
-        self.spare = PanelQ::new(self.q, self.bias, p * NR, (self.co - p * NR).min(NR));
+        let nr = self.nr(p);
+        self.spare.fill(self.q, self.bias, p * NR, nr);
         &self.spare
+    }
+
+    /// The constants of panels `0..panels` (`panels <= PQ_CACHE`).
+    fn first(&mut self, panels: usize) -> &[PanelQ] {
+        if panels > 0 {
+            self.get(panels - 1);
+        }
+        &self.cache[..panels]
     }
 }
 
@@ -649,7 +677,7 @@ pub fn depthwise_part(c: &Conv<'_, Option<&[i32]>>, y: &mut [i8], isa: Isa, px0:
     let panels = co.div_ceil(NR);
     if let Some((f, most)) = depthwise_layer(isa) {
         if q.weight_zp == 0 && panels <= most {
-            return f(c, y, px0, &pqs.cache[..panels]);
+            return f(c, y, px0, pqs.first(panels));
         }
     }
     let dw = dwconv16(isa).filter(|_| q.weight_zp == 0);
@@ -770,9 +798,11 @@ fn dense_buf<const B: usize>(
     let rows = x.len() / k.max(1);
     let kp = padded(k);
     let four = MULTI_ROW && MR * kp <= B;
-    let tails = tail_groups(w, m, k, isa);
+    let mut tails = [[0i8; NR * KR]; TAIL_CACHE];
+    tail_groups(w, m, k, isa, &mut tails);
     let (t1, t4) = (TileFns::<1>::of(isa), TileFns::<MR>::of(isa));
     let mut patch = [0u8; B];
+    let mut pq = PanelQ::ZERO;
     let mut r = 0;
     while r < rows {
         let n = if four && rows - r >= MR { MR } else { 1 };
@@ -783,7 +813,7 @@ fn dense_buf<const B: usize>(
         for p in 0..m.div_ceil(NR) {
             let panel = with_tail(Panel::of(w, m, k, p), &tails, p);
             let c0 = p * NR;
-            let pq = PanelQ::new(q, Some(bias), c0, panel.nr);
+            pq.fill(q, Some(bias), c0, panel.nr);
             let row = |i: usize| &patch[i * kp..][..kp];
             if n == MR {
                 t4.run(&core::array::from_fn(row), panel, &pq, q, y, r * m + c0, m);
@@ -1262,7 +1292,8 @@ fn conv2d_buf<const B: usize>(c: &Conv<'_, &[i32]>, y: &mut [i8], isa: Isa, px0:
     );
     let eight = t8.fused.is_some() && MULTI_ROW && MR8 * kp <= B;
     let four = MULTI_ROW && MR * kp <= B;
-    let tails = tail_groups(w, co, k, isa);
+    let mut tails = [[0i8; NR * KR]; TAIL_CACHE];
+    tail_groups(w, co, k, isa, &mut tails);
     let zx = q.input_zp as i8;
     let panels = co.div_ceil(NR);
     let mut pqs = PanelQs::new(q, Some(bias), co);
