@@ -828,6 +828,28 @@ unsafe fn depthwise_impl(
         _ => None,
     };
     let (xp, wp, yp) = (x.as_ptr(), wt.as_ptr(), y.as_mut_ptr());
+    // Fewer channels than a vector, dividing it (C = 1, 2, 4, 8), at stride 1: along a run the
+    // pixels' channels are contiguous in x and in y, so 16 lanes cover 16 / C pixels, with the
+    // weights and constants tiled across the lanes (lane l holds channel l mod C).
+    let tiled = co < NR && NR.is_multiple_of(co) && geo.stride[1] == 1;
+    let mut wt16 = [_mm512_setzero_si512(); super::DW_TAPS];
+    let mut tpq = PanelQ::ZERO;
+    if tiled {
+        let lanes: [i32; NR] = core::array::from_fn(|l| (l % co) as i32);
+        let perm = _mm512_loadu_si512(lanes.as_ptr() as *const _);
+        let mask: __mmask16 = (1u16 << co) - 1;
+        let [_, kh, kw, _] = s.w;
+        for (t, v) in wt16.iter_mut().enumerate().take(kh * kw) {
+            let wv = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask, wp.add(t * co)));
+            *v = _mm512_permutexvar_epi32(perm, wv);
+        }
+        for l in 0..NR {
+            tpq.bias[l] = pqs[0].bias[l % co];
+            tpq.mult[l] = pqs[0].mult[l % co];
+            tpq.shift[l] = pqs[0].shift[l % co];
+        }
+    }
+    let rq16 = Rq512::new(&tpq, q);
     super::dw_runs(&s, &geo, px0, total, true, |i, count, taps| {
         let last = (count - 1) * step;
         assert!(
@@ -844,6 +866,25 @@ unsafe fn depthwise_impl(
                 && (i + count) * co <= total * co,
             "depthwise run out of range"
         );
+        if tiled && count > 1 {
+            // The run's `count·C` outputs, 16 at a time (the lanes checked above: `x` up to
+            // each tap's offset plus `count·C`).
+            let lanes = count * co;
+            let mut j = 0;
+            while j < lanes {
+                let n = (lanes - j).min(NR);
+                let mask: __mmask16 = if n >= NR { 0xFFFF } else { (1u16 << n) - 1 };
+                let mut acc = _mm512_setzero_si512();
+                for &(xo, t) in taps {
+                    let v = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask, xp.add(xo + j)));
+                    let v = _mm512_sub_epi32(v, zx);
+                    acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(v, wt16[t]));
+                }
+                store_i8(yp.add(i * co + j), mask, rq16.apply(acc));
+                j += NR;
+            }
+            return;
+        }
         // A run of more than one pixel is inside the input horizontally: its taps are whole
         // kernel rows of `kw` consecutive pixels.
         let tile = tile.filter(|_| count >= DW_T && taps.len().is_multiple_of(kw));
