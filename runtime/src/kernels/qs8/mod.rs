@@ -953,7 +953,18 @@ fn gather_tile_u8(
             && ix0 >= 0
             && ix0 as usize + dx < wd
             && (kw == 1 || geo.dilation[1] == 1);
-        if inside {
+        if inside && run == 4 {
+            // Rows of one 4-byte group (a one-channel first conv four wide): flipped in place
+            // of a call each.
+            let (iy0, ix0) = (iy0 as usize, ix0 as usize);
+            for (ky, dst) in row[..kh * 4].chunks_exact_mut(4).enumerate() {
+                let at = ((b * h + iy0 + ky * geo.dilation[0]) * wd + ix0) * ci;
+                let v: [u8; 4] = bytemuck::cast_slice::<i8, u8>(&x[at..at + 4])
+                    .try_into()
+                    .unwrap();
+                dst.copy_from_slice(&(u32::from_le_bytes(v) ^ 0x8080_8080).to_le_bytes());
+            }
+        } else if inside {
             let (iy0, ix0) = (iy0 as usize, ix0 as usize);
             for (ky, dst) in row[..kh * run].chunks_exact_mut(run).enumerate() {
                 let at = ((b * h + iy0 + ky * geo.dilation[0]) * wd + ix0) * ci;
