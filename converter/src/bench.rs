@@ -101,7 +101,8 @@ fn time_runs(
 }
 
 /// Benchmarks a `.kiln` model in-process: `input` fills input 0 (raw bytes in its dtype), or
-/// every input gets deterministic pseudo-random values in [-1, 1) (quantized for int8 inputs).
+/// every input gets deterministic pseudo-random values in [-1, 1) (quantized for int8 inputs);
+/// `isa` pins the kernels' instruction set (default: the detected one).
 pub fn bench_kiln(
     bytes: &[u8],
     input: Option<&[u8]>,
@@ -109,6 +110,7 @@ pub fn bench_kiln(
     iterations: usize,
     kernels: Kernels,
     threads: usize,
+    isa: Option<kiln_runtime::kernels::isa::Isa>,
 ) -> Result<BenchReport> {
     if iterations == 0 {
         bail!("--iterations must be at least 1");
@@ -119,6 +121,11 @@ pub fn bench_kiln(
     let mut s = Session::new(&m, arena.as_mut_slice())?;
     s.set_kernels(kernels);
     s.set_threads(threads);
+    if let Some(isa) = isa {
+        if !s.set_isa(isa) {
+            bail!("this CPU cannot run the {} kernels", isa.name());
+        }
+    }
     match input {
         Some(row) => {
             let dst = s.input_bytes_mut(0)?;
@@ -178,7 +185,7 @@ pub fn bench_kiln(
     }
     Ok(BenchReport {
         engine: "kiln".into(),
-        isa: kiln_runtime::kernels::isa::Isa::detect().name().into(),
+        isa: s.isa().name().into(),
         kernels: match kernels {
             Kernels::Optimized => "optimized".into(),
             Kernels::Reference => "reference".into(),

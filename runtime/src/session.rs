@@ -69,6 +69,18 @@ impl<'m, 'a> Session<'m, 'a> {
         self.isa
     }
 
+    /// Runs the optimized kernels on `isa` instead of the detected path (to compare paths on
+    /// one machine, or to pin one). Returns false, changing nothing, when this CPU cannot run
+    /// it ([`Isa::supported`]). Every path gives the same int8 bytes; f32 SIMD paths give the
+    /// same bits as each other.
+    pub fn set_isa(&mut self, isa: Isa) -> bool {
+        if !isa.supported() {
+            return false;
+        }
+        self.isa = isa;
+        true
+    }
+
     /// Splits each large conv layer (at least [`crate::ops::PARALLEL_MIN_MACS`]
     /// multiply-accumulates) by output pixels over `n` threads: this one and `n - 1` workers the
     /// session keeps (feature `std`; default 1). The outputs are the same bytes as with one

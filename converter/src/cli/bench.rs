@@ -5,6 +5,7 @@ use super::common::{load_model_bytes, open_model, single_input, ImageArgs};
 use super::run::load_all;
 use anyhow::{bail, Result};
 use kiln_converter::bench::{bench_kiln, bench_tract, BenchReport};
+use kiln_runtime::kernels::isa::Isa;
 use kiln_runtime::Kernels;
 use std::path::PathBuf;
 
@@ -31,6 +32,10 @@ pub struct BenchArgs {
     /// Run the portable reference kernels instead of the optimized ones (kiln).
     #[arg(long)]
     reference: bool,
+    /// Run the optimized kernels on this instruction set instead of the detected one (kiln:
+    /// portable, avx2, avx512vnni, neon; refused if this CPU lacks it).
+    #[arg(long)]
+    isa: Option<String>,
     /// Split each large conv layer over this many threads (kiln; same outputs as 1 thread).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
     threads: u64,
@@ -74,6 +79,21 @@ pub fn run(a: BenchArgs) -> Result<()> {
         } else {
             Kernels::Optimized
         };
+        let isa = match a.isa.as_deref() {
+            None => None,
+            Some(name) => {
+                let Some(isa) = Isa::from_name(name) else {
+                    bail!("--isa {name}: not an instruction set kiln has kernels for (portable, avx2, avx512vnni, neon)");
+                };
+                if !isa.supported() {
+                    bail!(
+                        "--isa {name}: this CPU cannot run it (its best path is {})",
+                        Isa::detect().name()
+                    );
+                }
+                Some(isa)
+            }
+        };
         bench_kiln(
             buf.as_slice(),
             row.as_deref(),
@@ -81,6 +101,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             iterations,
             kernels,
             a.threads as usize,
+            isa,
         )?
     };
     if a.json {

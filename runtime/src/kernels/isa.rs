@@ -91,6 +91,19 @@ impl Isa {
         self == best || (self == Isa::Avx2 && best == Isa::Avx512Vnni)
     }
 
+    /// The path called `name` (as [`Isa::name`] spells it), if there is one.
+    pub fn from_name(name: &str) -> Option<Isa> {
+        [
+            Isa::Portable,
+            Isa::Avx2,
+            Isa::Avx512Vnni,
+            Isa::Neon,
+            Isa::CortexMDsp,
+        ]
+        .into_iter()
+        .find(|i| i.name() == name)
+    }
+
     /// Short name for reports (`kiln bench`).
     pub fn name(self) -> &'static str {
         match self {

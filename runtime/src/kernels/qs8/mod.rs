@@ -663,7 +663,6 @@ pub fn depthwise_part(c: &Conv<'_, Option<&[i32]>>, y: &mut [i8], isa: Isa, px0:
         geo,
         q,
     } = *c;
-
     let [co, kh, kw, _] = s.w;
     let total = y.len() / co.max(1);
     if kh * kw > DW_TAPS {
