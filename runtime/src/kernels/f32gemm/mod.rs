@@ -379,6 +379,22 @@ fn conv2d_segments(c: &ConvF32<'_>, y: &mut [f32], isa: Isa, px0: usize) -> bool
         // (No segmented kernel elsewhere: keep the code out of microcontroller flash.)
         return false;
     }
+    // The smallest patch that holds a tile of border windows (it is zeroed per call).
+    let [_, kh, kw, ci] = c.s.w;
+    if SEG_M * kh * kw * ci <= PATCH / 4 {
+        conv2d_segments_buf::<{ PATCH / 4 }>(c, y, isa, px0)
+    } else {
+        conv2d_segments_buf::<PATCH>(c, y, isa, px0)
+    }
+}
+
+/// [`conv2d_segments`] with a `B`-float patch.
+fn conv2d_segments_buf<const B: usize>(
+    c: &ConvF32<'_>,
+    y: &mut [f32],
+    isa: Isa,
+    px0: usize,
+) -> bool {
     let ConvF32 {
         x,
         w,
@@ -395,10 +411,10 @@ fn conv2d_segments(c: &ConvF32<'_>, y: &mut [f32], isa: Isa, px0: usize) -> bool
     let (Some(f8), Some(f1)) = (igemm::<SEG_M>(isa), igemm::<1>(isa)) else {
         return false;
     };
-    if run == 0 || (kw > 1 && geo.dilation[1] != 1) || kh > SEG_KH || SEG_M * k > PATCH {
+    if run == 0 || (kw > 1 && geo.dilation[1] != 1) || kh > SEG_KH || SEG_M * k > B {
         return false;
     }
-    let mut patch = [0f32; PATCH];
+    let mut patch = [0f32; B];
     let pixels = px0 + y.len() / co.max(1);
     let panels = co.div_ceil(NR);
     let (dy, dx) = ((kh - 1) * geo.dilation[0], (kw - 1) * geo.dilation[1]);

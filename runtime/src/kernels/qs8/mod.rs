@@ -602,9 +602,12 @@ pub(crate) fn dw_runs(
     };
     let mut taps = [(0usize, 0usize); DW_TAPS];
     let mut i = 0;
+    // Pixel coordinates advance without division (a run never crosses a row).
+    if total == 0 {
+        return;
+    }
+    let (mut b, mut oy, mut ox) = (px0 / (oh * ow), px0 / ow % oh, px0 % ow);
     while i < total {
-        let pix = px0 + i;
-        let (b, oy, ox) = (pix / (oh * ow), pix / ow % oh, pix % ow);
         let count = if ox >= ox_lo && ox < ox_hi {
             (ox_hi - ox).min(total - i)
         } else {
@@ -617,6 +620,15 @@ pub(crate) fn dw_runs(
         });
         f(i, count, &taps[..nt]);
         i += count;
+        ox += count;
+        if ox >= ow {
+            ox = 0;
+            oy += 1;
+            if oy == oh {
+                oy = 0;
+                b += 1;
+            }
+        }
     }
 }
 
