@@ -307,6 +307,7 @@ pub fn conv2d_part(c: &ConvF32<'_>, y: &mut [f32], isa: Isa, px0: usize) {
         }
         return;
     }
+    #[cfg(target_arch = "x86_64")]
     if conv2d_segments(c, y, isa, px0) {
         return;
     }
@@ -347,13 +348,15 @@ pub fn conv2d_part(c: &ConvF32<'_>, y: &mut [f32], isa: Isa, px0: usize) {
     }
 }
 
-/// A microkernel over rows given as segments of `x` and a patch (see
-/// `x86::igemm_avx512`): `(x, patch, offsets, kh, run, panel, bias)`.
-pub type Igemm<const M: usize> =
-    fn(&[f32], &[f32], &[usize], usize, usize, Panel<'_>, &[f32; NR]) -> [[f32; NR]; M];
+/// A microkernel over rows given as segments of `x` and a patch, writing the clamped outputs
+/// (see `x86::igemm_avx512`): `(x, patch, offsets, kh, run, panel, bias, (y, base, stride,
+/// act))`.
+#[cfg(target_arch = "x86_64")]
+type Igemm = fn(&[f32], &[f32], &[usize], usize, usize, Panel<'_>, &[f32; NR], x86::Out<'_>);
 
 /// The segmented microkernel of `isa` for `M` rows, if it has one.
-pub fn igemm<const M: usize>(isa: Isa) -> Option<Igemm<M>> {
+#[cfg(target_arch = "x86_64")]
+fn igemm<const M: usize>(isa: Isa) -> Option<Igemm> {
     if !isa.supported() {
         return None;
     }
@@ -365,8 +368,10 @@ pub fn igemm<const M: usize>(isa: Isa) -> Option<Igemm<M>> {
 }
 
 /// Rows per call of [`conv2d_segments`].
+#[cfg(target_arch = "x86_64")]
 const SEG_M: usize = 8;
 /// Tallest kernel [`conv2d_segments`] takes.
+#[cfg(target_arch = "x86_64")]
 const SEG_KH: usize = 16;
 
 /// [`conv2d_part`] reading each window's `KH` rows where they lie in the input (8 pixels per
@@ -374,11 +379,8 @@ const SEG_KH: usize = 16;
 /// row (1x1 convs too: eight rows per call instead of four); only windows reaching into the
 /// padding are gathered.
 /// Returns false (writing nothing) otherwise.
+#[cfg(target_arch = "x86_64")]
 fn conv2d_segments(c: &ConvF32<'_>, y: &mut [f32], isa: Isa, px0: usize) -> bool {
-    if !cfg!(target_arch = "x86_64") {
-        // (No segmented kernel elsewhere: keep the code out of microcontroller flash.)
-        return false;
-    }
     // The smallest patch that holds a tile of border windows (it is zeroed per call).
     let [_, kh, kw, ci] = c.s.w;
     if SEG_M * kh * kw * ci <= PATCH / 4 {
@@ -389,6 +391,7 @@ fn conv2d_segments(c: &ConvF32<'_>, y: &mut [f32], isa: Isa, px0: usize) -> bool
 }
 
 /// [`conv2d_segments`] with a `B`-float patch.
+#[cfg(target_arch = "x86_64")]
 fn conv2d_segments_buf<const B: usize>(
     c: &ConvF32<'_>,
     y: &mut [f32],
@@ -462,13 +465,16 @@ fn conv2d_segments_buf<const B: usize>(
             let bp = bias_panel(bias, p * NR, panel.nr);
             let base = (px - px0) * co + p * NR;
             let offs = &offs[..m * kh];
+            let out = x86::Out {
+                y: &mut *y,
+                base,
+                stride: co,
+                act,
+            };
             if m == SEG_M {
-                for (i, a) in f8(x, &patch, offs, kh, run, panel, &bp).iter().enumerate() {
-                    store(a, act, &mut y[base + i * co..][..panel.nr]);
-                }
+                f8(x, &patch, offs, kh, run, panel, &bp, out);
             } else {
-                let a = f1(x, &patch, offs, kh, run, panel, &bp);
-                store(&a[0], act, &mut y[base..][..panel.nr]);
+                f1(x, &patch, offs, kh, run, panel, &bp, out);
             }
         }
         px += m;

@@ -93,7 +93,8 @@ pub(super) fn igemm_avx512<const M: usize>(
     run: usize,
     p: Panel<'_>,
     bias: &[f32; NR],
-) -> [[f32; NR]; M] {
+    out: Out<'_>,
+) {
     let fits = |o: usize| match o.checked_sub(x.len()) {
         None => x.len() - o >= run,
         Some(q) => q <= patch.len() && patch.len() - q >= run,
@@ -103,16 +104,27 @@ pub(super) fn igemm_avx512<const M: usize>(
             && kh * run == p.k
             && (1..=NR).contains(&p.nr)
             && p.w.len() >= p.nr * p.k
-            && offs.iter().all(|&o| fits(o)),
+            && offs.iter().all(|&o| fits(o))
+            && out.base + (M - 1) * out.stride + p.nr <= out.y.len(),
         "f32 igemm operands out of shape"
     );
     debug_assert!(Isa::Avx512Vnni.supported());
-    // SAFETY: every segment holds `run` floats of `x` or `patch` and the panel `nr·K` weights
-    // (checked above); features checked before this was handed out.
-    unsafe { igemm_avx512_impl::<M>(x, patch, offs, kh, run, p, bias) }
+    // SAFETY: every segment holds `run` floats of `x` or `patch` and the panel `nr·K` weights,
+    // the output rows `nr` floats of `y` (checked above); features checked before this was
+    // handed out.
+    unsafe { igemm_avx512_impl::<M>(x, patch, offs, kh, run, p, bias, out) }
+}
+
+/// Where an f32 tile's rows go: row `i` to `y[base + i·stride..][..nr]`, clamped to `act`.
+pub(super) struct Out<'y> {
+    pub y: &'y mut [f32],
+    pub base: usize,
+    pub stride: usize,
+    pub act: [f32; 2],
 }
 
 #[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn igemm_avx512_impl<const M: usize>(
     x: &[f32],
     patch: &[f32],
@@ -121,7 +133,8 @@ unsafe fn igemm_avx512_impl<const M: usize>(
     run: usize,
     p: Panel<'_>,
     bias: &[f32; NR],
-) -> [[f32; NR]; M] {
+    out: Out<'_>,
+) {
     let nr = p.nr;
     let mask: __mmask16 = if nr >= NR { 0xFFFF } else { (1u16 << nr) - 1 };
     let mut acc = [_mm512_loadu_ps(bias.as_ptr()); M];
@@ -140,11 +153,12 @@ unsafe fn igemm_avx512_impl<const M: usize>(
             wp = wp.add(nr);
         }
     }
-    let mut out = [[0f32; NR]; M];
-    for (o, a) in out.iter_mut().zip(&acc) {
-        _mm512_storeu_ps(o.as_mut_ptr(), *a);
+    // max then min, as the scalar clamp (`v.max(lo).min(hi)`), as the depthwise kernel does.
+    let (lo, hi) = (_mm512_set1_ps(out.act[0]), _mm512_set1_ps(out.act[1]));
+    for (i, a) in acc.iter().enumerate() {
+        let v = _mm512_min_ps(_mm512_max_ps(*a, lo), hi);
+        _mm512_mask_storeu_ps(out.y.as_mut_ptr().add(out.base + i * out.stride), mask, v);
     }
-    out
 }
 
 /// `f32_gemm_Mx16__avx2_fma`.
