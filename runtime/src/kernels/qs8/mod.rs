@@ -343,6 +343,32 @@ pub fn igemm_rq<const M: usize>(isa: Isa) -> Option<IgemmRq> {
     }
 }
 
+/// A fused microkernel over two panels at once (see `x86::gemm_rq2_avx512vnni`):
+/// `(rows, panel, next panel, their constants, q, y, base, stride)`.
+pub type GemmRq2<const M: usize> = fn(
+    &[&[u8]; M],
+    Panel<'_>,
+    Panel<'_>,
+    &PanelQ,
+    &PanelQ,
+    &QuantParams<'_>,
+    &mut [i8],
+    usize,
+    usize,
+);
+
+/// The two-panel fused microkernel of `isa` for `M` rows, if it has one.
+pub fn gemm_rq2<const M: usize>(isa: Isa) -> Option<GemmRq2<M>> {
+    if !isa.supported() {
+        return None;
+    }
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => Some(x86::gemm_rq2_avx512vnni::<M>),
+        _ => None,
+    }
+}
+
 /// The kernels an `M`-row tile runs on, chosen once per layer call: the fused microkernel
 /// when `isa` has one, else the microkernel and then the requantization row by row.
 #[derive(Clone, Copy)]
@@ -475,6 +501,15 @@ impl<'a> PanelQs<'a> {
         let nr = self.nr(p);
         self.spare.fill(self.q, self.bias, p * NR, nr);
         &self.spare
+    }
+
+    /// Panels `p` and `p + 1`'s constants, when both are cached (`p + 1 < PQ_CACHE`).
+    fn two(&mut self, p: usize) -> Option<(&PanelQ, &PanelQ)> {
+        if p + 1 >= PQ_CACHE {
+            return None;
+        }
+        self.get(p + 1);
+        Some((&self.cache[p], &self.cache[p + 1]))
     }
 
     /// The constants of panels `0..panels` (`panels <= PQ_CACHE`).
@@ -1313,6 +1348,8 @@ fn conv2d_buf<const B: usize>(c: &Conv<'_, &[i32]>, y: &mut [i8], isa: Isa, px0:
         TileFns::<MR8>::of(isa),
     );
     let eight = t8.fused.is_some() && MULTI_ROW && MR8 * kp <= B;
+    // Two panels per call where the ISA has that kernel and `K` has no leftover columns.
+    let two = gemm_rq2::<MR8>(isa).filter(|_| eight && k.is_multiple_of(KR));
     let four = MULTI_ROW && MR * kp <= B;
     let mut tails = [[0i8; NR * KR]; TAIL_CACHE];
     tail_groups(w, co, k, isa, &mut tails);
@@ -1332,14 +1369,25 @@ fn conv2d_buf<const B: usize>(c: &Conv<'_, &[i32]>, y: &mut [i8], isa: Isa, px0:
         };
         gather_tile_u8(x, s, geo, px, m, zx, &mut patch, kp);
         let row = |i: usize| &patch[i * kp..][..kp];
-        for p in 0..panels {
+        let mut p = 0;
+        while p < panels {
+            let base = (px - px0) * co + p * NR;
+            if let (MR8, Some(f)) = (m, two.filter(|_| p + 1 < panels)) {
+                if let Some((pq0, pq1)) = pqs.two(p) {
+                    let (p0, p1) = (Panel::of(w, co, k, p), Panel::of(w, co, k, p + 1));
+                    f(&core::array::from_fn(row), p0, p1, pq0, pq1, q, y, base, co);
+                    p += 2;
+                    continue;
+                }
+            }
             let panel = with_tail(Panel::of(w, co, k, p), &tails, p);
-            let (pq, base) = (pqs.get(p), (px - px0) * co + p * NR);
+            let pq = pqs.get(p);
             match m {
                 MR8 => t8.run(&core::array::from_fn(row), panel, pq, q, y, base, co),
                 MR => t4.run(&core::array::from_fn(row), panel, pq, q, y, base, co),
                 _ => t1.run(&[row(0)], panel, pq, q, y, base, co),
             }
+            p += 1;
         }
         px += m;
     }

@@ -577,6 +577,82 @@ unsafe fn gemm_rq_vnni_impl<const M: usize>(
     }
 }
 
+/// `qs8_gemm_Mx32c4__avx512vnni`: [`gemm_rq_avx512vnni`] over two panels at once (`p0` full,
+/// `p1` of any width, the same `K`, a multiple of 4): each row's broadcast feeds both, so a
+/// group costs 2 weight loads and `M` broadcasts for `2·M` `vpdpbusd`. Row `i` of panel `j`
+/// goes to `y[base + i·stride + 16·j..]`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn gemm_rq2_avx512vnni<const M: usize>(
+    rows: &[&[u8]; M],
+    p0: Panel<'_>,
+    p1: Panel<'_>,
+    pq0: &PanelQ,
+    pq1: &PanelQ,
+    q: &QuantParams<'_>,
+    y: &mut [i8],
+    base: usize,
+    stride: usize,
+) {
+    check(rows, &p0);
+    check(rows, &p1);
+    assert!(
+        p0.nr == NR
+            && p0.k == p1.k
+            && p0.k.is_multiple_of(KR)
+            && base + (M - 1) * stride + NR + p1.nr <= y.len(),
+        "qs8 two-panel operands out of shape"
+    );
+    debug_assert!(Isa::Avx512Vnni.supported());
+    // SAFETY: operand lengths and the output range checked above; features checked before
+    // this function was handed out.
+    unsafe { gemm_rq2_vnni_impl(rows, p0, p1, pq0, pq1, q, y, base, stride) }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn gemm_rq2_vnni_impl<const M: usize>(
+    rows: &[&[u8]; M],
+    p0: Panel<'_>,
+    p1: Panel<'_>,
+    pq0: &PanelQ,
+    pq1: &PanelQ,
+    q: &QuantParams<'_>,
+    y: &mut [i8],
+    base: usize,
+    stride: usize,
+) {
+    let nr1 = p1.nr;
+    let mask1: __mmask16 = if nr1 >= NR { 0xFFFF } else { (1u16 << nr1) - 1 };
+    let mut a0 = [_mm512_setzero_si512(); M];
+    let mut a1 = [_mm512_setzero_si512(); M];
+    let (w0, w1) = (p0.w.as_ptr(), p1.w.as_ptr());
+    for g in 0..p0.k / KR {
+        let v0 = _mm512_loadu_si512(w0.add(g * NR * KR) as *const _);
+        let v1 = _mm512_maskz_loadu_epi32(mask1, w1.add(g * nr1 * KR) as *const i32);
+        for i in 0..M {
+            let xv = (rows[i].as_ptr().add(g * KR) as *const i32).read_unaligned();
+            let b = _mm512_set1_epi32(xv);
+            a0[i] = _mm512_dpbusd_epi32(a0[i], b, v0);
+            a1[i] = _mm512_dpbusd_epi32(a1[i], b, v1);
+        }
+    }
+    let c0 = Rq512::new(pq0, q);
+    for (i, a) in a0.iter().enumerate() {
+        let v = c0.apply(*a);
+        _mm512_mask_cvtepi32_storeu_epi8(
+            y.as_mut_ptr().add(base + i * stride) as *mut _,
+            0xFFFF,
+            v,
+        );
+    }
+    let c1 = Rq512::new(pq1, q);
+    for (i, a) in a1.iter().enumerate() {
+        let v = c1.apply(*a);
+        let at = base + i * stride + NR;
+        _mm512_mask_cvtepi32_storeu_epi8(y.as_mut_ptr().add(at) as *mut _, mask1, v);
+    }
+}
+
 /// `qs8_igemm_Mx16c4__avx512vnni`: [`gemm_rq_avx512vnni`] with each of the `M` rows given as
 /// `kh` segments of `run` bytes of `buf` (row `i`'s segment `ky` at `offs[i·kh + ky]`;
 /// `K = kh·run`, `run` a multiple of 4), so a conv reads its windows' rows where they lie (a
