@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side latency (1 thread) of kiln, TFLite (XNNPACK and builtin kernels), onnxruntime and
 # tract on the MLPerf Tiny models, int8 and f32: build/bench/bench.md and bench.json.
-#   scripts/bench.sh                    # 200 timed runs per engine and model
-#   scripts/bench.sh --iterations 1     # smoke run (CI)
+#   scripts/bench.sh                    # 200 timed runs per engine and model, best of 3 rounds
+#   scripts/bench.sh --iterations 1 --rounds 1   # smoke run (CI)
 # Runs unchanged on aarch64 Linux (Raspberry Pi 4/5). Set KILN_ASSETS to the MLPerf Tiny assets
 # (default ../shared/assets).
 set -euo pipefail
