@@ -16,7 +16,7 @@
 //! f16 weights keep the natural layout and the reference kernels.
 
 use super::isa::Isa;
-use super::qs8::{dw_runs, gather, layout_offset, window, ConvShapes, DW_TAPS};
+use super::qs8::{dw_runs, gather, layout_offset, window, ConvShapes, Cursor, DW_TAPS};
 use super::reference_f32::clamp;
 use crate::ops::ConvGeom;
 
@@ -406,9 +406,8 @@ fn conv2d_segments_buf<const B: usize>(
         geo,
         act,
     } = *c;
-    let [_, h, wd, ci] = s.x;
+    let [_, _, _, ci] = s.x;
     let [co, kh, kw, _] = s.w;
-    let [_, oh, ow, _] = s.y;
     let run = kw * ci;
     let k = kh * run;
     let (Some(f8), Some(f1)) = (igemm::<SEG_M>(isa), igemm::<1>(isa)) else {
@@ -420,45 +419,21 @@ fn conv2d_segments_buf<const B: usize>(
     let mut patch = [0f32; B];
     let pixels = px0 + y.len() / co.max(1);
     let panels = co.div_ceil(NR);
-    let (dy, dx) = ((kh - 1) * geo.dilation[0], (kw - 1) * geo.dilation[1]);
     let mut offs = [0usize; SEG_M * SEG_KH];
     let mut px = px0;
-    let (mut b, mut oy, mut ox) = (px / (oh * ow), px / ow % oh, px % ow);
+    let mut cur = Cursor::at(&s, px);
     while px < pixels {
         let m = if pixels - px >= SEG_M { SEG_M } else { 1 };
         for (i, o) in offs.chunks_exact_mut(kh).take(m).enumerate() {
-            let iy0 = (oy * geo.stride[0]) as isize - geo.pad[0] as isize;
-            let ix0 = (ox * geo.stride[1]) as isize - geo.pad[1] as isize;
-            let inside = iy0 >= 0 && iy0 as usize + dy < h && ix0 >= 0 && ix0 as usize + dx < wd;
-            if inside {
-                let (iy0, ix0) = (iy0 as usize, ix0 as usize);
-                for (ky, o) in o.iter_mut().enumerate() {
-                    *o = ((b * h + iy0 + ky * geo.dilation[0]) * wd + ix0) * ci;
-                }
-            } else {
-                let row = &mut patch[i * k..][..k];
-                gather(
-                    x,
-                    &s,
-                    &geo,
-                    px + i,
-                    0.0,
-                    |d: &mut [f32], v: &[f32]| d.copy_from_slice(v),
-                    row,
-                );
-                for (ky, o) in o.iter_mut().enumerate() {
-                    *o = x.len() + i * k + ky * run;
-                }
+            let (at, step) = cur.inside(&s, &geo).unwrap_or_else(|| {
+                let copy = |d: &mut [f32], v: &[f32]| d.copy_from_slice(v);
+                gather(x, &s, &geo, px + i, 0.0, copy, &mut patch[i * k..][..k]);
+                (x.len() + i * k, run)
+            });
+            for (ky, o) in o.iter_mut().enumerate() {
+                *o = at + ky * step;
             }
-            ox += 1;
-            if ox == ow {
-                ox = 0;
-                oy += 1;
-                if oy == oh {
-                    oy = 0;
-                    b += 1;
-                }
-            }
+            cur.advance(&s);
         }
         for p in 0..panels {
             let panel = Panel::of(w, co, k, p);

@@ -962,6 +962,63 @@ pub(crate) fn window<'a, T: Copy>(
     )
 }
 
+/// The coordinates `(batch, row, column)` of an output pixel, advanced one pixel at a time
+/// without division.
+#[derive(Clone, Copy)]
+pub(crate) struct Cursor {
+    b: usize,
+    oy: usize,
+    ox: usize,
+}
+
+impl Cursor {
+    /// At output pixel `px`.
+    pub(crate) fn at(s: &ConvShapes, px: usize) -> Cursor {
+        let [_, oh, ow, _] = s.y;
+        Cursor {
+            b: px / (oh * ow),
+            oy: px / ow % oh,
+            ox: px % ow,
+        }
+    }
+
+    /// Where this pixel's window starts in the input and how far apart its `KH` rows are
+    /// (elements), when it lies wholly inside the input and each of its rows is one run (no
+    /// dilation along a row); else `None` (the window reaches into the padding).
+    #[inline]
+    pub(crate) fn inside(&self, s: &ConvShapes, geo: &ConvGeom) -> Option<(usize, usize)> {
+        let [_, h, wd, ci] = s.x;
+        let [_, kh, kw, _] = s.w;
+        let iy0 = (self.oy * geo.stride[0]) as isize - geo.pad[0] as isize;
+        let ix0 = (self.ox * geo.stride[1]) as isize - geo.pad[1] as isize;
+        let (dy, dx) = ((kh - 1) * geo.dilation[0], (kw - 1) * geo.dilation[1]);
+        let inside = iy0 >= 0
+            && iy0 as usize + dy < h
+            && ix0 >= 0
+            && ix0 as usize + dx < wd
+            && (kw == 1 || geo.dilation[1] == 1);
+        inside.then(|| {
+            let at = ((self.b * h + iy0 as usize) * wd + ix0 as usize) * ci;
+            (at, geo.dilation[0] * wd * ci)
+        })
+    }
+
+    /// To the next output pixel.
+    #[inline]
+    pub(crate) fn advance(&mut self, s: &ConvShapes) {
+        let [_, oh, ow, _] = s.y;
+        self.ox += 1;
+        if self.ox == ow {
+            self.ox = 0;
+            self.oy += 1;
+            if self.oy == oh {
+                self.oy = 0;
+                self.b += 1;
+            }
+        }
+    }
+}
+
 /// Gathers the windows of output pixels `px..px + m` as unsigned bytes (`x ^ 0x80`, what the
 /// microkernels read) into rows `0..m` of `patch`, row `i` at `i·kp` (padding = the input zero
 /// point, flipped too).
@@ -980,54 +1037,37 @@ fn gather_tile_u8(
     patch: &mut [u8],
     kp: usize,
 ) {
-    let [_, h, wd, ci] = s.x;
+    let [_, _, _, ci] = s.x;
     let [_, kh, kw, _] = s.w;
-    let [_, oh, ow, _] = s.y;
     let run = kw * ci;
     if kh == 1 && kw == 1 && kp == ci && geo.stride == [1, 1] && geo.pad == [0; 4] {
         // A 1×1 conv over the whole input: the `m` windows are `m` consecutive rows of `x`.
         return flip_copy(&mut patch[..m * ci], &x[px * ci..][..m * ci]);
     }
-    let (mut b, mut oy, mut ox) = (px / (oh * ow), px / ow % oh, px % ow);
-    // The window rows' span, past the first one, in input rows and columns.
-    let (dy, dx) = ((kh - 1) * geo.dilation[0], (kw - 1) * geo.dilation[1]);
+    let mut cur = Cursor::at(s, px);
     for (i, row) in patch.chunks_exact_mut(kp).take(m).enumerate() {
-        let iy0 = (oy * geo.stride[0]) as isize - geo.pad[0] as isize;
-        let ix0 = (ox * geo.stride[1]) as isize - geo.pad[1] as isize;
-        let inside = iy0 >= 0
-            && iy0 as usize + dy < h
-            && ix0 >= 0
-            && ix0 as usize + dx < wd
-            && (kw == 1 || geo.dilation[1] == 1);
-        if inside && run == 4 {
-            // Rows of one 4-byte group (a one-channel first conv four wide): flipped in place
-            // of a call each.
-            let (iy0, ix0) = (iy0 as usize, ix0 as usize);
-            for (ky, dst) in row[..kh * 4].chunks_exact_mut(4).enumerate() {
-                let at = ((b * h + iy0 + ky * geo.dilation[0]) * wd + ix0) * ci;
-                let v: [u8; 4] = bytemuck::cast_slice::<i8, u8>(&x[at..at + 4])
-                    .try_into()
-                    .unwrap();
-                dst.copy_from_slice(&(u32::from_le_bytes(v) ^ 0x8080_8080).to_le_bytes());
+        match cur.inside(s, geo) {
+            Some((at, step)) if run == 4 => {
+                // Rows of one 4-byte group (a one-channel first conv four wide): flipped in
+                // place of a call each.
+                for (ky, dst) in row[..kh * 4].chunks_exact_mut(4).enumerate() {
+                    let at = at + ky * step;
+                    let v: [u8; 4] = bytemuck::cast_slice::<i8, u8>(&x[at..at + 4])
+                        .try_into()
+                        .unwrap();
+                    dst.copy_from_slice(&(u32::from_le_bytes(v) ^ 0x8080_8080).to_le_bytes());
+                }
             }
-        } else if inside {
-            let (iy0, ix0) = (iy0 as usize, ix0 as usize);
-            for (ky, dst) in row[..kh * run].chunks_exact_mut(run).enumerate() {
-                let at = ((b * h + iy0 + ky * geo.dilation[0]) * wd + ix0) * ci;
-                flip_copy(dst, &x[at..][..run]);
+            Some((at, step)) => {
+                for (ky, dst) in row[..kh * run].chunks_exact_mut(run).enumerate() {
+                    flip_copy(dst, &x[at + ky * step..][..run]);
+                }
             }
-        } else {
-            gather(x, s, geo, px + i, zx as u8 ^ 0x80, flip_copy, row);
-        }
-        ox += 1;
-        if ox == ow {
-            ox = 0;
-            oy += 1;
-            if oy == oh {
-                oy = 0;
-                b += 1;
+            None => {
+                gather(x, s, geo, px + i, zx as u8 ^ 0x80, flip_copy, row);
             }
         }
+        cur.advance(s);
     }
 }
 
@@ -1234,9 +1274,8 @@ fn conv2d_segments_buf<const B: usize>(
         geo,
         q,
     } = *c;
-    let [_, h, wd, ci] = s.x;
+    let [_, _, _, ci] = s.x;
     let [co, kh, kw, _] = s.w;
-    let [_, oh, ow, _] = s.y;
     let run = kw * ci;
     let k = kh * run;
     // Each kernel row is read as `runp` bytes, a whole number of 4-byte groups: when `run`
@@ -1282,37 +1321,21 @@ fn conv2d_segments_buf<const B: usize>(
     let pixels = px0 + y.len() / co.max(1);
     let panels = co.div_ceil(NR);
     let mut pqs = PanelQs::new(q, Some(bias), co);
-    let (dy, dx) = ((kh - 1) * geo.dilation[0], (kw - 1) * geo.dilation[1]);
     let mut offs = [0usize; MR8 * SEG_KH];
     let mut px = px0;
-    let (mut b, mut oy, mut ox) = (px / (oh * ow), px / ow % oh, px % ow);
+    let mut cur = Cursor::at(&s, px);
     while px < pixels {
         let m = if pixels - px >= MR8 { MR8 } else { 1 };
         for (i, o) in offs.chunks_exact_mut(kh).take(m).enumerate() {
-            let iy0 = (oy * geo.stride[0]) as isize - geo.pad[0] as isize;
-            let ix0 = (ox * geo.stride[1]) as isize - geo.pad[1] as isize;
-            let inside = iy0 >= 0 && iy0 as usize + dy < h && ix0 >= 0 && ix0 as usize + dx < wd;
-            if inside {
-                let (iy0, ix0) = (iy0 as usize, ix0 as usize);
-                for (ky, o) in o.iter_mut().enumerate() {
-                    *o = ((b * h + iy0 + ky * geo.dilation[0]) * wd + ix0) * ci;
-                }
-            } else {
+            let (at, step) = cur.inside(&s, &geo).unwrap_or_else(|| {
                 let at = x.len() + i * k;
                 gather(x, &s, &geo, px + i, pad, flip_copy, &mut buf[at..at + k]);
-                for (ky, o) in o.iter_mut().enumerate() {
-                    *o = at + ky * run;
-                }
+                (at, run)
+            });
+            for (ky, o) in o.iter_mut().enumerate() {
+                *o = at + ky * step;
             }
-            ox += 1;
-            if ox == ow {
-                ox = 0;
-                oy += 1;
-                if oy == oh {
-                    oy = 0;
-                    b += 1;
-                }
-            }
+            cur.advance(&s);
         }
         let f = if m == MR8 { f8 } else { f1 };
         for p in 0..panels {
