@@ -153,7 +153,7 @@ pub struct Panel<'a> {
     k: usize,
     /// The `k % 4` leftover columns as one zero-padded group (channel `c` at `4c..4c + 4`),
     /// when the caller prepared it; the rows are then readable up to `k` rounded up to 4.
-    /// (Only the AVX-512 kernel reads it.)
+    /// (The AVX-512 and AVX2 kernels read it.)
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     tail: Option<&'a [i8; NR * KR]>,
 }
@@ -206,9 +206,10 @@ impl<'a> Panel<'a> {
 const TAIL_CACHE: usize = 8;
 
 /// The padded tail groups of the first [`TAIL_CACHE`] panels, when `K % 4 != 0` and `isa`'s
-/// fused microkernel reads them.
+/// microkernels read them (AVX-512, AVX2).
 fn tail_groups(w: &[i8], o: usize, k: usize, isa: Isa, t: &mut [[i8; NR * KR]; TAIL_CACHE]) {
-    if !k.is_multiple_of(KR) && gemm_rq::<1>(isa).is_some() {
+    let reads = gemm_rq::<1>(isa).is_some() || (isa == Isa::Avx2 && isa.supported());
+    if !k.is_multiple_of(KR) && reads {
         for (p, g) in t.iter_mut().enumerate().take(o.div_ceil(NR)) {
             Panel::of(w, o, k, p).tail_group_into(g);
         }

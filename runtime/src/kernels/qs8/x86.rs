@@ -56,6 +56,10 @@ unsafe fn gemm_vnni_impl<const M: usize>(rows: &[&[u8]; M], p: Panel<'_>) -> [[i
 /// `qs8_gemm_Mx16c4__avx2`.
 pub(super) fn gemm_avx2<const M: usize>(rows: &[&[u8]; M], p: Panel<'_>) -> [[i32; NR]; M] {
     check(rows, &p);
+    assert!(
+        p.tail.is_none() || rows.iter().all(|r| r.len() >= p.k.div_ceil(KR) * KR),
+        "rows not padded for the tail group"
+    );
     debug_assert!(Isa::Avx2.supported());
     // SAFETY: as `gemm_avx512vnni`.
     unsafe { gemm_avx2_impl(rows, p) }
@@ -72,9 +76,16 @@ unsafe fn gemm_avx2_impl<const M: usize>(rows: &[&[u8]; M], p: Panel<'_>) -> [[i
     let low_bytes = _mm256_set1_epi16(0x00FF);
     let mut acc = [[_mm256_setzero_si256(); 2]; M];
     let wp = p.w.as_ptr();
-    for g in 0..k / KR {
-        let ptr = wp.wrapping_add(g * nr * KR) as *const i32;
-        let (w0, w1) = if full {
+    // The `K mod 4` leftover columns, when the caller prepared them as one zero-padded group
+    // (the rows are padded to it with zeros), as one more group.
+    let groups = k / KR + usize::from(p.tail.is_some());
+    for g in 0..groups {
+        let tail = g == k / KR;
+        let ptr = match p.tail {
+            Some(t) if tail => t.as_ptr() as *const i32,
+            _ => wp.wrapping_add(g * nr * KR) as *const i32,
+        };
+        let (w0, w1) = if full || tail {
             (
                 _mm256_loadu_si256(ptr as *const __m256i),
                 _mm256_loadu_si256(ptr.wrapping_add(8) as *const __m256i),
@@ -111,7 +122,9 @@ unsafe fn gemm_avx2_impl<const M: usize>(rows: &[&[u8]; M], p: Panel<'_>) -> [[i
         _mm256_storeu_si256(o.as_mut_ptr() as *mut __m256i, a[0]);
         _mm256_storeu_si256(o.as_mut_ptr().add(8) as *mut __m256i, a[1]);
     }
-    super::tail(rows, p, &mut out);
+    if p.tail.is_none() {
+        super::tail(rows, p, &mut out);
+    }
     out
 }
 
