@@ -1162,20 +1162,19 @@ pub(crate) fn gather<'a, S: Copy, T: Copy>(
     let iy0 = (oy * geo.stride[0]) as isize - geo.pad[0] as isize;
     let ix0 = (ox * geo.stride[1]) as isize - geo.pad[1] as isize;
     let patch = &mut patch[..kh * kw * ci];
+    // Padding everywhere first (one fill, not one per piece), then the inside parts copied.
+    patch.fill(pad);
     for ky in 0..kh {
         let iy = iy0 + (ky * geo.dilation[0]) as isize;
-        let row = &mut patch[ky * kw * ci..][..kw * ci];
         if iy < 0 || iy as usize >= h {
-            row.fill(pad);
             continue;
         }
+        let row = &mut patch[ky * kw * ci..][..kw * ci];
         let xrow = &x[(b * h + iy as usize) * wd * ci..][..wd * ci];
         if geo.dilation[1] == 1 {
             // Columns ix0..ix0 + kw: the inside ones are one run of the input row.
             let lo = (-ix0).clamp(0, kw as isize) as usize;
             let hi = (wd as isize - ix0).clamp(lo as isize, kw as isize) as usize;
-            row[..lo * ci].fill(pad);
-            row[hi * ci..].fill(pad);
             if hi > lo {
                 let at = (ix0 + lo as isize) as usize * ci;
                 copy(&mut row[lo * ci..hi * ci], &xrow[at..][..(hi - lo) * ci]);
@@ -1184,11 +1183,8 @@ pub(crate) fn gather<'a, S: Copy, T: Copy>(
         }
         for kx in 0..kw {
             let ix = ix0 + (kx * geo.dilation[1]) as isize;
-            let dst = &mut row[kx * ci..][..ci];
             if ix >= 0 && (ix as usize) < wd {
-                copy(dst, &xrow[ix as usize * ci..][..ci]);
-            } else {
-                dst.fill(pad);
+                copy(&mut row[kx * ci..][..ci], &xrow[ix as usize * ci..][..ci]);
             }
         }
     }

@@ -851,16 +851,14 @@ unsafe fn add512_impl(a: &[i8], b: &[i8], y: &mut [i8], p: &AddParams) {
     }
 }
 
-/// Output pixels per step of the column-sharing depthwise loop.
-const DW_T: usize = 4;
-
 /// `qs8_dwconv_16__avx512`: the output pixels `px0..px0 + y.len() / C` of a depthwise layer
 /// (`y` holds those pixels), `pqs` the constants of every panel of 16 channels (at most
 /// [`DW_PANELS`]). The requantization constants of every panel are set up once per call; the
 /// pixels are walked once, in runs, each run computed panel by panel. Each pixel sums
 /// `(x - z_x)·w` over its taps in 32-bit lanes; along a run of interior pixels of a kernel 3
-/// or 5 wide at stride 1 or 2, four pixels at a time read each input column of a kernel row
-/// once (`3·S + KW` columns, not `4·KW`) and multiply-add it into every pixel that uses it.
+/// or 5 wide at stride 1 or 2, four pixels at a time (the last 2 or 3 together) read each input
+/// column of a kernel row once (`3·S + KW` columns for four, not `4·KW`) and multiply-add it
+/// into every pixel that uses it.
 pub(super) fn depthwise_avx512(
     c: &super::Conv<'_, Option<&[i32]>>,
     y: &mut [i8],
@@ -909,13 +907,32 @@ unsafe fn depthwise_impl(
     let zx = _mm512_set1_epi32(q.input_zp);
     let step = geo.stride[1] * co;
     let total = y.len() / co;
-    let tile: Option<DwTile> = match (kw, geo.stride[1], geo.dilation[1]) {
-        (3, 1, 1) => Some(dw_tile::<3, 1, 6>),
-        (3, 2, 1) => Some(dw_tile::<3, 2, 9>),
-        (5, 1, 1) => Some(dw_tile::<5, 1, 8>),
-        (5, 2, 1) => Some(dw_tile::<5, 2, 11>),
-        _ => None,
-    };
+    // Tiles of 4, 3 and 2 pixels (`NC = (T - 1)·S + KW` columns per kernel row).
+    #[allow(clippy::type_complexity)]
+    let tiles: Option<(DwTile<4>, DwTile<3>, DwTile<2>)> =
+        match (kw, geo.stride[1], geo.dilation[1]) {
+            (3, 1, 1) => Some((
+                dw_tile::<3, 1, 6, 4>,
+                dw_tile::<3, 1, 5, 3>,
+                dw_tile::<3, 1, 4, 2>,
+            )),
+            (3, 2, 1) => Some((
+                dw_tile::<3, 2, 9, 4>,
+                dw_tile::<3, 2, 7, 3>,
+                dw_tile::<3, 2, 5, 2>,
+            )),
+            (5, 1, 1) => Some((
+                dw_tile::<5, 1, 8, 4>,
+                dw_tile::<5, 1, 7, 3>,
+                dw_tile::<5, 1, 6, 2>,
+            )),
+            (5, 2, 1) => Some((
+                dw_tile::<5, 2, 11, 4>,
+                dw_tile::<5, 2, 9, 3>,
+                dw_tile::<5, 2, 7, 2>,
+            )),
+            _ => None,
+        };
     let (xp, wp, yp) = (x.as_ptr(), wt.as_ptr(), y.as_mut_ptr());
     // Fewer channels than a vector, dividing it (C = 1, 2, 4, 8), at stride 1: along a run the
     // pixels' channels are contiguous in x and in y, so 16 lanes cover 16 / C pixels, with the
@@ -976,7 +993,7 @@ unsafe fn depthwise_impl(
         }
         // A run of more than one pixel is inside the input horizontally: its taps are whole
         // kernel rows of `kw` consecutive pixels.
-        let tile = tile.filter(|_| count >= DW_T && taps.len().is_multiple_of(kw));
+        let tiles = tiles.filter(|_| count >= 2 && taps.len().is_multiple_of(kw));
         for (p, rq) in rqs.iter().enumerate().take(pqs.len()) {
             let c0 = p * NR;
             let n = (co - c0).min(NR);
@@ -984,13 +1001,24 @@ unsafe fn depthwise_impl(
             let ld = |p: *const i8| _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask, p));
             let (xc, wc, yc) = (xp.add(c0), wp.add(c0), yp.add(c0));
             let mut j = 0;
-            if let Some(f) = tile {
-                while j + DW_T <= count {
-                    let acc = f(xc.add(j * step), wc, co, taps, zx, mask);
+            if let Some((f4, f3, f2)) = tiles {
+                let put = |j: usize, acc: &[__m512i]| {
                     for (k, a) in acc.iter().enumerate() {
                         store_i8(yc.add((i + j + k) * co), mask, rq.apply(*a));
                     }
-                    j += DW_T;
+                };
+                while j + 4 <= count {
+                    put(j, &f4(xc.add(j * step), wc, co, taps, zx, mask));
+                    j += 4;
+                }
+                // The last 3 or 2 pixels as one tile; a last single one below.
+                match count - j {
+                    3 => put(j, &f3(xc.add(j * step), wc, co, taps, zx, mask)),
+                    2 => put(j, &f2(xc.add(j * step), wc, co, taps, zx, mask)),
+                    _ => {}
+                }
+                if count - j != 1 {
+                    j = count;
                 }
             }
             for j in j..count {
@@ -1006,32 +1034,26 @@ unsafe fn depthwise_impl(
     });
 }
 
-/// Four pixels of a run: `(x at the first pixel, weights, C, taps, z_x, mask) -> accumulators`
+/// `T` pixels of a run: `(x at the first pixel, weights, C, taps, z_x, mask) -> accumulators`
 /// (pointers at the panel's first channel).
-type DwTile = unsafe fn(
-    *const i8,
-    *const i8,
-    usize,
-    &[(usize, usize)],
-    __m512i,
-    __mmask16,
-) -> [__m512i; DW_T];
+type DwTile<const T: usize> =
+    unsafe fn(*const i8, *const i8, usize, &[(usize, usize)], __m512i, __mmask16) -> [__m512i; T];
 
-/// [`DwTile`] for a kernel `KW` wide at stride `S`: the `NC = 3·S + KW` columns of each kernel
-/// row are loaded once.
+/// [`DwTile`] for a kernel `KW` wide at stride `S`: the `NC = (T - 1)·S + KW` columns of each
+/// kernel row are loaded once, and the row's weights once for the `T` pixels.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-unsafe fn dw_tile<const KW: usize, const S: usize, const NC: usize>(
+unsafe fn dw_tile<const KW: usize, const S: usize, const NC: usize, const T: usize>(
     x: *const i8,
     wt: *const i8,
     co: usize,
     taps: &[(usize, usize)],
     zx: __m512i,
     mask: __mmask16,
-) -> [__m512i; DW_T] {
-    const { assert!(NC == (DW_T - 1) * S + KW) };
+) -> [__m512i; T] {
+    const { assert!(NC == (T - 1) * S + KW) };
     let ld = |p: *const i8| _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask, p));
-    let mut acc = [_mm512_setzero_si512(); DW_T];
+    let mut acc = [_mm512_setzero_si512(); T];
     for r in taps.chunks_exact(KW) {
         let (xo, t0) = r[0];
         let base = x.add(xo);
