@@ -49,23 +49,7 @@ fn threads_give_the_bytes_of_one_thread() {
         let path = a.join(format!("mlperf-tiny/{model}.tflite"));
         let bytes =
             kiln_converter::convert_file(&path).unwrap_or_else(|e| panic!("{model}: {e:#}"));
-        let golden = a.join("golden").join(model);
-        let inputs = npy(&golden.join("inputs.npy")).unwrap();
-        let n = inputs.shape[0].min(4);
-        let row = inputs.data.len() / inputs.shape[0];
-        let elem = if inputs.dtype == "|i1" { 1 } else { 4 };
-        for i in 0..n {
-            let x: Vec<u8> = if elem == 1 {
-                inputs.data[i * row..(i + 1) * row]
-                    .iter()
-                    .map(|&v| v as i8 as u8)
-                    .collect()
-            } else {
-                inputs.data[i * row..(i + 1) * row]
-                    .iter()
-                    .flat_map(|&v| v.to_le_bytes())
-                    .collect()
-            };
+        for (i, x) in golden_rows(model, 4).0.into_iter().enumerate() {
             let one = run(&bytes, &x, 1);
             for t in [2, 3] {
                 assert_eq!(

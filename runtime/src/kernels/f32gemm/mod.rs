@@ -16,7 +16,9 @@
 //! f16 weights keep the natural layout and the reference kernels.
 
 use super::isa::Isa;
-use super::qs8::{dw_runs, gather, layout_offset, window, ConvShapes, Cursor, DW_TAPS};
+use super::qs8::{dw_runs, layout_offset, window, ConvShapes, DW_TAPS};
+#[cfg(target_arch = "x86_64")]
+use super::qs8::{gather, Cursor};
 use super::reference_f32::clamp;
 use crate::ops::ConvGeom;
 

@@ -7,6 +7,7 @@ use core::arch::x86_64::*;
 
 use super::{Panel, NR};
 use crate::kernels::isa::Isa;
+use crate::kernels::qs8::lane_mask;
 
 #[inline(always)]
 fn check<const M: usize>(rows: &[&[f32]; M], p: &Panel<'_>) {
@@ -43,7 +44,7 @@ unsafe fn gemm_avx512_impl<const M: usize, const SPLIT: bool>(
     bias: &[f32; NR],
 ) -> [[f32; NR]; M] {
     let (nr, k) = (p.nr, p.k);
-    let mask: __mmask16 = if nr >= NR { 0xFFFF } else { (1u16 << nr) - 1 };
+    let mask: __mmask16 = lane_mask(nr);
     let mut acc = [_mm512_loadu_ps(bias.as_ptr()); M];
     let wp = p.w.as_ptr();
     let mut k0 = 0;
@@ -136,7 +137,7 @@ unsafe fn igemm_avx512_impl<const M: usize>(
     out: Out<'_>,
 ) {
     let nr = p.nr;
-    let mask: __mmask16 = if nr >= NR { 0xFFFF } else { (1u16 << nr) - 1 };
+    let mask: __mmask16 = lane_mask(nr);
     let mut acc = [_mm512_loadu_ps(bias.as_ptr()); M];
     let mut wp = p.w.as_ptr();
     let at = |o: usize| match o.checked_sub(x.len()) {
@@ -330,7 +331,7 @@ unsafe fn dwconv_run_impl(
     act: [f32; 2],
     y: &mut [f32],
 ) {
-    let mask: __mmask16 = if n >= NR { 0xFFFF } else { (1u16 << n) - 1 };
+    let mask: __mmask16 = lane_mask(n);
     let b = _mm512_loadu_ps(bias.as_ptr());
     let (lo, hi) = (_mm512_set1_ps(act[0]), _mm512_set1_ps(act[1]));
     let mut wv = [_mm512_setzero_ps(); 16];

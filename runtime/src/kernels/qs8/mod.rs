@@ -45,6 +45,17 @@ pub const NR: usize = 16;
 /// Input columns per group.
 pub const KR: usize = 4;
 
+/// The lane mask of the first `n` of 16 lanes (all 16 for `n >= 16`): a partial panel's.
+#[inline]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) const fn lane_mask(n: usize) -> u16 {
+    if n >= NR {
+        0xFFFF
+    } else {
+        (1u16 << n) - 1
+    }
+}
+
 /// The row buffer of layers whose tiles fit it (most): a small one to zero per call.
 const SMALL_PATCH: usize = if PATCH_BYTES < 2048 {
     PATCH_BYTES
@@ -172,7 +183,8 @@ impl<'a> Panel<'a> {
         }
     }
 
-    /// The same panel with its leftover columns given as one padded group ([`Panel::tail_group`]).
+    /// The same panel with its leftover columns given as one padded group
+    /// ([`Panel::tail_group_into`]).
     #[inline]
     pub fn with_tail(self, tail: &'a [i8; NR * KR]) -> Panel<'a> {
         Panel {
@@ -181,15 +193,8 @@ impl<'a> Panel<'a> {
         }
     }
 
-    /// The padded tail group of this panel: its `k % 4` leftover columns, channel `c`'s at
-    /// `4c..4c + k % 4`, zeros elsewhere.
-    pub fn tail_group(&self) -> [i8; NR * KR] {
-        let mut g = [0i8; NR * KR];
-        self.tail_group_into(&mut g);
-        g
-    }
-
-    /// [`Panel::tail_group`] written into `g` (which must be all zeros).
+    /// Writes the padded tail group of this panel into `g` (which must be all zeros): its
+    /// `k % 4` leftover columns, channel `c`'s at `4c..4c + k % 4`.
     pub fn tail_group_into(&self, g: &mut [i8; NR * KR]) {
         let kf = self.k - self.k % KR;
         let rem = self.k - kf;
@@ -671,6 +676,7 @@ pub(crate) fn dw_runs(
 /// Whether a depthwise microkernel's loads stay inside its operands: channels `c0..c0 + n`
 /// (`1 <= n <= 16`) of every tap, for pixels up to `last` elements past the first (`x_len`,
 /// `wt_len` the input's and the tap-major weights' lengths).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) fn taps_fit(
     x_len: usize,
     wt_len: usize,

@@ -9,7 +9,7 @@
 
 use core::arch::x86_64::*;
 
-use super::{Panel, PanelQ, KR, NR};
+use super::{lane_mask, Panel, PanelQ, KR, NR};
 use crate::kernels::isa::Isa;
 use crate::kernels::reference_i8::{AddParams, QuantParams, Rounding};
 
@@ -34,7 +34,7 @@ pub(super) fn gemm_avx512vnni<const M: usize>(rows: &[&[u8]; M], p: Panel<'_>) -
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn gemm_vnni_impl<const M: usize>(rows: &[&[u8]; M], p: Panel<'_>) -> [[i32; NR]; M] {
     let (nr, k) = (p.nr, p.k);
-    let mask: __mmask16 = if nr >= NR { 0xFFFF } else { (1u16 << nr) - 1 };
+    let mask: __mmask16 = lane_mask(nr);
     let mut acc = [_mm512_setzero_si512(); M];
     let wp = p.w.as_ptr();
     for g in 0..k / KR {
@@ -326,7 +326,7 @@ pub(super) fn requantize_avx512(acc: &[i32; NR], pq: &PanelQ, q: &QuantParams<'_
     unsafe { requantize512_impl(acc, pq, q, out, n) }
 }
 
-#[target_feature(enable = "avx512f,avx512bw")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 unsafe fn requantize512_impl(
     acc: &[i32; NR],
     pq: &PanelQ,
@@ -334,12 +334,8 @@ unsafe fn requantize512_impl(
     out: &mut [i8],
     n: usize,
 ) {
-    {
-        let c = Rq512::new(pq, q);
-        let v = c.apply(_mm512_loadu_si512(acc.as_ptr() as *const _));
-        let mask: __mmask16 = if n >= NR { 0xFFFF } else { (1u16 << n) - 1 };
-        store_i8(out.as_mut_ptr(), mask, v);
-    }
+    let a = _mm512_loadu_si512(acc.as_ptr() as *const _);
+    requantize_rows(&[a], pq, q, out.as_mut_ptr(), 0, lane_mask(n));
 }
 
 /// One panel's requantization constants in registers.
@@ -536,7 +532,7 @@ unsafe fn gemm_rq_vnni_impl<const M: usize>(
     stride: usize,
 ) {
     let (nr, k) = (p.nr, p.k);
-    let mask: __mmask16 = if nr >= NR { 0xFFFF } else { (1u16 << nr) - 1 };
+    let mask: __mmask16 = lane_mask(nr);
     let mut acc = [_mm512_setzero_si512(); M];
     let wp = p.w.as_ptr();
     let groups = k / KR;
@@ -583,11 +579,7 @@ unsafe fn gemm_rq_vnni_impl<const M: usize>(
             *a = _mm512_add_epi32(*a, _mm512_loadu_si512(ti.as_ptr() as *const _));
         }
     }
-    let c = Rq512::new(pq, q);
-    for (i, a) in acc.iter().enumerate() {
-        let v = c.apply(*a);
-        store_i8(y.as_mut_ptr().add(base + i * stride), mask, v);
-    }
+    requantize_rows(&acc, pq, q, y.as_mut_ptr().add(base), stride, mask);
 }
 
 /// `qs8_gemm_Mx32c4__avx512vnni`: [`gemm_rq_avx512vnni`] over two panels at once (`p0` full,
@@ -635,7 +627,7 @@ unsafe fn gemm_rq2_vnni_impl<const M: usize>(
     stride: usize,
 ) {
     let nr1 = p1.nr;
-    let mask1: __mmask16 = if nr1 >= NR { 0xFFFF } else { (1u16 << nr1) - 1 };
+    let mask1: __mmask16 = lane_mask(nr1);
     let mut a0 = [_mm512_setzero_si512(); M];
     let mut a1 = [_mm512_setzero_si512(); M];
     let (w0, w1) = (p0.w.as_ptr(), p1.w.as_ptr());
@@ -649,21 +641,8 @@ unsafe fn gemm_rq2_vnni_impl<const M: usize>(
             a1[i] = _mm512_dpbusd_epi32(a1[i], b, v1);
         }
     }
-    let c0 = Rq512::new(pq0, q);
-    for (i, a) in a0.iter().enumerate() {
-        let v = c0.apply(*a);
-        _mm512_mask_cvtepi32_storeu_epi8(
-            y.as_mut_ptr().add(base + i * stride) as *mut _,
-            0xFFFF,
-            v,
-        );
-    }
-    let c1 = Rq512::new(pq1, q);
-    for (i, a) in a1.iter().enumerate() {
-        let v = c1.apply(*a);
-        let at = base + i * stride + NR;
-        _mm512_mask_cvtepi32_storeu_epi8(y.as_mut_ptr().add(at) as *mut _, mask1, v);
-    }
+    requantize_rows(&a0, pq0, q, y.as_mut_ptr().add(base), stride, 0xFFFF);
+    requantize_rows(&a1, pq1, q, y.as_mut_ptr().add(base + NR), stride, mask1);
 }
 
 /// `qs8_igemm_Mx16c4__avx512vnni`: [`gemm_rq_avx512vnni`] with each of the `M` rows given as
@@ -714,7 +693,7 @@ unsafe fn igemm_rq_vnni_impl<const M: usize>(
     stride: usize,
 ) {
     let nr = p.nr;
-    let mask: __mmask16 = if nr >= NR { 0xFFFF } else { (1u16 << nr) - 1 };
+    let mask: __mmask16 = lane_mask(nr);
     let mut acc = [_mm512_setzero_si512(); M];
     let groups = run / KR;
     let mut wp = p.w.as_ptr();
@@ -729,11 +708,7 @@ unsafe fn igemm_rq_vnni_impl<const M: usize>(
             wp = wp.add(nr * KR);
         }
     }
-    let c = Rq512::new(pq, q);
-    for (i, a) in acc.iter().enumerate() {
-        let v = c.apply(*a);
-        _mm512_mask_cvtepi32_storeu_epi8(y.as_mut_ptr().add(base + i * stride) as *mut _, mask, v);
-    }
+    requantize_rows(&acc, pq, q, y.as_mut_ptr().add(base), stride, mask);
 }
 
 /// `qs8_vadd__avx2`: TFLite's int8 add/sub of two same-shape tensors, 8 lanes at a time
@@ -943,7 +918,7 @@ unsafe fn depthwise_impl(
     if tiled {
         let lanes: [i32; NR] = core::array::from_fn(|l| (l % co) as i32);
         let perm = _mm512_loadu_si512(lanes.as_ptr() as *const _);
-        let mask: __mmask16 = (1u16 << co) - 1;
+        let mask: __mmask16 = lane_mask(co);
         let [_, kh, kw, _] = s.w;
         for (t, v) in wt16.iter_mut().enumerate().take(kh * kw) {
             let wv = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask, wp.add(t * co)));
@@ -979,7 +954,7 @@ unsafe fn depthwise_impl(
             let mut j = 0;
             while j < lanes {
                 let n = (lanes - j).min(NR);
-                let mask: __mmask16 = if n >= NR { 0xFFFF } else { (1u16 << n) - 1 };
+                let mask: __mmask16 = lane_mask(n);
                 let mut acc = _mm512_setzero_si512();
                 for &(xo, t) in taps {
                     let v = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask, xp.add(xo + j)));
@@ -997,7 +972,7 @@ unsafe fn depthwise_impl(
         for (p, rq) in rqs.iter().enumerate().take(pqs.len()) {
             let c0 = p * NR;
             let n = (co - c0).min(NR);
-            let mask: __mmask16 = if n >= NR { 0xFFFF } else { (1u16 << n) - 1 };
+            let mask: __mmask16 = lane_mask(n);
             let ld = |p: *const i8| _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask, p));
             let (xc, wc, yc) = (xp.add(c0), wp.add(c0), yp.add(c0));
             let mut j = 0;
@@ -1067,6 +1042,24 @@ unsafe fn dw_tile<const KW: usize, const S: usize, const NC: usize, const T: usi
         }
     }
     acc
+}
+
+/// Requantizes accumulator rows with one panel's constants and stores row `i`'s `mask` lanes
+/// at `y + i·stride` (the caller has checked that range).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn requantize_rows(
+    acc: &[__m512i],
+    pq: &PanelQ,
+    q: &QuantParams<'_>,
+    y: *mut i8,
+    stride: usize,
+    mask: __mmask16,
+) {
+    let c = Rq512::new(pq, q);
+    for (i, a) in acc.iter().enumerate() {
+        store_i8(y.add(i * stride), mask, c.apply(*a));
+    }
 }
 
 /// Stores the low bytes of the 16 lanes of `v` selected by `mask` at `dst`.
