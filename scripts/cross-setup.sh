@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what cross-compiling kiln firmware needs: Debian's ARM/aarch64 toolchains and QEMU,
-# and the Rust targets thumbv7em-none-eabihf, thumbv6m-none-eabi and aarch64-unknown-linux-gnu.
+# and the Rust targets thumbv7em-none-eabihf, thumbv8m.main-none-eabihf (Cortex-M33), thumbv6m-none-eabi and aarch64-unknown-linux-gnu.
 # Where rustup cannot download a target, prints "mode=build-std": builds then compile `core`
 # from source (rust-src) with -Zbuild-std, as ../shared/cross/README.md describes.
 set -euo pipefail
@@ -12,7 +12,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -q >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
 fi
-targets=(thumbv7em-none-eabihf thumbv6m-none-eabi aarch64-unknown-linux-gnu)
+targets=(thumbv7em-none-eabihf thumbv8m.main-none-eabihf thumbv6m-none-eabi aarch64-unknown-linux-gnu)
 have=1
 for t in "${targets[@]}"; do rustup target list --installed 2>/dev/null | grep -qx "$t" || have=0; done
 if [ "$have" = 1 ] || timeout 180 rustup target add "${targets[@]}" >/dev/null 2>&1; then

@@ -34,6 +34,7 @@ use super::reference_i8::QuantParams;
 use crate::ops::ConvGeom;
 
 #[cfg(kiln_dsp)]
+#[allow(unsafe_code)]
 mod dsp;
 #[cfg(target_arch = "aarch64")]
 mod neon;
@@ -297,8 +298,6 @@ pub fn ukernel<const M: usize>(isa: Isa) -> Ukernel<M> {
         Isa::Avx2 => x86::gemm_avx2::<M>,
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => neon::gemm::<M>,
-        #[cfg(kiln_dsp)]
-        Isa::CortexMDsp => dsp::gemm::<M>,
         _ => gemm_portable::<M>,
     }
 }
@@ -733,6 +732,10 @@ pub fn depthwise_part(c: &Conv<'_, Option<&[i32]>>, y: &mut [i8], isa: Isa, px0:
             return f(c, y, px0, pqs.first(panels));
         }
     }
+    #[cfg(kiln_dsp)]
+    if isa == Isa::CortexMDsp && isa.supported() && dsp::depthwise(c, y, px0) {
+        return;
+    }
     let dw = dwconv16(isa).filter(|_| q.weight_zp == 0);
     let rq = requantize(isa);
     dw_runs(&s, &geo, px0, total, false, |i, count, taps| {
@@ -825,6 +828,16 @@ pub fn dense(
     q: &QuantParams<'_>,
     isa: Isa,
 ) {
+    // Cortex-M DSP builds carry no generic tile driver (flash): what the DSP kernel leaves
+    // (rows past its buffer, unusual requantization) and the portable ISA take the reference.
+    #[cfg(kiln_dsp)]
+    {
+        if !(isa == Isa::CortexMDsp && isa.supported() && dsp::dense(x, k, w, m, bias, y, q)) {
+            reference_dense(x, k, w, m, bias, y, q);
+        }
+        return;
+    }
+    #[allow(unreachable_code)]
     let kp = padded(k);
     if k == 0 || kp > PATCH_BYTES {
         return reference_dense(x, k, w, m, bias, y, q);
@@ -1216,6 +1229,15 @@ pub fn conv2d_part(c: &Conv<'_, &[i32]>, y: &mut [i8], isa: Isa, px0: usize) {
     if conv2d_segments(c, y, isa, px0) {
         return;
     }
+    // As in `dense`: no generic tile driver in Cortex-M DSP builds.
+    #[cfg(kiln_dsp)]
+    {
+        if !(isa == Isa::CortexMDsp && isa.supported() && dsp::conv2d(c, y, px0)) {
+            reference_part(c, y, px0);
+        }
+        return;
+    }
+    #[allow(unreachable_code)]
     // The smallest patch that holds a full tile of rows: the patch is zeroed per call (a
     // 16 KiB one took 3% of the keyword spotter's time).
     if PATCH_BYTES > SMALL_PATCH && MR8 * kp <= SMALL_PATCH {
