@@ -94,17 +94,23 @@ def inspect_ops(kiln, path):
     return ops
 
 
-def build(core, gen, build_std):
-    target, cpu, _, _, board = CORES[core]
+def build(core, gen, build_std, board=None, features=None, tag=None):
+    """Builds the bench firmware for `core` with the model exported to `gen`; `board` overrides
+    the core's memory map, `features` replaces the default features (the kernel grid)."""
+    target, cpu, _, _, default_board = CORES[core]
+    board = board or default_board
     env = dict(os.environ, KILN_FW_MODEL=str(gen), KILN_FW_BOARD=board)
     env["CARGO_TARGET_" + target.upper().replace("-", "_").replace(".", "_") + "_RUSTFLAGS"] = \
         f"-C target-cpu={cpu}"
-    cmd = ["cargo", "build", "--release", "-q", "--target", target, "--target-dir", f"target/{core}"]
+    tdir = f"target/{tag or core}"
+    cmd = ["cargo", "build", "--release", "-q", "--target", target, "--target-dir", tdir]
+    if features is not None:
+        cmd += ["--no-default-features"] + (["--features", features] if features else [])
     if build_std:
         env["RUSTC_BOOTSTRAP"] = "1"
         cmd.append("-Zbuild-std=core")
     run(cmd, cwd=FW, env=env)
-    return FW / "target" / core / target / "release" / "cortex-m-bench"
+    return FW / tdir / target / "release" / "cortex-m-bench"
 
 
 def symbol(elf, name):
@@ -115,9 +121,11 @@ def symbol(elf, name):
     sys.exit(f"bench-cortex-m: {elf}: no symbol {name}")
 
 
-def measure(core, elf, plugin, n_ops):
-    _, _, machine, cpu, _ = CORES[core]
-    cmd = ["timeout", "900", "qemu-system-arm", "-M", machine, "-cpu", cpu, "-nographic",
+def measure(core, elf, plugin, n_ops, machine=None):
+    _, _, default_machine, cpu, _ = CORES[core]
+    machine = machine or default_machine
+    cpu_args = [] if machine == "microbit" else ["-cpu", cpu]
+    cmd = ["timeout", "900", "qemu-system-arm", "-M", machine, *cpu_args, "-nographic",
            "-monitor", "none", "-serial", "none", "-semihosting-config", "enable=on,target=native",
            "-plugin", f"{plugin},marker={symbol(elf, 'bench_marker'):#x},op={symbol(elf, 'bench_op'):#x}",
            "-kernel", str(elf)]
@@ -150,6 +158,8 @@ def main():
     ap.add_argument("--cores", default="m4,m7,m33,m0")
     ap.add_argument("--models", default="kws,vww,ic,ad")
     ap.add_argument("--out", default="build/cortex-m")
+    ap.add_argument("--no-microbit", dest="microbit", action="store_false",
+                    help="skip the micro:bit digits CNN and the stack-guard checks")
     a = ap.parse_args()
     cores = a.cores.split(",")
     models = a.models.split(",")
@@ -202,6 +212,50 @@ def main():
             log(f"[{mi}/{len(models)}] {title}: {core}: {fmt(r.get('insns'))} instructions, "
                 f"{'bit-exact' if r['pass'] else 'FAILED'} ({time.time() - t0:.0f} s)")
 
+    # The digits CNN (int8) on a BBC micro:bit: Cortex-M0, 256 KiB flash, 16 KiB RAM, its real
+    # memory map; no kernel grid (its buffers need more RAM than the part has).
+    micro = None
+    if a.microbit:
+        digits = ROOT / "build" / "quickstart" / "digits_cnn_int8.kiln"
+        if not digits.exists():
+            log("micro:bit: building the quickstart's digits CNN (scripts/quickstart.sh)")
+            run([ROOT / "scripts" / "quickstart.sh"])
+        gen = out / "digits"
+        run([kiln, "export", digits, "-o", gen, "-i", ROOT / "build" / "quickstart" / "digit_2.pgm"])
+        ops = inspect_ops(kiln, digits)
+        log("micro:bit: digits CNN build (thumbv6m, 256 KiB flash / 16 KiB RAM)")
+        elf = build("m0", gen, build_std, board="microbit", features="", tag="microbit")
+        log("micro:bit: run under QEMU microbit")
+        micro = measure("m0", elf, plugin, len(ops), machine="microbit")
+        micro["ops"] = ops
+        micro["model_bytes"] = digits.stat().st_size
+        micro["arena"] = int(re.search(r"ARENA_SIZE: usize = (\d+)", (gen / "model.rs").read_text()).group(1))
+        if not micro["pass"] or "insns" not in micro:
+            failed.append("digits CNN on the micro:bit")
+            print(micro["log"], file=sys.stderr)
+        log(f"micro:bit: {fmt(micro.get('insns'))} instructions, {'bit-exact' if micro['pass'] else 'FAILED'}")
+
+    # The stack guard: firmware that overflows its stack on purpose must fault (flip-link puts
+    # the stack below the statics; QEMU reports the lockup), never run on over the statics.
+    guard = []
+    if a.microbit:
+        gen = out / "digits"
+        for core, board, machine in [("m4", "mps2-an386", None), ("m0", "microbit", "microbit")]:
+            elf = build(core, gen, build_std, board=board, features="overflow", tag=f"overflow-{board}")
+            _, _, default_machine, cpu, _ = CORES[core]
+            m = machine or default_machine
+            cpu_args = [] if m == "microbit" else ["-cpu", cpu]
+            r = subprocess.run(["timeout", "60", "qemu-system-arm", "-M", m, *cpu_args, "-nographic",
+                                "-monitor", "none", "-serial", "none", "-semihosting-config",
+                                "enable=on,target=native", "-kernel", str(elf)], capture_output=True, text=True)
+            text = r.stdout + r.stderr
+            faulted = r.returncode != 0 and "Lockup" in text and "not caught" not in text
+            guard.append((board, faulted, r.returncode))
+            log(f"stack guard on {board}: {'overflow faulted' if faulted else 'NOT CAUGHT'} (QEMU exit {r.returncode})")
+            if not faulted:
+                failed.append(f"stack guard on {board}")
+                print(text, file=sys.stderr)
+
     lines = ["# kiln on Cortex-M: instructions per inference (QEMU, exact counts)", "",
              "MLPerf Tiny int8 models, TFLite Micro's LCG input; TFLite Micro + CMSIS-NN figures from "
              "`shared/tools/qemu-insncount/README.md` (Cortex-M4F, same input). Ratio = kiln ÷ TFLite Micro "
@@ -246,9 +300,24 @@ def main():
                 t = f["per_op"][i][1]
                 row += f" {fmt(t)} | {res['cores']['m4']['per_op'][i] / t:.2f}× |"
             lines.append(row)
+    if micro:
+        ram = micro["data"] + micro["bss"] + (micro["stack"] or 0)
+        lines += ["", "## BBC micro:bit (Cortex-M0, QEMU `microbit`, 256 KiB flash, 16 KiB RAM)", "",
+                  "| model | instructions | flash (code + model) | RAM: statics + stack high-water (of 16,384) | arena | output |",
+                  "|---|---:|---:|---:|---:|---|",
+                  f"| digits CNN (int8) | {fmt(micro.get('insns'))} | {fmt(micro['text'])} "
+                  f"({fmt(micro['text'] - micro['model_bytes'])} + {fmt(micro['model_bytes'])}) | "
+                  f"{fmt(ram)} ({fmt(micro['data'] + micro['bss'])} + {fmt(micro['stack'])}) | "
+                  f"{fmt(micro['arena'])} | {'bit-exact' if micro['pass'] else 'FAILED'} |"]
+    if guard:
+        lines += ["", "## Stack guard", "",
+                  "Firmware linked with flip-link (stack below the statics) that overflows its stack on purpose:", ""]
+        for board, ok, code in guard:
+            lines.append(f"- {board}: {'faults (QEMU reports the lockup and aborts)' if ok else 'NOT CAUGHT'}")
     report = "\n".join(lines) + "\n"
     (out / "report.md").write_text(report)
-    (out / "report.json").write_text(json.dumps(results, indent=1))
+    (out / "report.json").write_text(json.dumps({"models": results, "microbit": micro,
+                                                  "stack_guard": guard}, indent=1))
     print(report)
     if failed:
         sys.exit("bench-cortex-m: FAILED: " + ", ".join(failed))

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs what cross-compiling kiln firmware needs: Debian's ARM/aarch64 toolchains and QEMU,
+# flip-link,
 # and the Rust targets thumbv7em-none-eabihf, thumbv8m.main-none-eabihf (Cortex-M33), thumbv6m-none-eabi and aarch64-unknown-linux-gnu.
 # Where rustup cannot download a target, prints "mode=build-std": builds then compile `core`
 # from source (rust-src) with -Zbuild-std, as ../shared/cross/README.md describes.
@@ -15,6 +16,12 @@ fi
 targets=(thumbv7em-none-eabihf thumbv8m.main-none-eabihf thumbv6m-none-eabi aarch64-unknown-linux-gnu)
 have=1
 for t in "${targets[@]}"; do rustup target list --installed 2>/dev/null | grep -qx "$t" || have=0; done
+# flip-link: the firmware's linker wrapper that puts the stack below the statics, so a stack
+# overflow faults instead of corrupting them.
+if ! command -v flip-link >/dev/null 2>&1; then
+  echo "cross: installing flip-link" >&2
+  cargo install -q --locked flip-link >&2
+fi
 if [ "$have" = 1 ] || timeout 180 rustup target add "${targets[@]}" >/dev/null 2>&1; then
   echo "mode=targets"
 else

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Cortex-M keyword-spotting firmware from a clean clone, runs it under QEMU
 # (mps2-an386, Cortex-M4F), checks its output bit for bit against the host runtime, counts its
-# instructions per inference, also builds it for Cortex-M0+ (thumbv6m), and prints the size
-# report. Needs ../shared/assets (or $KILN_ASSETS) for the MLPerf Tiny KWS model.
+# instructions per inference, does the same for its Cortex-M0+ (thumbv6m) build on mps2-an385,
+# and prints the size report. (Every MLPerf Tiny model on every core: scripts/bench.sh --cortex-m.) Needs ../shared/assets (or $KILN_ASSETS) for the MLPerf Tiny KWS model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 assets="${KILN_ASSETS:-$(cd .. && pwd)/shared/assets}"
@@ -36,7 +36,20 @@ status=$?
 set -e
 echo "$out" | grep -v '^INSN'
 [ $status -eq 0 ] || { echo "firmware: FAILED under QEMU (exit $status)"; exit 1; }
-# The DSP inner product checked on the M4 itself against the portable loop (edge-case grid).
+# The Cortex-M0/M0+ build (ARMv6-M: no DSP, the portable kernels) on the M3 board, whose RAM
+# holds the 16 KB arena; the same bit-exactness check.
+args0=(-M mps2-an385 -cpu cortex-m3 -nographic -monitor none -serial none -semihosting-config enable=on,target=native)
+marker0=$(arm-none-eabi-nm "$elf0" | awk '$3 == "bench_marker" {print $1}')
+[ -n "$plugin" ] && args0+=(-plugin "$plugin,marker=0x$(printf '%x' $((0x$marker0 & ~1)))")
+set +e
+out0=$(timeout 300 qemu-system-arm "${args0[@]}" -kernel "$elf0" 2>&1)
+status0=$?
+set -e
+echo "$out0" | grep -v '^INSN' | sed 's/^/cortex-m0 (mps2-an385): /'
+[ $status0 -eq 0 ] || { echo "firmware: Cortex-M0 build FAILED under QEMU (exit $status0)"; exit 1; }
+insns0=$(echo "$out0" | awk '/^INSN marker 0/ {a=$4} /^INSN marker 1/ {b=$4} END {if (a != "" && b != "") print b - a}')
+# The DSP inner product and the int8 kernels checked on the M4 itself against the portable
+# loop and the reference kernels (edge-case grids).
 set +e
 dsp_out=$(timeout 120 qemu-system-arm "${base[@]}" -kernel "$fw/target/thumbv7em-none-eabihf/release/dsp_check" 2>&1)
 dsp_status=$?
@@ -62,7 +75,7 @@ RAM (data+bss+stack) $(printf '%8d' "$ram") B
   other static       $(printf '%8d' $((data + bss - arena))) B
   stack high-water   $(printf '%8d' "$stack") B
 instructions/inference $(printf '%8s' "${insns:-n/a}")    7,696,404 (CMSIS-NN), 43,040,240 (reference kernels)
-Cortex-M0+ (thumbv6m) build: text $text0 B
+Cortex-M0+ (thumbv6m) build: text $text0 B, $(printf '%s' "${insns0:-n/a}") instructions/inference (mps2-an385), bit-exact
 (TFLite Micro's speech example is reported at 157.5 KB flash / 63.7 KB RAM.)
 REPORT
 fail=0
@@ -71,7 +84,7 @@ fail=0
 CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
 CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu" \
   cargo test --release -q -p kiln-runtime --target aarch64-unknown-linux-gnu --target-dir target/cross \
-  --lib --test optimized_i8 --test optimized_f32 2>&1 | grep -E '^test result' | sed 's/^/aarch64 (NEON) runtime tests: /'
+  --lib --test optimized_i8 --test optimized_f32 --test selfcheck 2>&1 | grep -E '^test result' | sed 's/^/aarch64 (NEON) runtime tests: /'
 # Raspberry Pi (aarch64 Linux): the same digits classifier built for the host and for the Pi,
 # the Pi build run under qemu-aarch64 on rendered digits; outputs must match byte for byte.
 if [ ! -f build/quickstart/digits_cnn_int8.kiln ]; then scripts/quickstart.sh >/dev/null; fi

@@ -2,8 +2,11 @@
 //! `../shared/tools/qemu-insncount`: one plain `invoke` between two `bench_marker` calls (the
 //! whole-model count), then one `invoke_observe` that calls `bench_op` after every op (the
 //! per-op counts). Both outputs are compared bit for bit with the host runtime's output on the
-//! same input (`kiln export -i`); the exit status is the verdict. Also reports the arena and the
-//! stack high-water mark. `scripts/bench-cortex-m.sh` builds and runs it for every model and core.
+//! same input (`kiln export -i`), and the int8 kernels are checked against the reference on
+//! the core itself over an edge-case grid (`kernels::selfcheck`); the exit status is the
+//! verdict. Also reports the arena and the stack high-water mark of the inference. Linked with
+//! flip-link (the stack below the statics, at the bottom of RAM), so a stack overflow faults
+//! instead of overwriting them: `--features overflow` proves it on each board. `scripts/bench-cortex-m.sh` builds and runs it for every model and core.
 #![no_std]
 #![no_main]
 
@@ -32,38 +35,12 @@ pub extern "C" fn bench_op(index: u32) -> u32 {
     core::hint::black_box(index.wrapping_add(1))
 }
 
-const PAINT: u32 = 0xC0DE_C0DE;
-
-extern "C" {
-    /// End of `.bss` / `.uninit` (cortex-m-rt's linker script): the lowest address the stack
-    /// may reach.
-    static _stack_end: u32;
+mod board {
+    include!(concat!(env!("OUT_DIR"), "/board.rs"));
 }
 
-/// Fills the free stack (from `_stack_end` to 256 bytes below the current stack pointer) with a
-/// pattern; returns the stack pointer.
-fn paint_stack() -> usize {
-    let sp = cortex_m::register::msp::read() as usize;
-    let base = core::ptr::addr_of!(_stack_end) as usize;
-    let mut addr = (base + 3) & !3;
-    while addr + 256 < sp {
-        // SAFETY: between the end of the statics and this frame (256 bytes of margin) lies only
-        // unused stack; the words are written with a pattern `stack_used` reads back.
-        unsafe { core::ptr::write_volatile(addr as *mut u32, PAINT) };
-        addr += 4;
-    }
-    sp
-}
-
-/// Bytes of stack used below `sp` since `paint_stack`: the deepest word no longer painted.
-fn stack_used(sp: usize) -> usize {
-    let mut addr = (core::ptr::addr_of!(_stack_end) as usize + 3) & !3;
-    // SAFETY: reads the words `paint_stack` wrote, in the same range.
-    while addr < sp && unsafe { core::ptr::read_volatile(addr as *const u32) } == PAINT {
-        addr += 4;
-    }
-    sp - addr
-}
+#[path = "../../common/firmware.rs"]
+mod common;
 
 fn run(arena: &mut [u8]) -> Result<bool, kiln_runtime::Error> {
     let model = Model::from_bytes(model::MODEL.as_slice())?;
@@ -94,12 +71,42 @@ fn run(arena: &mut [u8]) -> Result<bool, kiln_runtime::Error> {
     Ok(whole && per_op)
 }
 
+/// The int8 kernels this core runs against the reference, over the edge-case grid.
+#[cfg(feature = "grid")]
+fn grid() -> bool {
+    common::kernel_grid()
+}
+
+/// Without the grid (parts with little RAM): nothing to check.
+#[cfg(not(feature = "grid"))]
+fn grid() -> bool {
+    true
+}
+
+/// Recurses without end, each frame holding 256 bytes the optimizer cannot drop: the
+/// stack-guard test (`--features overflow`) expects a fault, never a return.
+#[cfg(feature = "overflow")]
+#[inline(never)]
+#[allow(unconditional_recursion)]
+fn recurse(n: u32) -> u32 {
+    let mut frame = [n; 64];
+    core::hint::black_box(&mut frame);
+    recurse(n + 1).wrapping_add(frame[(n % 64) as usize])
+}
+
 #[entry]
 fn main() -> ! {
+    #[cfg(feature = "overflow")]
+    {
+        hprintln!("overflowing the stack on purpose");
+        let n = recurse(0);
+        hprintln!("stack overflow not caught: {}", n);
+        debug::exit(debug::EXIT_FAILURE);
+    }
     let arena: &'static mut AlignedBytes<{ model::ARENA_SIZE }> =
         cortex_m::singleton!(: AlignedBytes<{ model::ARENA_SIZE }> = AlignedBytes::zeroed())
             .unwrap();
-    let sp = paint_stack();
+    let sp = common::paint_stack(board::RAM_START);
     let ok = match run(arena.as_mut_slice()) {
         Ok(ok) => ok,
         Err(e) => {
@@ -107,7 +114,12 @@ fn main() -> ! {
             false
         }
     };
-    hprintln!("stack high-water {} bytes", stack_used(sp));
+    hprintln!(
+        "stack high-water {} bytes",
+        common::stack_used(sp, board::RAM_START)
+    );
+    // After the stack measurement: the grid's buffers are not the model's.
+    let ok = grid() && ok;
     hprintln!(
         "{}",
         if ok {

@@ -85,29 +85,25 @@ pub fn exit(ok: bool) -> ! {
     }
 }
 
-const PAINT: u32 = 0xC0DE_C0DE;
-const PAINTED: usize = 64 * 1024;
-
-/// Fills the 64 KiB below the current stack pointer with a pattern; returns the stack pointer.
-pub fn paint_stack() -> usize {
-    let sp = cortex_m::register::msp::read() as usize;
-    let base = sp - PAINTED;
-    for addr in (base..sp - 256).step_by(4) {
-        // SAFETY: the stack grows down from `sp` into free RAM (memory.x gives 4 MiB); these words
-        // lie below everything live (256 bytes of margin for this frame) and are only written
-        // with a pattern that `stack_used` reads back.
-        unsafe { core::ptr::write_volatile(addr as *mut u32, PAINT) };
-    }
-    sp
+mod map {
+    include!(concat!(env!("OUT_DIR"), "/board_map.rs"));
 }
 
-/// Bytes of stack used below `sp` since `paint_stack`: the deepest word no longer painted.
+#[path = "../../common/firmware.rs"]
+mod common;
+
+/// Fills the free stack with a pattern; returns the stack pointer.
+pub fn paint_stack() -> usize {
+    common::paint_stack(map::RAM_START)
+}
+
+/// Bytes of stack used below `sp` since `paint_stack`.
 pub fn stack_used(sp: usize) -> usize {
-    let base = sp - PAINTED;
-    let mut addr = base;
-    // SAFETY: reads the words `paint_stack` wrote, in the same range.
-    while addr < sp && unsafe { core::ptr::read_volatile(addr as *const u32) } == PAINT {
-        addr += 4;
-    }
-    sp - addr
+    common::stack_used(sp, map::RAM_START)
+}
+
+/// The int8 kernels' edge-case grid on this core (`dsp_check`).
+#[allow(dead_code)] // the keyword spotter itself does not run it
+pub fn kernel_grid() -> bool {
+    common::kernel_grid()
 }

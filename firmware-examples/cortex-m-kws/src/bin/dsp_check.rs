@@ -1,8 +1,10 @@
 //! Checks, on the Cortex-M itself, that the int8 inner product kiln's kernels use there (the DSP
 //! extension's `smlad`, or the portable loop on cores without it) is bit-exact with the portable
 //! reference (`simd::check_against_portable`: every length 0..=100 with an LCG's bytes and the
-//! zero-point corners, plus the saturated extremes). Run under QEMU by `scripts/firmware.sh`; the
-//! exit status is the verdict.
+//! zero-point corners, plus the saturated extremes), and that its conv, depthwise and dense
+//! kernels over packed weights equal the reference kernels over the edge-case grid of
+//! `kernels::selfcheck`. Run under QEMU by `scripts/firmware.sh`; the exit status is the
+//! verdict.
 #![no_std]
 #![no_main]
 
@@ -33,5 +35,7 @@ fn main() -> ! {
             false
         }
     };
-    board::exit(ok)
+    // The int8 kernels over packed weights, against the reference on natural weights.
+    let grid = board::kernel_grid();
+    board::exit(ok && grid)
 }

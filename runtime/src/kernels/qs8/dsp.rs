@@ -4,7 +4,7 @@
 //!   time. The two windows are gathered (flipped to unsigned bytes, as every kernel reads them)
 //!   and widened once into one buffer of 16-bit pairs, interleaved per 4-byte group as
 //!   `[row 0 even, row 1 even, row 0 odd, row 1 odd]`; then every pair of output channels runs
-//!   the inner loop [`pair16`]: per group one `ldrd` of the two channels' weight words, two
+//!   the inner loop [`pair`]: per group one `ldrd` of the two channels' weight words, two
 //!   `ldrd` of the rows, four `sxtb16` and eight `smlad` (16 MACs in 17 instructions with the
 //!   loop), written in assembly so the twelve live registers stay registers.
 //! * `qs8_dwconv_c4__dsp` ([`depthwise`]): depthwise conv four channels at a time: per tap one
@@ -14,6 +14,10 @@
 //! * `qs8_dense_1x4c4__dsp` ([`dense`]): one row times four channels per inner loop, the row
 //!   flipped and widened once per call; per group one `ldrd` of the row, two of weights, eight
 //!   `sxtb16` and eight `smlad` (16 MACs in 21 instructions with the loop).
+//!
+//! * int8 add/sub ([`add`]): each input's rescaled value read from a 256-entry table built per
+//!   call (TFLite's arithmetic needs three 64-bit rescales per element; two depend on one byte
+//!   each), the third rescale in the fast form.
 //!
 //! Requantization ([`Rq`]) is one 64-bit multiply-accumulate per output in the layers it covers.
 
@@ -31,6 +35,9 @@ fn word(b: &[i8]) -> u32 {
 fn uword(b: &[u8]) -> u32 {
     u32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
+
+/// Words of stack for first-conv weights [`conv2d`] repacks (`O·K` bytes, `K` padded to 4).
+const REPACK_WORDS: usize = 256;
 
 /// Largest `K` (window bytes) [`conv2d`] takes: its buffers (`3·K` bytes rounded up to
 /// groups) live on the stack.
@@ -53,15 +60,16 @@ fn widen(r0: &[u8], r1: &[u8], groups: usize, wide: &mut [u32]) {
     }
 }
 
-/// `qs8_conv_2x2c4__dsp` inner loop for a full panel (16 channels: one group of the panel is
-/// 64 bytes): channels `c, c + 1` (their group-0 words at `w`) times the two widened rows at
-/// `xp`, over `groups ≥ 1` groups; `[row 0 · c, row 0 · c+1, row 1 · c, row 1 · c+1]`.
+/// `qs8_conv_2x2c4__dsp` inner loop for a panel of `S / 4` channels (one group of the panel is
+/// `S` bytes: 64 for a full panel): channels `c, c + 1` (their group-0 words at `w`) times the
+/// two widened rows at `xp`, over `groups ≥ 1` groups;
+/// `[row 0 · c, row 0 · c+1, row 1 · c, row 1 · c+1]`.
 ///
 /// # Safety
 /// `xp` must be valid for reading `16·groups` bytes; `w` word-aligned (as `ldrd` requires)
-/// and valid for reading 8 bytes at each of `w + 64·g`, `g < groups`; `groups ≥ 1`.
+/// and valid for reading 8 bytes at each of `w + S·g`, `g < groups`; `groups ≥ 1`.
 #[inline(always)]
-unsafe fn pair16(xp: *const u32, w: *const i8, groups: usize) -> [i32; 4] {
+unsafe fn pair<const S: usize>(xp: *const u32, w: *const i8, groups: usize) -> [i32; 4] {
     let (mut a00, mut a01, mut a10, mut a11) = (0i32, 0i32, 0i32, 0i32);
     // SAFETY: the caller's contract; registers only otherwise. Every instruction is ARMv7E-M
     // DSP / Thumb-2.
@@ -70,7 +78,7 @@ unsafe fn pair16(xp: *const u32, w: *const i8, groups: usize) -> [i32; 4] {
         asm!(
             "2:",
             "ldrd {x0}, {x1}, [{xp}], #8",
-            "ldrd {w0}, {w1}, [{wp}], #64",
+            "ldrd {w0}, {w1}, [{wp}], #{s}",
             "sxtb16 {t}, {w0}",
             "smlad {a00}, {x0}, {t}, {a00}",
             "smlad {a10}, {x1}, {t}, {a10}",
@@ -98,13 +106,14 @@ unsafe fn pair16(xp: *const u32, w: *const i8, groups: usize) -> [i32; 4] {
             w0 = out(reg) _,
             w1 = out(reg) _,
             t = out(reg) _,
+            s = const S,
             options(nostack, readonly),
         );
     }
     [a00, a01, a10, a11]
 }
 
-/// [`pair16`] for any panel width (`stride` = bytes per group of the panel) and for one
+/// [`pair`] for any panel width (`stride` = bytes per group of the panel) and for one
 /// channel (`two == false`: the second channel's results are 0), in Rust.
 #[inline(always)]
 fn pair_any(wide: &[u32], w: &[i8], groups: usize, stride: usize, two: bool) -> [i32; 4] {
@@ -154,29 +163,13 @@ impl Rq {
         q.rounding == Rounding::Double
             && q.act[0] <= q.act[1]
             && (-128..=127).contains(&q.output_zp)
-            && (0..n).all(|c| {
-                let (m, sh) = (q.multiplier.get(c), q.shift_of(c));
-                m == 0 || (m > 1 << 30 && (-31..=-1).contains(&sh))
-            })
+            && (0..n).all(|c| Rq::fast(q.multiplier.get(c), q.shift_of(c)))
     }
 
     /// Channel `c`'s constants (meaningful when [`Rq::covers`] holds).
     #[inline(always)]
     fn of(q: &QuantParams<'_>, c: usize) -> Rq {
-        let mult = q.multiplier.get(c);
-        if mult == 0 {
-            return Rq {
-                mult,
-                rsh: 0,
-                c: 1 << 31,
-            };
-        }
-        let r = q.shift_of(c).saturating_neg().clamp(1, 31) as u32;
-        Rq {
-            mult,
-            rsh: r - 1,
-            c: (1i64 << 30) + (1i64 << (30 + r)),
-        }
+        Rq::with(q.multiplier.get(c), q.shift_of(c))
     }
 
     /// Whether every channel of `q` has the fast form of single rounding
@@ -187,6 +180,29 @@ impl Rq {
             && q.act[0] <= q.act[1]
             && (-128..=127).contains(&q.output_zp)
             && (0..n).all(|c| (-31..=-1).contains(&q.shift_of(c)))
+    }
+
+    /// Whether `(mult, shift)` has the fast form (see [`Rq::covers`]).
+    fn fast(mult: i32, shift: i32) -> bool {
+        mult == 0 || (mult > 1 << 30 && (-31..=-1).contains(&shift))
+    }
+
+    /// The constants of `(mult, shift)` (meaningful when [`Rq::fast`] holds).
+    #[inline(always)]
+    fn with(mult: i32, shift: i32) -> Rq {
+        if mult == 0 {
+            return Rq {
+                mult,
+                rsh: 0,
+                c: 1 << 31,
+            };
+        }
+        let r = shift.saturating_neg().clamp(1, 31) as u32;
+        Rq {
+            mult,
+            rsh: r - 1,
+            c: (1i64 << 30) + (1i64 << (30 + r)),
+        }
     }
 
     /// Channel `c`'s constants for single rounding: `⌊(p + 2^(30+R)) / 2^(31+R)⌋`, the same
@@ -208,7 +224,9 @@ impl Rq {
         ((t >> 32) as i32) >> self.rsh
     }
 
-    /// The output of accumulator `acc` (bias included) before the zero point and clamp.
+    /// The output of accumulator `acc` (bias included) before the zero point and clamp: the
+    /// product accumulated into the constant (`smlal`), the sign term added to it, and one
+    /// shift of the high word.
     #[inline(always)]
     fn scale(&self, acc: i32) -> i32 {
         let t = acc as i64 * self.mult as i64 + (((acc >> 31) as i64) << 31) + self.c;
@@ -222,21 +240,62 @@ struct Out {
     zp: i32,
     lo: i32,
     hi: i32,
+    /// The clamp's bounds in each byte.
+    lo4: u32,
+    hi4: u32,
 }
 
 impl Out {
     #[inline(always)]
     fn of(q: &QuantParams<'_>) -> Out {
+        let b = |v: i32| (v.clamp(-128, 127) as u8 as u32).wrapping_mul(0x0101_0101);
         Out {
             zp: q.output_zp,
             lo: q.act[0],
             hi: q.act[1],
+            lo4: b(q.act[0]),
+            hi4: b(q.act[1]),
         }
     }
 
+    /// `clamp(v + zp)` for one output; `|v| < 2^30` (so the add cannot overflow).
     #[inline(always)]
     fn put(&self, v: i32) -> i8 {
         (v + self.zp).max(self.lo).min(self.hi) as i8
+    }
+
+    /// `clamp(v[i] + zp)` for four outputs (`|v[i]| < 2^30`), as four bytes: each saturated to
+    /// int8 (`ssat`), packed (`bfi`), then clamped four at a time (`ssub8` + `sel` for the
+    /// lower bound, again for the upper).
+    #[inline(always)]
+    fn put4(&self, v: [i32; 4]) -> [u8; 4] {
+        let r: u32;
+        // SAFETY: register-only DSP arithmetic (`ssat` may set Q and `ssub8` sets the GE
+        // flags, which only the following `sel` reads).
+        unsafe {
+            asm!(
+                "ssat {r}, #8, {a}",
+                "ssat {b}, #8, {b}",
+                "bfi {r}, {b}, #8, #8",
+                "ssat {c}, #8, {c}",
+                "bfi {r}, {c}, #16, #8",
+                "ssat {d}, #8, {d}",
+                "bfi {r}, {d}, #24, #8",
+                "ssub8 {b}, {r}, {lo}",
+                "sel {r}, {r}, {lo}",
+                "ssub8 {b}, {hi}, {r}",
+                "sel {r}, {r}, {hi}",
+                r = out(reg) r,
+                a = in(reg) v[0] + self.zp,
+                b = inout(reg) v[1] + self.zp => _,
+                c = inout(reg) v[2] + self.zp => _,
+                d = inout(reg) v[3] + self.zp => _,
+                lo = in(reg) self.lo4,
+                hi = in(reg) self.hi4,
+                options(pure, nomem, nostack),
+            );
+        }
+        r.to_le_bytes()
     }
 }
 
@@ -261,6 +320,21 @@ pub(super) fn conv2d(c: &Conv<'_, &[i32]>, y: &mut [i8], px0: usize) -> bool {
     if k == 0 || kp > CONV_K || co == 0 {
         return false;
     }
+    // First convs (few input channels) whose `K` is not a multiple of 4: their few weights
+    // repacked with `K` padded to `kp` by zeros (the rows' padding is zero too), so the
+    // leftover columns run in the assembly loop as one more group.
+    let mut repacked = [0u32; REPACK_WORDS];
+    let (w, k) = if k != kp && co * kp <= 4 * REPACK_WORDS {
+        let rw: &mut [i8] = bytemuck::cast_slice_mut(&mut repacked[..]);
+        for c in 0..co {
+            for kk in 0..k {
+                rw[super::packed_offset(co, kp, c, kk)] = w[super::packed_offset(co, k, c, kk)];
+            }
+        }
+        (&rw[..co * kp], kp)
+    } else {
+        (w, k)
+    };
     let (groups, kf) = (k / KR, k - k % KR);
     let rem = k - kf;
     let pixels = y.len() / co;
@@ -303,12 +377,18 @@ pub(super) fn conv2d(c: &Conv<'_, &[i32]>, y: &mut [i8], px0: usize) -> bool {
                     let wj = &wide[4 * groups * j..][..4 * groups];
                     let mut a = if groups == 0 {
                         [0; 4]
-                    } else if two && nr == NR && aligned {
+                    } else if two && (nr == NR || nr == 8) && aligned {
                         // SAFETY: `wj` holds this pair's `4·groups` words (the widening wrote
-                        // them); channel `cc + 1 < 16` of a full panel reads 8 bytes at
-                        // `64·g + 4·cc`, `g < groups`, inside the panel's `16·k` bytes;
+                        // them); channel `cc + 1 < nr` of a panel of `nr` reads 8 bytes at
+                        // `4·nr·g + 4·cc`, `g < groups`, inside the panel's `nr·k` bytes;
                         // `aligned`: the weights, and so every group, are word-aligned.
-                        unsafe { pair16(wj.as_ptr(), pw[cc * KR..].as_ptr(), groups) }
+                        let (xp, wp) = (wj.as_ptr(), pw[cc * KR..].as_ptr());
+                        unsafe {
+                            match nr {
+                                NR => pair::<64>(xp, wp, groups),
+                                _ => pair::<32>(xp, wp, groups),
+                            }
+                        }
                     } else {
                         pair_any(wj, &pw[cc * KR..], groups, nr * KR, two)
                     };
@@ -410,33 +490,44 @@ pub(super) fn depthwise(c: &super::Conv<'_, Option<&[i32]>>, y: &mut [i8], px0: 
             *r = Rq::of(q, if per_tensor { 0 } else { b0 + j });
         }
         let bb = bias.map(|b| &b[b0..b0 + nb]);
-        super::dw_runs(&s, &geo, px0, total, false, |i, _, taps| {
+        let step = geo.stride[1] * co;
+        super::dw_runs(&s, &geo, px0, total, true, |i, count, taps| {
             // The taps as addresses: each tap's input pixel and weight row, channel 0. The
             // taps come from the window geometry: pixels inside the input (checked against
-            // `x`'s length above), tap indices below `KH·KW`.
+            // `x`'s length above), tap indices below `KH·KW`; each next pixel of a run reads
+            // `stride·C` bytes further.
             let (xb, wb) = (x.as_ptr() as usize, wt.as_ptr() as usize);
             for (a, &(xo, t)) in addr.iter_mut().zip(taps) {
-                debug_assert!(xo + co <= x.len() && (t + 1) * co <= wt.len());
+                debug_assert!(xo + (count - 1) * step + co <= x.len() && (t + 1) * co <= wt.len());
                 *a = [xb + xo, wb + t * co];
             }
-            let addr = &addr[..taps.len()];
-            let yo = &mut y[i * co + b0..][..nb];
-            for (g, (yg, rg)) in yo.chunks_exact_mut(4).zip(rq.chunks_exact(4)).enumerate() {
-                let c0 = b0 + 4 * g;
-                let a = match bb {
-                    Some(b) => {
-                        let b: &[i32; 4] = b[4 * g..][..4].try_into().unwrap();
-                        *b
-                    }
-                    None => [0; 4],
-                };
-                // SAFETY: every tap's input pixel lies inside `x` (whose length covers every
-                // pixel of the input shape, checked on entry) and its weight row inside `wt`
-                // (`KH·KW·C` bytes, checked on entry); `c0 + 4 ≤ C` bytes past either start
-                // stay inside.
-                let a = unsafe { dw_taps(addr, c0, nz, a) };
-                for ((o, r), &v) in yg.iter_mut().zip(rg).zip(&a) {
-                    *o = out.put(r.scale(v));
+            let addr = &mut addr[..taps.len()];
+            for px in i..i + count {
+                let yo = &mut y[px * co + b0..][..nb];
+                for (g, (yg, rg)) in yo.chunks_exact_mut(4).zip(rq.chunks_exact(4)).enumerate() {
+                    let c0 = b0 + 4 * g;
+                    let a = match bb {
+                        Some(b) => {
+                            let b: &[i32; 4] = b[4 * g..][..4].try_into().unwrap();
+                            *b
+                        }
+                        None => [0; 4],
+                    };
+                    // SAFETY: every tap's input pixel lies inside `x` (whose length covers
+                    // every pixel of the input shape, checked on entry) and its weight row
+                    // inside `wt` (`KH·KW·C` bytes, checked on entry); `c0 + 4 ≤ C` bytes past
+                    // either start stay inside.
+                    let a = unsafe { dw_taps(addr, c0, nz, a) };
+                    let v = [
+                        rg[0].scale(a[0]),
+                        rg[1].scale(a[1]),
+                        rg[2].scale(a[2]),
+                        rg[3].scale(a[3]),
+                    ];
+                    yg.copy_from_slice(bytemuck::cast_slice(&out.put4(v)));
+                }
+                for a in addr.iter_mut() {
+                    a[0] += step;
                 }
             }
         });
@@ -624,6 +715,63 @@ pub(super) fn dense(
                 }
                 c += n;
             }
+        }
+    }
+    true
+}
+
+/// Elements below which [`add`] leaves the work to the scalar loop (its tables cost about as
+/// much as this many elements).
+const ADD_MIN: usize = 256;
+
+/// int8 add/sub of two same-shape tensors, bit-exact with
+/// [`add_one`](crate::kernels::reference_i8::add_one): TFLite rescales each input,
+/// `SaturatingRoundingDoublingHighMul` then a rounding shift of `(x - z) << left`, which
+/// depends on one byte, so both are read from 256-entry tables built here; the rescale of the
+/// sum takes [`Rq`]'s fast form when its multiplier has it. Returns false (writing nothing) for
+/// short tensors or shifts outside TFLite's range.
+pub(super) fn add(
+    a: &[i8],
+    b: &[i8],
+    y: &mut [i8],
+    p: &crate::kernels::reference_i8::AddParams,
+) -> bool {
+    use crate::fixedpoint::{rounding_divide_by_pot, saturating_rounding_doubling_high_mul};
+    let n = y.len();
+    let ok_shift = |s: i32| (-31..=0).contains(&s);
+    if n < ADD_MIN
+        || a.len() != n
+        || b.len() != n
+        || !(0..=31).contains(&p.q.left_shift)
+        || !p.q.mult.iter().all(|&(_, s)| ok_shift(s))
+        || p.act[0] > p.act[1]
+    {
+        return false;
+    }
+    let scaled = |v: i32, (m, s): (i32, i32)| {
+        let x = v.wrapping_mul(1 << p.q.left_shift);
+        rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, m), -s)
+    };
+    let mut ta = [0i32; 256];
+    let mut tb = [0i32; 256];
+    for v in -128i32..128 {
+        ta[(v as u8) as usize] = scaled(v - p.zp[0], p.q.mult[0]);
+        let sb = scaled(v - p.zp[1], p.q.mult[1]);
+        tb[(v as u8) as usize] = if p.subtract { sb.wrapping_neg() } else { sb };
+    }
+    let (m2, s2) = p.q.mult[2];
+    let (zp, lo, hi) = (p.zp[2], p.act[0], p.act[1]);
+    if Rq::fast(m2, s2) && (-128..=127).contains(&zp) {
+        let rq = Rq::with(m2, s2);
+        for ((o, &x), &z) in y.iter_mut().zip(a).zip(b) {
+            let sum = ta[x as u8 as usize].wrapping_add(tb[z as u8 as usize]);
+            *o = (rq.scale(sum) + zp).max(lo).min(hi) as i8;
+        }
+    } else {
+        for ((o, &x), &z) in y.iter_mut().zip(a).zip(b) {
+            let sum = ta[x as u8 as usize].wrapping_add(tb[z as u8 as usize]);
+            let v = rounding_divide_by_pot(saturating_rounding_doubling_high_mul(sum, m2), -s2);
+            *o = v.saturating_add(zp).clamp(lo, hi) as i8;
         }
     }
     true

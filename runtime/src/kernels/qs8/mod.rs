@@ -581,6 +581,8 @@ pub fn add_same_shape(
             x86::add_avx2(a, b, y, p);
             true
         }
+        #[cfg(kiln_dsp)]
+        Isa::CortexMDsp => dsp::add(a, b, y, p),
         _ => false,
     }
 }
