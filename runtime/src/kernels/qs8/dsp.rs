@@ -15,14 +15,11 @@
 //!   flipped and widened once per call; per group one `ldrd` of the row, two of weights, eight
 //!   `sxtb16` and eight `smlad` (16 MACs in 21 instructions with the loop).
 //!
-//! * int8 add/sub ([`add`]): each input's rescaled value read from a 256-entry table built per
-//!   call (TFLite's arithmetic needs three 64-bit rescales per element; two depend on one byte
-//!   each), the third rescale in the fast form.
-//!
 //! Requantization ([`Rq`]) is one 64-bit multiply-accumulate per output in the layers it covers.
 
+use super::rq::Rq;
 use super::{Conv, KR, NR};
-use crate::kernels::reference_i8::{QuantParams, Rounding};
+use crate::kernels::reference_i8::QuantParams;
 use crate::kernels::simd::dsp::{smlad, sxtb16, sxtb16_ror8, uxtb16, uxtb16_ror8};
 use core::arch::asm;
 
@@ -131,107 +128,6 @@ fn pair_any(wide: &[u32], w: &[i8], groups: usize, stride: usize, two: bool) -> 
         }
     }
     a
-}
-
-/// One output channel's requantization in a form the Cortex-M computes in a few instructions,
-/// bit-exact with [`QuantParams::requantize_with`] (TFLite's double rounding) for the layers
-/// [`Rq::covers`].
-///
-/// With `p = acc · mult` (64-bit) and a right shift `R`, TFLite computes
-/// `r = SaturatingRoundingDoublingHighMul(acc, mult)`, which is `⌊(p + 2^30) / 2^31⌋` (the
-/// nudge toward zero of a negative product and C++'s truncating division cancel), then the
-/// rounding shift `⌊(r + 2^(R-1) - [r < 0]) / 2^R⌋`, then adds the zero point and clamps.
-/// Nested floors of integers merge, so before the zero point the output is
-/// `⌊(p + 2^30 + 2^(30+R) - [r < 0]·2^31) / 2^(31+R)⌋`: one multiply-accumulate into a
-/// per-channel 64-bit constant, one more for the sign term, and the high word shifted right by
-/// `R - 1`. With `mult > 2^30` (TFLite normalizes multipliers to `[2^30, 2^31)`), `r < 0`
-/// exactly when `acc < 0`; with `1 ≤ R ≤ 31` nothing overflows, and the result is below
-/// `2^30` in magnitude, so adding the zero point never saturates. A zero multiplier (TFLite's
-/// for scales below `2^-32`) gives the zero point: the constant `2^31` with no shift.
-#[derive(Clone, Copy)]
-struct Rq {
-    mult: i32,
-    rsh: u32,
-    c: i64,
-}
-
-impl Rq {
-    /// Whether every channel of `q` (`co` of them) has the fast form: double rounding and a
-    /// normalized multiplier above `2^30` with a right shift of 1 to 31, or a zero multiplier.
-    fn covers(q: &QuantParams<'_>, co: usize) -> bool {
-        let n = if q.multiplier.len() == 1 { 1 } else { co };
-        q.rounding == Rounding::Double
-            && q.act[0] <= q.act[1]
-            && (-128..=127).contains(&q.output_zp)
-            && (0..n).all(|c| Rq::fast(q.multiplier.get(c), q.shift_of(c)))
-    }
-
-    /// Channel `c`'s constants (meaningful when [`Rq::covers`] holds).
-    #[inline(always)]
-    fn of(q: &QuantParams<'_>, c: usize) -> Rq {
-        Rq::with(q.multiplier.get(c), q.shift_of(c))
-    }
-
-    /// Whether every channel of `q` has the fast form of single rounding
-    /// (`TFLITE_SINGLE_ROUNDING`, [`Rq::single`]): a right shift of 1 to 31.
-    fn covers_single(q: &QuantParams<'_>, co: usize) -> bool {
-        let n = if q.multiplier.len() == 1 { 1 } else { co };
-        q.rounding == Rounding::Single
-            && q.act[0] <= q.act[1]
-            && (-128..=127).contains(&q.output_zp)
-            && (0..n).all(|c| (-31..=-1).contains(&q.shift_of(c)))
-    }
-
-    /// Whether `(mult, shift)` has the fast form (see [`Rq::covers`]).
-    fn fast(mult: i32, shift: i32) -> bool {
-        mult == 0 || (mult > 1 << 30 && (-31..=-1).contains(&shift))
-    }
-
-    /// The constants of `(mult, shift)` (meaningful when [`Rq::fast`] holds).
-    #[inline(always)]
-    fn with(mult: i32, shift: i32) -> Rq {
-        if mult == 0 {
-            return Rq {
-                mult,
-                rsh: 0,
-                c: 1 << 31,
-            };
-        }
-        let r = shift.saturating_neg().clamp(1, 31) as u32;
-        Rq {
-            mult,
-            rsh: r - 1,
-            c: (1i64 << 30) + (1i64 << (30 + r)),
-        }
-    }
-
-    /// Channel `c`'s constants for single rounding: `⌊(p + 2^(30+R)) / 2^(31+R)⌋`, the same
-    /// multiply-accumulate without the sign term (meaningful when [`Rq::covers_single`] holds).
-    #[inline(always)]
-    fn single(q: &QuantParams<'_>, c: usize) -> Rq {
-        let r = q.shift_of(c).saturating_neg().clamp(1, 31) as u32;
-        Rq {
-            mult: q.multiplier.get(c),
-            rsh: r - 1,
-            c: 1i64 << (30 + r),
-        }
-    }
-
-    /// [`Rq::scale`] for constants from [`Rq::single`].
-    #[inline(always)]
-    fn scale_single(&self, acc: i32) -> i32 {
-        let t = acc as i64 * self.mult as i64 + self.c;
-        ((t >> 32) as i32) >> self.rsh
-    }
-
-    /// The output of accumulator `acc` (bias included) before the zero point and clamp: the
-    /// product accumulated into the constant (`smlal`), the sign term added to it, and one
-    /// shift of the high word.
-    #[inline(always)]
-    fn scale(&self, acc: i32) -> i32 {
-        let t = acc as i64 * self.mult as i64 + (((acc >> 31) as i64) << 31) + self.c;
-        ((t >> 32) as i32) >> self.rsh
-    }
 }
 
 /// The output zero point and clamp.
@@ -715,63 +611,6 @@ pub(super) fn dense(
                 }
                 c += n;
             }
-        }
-    }
-    true
-}
-
-/// Elements below which [`add`] leaves the work to the scalar loop (its tables cost about as
-/// much as this many elements).
-const ADD_MIN: usize = 256;
-
-/// int8 add/sub of two same-shape tensors, bit-exact with
-/// [`add_one`](crate::kernels::reference_i8::add_one): TFLite rescales each input,
-/// `SaturatingRoundingDoublingHighMul` then a rounding shift of `(x - z) << left`, which
-/// depends on one byte, so both are read from 256-entry tables built here; the rescale of the
-/// sum takes [`Rq`]'s fast form when its multiplier has it. Returns false (writing nothing) for
-/// short tensors or shifts outside TFLite's range.
-pub(super) fn add(
-    a: &[i8],
-    b: &[i8],
-    y: &mut [i8],
-    p: &crate::kernels::reference_i8::AddParams,
-) -> bool {
-    use crate::fixedpoint::{rounding_divide_by_pot, saturating_rounding_doubling_high_mul};
-    let n = y.len();
-    let ok_shift = |s: i32| (-31..=0).contains(&s);
-    if n < ADD_MIN
-        || a.len() != n
-        || b.len() != n
-        || !(0..=31).contains(&p.q.left_shift)
-        || !p.q.mult.iter().all(|&(_, s)| ok_shift(s))
-        || p.act[0] > p.act[1]
-    {
-        return false;
-    }
-    let scaled = |v: i32, (m, s): (i32, i32)| {
-        let x = v.wrapping_mul(1 << p.q.left_shift);
-        rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, m), -s)
-    };
-    let mut ta = [0i32; 256];
-    let mut tb = [0i32; 256];
-    for v in -128i32..128 {
-        ta[(v as u8) as usize] = scaled(v - p.zp[0], p.q.mult[0]);
-        let sb = scaled(v - p.zp[1], p.q.mult[1]);
-        tb[(v as u8) as usize] = if p.subtract { sb.wrapping_neg() } else { sb };
-    }
-    let (m2, s2) = p.q.mult[2];
-    let (zp, lo, hi) = (p.zp[2], p.act[0], p.act[1]);
-    if Rq::fast(m2, s2) && (-128..=127).contains(&zp) {
-        let rq = Rq::with(m2, s2);
-        for ((o, &x), &z) in y.iter_mut().zip(a).zip(b) {
-            let sum = ta[x as u8 as usize].wrapping_add(tb[z as u8 as usize]);
-            *o = (rq.scale(sum) + zp).max(lo).min(hi) as i8;
-        }
-    } else {
-        for ((o, &x), &z) in y.iter_mut().zip(a).zip(b) {
-            let sum = ta[x as u8 as usize].wrapping_add(tb[z as u8 as usize]);
-            let v = rounding_divide_by_pot(saturating_rounding_doubling_high_mul(sum, m2), -s2);
-            *o = v.saturating_add(zp).clamp(lo, hi) as i8;
         }
     }
     true

@@ -38,6 +38,7 @@ use crate::ops::ConvGeom;
 mod dsp;
 #[cfg(target_arch = "aarch64")]
 mod neon;
+mod rq;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -556,8 +557,9 @@ pub fn requantize(isa: Isa) -> RequantFn {
     requantize_vector(isa).unwrap_or(requantize_portable)
 }
 
-/// Element-wise int8 add/sub of two same-shape tensors on the vector path of `isa`, bit-exact
-/// with [`add_one`](super::reference_i8::add_one); `false` when `isa` has none (the caller
+/// Element-wise int8 add/sub of two same-shape tensors, bit-exact with
+/// [`add_one`](super::reference_i8::add_one): on the vector path of `isa`, or from per-input
+/// tables where it has none (`rq::add_tables`); `false` for short tensors there (the caller
 /// takes the scalar loop).
 pub fn add_same_shape(
     a: &[i8],
@@ -566,7 +568,6 @@ pub fn add_same_shape(
     p: &super::reference_i8::AddParams,
     isa: Isa,
 ) -> bool {
-    let _ = (&a, &b, &y, p); // (no vector add on some targets)
     if !isa.supported() {
         return false;
     }
@@ -581,9 +582,7 @@ pub fn add_same_shape(
             x86::add_avx2(a, b, y, p);
             true
         }
-        #[cfg(kiln_dsp)]
-        Isa::CortexMDsp => dsp::add(a, b, y, p),
-        _ => false,
+        _ => rq::add_tables(a, b, y, p),
     }
 }
 
