@@ -186,7 +186,10 @@ pub fn qs8_grid(isa: Isa) -> Result<u32, Mismatch> {
     let (mut m, mut s) = ([0i32; C_MAX], [0i32; C_MAX]);
     let mut x = [0i8; X_MAX];
     let mut w = [0i8; W_MAX];
-    let mut pw = [0i8; W_MAX];
+    // Packed weights word-aligned (as `kiln convert` stores them), or one byte off in every
+    // other variant (a hand-built file): the kernels' aligned and unaligned paths.
+    let mut pw_words = [0u32; W_MAX / 4 + 1];
+    let pw_all: &mut [i8] = bytemuck::cast_slice_mut(&mut pw_words[..]);
     let mut bias = [0i32; C_MAX];
     let mut fb = [0i32; C_MAX];
     let mut y_ref = [0i8; Y_MAX];
@@ -213,6 +216,7 @@ pub fn qs8_grid(isa: Isa) -> Result<u32, Mismatch> {
             let (xs, ws, ys) = ([1, h, wd, ci], [co, kh, kw, ci], [1, oh, ow, co]);
             let (x, w, bias) = (&x[..nx], &w[..co * k], Some(&bias[..co]));
             reference::conv2d(x, xs, w, ws, bias, &mut y_ref[..ny], ys, &geo, &q);
+            let pw = &mut pw_all[(v % 2) as usize..];
             qs8::pack(w, co, k, &mut pw[..co * k]);
             qs8::fold_bias(w, co, k, bias, q.input_zp, &mut fb[..co]);
             let c = Conv {
@@ -262,6 +266,7 @@ pub fn qs8_grid(isa: Isa) -> Result<u32, Mismatch> {
             let (x, w) = (&x[..nx], &w[..c * taps]);
             let bias = (v % 4 != 3).then_some(&bias[..c]);
             reference::conv2d(x, xs, w, ws, bias, &mut y_ref[..ny], ys, &geo, &q);
+            let pw = &mut pw_all[(v % 2) as usize..];
             qs8::pack_depthwise(w, c, taps, &mut pw[..c * taps]);
             let cv = Conv {
                 x,
@@ -300,6 +305,7 @@ pub fn qs8_grid(isa: Isa) -> Result<u32, Mismatch> {
             );
             let (x, w, bias) = (&x[..nx], &w[..mo * k], Some(&bias[..mo]));
             reference::dense(x, k, w, mo, bias, &mut y_ref[..ny], &q);
+            let pw = &mut pw_all[(v % 2) as usize..];
             qs8::pack(w, mo, k, &mut pw[..mo * k]);
             qs8::fold_bias(w, mo, k, bias, q.input_zp, &mut fb[..mo]);
             y_opt[..ny].fill(0x55);
@@ -354,6 +360,7 @@ pub fn qs8_grid(isa: Isa) -> Result<u32, Mismatch> {
                     bias[..mo].copy_from_slice(chunk);
                     let (x, w, bias) = (&[5i8][..], &w[..mo], Some(&bias[..mo]));
                     reference::dense(x, 1, w, mo, bias, &mut y_ref[..mo], &q);
+                    let pw = &mut pw_all[..];
                     qs8::pack(w, mo, 1, &mut pw[..mo]);
                     qs8::fold_bias(w, mo, 1, bias, 0, &mut fb[..mo]);
                     y_opt[..mo].fill(0x55);

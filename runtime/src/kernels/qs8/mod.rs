@@ -29,6 +29,10 @@
 //!   runs (a row's interior pixels form one), every panel's constants set up once, four pixels
 //!   of a run sharing each input column they read.
 
+// On 32-bit targets the stack budgets `PQ_CACHE` and `FLIP_BYTES` are 0: the comparisons with
+// them are constant there by design.
+#![cfg_attr(target_pointer_width = "32", allow(clippy::absurd_extreme_comparisons))]
+
 use super::isa::Isa;
 use super::reference_i8::QuantParams;
 use crate::ops::ConvGeom;
@@ -39,6 +43,9 @@ mod dsp;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 mod rq;
+#[cfg(kiln_v6m)]
+#[allow(unsafe_code)]
+mod v6m;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -299,6 +306,9 @@ pub fn ukernel<const M: usize>(isa: Isa) -> Ukernel<M> {
         Isa::Avx2 => x86::gemm_avx2::<M>,
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => neon::gemm::<M>,
+        #[cfg(kiln_v6m)]
+        _ => v6m::gemm::<M>,
+        #[cfg(not(kiln_v6m))]
         _ => gemm_portable::<M>,
     }
 }
