@@ -130,6 +130,44 @@ fn pair_any(wide: &[u32], w: &[i8], groups: usize, stride: usize, two: bool) -> 
     a
 }
 
+/// [`Rq::scale`] of two accumulators of one channel (two pixels), the constants loaded
+/// once, in assembly (two `smlal` and one shift each).
+#[inline(always)]
+fn scale2(rq: &Rq, a0: i32, a1: i32) -> [i32; 2] {
+    let (clo, chi) = (rq.c as u32, (rq.c >> 32) as u32);
+    let (r0, r1): (i32, i32);
+    // SAFETY: register-only Thumb-2 / DSP arithmetic.
+    unsafe {
+        asm!(
+            "mov {l0}, {clo}",
+            "mov {h0}, {chi}",
+            "lsr {s}, {a0}, #31",
+            "smlal {l0}, {h0}, {a0}, {m}",
+            "smlal {l0}, {h0}, {s}, {k}",
+            "asr {h0}, {h0}, {r}",
+            "mov {l0}, {clo}",
+            "mov {h1}, {chi}",
+            "lsr {s}, {a1}, #31",
+            "smlal {l0}, {h1}, {a1}, {m}",
+            "smlal {l0}, {h1}, {s}, {k}",
+            "asr {h1}, {h1}, {r}",
+            clo = in(reg) clo,
+            chi = in(reg) chi,
+            a0 = in(reg) a0,
+            a1 = in(reg) a1,
+            m = in(reg) rq.mult,
+            r = in(reg) rq.rsh,
+            k = in(reg) 1u32 << 31,
+            s = out(reg) _,
+            l0 = out(reg) _,
+            h0 = out(reg) r0,
+            h1 = out(reg) r1,
+            options(pure, nomem, nostack),
+        );
+    }
+    [r0, r1]
+}
+
 /// The output zero point and clamp.
 #[derive(Clone, Copy)]
 struct Out {
@@ -158,6 +196,32 @@ impl Out {
     #[inline(always)]
     fn put(&self, v: i32) -> i8 {
         (v + self.zp).max(self.lo).min(self.hi) as i8
+    }
+
+    /// `clamp(v[i] + zp)` for two outputs (`|v[i]| < 2^30`) as two bytes, as [`Out::put4`].
+    #[inline(always)]
+    fn put2(&self, v0: i32, v1: i32) -> [i8; 2] {
+        let r: u32;
+        // SAFETY: register-only DSP arithmetic, as `put4`.
+        unsafe {
+            asm!(
+                "ssat {r}, #8, {a}",
+                "ssat {b}, #8, {b}",
+                "bfi {r}, {b}, #8, #8",
+                "ssub8 {b}, {r}, {lo}",
+                "sel {r}, {r}, {lo}",
+                "ssub8 {b}, {hi}, {r}",
+                "sel {r}, {r}, {hi}",
+                r = out(reg) r,
+                a = in(reg) v0 + self.zp,
+                b = inout(reg) v1 + self.zp => _,
+                lo = in(reg) self.lo4,
+                hi = in(reg) self.hi4,
+                options(pure, nomem, nostack),
+            );
+        }
+        let [b0, b1, _, _] = r.to_le_bytes();
+        [b0 as i8, b1 as i8]
     }
 
     /// `clamp(v[i] + zp)` for four outputs (`|v[i]| < 2^30`), as four bytes: each saturated to
@@ -304,17 +368,11 @@ pub(super) fn conv2d(c: &Conv<'_, &[i32]>, y: &mut [i8], px0: usize) -> bool {
                     let o = (i + 2 * j) * co + ch;
                     if fast && two && n - 2 * j >= 2 {
                         let (b0, b1) = (bias[ch], bias[ch + 1]);
-                        let v = [
-                            rq[0].scale(a[0].wrapping_add(b0)),
-                            rq[1].scale(a[1].wrapping_add(b1)),
-                            rq[0].scale(a[2].wrapping_add(b0)),
-                            rq[1].scale(a[3].wrapping_add(b1)),
-                        ];
+                        let v0 = scale2(&rq[0], a[0].wrapping_add(b0), a[2].wrapping_add(b0));
+                        let v1 = scale2(&rq[1], a[1].wrapping_add(b1), a[3].wrapping_add(b1));
                         let yo = &mut y[o..o + co + 2];
-                        yo[0] = out.put(v[0]);
-                        yo[1] = out.put(v[1]);
-                        yo[co] = out.put(v[2]);
-                        yo[co + 1] = out.put(v[3]);
+                        yo[..2].copy_from_slice(&out.put2(v0[0], v1[0]));
+                        yo[co..].copy_from_slice(&out.put2(v0[1], v1[1]));
                         continue;
                     }
                     let rows = (n - 2 * j).min(2);
