@@ -23,18 +23,32 @@ impl Isa {
     pub fn detect() -> Isa {
         #[cfg(all(target_arch = "x86_64", feature = "std"))]
         {
-            if std::is_x86_feature_detected!("avx512f")
+            // Asked for by every kernel call (through `Isa::supported`): detected once, then
+            // read from a cache.
+            use core::sync::atomic::{AtomicU8, Ordering};
+            static DETECTED: AtomicU8 = AtomicU8::new(0);
+            const CODES: [Isa; 3] = [Isa::Portable, Isa::Avx2, Isa::Avx512Vnni];
+            if let Some(&isa) =
+                CODES.get((DETECTED.load(Ordering::Relaxed) as usize).wrapping_sub(1))
+            {
+                return isa;
+            }
+            let isa = if std::is_x86_feature_detected!("avx512f")
                 && std::is_x86_feature_detected!("avx512bw")
                 && std::is_x86_feature_detected!("avx512vl")
                 && std::is_x86_feature_detected!("avx512vnni")
                 && std::is_x86_feature_detected!("fma")
             {
-                return Isa::Avx512Vnni;
-            }
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                return Isa::Avx2;
-            }
-            Isa::Portable
+                Isa::Avx512Vnni
+            } else if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+            {
+                Isa::Avx2
+            } else {
+                Isa::Portable
+            };
+            let code = CODES.iter().position(|&c| c == isa).unwrap_or(0) + 1;
+            DETECTED.store(code as u8, Ordering::Relaxed);
+            isa
         }
         #[cfg(all(target_arch = "x86_64", not(feature = "std")))]
         {
