@@ -96,7 +96,8 @@ def inspect_ops(kiln, path):
 
 def build(core, gen, build_std, board=None, features=None, tag=None):
     """Builds the bench firmware for `core` with the model exported to `gen`; `board` overrides
-    the core's memory map, `features` replaces the default features (the kernel grid)."""
+    the core's memory map, `features` lists the firmware's features (the kernel grid, the
+    stack-overflow test)."""
     target, cpu, _, _, default_board = CORES[core]
     board = board or default_board
     env = dict(os.environ, KILN_FW_MODEL=str(gen), KILN_FW_BOARD=board)
@@ -104,8 +105,8 @@ def build(core, gen, build_std, board=None, features=None, tag=None):
         f"-C target-cpu={cpu}"
     tdir = f"target/{tag or core}"
     cmd = ["cargo", "build", "--release", "-q", "--target", target, "--target-dir", tdir]
-    if features is not None:
-        cmd += ["--no-default-features"] + (["--features", features] if features else [])
+    if features:
+        cmd += ["--features", features]
     if build_std:
         env["RUSTC_BOOTSTRAP"] = "1"
         cmd.append("-Zbuild-std=core")
@@ -182,6 +183,7 @@ def main():
 
     results = {}
     failed = []
+    grids = {}
     for mi, name in enumerate(models, 1):
         stem, title = MODELS[name]
         src = assets / "mlperf-tiny" / f"{stem}.tflite"
@@ -199,6 +201,18 @@ def main():
         model_len = kfile.stat().st_size
         results[name] = {"model": stem, "title": title, "model_bytes": model_len, "ops": ops, "cores": {}}
         for core in cores:
+            if core not in grids:
+                # The int8 kernels against the reference on this core (edge-case grid), once.
+                log(f"{core}: kernel grid build and run")
+                elf = build(core, gen, build_std, features="grid", tag=f"grid-{core}")
+                g = measure(core, elf, plugin, len(ops))
+                m = re.search(r"kernel grid \((.*?)\): (\d+) cases, 0 wrong", g["log"])
+                grids[core] = (m.group(1), int(m.group(2))) if m and g["pass"] else None
+                if grids[core] is None:
+                    failed.append(f"kernel grid on {core}")
+                    print(g["log"], file=sys.stderr)
+                log(f"{core}: kernel grid " + (f"({grids[core][0]}): {grids[core][1]} cases, 0 wrong"
+                                               if grids[core] else "FAILED"))
             t0 = time.time()
             log(f"[{mi}/{len(models)}] {title}: {core} build")
             elf = build(core, gen, build_std)
@@ -224,7 +238,7 @@ def main():
         run([kiln, "export", digits, "-o", gen, "-i", ROOT / "build" / "quickstart" / "digit_2.pgm"])
         ops = inspect_ops(kiln, digits)
         log("micro:bit: digits CNN build (thumbv6m, 256 KiB flash / 16 KiB RAM)")
-        elf = build("m0", gen, build_std, board="microbit", features="", tag="microbit")
+        elf = build("m0", gen, build_std, board="microbit", tag="microbit")
         log("micro:bit: run under QEMU microbit")
         micro = measure("m0", elf, plugin, len(ops), machine="microbit")
         micro["ops"] = ops
@@ -259,7 +273,8 @@ def main():
     lines = ["# kiln on Cortex-M: instructions per inference (QEMU, exact counts)", "",
              "MLPerf Tiny int8 models, TFLite Micro's LCG input; TFLite Micro + CMSIS-NN figures from "
              "`shared/tools/qemu-insncount/README.md` (Cortex-M4F, same input). Ratio = kiln ÷ TFLite Micro "
-             "+ CMSIS-NN. Flash = code + model; kiln's code is the whole firmware minus the model.", ""]
+             "+ CMSIS-NN. Flash = code + model; kiln's code is the whole firmware minus the model (the runtime "
+             "with every op, the per-op report over semihosting).", ""]
     lines.append("| model | core | kiln instructions | TFLM + CMSIS-NN (M4) | ratio | kiln arena | TFLM arena | "
                  "kiln flash (code + model) | TFLM flash | stack high-water | output |")
     lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
@@ -276,6 +291,10 @@ def main():
                          f"{fmt(arena)} | {fmt(f['arena'])} | {fmt(r['text'])} ({fmt(r['code'])} + "
                          f"{fmt(res['model_bytes'])}) | {fmt(f['flash'])} ({fmt(f['flash'] - f['model'])} + "
                          f"{fmt(f['model'])}) | {fmt(r['stack'])} | {'bit-exact' if r['pass'] else 'FAILED'} |")
+    if grids:
+        lines += ["", "Kernel grid (`kernels::selfcheck`, against the reference kernels) on each core: " +
+                  "; ".join(f"{c} ({g[0]}) {g[1]} cases, 0 wrong" if g else f"{c} FAILED"
+                            for c, g in grids.items()) + "."]
     for name, res in results.items():
         f = tflm[res["model"]]
         cs = [c for c in res["cores"] if "per_op" in res["cores"][c]]
@@ -317,7 +336,7 @@ def main():
     report = "\n".join(lines) + "\n"
     (out / "report.md").write_text(report)
     (out / "report.json").write_text(json.dumps({"models": results, "microbit": micro,
-                                                  "stack_guard": guard}, indent=1))
+                                                  "stack_guard": guard, "grid": grids}, indent=1))
     print(report)
     if failed:
         sys.exit("bench-cortex-m: FAILED: " + ", ".join(failed))
