@@ -208,6 +208,11 @@ def gen_cases(rng):
     for i in range(8):
         cases.append(("mean", dict(axes=[[1, 2], [1, 2], [3], [1], [2, 1], [0, 3]][i % 6], keep=bool(i % 2),
                                    h=int(rng.integers(1, 9)), w=int(rng.integers(1, 9)))))
+    # An int8 constant operand (Keras' BatchNormalization after an activation: MUL and ADD by
+    # per-channel constants), broadcast or full-shape, either side.
+    for i in range(8):
+        cases.append((["mul", "add", "sub", "mul"][i % 4],
+                      dict(bcast=i % 3 != 2, act=int(rng.choice([0, 1])), const=1 + (i % 2))))
     return cases
 
 
@@ -284,11 +289,10 @@ def build_case(kind, p, rng):
         if p["act"]:
             yf = np.maximum(yf, 0)
         sy, zy = out_quant(yf, rng)
-        ai, bi = m.tensor(a.shape, scale=sa, zp=za), m.tensor(b.shape, scale=sb, zp=zb)
+        ai, bi, ins = const_operands(m, p, a, sa, za, b, sb, zb)
         yi = m.tensor([1, 4, 5, 3], scale=sy, zp=zy)
         m.op(ADD if kind == "add" else SUB, 2 if kind == "add" else 2, [ai, bi], [yi], 11 if kind == "add" else 28,
              [(0, "i8", p["act"])])
-        ins = [a, b]
     elif kind == "softmax":
         x, sx, zx = rand_act(rng, (p["rows"], p["depth"]))
         xi = m.tensor(x.shape, scale=sx, zp=zx)
@@ -315,10 +319,9 @@ def build_case(kind, p, rng):
         if p["act"]:
             yf = np.maximum(yf, 0)
         sy, zy = out_quant(yf, rng)
-        ai, bi = m.tensor(a.shape, scale=sa, zp=za), m.tensor(b.shape, scale=sb, zp=zb)
+        ai, bi, ins = const_operands(m, p, a, sa, za, b, sb, zb)
         yi = m.tensor([1, 3, 4, 5], scale=sy, zp=zy)
         m.op(MUL, 2, [ai, bi], [yi], 21, [(0, "i8", p["act"])])
-        ins = [a, b]
     elif kind == "concat":
         a, s, z = rand_act(rng, (1, 3, 4, 2))
         b = rng.integers(-128, 128, size=(1, 3, 4, 3) if p["axis"] == 3 else (1, 2, 4, 2)).astype(np.int8)
@@ -339,9 +342,21 @@ def build_case(kind, p, rng):
         ins = [x]
     n_in = len(ins)
     inputs = list(range(n_in)) if kind not in ("conv", "depthwise", "fc") else [0]
-    if kind in ("add", "sub", "mul", "concat"):
+    if kind in ("add", "sub", "mul", "concat") and not p.get("const"):
         inputs = [0, 1]
     return m.build(inputs, [len(m.tensors) - 1]), ins
+
+
+def const_operands(m, p, a, sa, za, b, sb, zb):
+    """The two operands of an element-wise op as model tensors and the inputs to feed: both
+    inputs, or with `p["const"]` operand b stored as an int8 constant, as the second input
+    (const=1) or the first (const=2)."""
+    c = p.get("const", 0)
+    ai = m.tensor(a.shape, scale=sa, zp=za)
+    if not c:
+        return ai, m.tensor(b.shape, scale=sb, zp=zb), [a, b]
+    bi = m.tensor(b.shape, data=b, scale=sb, zp=zb)
+    return (ai, bi, [a]) if c == 1 else (bi, ai, [a])
 
 
 def main():

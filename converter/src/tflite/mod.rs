@@ -529,6 +529,56 @@ impl<'a> Importer<'a> {
         Ok((x, y, vec![Some(x), Some(w), bias, Some(m), Some(s)]))
     }
 
+    /// Input `k` of an int8 element-wise op: an activation as usual; a constant int8 tensor
+    /// (per-tensor quantized) kept int8 with its scale and zero point, not dequantized.
+    fn int8_operand(&mut self, o: &TfOp, k: usize) -> Result<TId> {
+        let t = *o
+            .inputs
+            .get(k)
+            .ok_or_else(|| anyhow!("missing input {k}"))?;
+        if t < 0 {
+            bail!("required input {k} is absent");
+        }
+        let t = t as usize;
+        if !self.is_const(t) || self.info(t).ttype != T_INT8 {
+            return self.tensor(t);
+        }
+        if let Some(&id) = self.map.get(&t) {
+            return Ok(id);
+        }
+        let info = self.info(t);
+        if info.scales.len() != 1 {
+            bail!(
+                "int8 constant '{}' of an element-wise op has {} scales; only per-tensor quantization is supported there",
+                info.name,
+                info.scales.len()
+            );
+        }
+        let shape = if info.shape.is_empty() {
+            vec![1]
+        } else {
+            info.shape.clone()
+        };
+        let n: usize = shape.iter().product();
+        let raw = self.raw(t);
+        if raw.len() != n {
+            bail!(
+                "int8 constant '{}' holds {} bytes for shape {:?}",
+                info.name,
+                raw.len(),
+                shape
+            );
+        }
+        let data: Vec<i8> = raw.iter().map(|&b| b as i8).collect();
+        let name = info.name.clone();
+        let (scale, zero_point) = self.per_tensor(t)?;
+        let id = self.g.add_tensor(name, DType::I8, shape);
+        self.g.tensors[id].data = Some(Data::I8(data));
+        self.g.tensors[id].quant = Quant::PerTensor { scale, zero_point };
+        self.map.insert(t, id);
+        Ok(id)
+    }
+
     /// A tensor as a graph tensor: constants are decoded (and dequantized) to f32.
     fn tensor(&mut self, t: usize) -> Result<TId> {
         if let Some(&id) = self.map.get(&t) {
