@@ -532,14 +532,7 @@ impl<'a> Importer<'a> {
     /// Input `k` of an int8 element-wise op: an activation as usual; a constant int8 tensor
     /// (per-tensor quantized) kept int8 with its scale and zero point, not dequantized.
     fn int8_operand(&mut self, o: &TfOp, k: usize) -> Result<TId> {
-        let t = *o
-            .inputs
-            .get(k)
-            .ok_or_else(|| anyhow!("missing input {k}"))?;
-        if t < 0 {
-            bail!("required input {k} is absent");
-        }
-        let t = t as usize;
+        let t = input_index(o, k)?;
         if !self.is_const(t) || self.info(t).ttype != T_INT8 {
             return self.tensor(t);
         }
@@ -702,14 +695,7 @@ impl<'a> Importer<'a> {
     }
 
     fn input(&mut self, o: &TfOp, k: usize) -> Result<TId> {
-        let t = *o
-            .inputs
-            .get(k)
-            .ok_or_else(|| anyhow!("missing input {k}"))?;
-        if t < 0 {
-            bail!("required input {k} is absent");
-        }
-        self.tensor(t as usize)
+        self.tensor(input_index(o, k)?)
     }
 
     fn shape(&self, t: TId) -> Vec<usize> {
@@ -773,4 +759,16 @@ impl<'a> Importer<'a> {
             .and_then(|&t| self.tensors.get(t as usize))
             .map_or(String::new(), |t| t.name.clone())
     }
+}
+
+/// The TFLite tensor index of required input `k` of `o`.
+fn input_index(o: &TfOp, k: usize) -> Result<usize> {
+    let t = *o
+        .inputs
+        .get(k)
+        .ok_or_else(|| anyhow!("missing input {k}"))?;
+    if t < 0 {
+        bail!("required input {k} is absent");
+    }
+    Ok(t as usize)
 }

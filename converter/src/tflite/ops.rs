@@ -416,10 +416,11 @@ impl<'a> Importer<'a> {
             MAXIMUM => BinaryKind::Max,
             _ => BinaryKind::Min,
         };
-        let int8 = self.is_int8(o.inputs[0]) && self.is_int8(*o.inputs.get(1).unwrap_or(&-1));
+        let int8 = self.is_int8(o.inputs[0]);
+        let both_int8 = int8 && self.is_int8(*o.inputs.get(1).unwrap_or(&-1));
         // An int8 constant operand (Keras' BatchNormalization after an activation becomes MUL
         // and ADD by per-channel int8 constants) stays int8 with its own quantization.
-        let (a, b) = if int8 {
+        let (a, b) = if both_int8 {
             (self.int8_operand(o, 0)?, self.int8_operand(o, 1)?)
         } else {
             (self.input(o, 0)?, self.input(o, 1)?)
@@ -429,7 +430,6 @@ impl<'a> Importer<'a> {
             Some(t) if !matches!(o.code, MAXIMUM | MINIMUM) => t.u8(0, 0)?,
             _ => 0,
         };
-        let int8 = int8 || self.is_int8(o.inputs[0]);
         if !int8 || !matches!(kind, BinaryKind::Add | BinaryKind::Sub | BinaryKind::Mul) {
             let p = OpParams::Binary(BinaryParams::new(kind));
             let node = Node::new(name, p, vec![Some(a), Some(b)], vec![y]);

@@ -267,20 +267,31 @@ fn mbqm_smaller_than_one(x: i32, m: i32, shift: i32) -> i32 {
     rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, m), -shift)
 }
 
+/// Input `k` (0 or 1) of a quantized add, rescaled to the common scale: `(v - z) << left`, then
+/// multiplied by its multiplier.
+#[inline]
+pub(crate) fn add_input(v: i8, k: usize, p: &AddParams) -> i32 {
+    let x = (v as i32 - p.zp[k]).wrapping_mul(1 << p.q.left_shift);
+    mbqm_smaller_than_one(x, p.q.mult[k].0, p.q.mult[k].1)
+}
+
+/// The output of a quantized add whose rescaled inputs sum (or differ) to `sum`.
+#[inline]
+pub(crate) fn add_output(sum: i32, p: &AddParams) -> i8 {
+    let out = mbqm_smaller_than_one(sum, p.q.mult[2].0, p.q.mult[2].1).saturating_add(p.zp[2]);
+    out.clamp(p.act[0], p.act[1]) as i8
+}
+
 /// One element of a quantized add.
 #[inline]
 pub fn add_one(a: i8, b: i8, p: &AddParams) -> i8 {
-    let av = (a as i32 - p.zp[0]).wrapping_mul(1 << p.q.left_shift);
-    let bv = (b as i32 - p.zp[1]).wrapping_mul(1 << p.q.left_shift);
-    let sa = mbqm_smaller_than_one(av, p.q.mult[0].0, p.q.mult[0].1);
-    let sb = mbqm_smaller_than_one(bv, p.q.mult[1].0, p.q.mult[1].1);
+    let (sa, sb) = (add_input(a, 0, p), add_input(b, 1, p));
     let sum = if p.subtract {
         sa.wrapping_sub(sb)
     } else {
         sa.wrapping_add(sb)
     };
-    let out = mbqm_smaller_than_one(sum, p.q.mult[2].0, p.q.mult[2].1).saturating_add(p.zp[2]);
-    out.clamp(p.act[0], p.act[1]) as i8
+    add_output(sum, p)
 }
 
 /// Applies `f` element-wise with numpy broadcasting of `a` and `b` to `ysh`.

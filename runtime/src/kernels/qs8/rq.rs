@@ -34,11 +34,25 @@ impl Rq {
     /// Whether every channel of `q` (`co` of them) has the fast form: double rounding and a
     /// normalized multiplier above `2^30` with a right shift of 1 to 31, or a zero multiplier.
     pub(crate) fn covers(q: &QuantParams<'_>, co: usize) -> bool {
+        Rq::every_channel(q, co, Rounding::Double, |c| {
+            Rq::fast(q.multiplier.get(c), q.shift_of(c))
+        })
+    }
+
+    /// Whether `q` rounds as `rounding`, has an int8 zero point and a clamp, and every one of
+    /// its `co` channels (one table entry when per-tensor) passes `ok`.
+    #[inline(always)]
+    fn every_channel(
+        q: &QuantParams<'_>,
+        co: usize,
+        rounding: Rounding,
+        ok: impl Fn(usize) -> bool,
+    ) -> bool {
         let n = if q.multiplier.len() == 1 { 1 } else { co };
-        q.rounding == Rounding::Double
+        q.rounding == rounding
             && q.act[0] <= q.act[1]
             && (-128..=127).contains(&q.output_zp)
-            && (0..n).all(|c| Rq::fast(q.multiplier.get(c), q.shift_of(c)))
+            && (0..n).all(ok)
     }
 
     /// Channel `c`'s constants (meaningful when [`Rq::covers`] holds).
@@ -50,14 +64,13 @@ impl Rq {
     /// Whether every channel of `q` has the fast form of single rounding
     /// (`TFLITE_SINGLE_ROUNDING`, [`Rq::single`]): a right shift of 1 to 31.
     pub(crate) fn covers_single(q: &QuantParams<'_>, co: usize) -> bool {
-        let n = if q.multiplier.len() == 1 { 1 } else { co };
-        q.rounding == Rounding::Single
-            && q.act[0] <= q.act[1]
-            && (-128..=127).contains(&q.output_zp)
-            && (0..n).all(|c| (-31..=-1).contains(&q.shift_of(c)))
+        Rq::every_channel(q, co, Rounding::Single, |c| {
+            (-31..=-1).contains(&q.shift_of(c))
+        })
     }
 
     /// Whether `(mult, shift)` has the fast form (see [`Rq::covers`]).
+    #[inline(always)]
     pub(crate) fn fast(mult: i32, shift: i32) -> bool {
         mult == 0 || (mult > 1 << 30 && (-31..=-1).contains(&shift))
     }
@@ -125,7 +138,7 @@ pub(crate) fn add_tables(
     y: &mut [i8],
     p: &crate::kernels::reference_i8::AddParams,
 ) -> bool {
-    use crate::fixedpoint::{rounding_divide_by_pot, saturating_rounding_doubling_high_mul};
+    use crate::kernels::reference_i8::{add_input, add_output};
     let n = y.len();
     let ok_shift = |s: i32| (-31..=0).contains(&s);
     if n < ADD_MIN
@@ -137,16 +150,13 @@ pub(crate) fn add_tables(
     {
         return false;
     }
-    let scaled = |v: i32, (m, s): (i32, i32)| {
-        let x = v.wrapping_mul(1 << p.q.left_shift);
-        rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, m), -s)
-    };
+    // Each input's rescaled value, by the reference's own arithmetic, once per byte value.
     let mut ta = [0i32; 256];
     let mut tb = [0i32; 256];
-    for v in -128i32..128 {
-        ta[(v as u8) as usize] = scaled(v - p.zp[0], p.q.mult[0]);
-        let sb = scaled(v - p.zp[1], p.q.mult[1]);
-        tb[(v as u8) as usize] = if p.subtract { sb.wrapping_neg() } else { sb };
+    for v in i8::MIN..=i8::MAX {
+        ta[v as u8 as usize] = add_input(v, 0, p);
+        let sb = add_input(v, 1, p);
+        tb[v as u8 as usize] = if p.subtract { sb.wrapping_neg() } else { sb };
     }
     let (m2, s2) = p.q.mult[2];
     let (zp, lo, hi) = (p.zp[2], p.act[0], p.act[1]);
@@ -158,9 +168,7 @@ pub(crate) fn add_tables(
         }
     } else {
         for ((o, &x), &z) in y.iter_mut().zip(a).zip(b) {
-            let sum = ta[x as u8 as usize].wrapping_add(tb[z as u8 as usize]);
-            let v = rounding_divide_by_pot(saturating_rounding_doubling_high_mul(sum, m2), -s2);
-            *o = v.saturating_add(zp).clamp(lo, hi) as i8;
+            *o = add_output(ta[x as u8 as usize].wrapping_add(tb[z as u8 as usize]), p);
         }
     }
     true
