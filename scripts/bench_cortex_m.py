@@ -122,15 +122,21 @@ def symbol(elf, name):
     sys.exit(f"bench-cortex-m: {elf}: no symbol {name}")
 
 
-def measure(core, elf, plugin, n_ops, machine=None):
+def qemu(core, elf, machine=None, plugin=None, timeout=900):
+    """Runs `elf` under QEMU on `core`'s board (or `machine`), with the instruction-count
+    plugin's markers when `plugin` is given; returns the completed process."""
     _, _, default_machine, cpu, _ = CORES[core]
     machine = machine or default_machine
     cpu_args = [] if machine == "microbit" else ["-cpu", cpu]
-    cmd = ["timeout", "900", "qemu-system-arm", "-M", machine, *cpu_args, "-nographic",
-           "-monitor", "none", "-serial", "none", "-semihosting-config", "enable=on,target=native",
-           "-plugin", f"{plugin},marker={symbol(elf, 'bench_marker'):#x},op={symbol(elf, 'bench_op'):#x}",
-           "-kernel", str(elf)]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    cmd = ["timeout", str(timeout), "qemu-system-arm", "-M", machine, *cpu_args, "-nographic",
+           "-monitor", "none", "-serial", "none", "-semihosting-config", "enable=on,target=native"]
+    if plugin:
+        cmd += ["-plugin", f"{plugin},marker={symbol(elf, 'bench_marker'):#x},op={symbol(elf, 'bench_op'):#x}"]
+    return subprocess.run(cmd + ["-kernel", str(elf)], capture_output=True, text=True)
+
+
+def measure(core, elf, plugin, n_ops, machine=None):
+    r = qemu(core, elf, machine, plugin)
     out = r.stdout + r.stderr
     markers = [int(m) for m in re.findall(r"^INSN marker \d+ (\d+)$", r.stderr, re.M)]
     ops = [int(m) for m in re.findall(r"^INSN op \d+ (\d+)$", r.stderr, re.M)]
@@ -256,12 +262,7 @@ def main():
         gen = out / "digits"
         for core, board, machine in [("m4", "mps2-an386", None), ("m0", "microbit", "microbit")]:
             elf = build(core, gen, build_std, board=board, features="overflow", tag=f"overflow-{board}")
-            _, _, default_machine, cpu, _ = CORES[core]
-            m = machine or default_machine
-            cpu_args = [] if m == "microbit" else ["-cpu", cpu]
-            r = subprocess.run(["timeout", "60", "qemu-system-arm", "-M", m, *cpu_args, "-nographic",
-                                "-monitor", "none", "-serial", "none", "-semihosting-config",
-                                "enable=on,target=native", "-kernel", str(elf)], capture_output=True, text=True)
+            r = qemu(core, elf, machine, timeout=60)
             text = r.stdout + r.stderr
             faulted = r.returncode != 0 and "Lockup" in text and "not caught" not in text
             guard.append((board, faulted, r.returncode))

@@ -26,28 +26,29 @@ elf="$fw/target/thumbv7em-none-eabihf/release/cortex-m-kws"
 elf0="$fw/target/thumbv6m-none-eabi/release/cortex-m-kws"
 plugin=build/firmware/libinsncount.so
 gcc -O2 -shared -fPIC -o "$plugin" ../shared/tools/qemu-insncount/insncount.c 2>/dev/null || plugin=""
-marker=$(arm-none-eabi-nm "$elf" | awk '$3 == "bench_marker" {print $1}')
 base=(-M mps2-an386 -cpu cortex-m4 -nographic -monitor none -serial none -semihosting-config enable=on,target=native)
-args=("${base[@]}")
-[ -n "$plugin" ] && args+=(-plugin "$plugin,marker=0x$(printf '%x' $((0x$marker & ~1)))")
-set +e
-out=$(timeout 300 qemu-system-arm "${args[@]}" -kernel "$elf" 2>&1)
-status=$?
-set -e
-echo "$out" | grep -v '^INSN'
-[ $status -eq 0 ] || { echo "firmware: FAILED under QEMU (exit $status)"; exit 1; }
+# run_counted ELF LABEL QEMU-ARGS...: runs ELF under QEMU with the instruction counter on its
+# bench_marker, prints its output (lines prefixed by LABEL unless empty), fails on a non-zero
+# exit; leaves the output in $run_out and the instructions between the two markers in $run_insns.
+run_counted() {
+  local elf=$1 label=$2; shift 2
+  local args=("$@") marker status
+  marker=$(arm-none-eabi-nm "$elf" | awk '$3 == "bench_marker" {print $1}')
+  [ -n "$plugin" ] && args+=(-plugin "$plugin,marker=0x$(printf '%x' $((0x$marker & ~1)))")
+  set +e
+  run_out=$(timeout 300 qemu-system-arm "${args[@]}" -kernel "$elf" 2>&1)
+  status=$?
+  set -e
+  echo "$run_out" | grep -v '^INSN' | sed "s/^/${label:+$label: }/"
+  [ $status -eq 0 ] || { echo "firmware: ${label:-Cortex-M4F build} FAILED under QEMU (exit $status)"; exit 1; }
+  run_insns=$(echo "$run_out" | awk '/^INSN marker 0/ {a=$4} /^INSN marker 1/ {b=$4} END {if (a != "" && b != "") print b - a}')
+}
+run_counted "$elf" "" "${base[@]}"
+out=$run_out insns=$run_insns
 # The Cortex-M0/M0+ build (ARMv6-M: no DSP, the portable kernels) on the M3 board, whose RAM
 # holds the 16 KB arena; the same bit-exactness check.
-args0=(-M mps2-an385 -cpu cortex-m3 -nographic -monitor none -serial none -semihosting-config enable=on,target=native)
-marker0=$(arm-none-eabi-nm "$elf0" | awk '$3 == "bench_marker" {print $1}')
-[ -n "$plugin" ] && args0+=(-plugin "$plugin,marker=0x$(printf '%x' $((0x$marker0 & ~1)))")
-set +e
-out0=$(timeout 300 qemu-system-arm "${args0[@]}" -kernel "$elf0" 2>&1)
-status0=$?
-set -e
-echo "$out0" | grep -v '^INSN' | sed 's/^/cortex-m0 (mps2-an385): /'
-[ $status0 -eq 0 ] || { echo "firmware: Cortex-M0 build FAILED under QEMU (exit $status0)"; exit 1; }
-insns0=$(echo "$out0" | awk '/^INSN marker 0/ {a=$4} /^INSN marker 1/ {b=$4} END {if (a != "" && b != "") print b - a}')
+run_counted "$elf0" "cortex-m0 (mps2-an385)" -M mps2-an385 -cpu cortex-m3 -nographic -monitor none -serial none -semihosting-config enable=on,target=native
+insns0=$run_insns
 # The DSP inner product and the int8 kernels checked on the M4 itself against the portable
 # loop and the reference kernels (edge-case grids).
 set +e
@@ -56,7 +57,6 @@ dsp_status=$?
 set -e
 echo "cortex-m4 $dsp_out"
 [ $dsp_status -eq 0 ] || { echo "firmware: DSP kernel check FAILED under QEMU (exit $dsp_status)"; exit 1; }
-insns=$(echo "$out" | awk '/^INSN marker 0/ {a=$4} /^INSN marker 1/ {b=$4} END {if (a != "" && b != "") print b - a}')
 model=$(stat -c %s build/firmware/kws.kiln)
 arena=$(grep -o 'ARENA_SIZE: usize = [0-9]*' "$fw/generated/model.rs" | grep -o '[0-9]*$')
 stack=$(echo "$out" | grep -o 'stack high-water [0-9]*' | grep -o '[0-9]*$')

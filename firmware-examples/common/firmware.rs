@@ -1,8 +1,8 @@
 //! What every kiln firmware example shares (included with `#[path]`): stack high-water
-//! measurement that works with cortex-m-rt's layout and with flip-link's, and the report of the
-//! int8 kernels' on-target edge-case grid.
+//! measurement that works with cortex-m-rt's layout and with flip-link's, the report of the
+//! int8 kernels' on-target edge-case grid, and the exit that gives QEMU its status.
 
-use cortex_m_semihosting::hprintln;
+use cortex_m_semihosting::{debug, hprintln};
 
 const PAINT: u32 = 0xC0DE_C0DE;
 
@@ -61,5 +61,17 @@ pub fn kernel_grid() -> bool {
             );
             false
         }
+    }
+}
+
+/// Ends the program; under QEMU (semihosting) the process exits with status 0 when `ok`.
+pub fn exit(ok: bool) -> ! {
+    debug::exit(if ok {
+        debug::EXIT_SUCCESS
+    } else {
+        debug::EXIT_FAILURE
+    });
+    loop {
+        cortex_m::asm::wfi();
     }
 }
