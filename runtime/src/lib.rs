@@ -33,6 +33,7 @@ mod pool;
 pub mod session;
 #[cfg(feature = "signature")]
 pub mod signature;
+pub mod train;
 #[cfg(feature = "alloc")]
 pub mod writer;
 

@@ -217,6 +217,36 @@ impl<'m, 'a> Session<'m, 'a> {
         Ok(&self.arena[t.offset..t.offset + t.byte_len])
     }
 
+    /// Runs ops `ops` only (in order), on whatever the arena holds: a caller that runs the
+    /// first `n` ops reads a tensor they produce with [`Session::arena_tensor`] (how
+    /// [`crate::train::ModelHead`] takes a frozen backbone's features).
+    pub fn invoke_ops(&mut self, ops: core::ops::Range<usize>) -> Result<()> {
+        if ops.end > self.model.num_ops() {
+            return Err(Error::NoSuchOp {
+                index: ops.end - 1,
+                ops: self.model.num_ops(),
+            });
+        }
+        for i in ops {
+            self.exec(&self.model.op(i))?;
+        }
+        Ok(())
+    }
+
+    /// The arena bytes of activation tensor `t` (any dtype): what the last op that wrote it
+    /// left there, valid until a later op reuses its slot.
+    pub fn arena_tensor(&self, t: usize) -> Result<&[u8]> {
+        match self.model.get_tensor(t) {
+            Some(ti) if ti.storage == Storage::Arena => {
+                Ok(&self.arena[ti.offset..ti.offset + ti.byte_len])
+            }
+            _ => Err(Error::Tensor {
+                index: t as u32,
+                problem: "not an activation tensor of this model",
+            }),
+        }
+    }
+
     fn exec(&mut self, op: &OpInfo<'m>) -> Result<()> {
         let m = self.model;
         let yt = m.tensor(m.op_output(op, 0));
