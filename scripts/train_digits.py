@@ -9,7 +9,8 @@ Batch norm is trained as in a tutorial (batch statistics while training, running
 inference) and exported as an ONNX BatchNormalization node, which kiln folds into the conv.
 
 Outputs (in --out): digits_cnn.onnx, test_x.npy [N,1,8,8] f32, test_y.npy [N] i64,
-calib_x.npy (training images for later calibration), digit_<k>.pgm sample images.
+calib_x.npy (training images for later calibration), digit_<k>.pgm sample images,
+turned_{train,test}_{x,y}.npy (the digits turned 90 degrees: the fine-tuning demo's new task).
 """
 import argparse
 import os
@@ -195,6 +196,14 @@ def main():
     np.save(os.path.join(args.out, "test_x.npy"), xte)
     np.save(os.path.join(args.out, "test_y.npy"), yte)
     np.save(os.path.join(args.out, "calib_x.npy"), xtr[:200])
+    # A new task for `kiln finetune`: the same digits turned 90 degrees (a camera mounted
+    # sideways). The backbone stays as trained; only the head is adapted, on a few hundred
+    # turned training images, and measured on the turned held-out split.
+    turn = lambda a: np.ascontiguousarray(np.rot90(a, k=1, axes=(2, 3)))
+    np.save(os.path.join(args.out, "turned_train_x.npy"), turn(xtr[:400]))
+    np.save(os.path.join(args.out, "turned_train_y.npy"), ytr[:400])
+    np.save(os.path.join(args.out, "turned_test_x.npy"), turn(xte))
+    np.save(os.path.join(args.out, "turned_test_y.npy"), yte)
     for k in range(3):
         save_pgm(os.path.join(args.out, f"digit_{yte[k]}.pgm"), digits.images[ite[k]])
     print(f"trained: {len(xtr)} train / {len(xte)} test images, numpy accuracy {acc * 100:.2f}% -> {path}")

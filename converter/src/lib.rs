@@ -10,6 +10,7 @@
 pub mod bench;
 pub mod emit;
 pub mod eval;
+pub mod finetune;
 pub mod fsutil;
 pub mod input;
 pub mod inspect;

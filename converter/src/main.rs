@@ -96,6 +96,9 @@ enum Cmd {
     /// Run the same inputs through a reference engine (tract for ONNX, LiteRT's reference
     /// kernels for TFLite) and kiln; report errors per output (int8 outputs in LSBs).
     Verify(cli::verify::VerifyArgs),
+    /// Fine-tune a model's last dense layers on labelled data (the runtime's on-device
+    /// trainer), with a held-out split and early stopping; writes a new model file.
+    Finetune(Box<cli::finetune::FinetuneArgs>),
 }
 
 fn main() {
@@ -121,6 +124,7 @@ fn main() {
         Cmd::Eval(a) => cli::eval::run(a),
         Cmd::Verify(a) => cli::verify::run(a),
         Cmd::Bench(a) => cli::bench::run(a),
+        Cmd::Finetune(a) => cli::finetune::run(*a),
     };
     if let Err(e) = res {
         eprintln!("error: {e:#}");

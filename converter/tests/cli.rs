@@ -408,6 +408,95 @@ fn a_file_of_another_format_version_names_both_versions() {
     );
 }
 
+#[test]
+fn finetune_learns_a_new_mapping_and_refuses_bad_data() {
+    let f = Fixture::new();
+    // The model scores class k by x[k]; the new task labels each row by the argmax of x
+    // reversed, so the untuned head is right only by chance.
+    let n = 200;
+    let xs: Vec<f32> = (0..n * 4)
+        .map(|i| (((i * 7919) % 1009) as f32 / 1009.0) * 2.0 - 1.0)
+        .collect();
+    let ys: Vec<f32> = xs
+        .chunks(4)
+        .map(|r| {
+            let rev = [r[3], r[2], r[1], r[0]];
+            (0..4).fold(0, |b, k| if rev[k] > rev[b] { k } else { b }) as f32
+        })
+        .collect();
+    let x = f.npy_f32("x.npy", &[n, 1, 4], &xs);
+    let y = f.npy_f32("y.npy", &[n], &ys);
+    let out = f.s("tuned.kiln");
+    let o = kiln(&[
+        "finetune",
+        &f.s("f32.kiln"),
+        "-i",
+        &x,
+        "-l",
+        &y,
+        "-o",
+        &out,
+        "--epochs",
+        "40",
+        "--lr",
+        "0.05",
+        "--batch",
+        "4",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let before = j["before"]["accuracy"].as_f64().unwrap();
+    let after = j["tuned_file_accuracy"].as_f64().unwrap();
+    assert!(
+        before < 0.5 && after > 0.95,
+        "{before} -> {after}: {}",
+        stdout(&o)
+    );
+    // The written file is a loadable model that scores the same on the held-out rows.
+    let e = kiln(&["eval", &out, "-i", &x, "-l", &y, "--json"]);
+    assert!(e.status.success(), "{}", stderr(&e));
+    let acc = serde_json::from_str::<serde_json::Value>(&stdout(&e)).unwrap()["metrics"]
+        ["accuracy"]
+        .as_f64()
+        .unwrap();
+    assert!(acc > 0.95, "{acc}");
+    let args = |extra: &[&str], labels: &str| {
+        let mut a = vec!["finetune", "MODEL", "-i", "X", "-l", "L", "-o", "OUT"];
+        a.extend_from_slice(extra);
+        a.iter()
+            .map(|s| match *s {
+                "MODEL" => f.s("f32.kiln"),
+                "X" => x.clone(),
+                "L" => labels.to_string(),
+                "OUT" => f.s("bad_out.kiln"),
+                s => s.to_string(),
+            })
+            .collect::<Vec<String>>()
+    };
+    let run = |extra: &[&str], labels: &str| {
+        let a = args(extra, labels);
+        kiln(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let mut bad = ys.clone();
+    bad[7] = 9.0;
+    let yb = f.npy_f32("yb.npy", &[n], &bad);
+    fails(&run(&[], &yb), &["yb.npy", "label #7 is 9", "4 classes"]);
+    let ys3 = f.npy_f32("y3.npy", &[3], &ys[..3]);
+    fails(&run(&[], &ys3), &["200 inputs", "3 labels"]);
+    fails(
+        &run(&["--head", "2"], &y),
+        &["--head 2", "fewer dense layers"],
+    );
+    fails(
+        &run(&["--optimizer", "sgd", "--lr", "3e38", "--batch", "1"], &y),
+        &["the loss is NaN or infinite", "step", "--lr"],
+    );
+    fails(&run(&["--loss", "mse"], &y), &["y.npy", "[N, 4]"]);
+    fails(&run(&["--val-split", "1.5"], &y), &["--val-split"]);
+    assert!(!f.p("bad_out.kiln").exists(), "a failed run wrote a file");
+}
+
 fn subcommand_args(f: &Fixture) -> Vec<Vec<String>> {
     let m = f.s("f32.kiln");
     let bad = f.s("bad.bin");
@@ -442,6 +531,16 @@ fn subcommand_args(f: &Fixture) -> Vec<Vec<String>> {
         ],
         vec!["sign".into(), m.clone(), "--key".into(), bad.clone()],
         vec![
+            "finetune".into(),
+            m.clone(),
+            "-i".into(),
+            bad.clone(),
+            "-l".into(),
+            bad.clone(),
+            "-o".into(),
+            f.s("tuned.kiln"),
+        ],
+        vec![
             "check-signature".into(),
             m.clone(),
             "--pub".into(),
@@ -460,7 +559,7 @@ proptest! {
     fn bad_files_and_arguments_get_an_error_with_a_message(
         bytes in proptest::collection::vec(any::<u8>(), 0..300),
         ext in prop::sample::select(vec!["npy", "kiln", "onnx", "tflite", "png", "bin", "pub", "secret"]),
-        which in 0usize..11,
+        which in 0usize..12,
         extra in prop::sample::select(vec!["", "--top-k=0", "--row=99", "--samples=0", "--layout=hwc", "--max-samples=0", "--std=0"]),
     ) {
         let f = Fixture::new();

@@ -39,7 +39,7 @@ struct EvalResult {
 }
 
 /// Reads class labels: whole numbers, one per sample.
-fn read_labels(path: &Path) -> Result<Vec<usize>> {
+pub fn read_labels(path: &Path) -> Result<Vec<usize>> {
     let a = npy::read(path)?;
     a.data
         .iter()

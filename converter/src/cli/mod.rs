@@ -5,6 +5,7 @@ pub mod common;
 pub mod convert;
 pub mod eval;
 pub mod export;
+pub mod finetune;
 pub mod inspect;
 pub mod keys;
 pub mod quantize;

@@ -2,7 +2,7 @@
 //! and the frozen backbone's features for one input.
 
 use super::{Activation, Head, Layer, TrainError, TrainResult, MAX_LAYERS};
-use crate::cast::{bytes_as_f16, bytes_as_f32, bytes_as_i32, bytes_as_i8};
+use crate::cast::{bytes_as_f16, bytes_as_f32, bytes_as_i16, bytes_as_i32, bytes_as_i8};
 use crate::format::{DType, Storage};
 use crate::kernels::{f32gemm, qs8};
 use crate::model::{Model, Quant, TensorInfo};
@@ -303,12 +303,45 @@ impl ModelHead {
                             (model.constant_f32(&model.tensor(scales as usize)), 0)
                         }
                         Quant::PerTensor { zero_point, .. } => (&[][..], zero_point),
-                        Quant::None => return Err(err(s.op, "int8 weights without scale")),
+                        Quant::None => (&[][..], 0),
+                    };
+                    // Weights without a stored scale (kiln's own quantizer folds it into the
+                    // requantization): s_w = M·s_y / s_x, M = m·2^shift / 2^31 per channel.
+                    let folded = |c: usize| -> f32 {
+                        let y = model.tensor(model.op_output(&op, 0));
+                        let sy = per_tensor(&y).map_or(0.0, |q| q.0) as f64;
+                        let (mt, st) = (model.op_input(&op, 3), model.op_input(&op, 4));
+                        let (Some(mt), Some(st)) = (mt, st) else {
+                            return 0.0;
+                        };
+                        let (mt, st) = (model.tensor(mt), model.tensor(st));
+                        let (mb, sb) = (model.constant_bytes(&mt), model.constant_bytes(&st));
+                        let pick = |n: usize| if n == 1 { 0 } else { c };
+                        let mult = match mt.dtype {
+                            DType::I16 => bytes_as_i16(mb)
+                                .get(pick(mt.len()))
+                                .map(|&v| (v as i64) << 16),
+                            _ => bytes_as_i32(mb).get(pick(mt.len())).map(|&v| v as i64),
+                        };
+                        let shift = match st.dtype {
+                            DType::I8 => bytes_as_i8(sb).get(pick(st.len())).map(|&v| v as i32),
+                            _ => bytes_as_i32(sb).get(pick(st.len())).copied(),
+                        };
+                        match (mult, shift) {
+                            (Some(m), Some(sh)) => {
+                                (m as f64 / 2f64.powi(31) * 2f64.powi(sh) * sy / sx as f64) as f32
+                            }
+                            _ => 0.0,
+                        }
                     };
                     let scale = |c: usize| match wt.quant {
                         Quant::PerTensor { scale, .. } => scale,
-                        _ => scales.get(c).copied().unwrap_or(0.0),
+                        Quant::PerAxis { .. } => scales.get(c).copied().unwrap_or(0.0),
+                        Quant::None => folded(c),
                     };
+                    if (0..m).any(|c| !(scale(c).is_finite() && scale(c) > 0.0)) {
+                        return Err(err(s.op, "cannot recover the int8 weights' scales"));
+                    }
                     let bias: &[i32] = match s.bias {
                         Some(b) => bytes_as_i32(model.constant_bytes(&model.tensor(b))),
                         None => &[],
