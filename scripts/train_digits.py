@@ -10,7 +10,8 @@ inference) and exported as an ONNX BatchNormalization node, which kiln folds int
 
 Outputs (in --out): digits_cnn.onnx, test_x.npy [N,1,8,8] f32, test_y.npy [N] i64,
 calib_x.npy (training images for later calibration), digit_<k>.pgm sample images,
-turned_{train,test}_{x,y}.npy (the digits turned 90 degrees: the fine-tuning demo's new task).
+turned_{train,few,test}_{x,y}.npy (the digits turned 90 degrees: the fine-tuning demo's new task;
+train: 400 images, few: the first 100 of them).
 """
 import argparse
 import os
@@ -202,6 +203,8 @@ def main():
     turn = lambda a: np.ascontiguousarray(np.rot90(a, k=1, axes=(2, 3)))
     np.save(os.path.join(args.out, "turned_train_x.npy"), turn(xtr[:400]))
     np.save(os.path.join(args.out, "turned_train_y.npy"), ytr[:400])
+    np.save(os.path.join(args.out, "turned_few_x.npy"), turn(xtr[:100]))
+    np.save(os.path.join(args.out, "turned_few_y.npy"), ytr[:100])
     np.save(os.path.join(args.out, "turned_test_x.npy"), turn(xte))
     np.save(os.path.join(args.out, "turned_test_y.npy"), yte)
     for k in range(3):

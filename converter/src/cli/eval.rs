@@ -126,8 +126,15 @@ pub fn run(a: EvalArgs) -> Result<()> {
         );
         return Ok(());
     }
+    let w = a
+        .models
+        .iter()
+        .map(|p| p.display().to_string().len())
+        .max()
+        .unwrap_or(0)
+        .max(40);
     outln!(
-        "{:<40} {:>9} {:>12} {:>12} {:>14}",
+        "{:<w$} {:>9} {:>12} {:>12} {:>14}",
         "model",
         "accuracy",
         "file bytes",
@@ -136,7 +143,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
     );
     for (p, r) in a.models.iter().zip(&results) {
         outln!(
-            "{:<40} {:>8.2}% {:>12} {:>12} {:>14.1}",
+            "{:<w$} {:>8.2}% {:>12} {:>12} {:>14.1}",
             p.display().to_string(),
             r.metrics.accuracy * 100.0,
             r.bytes,
