@@ -15,9 +15,9 @@ fi
 for t in "${targets[@]}"; do
   if [ "$have_all" = fallback ]; then
     timeout 180 rustup component add rust-src >/dev/null 2>&1 || true
-    RUSTC_BOOTSTRAP=1 cargo build -q --release -p kiln-runtime --target "$t" -Zbuild-std=core
+    RUSTC_BOOTSTRAP=1 cargo build -q --release -p kiln-runtime --features storage --target "$t" -Zbuild-std=core
   else
-    cargo build -q --release -p kiln-runtime --target "$t"
+    cargo build -q --release -p kiln-runtime --features storage --target "$t"
   fi
-  echo "no_std: kiln-runtime builds for $t"
+  echo "no_std: kiln-runtime (with the trainer and its flash store) builds for $t"
 done

@@ -2,7 +2,9 @@
 # Builds the Cortex-M keyword-spotting firmware from a clean clone, runs it under QEMU
 # (mps2-an386, Cortex-M4F), checks its output bit for bit against the host runtime, counts its
 # instructions per inference, does the same for its Cortex-M0+ (thumbv6m) build on mps2-an385,
-# and prints the size report. (Every MLPerf Tiny model on every core: scripts/bench.sh --cortex-m.) Needs ../shared/assets (or $KILN_ASSETS) for the MLPerf Tiny KWS model.
+# prints the size report, and runs the on-device fine-tuning firmware (digits head, M4F).
+# (Every MLPerf Tiny model on every core: scripts/bench.sh --cortex-m.) Needs ../shared/assets
+# (or $KILN_ASSETS) for the MLPerf Tiny KWS model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 assets="${KILN_ASSETS:-$(cd .. && pwd)/shared/assets}"
@@ -13,11 +15,11 @@ mkdir -p build/firmware
 fw=firmware-examples/cortex-m-kws
 "$kiln" convert "$assets/mlperf-tiny/kws_ref_model.tflite" -o build/firmware/kws.kiln
 "$kiln" export build/firmware/kws.kiln -o "$fw/generated" -i "$assets/golden/kws_ref_model/inputs.npy" --row 0
-build() { # target
+build() { # target [firmware dir]
   if [ "$mode" = build-std ]; then
-    (cd "$fw" && RUSTC_BOOTSTRAP=1 cargo build --release -q --target "$1" -Zbuild-std=core)
+    (cd "${2:-$fw}" && RUSTC_BOOTSTRAP=1 cargo build --release -q --target "$1" -Zbuild-std=core)
   else
-    (cd "$fw" && cargo build --release -q --target "$1")
+    (cd "${2:-$fw}" && cargo build --release -q --target "$1")
   fi
 }
 build thumbv7em-none-eabihf
@@ -87,7 +89,9 @@ CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linu
   --lib --test optimized_i8 --test optimized_f32 --test selfcheck 2>&1 | grep -E '^test result' | sed 's/^/aarch64 (NEON) runtime tests: /'
 # Raspberry Pi (aarch64 Linux): the same digits classifier built for the host and for the Pi,
 # the Pi build run under qemu-aarch64 on rendered digits; outputs must match byte for byte.
-if [ ! -f build/quickstart/digits_cnn_int8.kiln ]; then scripts/quickstart.sh >/dev/null; fi
+if [ ! -f build/quickstart/digits_cnn_int8.kiln ] || [ ! -f build/quickstart/turned_test_x.npy ]; then
+  scripts/quickstart.sh >/dev/null
+fi
 pi=firmware-examples/raspberry-pi-digits
 imgs=$(ls build/quickstart/digit_*.pgm)
 (cd "$pi" && cargo build --release -q && cargo build --release -q --target aarch64-unknown-linux-gnu)
@@ -99,6 +103,41 @@ for m in digits_cnn digits_cnn_int8; do
   if [ "$host" != "$arm" ]; then echo "raspberry pi ($m): output differs from the host build"; fail=1; fi
 done
 echo "raspberry pi: aarch64 build $(stat -c %s "$pi/target/aarch64-unknown-linux-gnu/release/raspberry-pi-digits") B; outputs identical to the host build"
+# On-device fine-tuning (Cortex-M4F, mps2-an386): the int8 digits model's head adapted to
+# digits turned 90 degrees, one sample at a time, from samples compiled into the firmware;
+# saved to a RAM-backed NOR flash, reloaded after a reset. Its transcript must equal the host's
+# run of the same adapt.rs line for line (loss bits and the head's CRC included).
+ftw=firmware-examples/cortex-m-finetune
+"$kiln" export build/quickstart/digits_cnn_int8.kiln -o "$ftw/generated" > /dev/null
+"$(scripts/venv.sh)" - build/quickstart "$ftw/generated" <<'PY'
+import sys
+import numpy as np
+src, dst = sys.argv[1], sys.argv[2]
+def records(x, y):
+    px = np.rint(x.reshape(len(x), 64) * 16).astype(np.uint8)
+    assert np.array_equal(px / 16.0, x.reshape(len(x), 64)), "pixels are not k/16"
+    return np.concatenate([px, y.astype(np.uint8)[:, None]], 1).tobytes()
+for name, part, n in (("train", "train", 200), ("test", "test", 150)):
+    x, y = np.load(f"{src}/turned_{part}_x.npy")[:n], np.load(f"{src}/turned_{part}_y.npy")[:n]
+    open(f"{dst}/{name}.bin", "wb").write(records(x, y))
+PY
+build thumbv7em-none-eabihf "$ftw"
+set +e
+ft_out=$(timeout 300 qemu-system-arm "${base[@]}" -kernel "$ftw/target/thumbv7em-none-eabihf/release/cortex-m-finetune" 2>&1)
+ft_status=$?
+set -e
+echo "$ft_out" | sed 's/^/finetune (cortex-m4): /'
+ft_host=$(cargo run --release -q -p kiln-tests --example finetune_host -- "$ftw/generated")
+if [ $ft_status -ne 0 ]; then
+  echo "finetune firmware FAILED under QEMU (exit $ft_status)"; fail=1
+elif [ "$(echo "$ft_out" | grep '^adapt:')" != "$ft_host" ]; then
+  echo "finetune: the device's transcript differs from the host's:"; diff <(echo "$ft_out" | grep '^adapt:') <(echo "$ft_host") || true; fail=1
+else
+  before=$(echo "$ft_out" | sed -n 's/^adapt: before: held-out accuracy \([0-9]*\)\/.*/\1/p')
+  after=$(echo "$ft_out" | sed -n 's/^adapt: done: held-out accuracy \([0-9]*\)\/.*/\1/p')
+  echo "finetune: device transcript identical to the host's; held-out $before -> $after of 150; head reloaded after reset"
+  [ "$after" -ge $((before + 60)) ] || { echo "finetune: accuracy did not rise by 60 samples"; fail=1; }
+fi
 [ "$ram" -le $((arena + 8192)) ] || { echo "RAM $ram exceeds arena + 8 KiB"; fail=1; }
 # kiln's code (the whole runtime: every op, both int8 weight layouts, the DSP kernels) stays
 # below TFLite Micro + CMSIS-NN's for the same model, 84,444 B.

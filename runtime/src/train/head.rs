@@ -329,7 +329,7 @@ impl ModelHead {
                         };
                         match (mult, shift) {
                             (Some(m), Some(sh)) => {
-                                (m as f64 / 2f64.powi(31) * 2f64.powi(sh) * sy / sx as f64) as f32
+                                (libm::ldexp(m as f64, sh - 31) * sy / sx as f64) as f32
                             }
                             _ => 0.0,
                         }
