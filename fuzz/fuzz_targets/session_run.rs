@@ -1,7 +1,9 @@
 //! A full `Session::invoke` on a fuzzed model (checksum fixed up so validation is reached) and
 //! a fuzzed input. The rule under test: a model that validates cannot make `invoke` fail or
-//! panic, whatever its input bytes; and its outputs can be read.
+//! panic, whatever its input bytes; its outputs can be read; and a fine-tuning head found in it
+//! runs its backbone.
 #![no_main]
+use kiln_runtime::train::ModelHead;
 use kiln_runtime::writer::{reseal, AlignedBuf};
 use kiln_runtime::{Model, Session};
 use libfuzzer_sys::fuzz_target;
@@ -39,5 +41,17 @@ fuzz_target!(|data: &[u8]| {
         let t = m.tensor(m.output_tensor(k).expect("output index"));
         let out = s.output_bytes(k).expect("validated output");
         assert_eq!(out.len(), t.byte_len);
+    }
+    // Fine-tuning's view of the same model: finding a head may refuse it, but a head found
+    // must yield its parameters or a clear refusal, and its features always.
+    for n in 1..=2 {
+        if let Ok(mh) = ModelHead::find(&m, n) {
+            let mut p = vec![0f32; mh.head.num_params()];
+            let _refused_or_loaded = mh.load_params(&m, &mut p);
+            let mut f = vec![0f32; mh.head.inputs()];
+            if let Err(e) = mh.features(&mut s, &mut f) {
+                panic!("a head's features failed on a validated model: {e}");
+            }
+        }
     }
 });

@@ -304,6 +304,8 @@ fn bad_inputs_are_clear_errors() {
     ])
     .is_err());
     let mut t = Trainer::new(head, Optimizer::sgd(0.1), Loss::CrossEntropy, 1, &mut mem.0).unwrap();
+    assert!(t.set_lr(f32::NAN).is_err() && t.set_lr(0.0).is_err());
+    t.set_lr(0.05).unwrap();
     let x = vec![0.5f32; 7];
     assert_eq!(
         t.train_sample(&x, Target::Class(4), None).err(),

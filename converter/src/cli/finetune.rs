@@ -335,8 +335,7 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
     for epoch in 1..=a.epochs {
         rng.shuffle(&mut train);
         let (mut sum, mut right) = (0f64, 0usize);
-        let stage = format!("epoch {epoch}/{}", a.epochs);
-        for (k, &i) in train.iter().enumerate() {
+        for &i in &train {
             let l = t
                 .train_sample(&feats[i], labels.target(i), tl.map(|v| &v[i][..]))
                 .map_err(|e| match e {
@@ -351,7 +350,6 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
             if let Labels::Classes(c) = &labels {
                 right += (t.argmax() == c[i]) as usize;
             }
-            bar(&stage, k + 1, train.len());
         }
         t.finish_batch();
         let train_score = Score {
