@@ -208,9 +208,7 @@ impl<'m, 'a> Session<'m, 'a> {
                 ops: self.model.num_ops(),
             });
         }
-        for i in 0..=last {
-            self.exec(&self.model.op(i))?;
-        }
+        self.invoke_ops(0..last + 1)?;
         let t = self
             .model
             .tensor(self.model.op_output(&self.model.op(last), 0));

@@ -206,8 +206,17 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
     let m = open_model(&buf, &a.model)?;
     let spec = single_input(&m, &a.model, "kiln finetune")?;
     let mh = ModelHead::find(&m, a.head).map_err(|e| match e {
-        TrainError::BadHead(p) => anyhow!("{}: --head {}: {p}", a.model.display(), a.head),
-        e => anyhow!("{}: {e}", a.model.display()),
+        TrainError::Model { op, problem } => {
+            let o = m.op(op);
+            anyhow!(
+                "{}: --head {}: op #{op} ({} '{}'): {problem}",
+                a.model.display(),
+                a.head,
+                o.kind.name(),
+                o.name()
+            )
+        }
+        e => anyhow!("{}: --head {}: {e}", a.model.display(), a.head),
     })?;
     let classes = mh.head.outputs();
     if a.loss == LossArg::Mse && (mh.softmax || a.teacher.is_some()) {
@@ -281,6 +290,13 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         (None, LossArg::Mse) => Loss::Mse,
     };
 
+    // Hyperparameters and the head's parameters are checked before the backbone runs.
+    let need = train_arena_size(&mh.head, &opt, a.batch);
+    let mut mem = AlignedBuf::zeroed(need);
+    let mut t = Trainer::new(mh.head, opt, loss, a.batch, mem.as_mut_slice())
+        .map_err(|e| anyhow!("{e}"))?;
+    mh.load_params(&m, t.params_mut())
+        .map_err(|e| anyhow!("{}: {e}", a.model.display()))?;
     let mut bar = progress_bar();
     let feats = features(&m, &mh, &batch.rows, "features", &mut bar)?;
     let teacher_logits = match &a.teacher {
@@ -296,12 +312,6 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
     let (val, train) = order.split_at(n_val);
     let (val, mut train) = (val.to_vec(), train.to_vec());
 
-    let need = train_arena_size(&mh.head, &opt, a.batch);
-    let mut mem = AlignedBuf::zeroed(need);
-    let mut t = Trainer::new(mh.head, opt, loss, a.batch, mem.as_mut_slice())
-        .map_err(|e| anyhow!("{e}"))?;
-    mh.load_params(&m, t.params_mut())
-        .map_err(|e| anyhow!("{}: {e}", a.model.display()))?;
     let tl = teacher_logits.as_deref();
     let eval_set = if val.is_empty() {
         train.clone()

@@ -23,9 +23,10 @@ struct Source {
 /// The ops from [`ModelHead::first_op`] to the end must be: dense layers (f32, f16 or int8
 /// weights, packed or not), reshapes, ReLU / tanh / sigmoid activations between them, and
 /// optionally a softmax (beta 1, last axis) and a dequantize at the end. The head is trained on
-/// the outputs of the last dense layer as logits; a model's final softmax is the
-/// cross-entropy's. An int8 head is trained in f32: weights and biases dequantized with their
-/// scales, the int8 saturation of the intermediate outputs dropped.
+/// the outputs of its last layer (after that layer's activation, if it has one) as logits or
+/// regression values; a model's final softmax is the cross-entropy's. An int8 head is trained
+/// in f32: weights and biases dequantized with their scales, the int8 saturation of the
+/// intermediate outputs dropped.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ModelHead {
     /// The head's layers.
@@ -91,8 +92,11 @@ impl ModelHead {
         }
         let mut i = last as isize;
         let mut softmax = false;
+        // The tensor the op after the current one reads: the chain must be unbroken.
+        let mut wanted: Option<usize> = None;
         // Trailing dequantize / softmax.
         if model.op(last).kind == OpKind::Dequantize {
+            wanted = model.op_input(&model.op(last), 0);
             i -= 1;
         }
         if i >= 0 && model.op(i as usize).kind == OpKind::Softmax {
@@ -107,6 +111,10 @@ impl ModelHead {
                     "the final softmax must be a plain softmax (beta 1) over the last axis",
                 ));
             }
+            if wanted.is_some_and(|w| w != model.op_output(&op, 0)) {
+                return Err(err(i as usize, "the head's ops do not form one chain"));
+            }
+            wanted = model.op_input(&op, 0);
             softmax = true;
             i -= 1;
         }
@@ -118,8 +126,6 @@ impl ModelHead {
         let mut sources = [None; MAX_LAYERS];
         let mut found = 0;
         let mut pending: Option<Activation> = None;
-        // The tensor the op after the current one reads: the chain must be unbroken.
-        let mut wanted: Option<usize> = None;
         let mut first_op = 0;
         while found < n {
             if i < 0 {
@@ -158,13 +164,6 @@ impl ModelHead {
                             ))
                         }
                     };
-                    if found == 0 {
-                        return Err(err(
-                            k,
-                            "an activation after the head's last dense layer: the head's \
-                             outputs must be its logits",
-                        ));
-                    }
                     if pending.replace(a).is_some() {
                         return Err(err(k, "two activations in a row inside the head"));
                     }
@@ -186,13 +185,6 @@ impl ModelHead {
                             return Err(err(k, "a dense layer with two activations"));
                         }
                         act = a;
-                    }
-                    if found == 0 && act != Activation::Identity {
-                        return Err(err(
-                            k,
-                            "the head's last dense layer has an activation: its outputs \
-                             must be logits (or regression values)",
-                        ));
                     }
                     layers[n - 1 - found] = Layer {
                         inputs: kk,
