@@ -115,6 +115,7 @@ fn analytic_gradients_match_finite_differences() {
                     break;
                 }
             }
+            println!("{loss:?} {act:?}: relative error {best:.1e}");
             assert!(best <= 1e-3, "{loss:?} {act:?}: relative error {best}");
         }
     }
