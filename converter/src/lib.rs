@@ -17,6 +17,7 @@ pub mod inspect;
 pub mod ir;
 pub mod npy;
 pub mod onnx;
+pub mod onnx_ml;
 pub mod onnx_qop;
 pub mod passes;
 pub mod plan;

@@ -46,6 +46,12 @@ pub(super) fn load_typed_inner(
     if crate::onnx_qop::needs_rewrite(&proto) {
         crate::onnx_qop::rewrite(&mut proto)?;
     }
+    // scikit-learn exports (skl2onnx): the ai.onnx.ml wrappers tract cannot read.
+    if crate::onnx_ml::needs_rewrite(&proto) {
+        for note in crate::onnx_ml::rewrite(&mut proto)? {
+            eprintln!("note: {note}");
+        }
+    }
     // Symbolic input dims become concrete below; value_info annotations that still carry the
     // symbol (onnxruntime's pre-processing writes them) would then contradict the inference.
     let onnx = onnx.with_ignore_value_info(has_symbolic_input(&proto));

@@ -2,6 +2,7 @@
 
 pub mod dce;
 pub mod fold_affine;
+pub mod fold_input_affine;
 pub mod fold_transpose_dense;
 pub mod fp16_weights;
 pub mod fuse_activation;
@@ -16,6 +17,7 @@ pub fn optimize(g: &mut Graph) -> Result<()> {
     dce::run(g);
     simplify_reshape::run(g);
     fold_affine::run(g);
+    fold_input_affine::run(g);
     fold_transpose_dense::run(g);
     fuse_activation::run(g);
     dce::run(g);
