@@ -37,6 +37,7 @@ pub(super) fn unsupported_reason(model: &TypedModel, node: &TypedNode) -> Option
     let op = &node.op;
     let ok = op.downcast_ref::<TypedSource>().is_some()
         || prelu_pattern(model, node).is_some()
+        || elu_pattern(model, node).is_some()
         || is_prelu_test(model, node)
         || op.downcast_ref::<Const>().is_some()
         || op
@@ -83,30 +84,7 @@ pub(super) fn unsupported_reason(model: &TypedModel, node: &TypedNode) -> Option
 /// The slope of a PRelu as tract expands it: `Iff(x < 0, x * slope, x)`, the test written
 /// `GT(0, x)` (ONNX PRelu) or `LT(x, 0)` (the ONNX function body). Returns `(x, slope)`.
 pub(super) fn prelu_pattern(model: &TypedModel, node: &TypedNode) -> Option<(OutletId, OutletId)> {
-    node.op.downcast_ref::<Iff>()?;
-    let [test, product, x] = node.inputs[..] else {
-        return None;
-    };
-    if product.slot != 0 || test.slot != 0 {
-        return None;
-    }
-    let x_below_zero = {
-        let t = model.node(test.node);
-        let cmp = t.op.downcast_ref::<TypedBinOp>()?;
-        let is_zero = |o: OutletId| {
-            model
-                .outlet_fact(o)
-                .ok()
-                .and_then(|f| f.konst.clone())
-                .and_then(|k| tensor_f32(&k).ok())
-                .is_some_and(|v| v.iter().all(|&e| e == 0.0))
-        };
-        match (cmp.0.name(), &t.inputs[..]) {
-            ("GT", &[zero, v]) => is_zero(zero) && v == x,
-            ("LT", &[v, zero]) => is_zero(zero) && v == x,
-            _ => false,
-        }
-    };
+    let (_, product, x) = select_below_zero(model, node)?;
     let m = model.node(product.node);
     let mul = m.op.downcast_ref::<TypedBinOp>()?;
     let slope = match (mul.0.name(), &m.inputs[..]) {
@@ -114,10 +92,72 @@ pub(super) fn prelu_pattern(model: &TypedModel, node: &TypedNode) -> Option<(Out
         ("Mul", &[a, b]) if b == x => a,
         _ => return None,
     };
-    x_below_zero.then_some((x, slope))
+    Some((x, slope))
 }
 
-/// A comparison whose only readers are PRelu patterns (it is folded into the prelu op).
+/// The constant values of `o`, if it is a constant.
+fn konst_f32(model: &TypedModel, o: OutletId) -> Option<Vec<f32>> {
+    model
+        .outlet_fact(o)
+        .ok()
+        .and_then(|f| f.konst.clone())
+        .and_then(|k| tensor_f32(&k).ok())
+}
+
+/// `Iff(x < 0, t, x)` (or `0 > x`), or `Iff(x > 0, x, t)` (or `0 < x`): the shapes tract gives
+/// PRelu and Elu (both branches agree at 0). Returns the test, `t` (the value for negative x)
+/// and `x`.
+fn select_below_zero(
+    model: &TypedModel,
+    node: &TypedNode,
+) -> Option<(OutletId, OutletId, OutletId)> {
+    node.op.downcast_ref::<Iff>()?;
+    let [test, a, b] = node.inputs[..] else {
+        return None;
+    };
+    if test.slot != 0 || a.slot != 0 || b.slot != 0 {
+        return None;
+    }
+    let t = model.node(test.node);
+    let cmp = t.op.downcast_ref::<TypedBinOp>()?;
+    let is_zero = |o: OutletId| konst_f32(model, o).is_some_and(|v| v.iter().all(|&e| e == 0.0));
+    match (cmp.0.name(), &t.inputs[..]) {
+        // x < 0: the negative branch is `then`.
+        ("GT", &[zero, v]) | ("LT", &[v, zero]) if is_zero(zero) && v == b => Some((test, a, b)),
+        // x > 0: the negative branch is `else`.
+        ("GT", &[v, zero]) | ("LT", &[zero, v]) if is_zero(zero) && v == a => Some((test, b, a)),
+        _ => None,
+    }
+}
+
+/// ONNX Elu as tract expands it: `Iff(0 < x, x, alpha · (exp(x) - 1))`, `alpha` a scalar
+/// constant (either orientation of the test). Returns `x` and `alpha`.
+pub(super) fn elu_pattern(model: &TypedModel, node: &TypedNode) -> Option<(OutletId, f32)> {
+    let (_, then, x) = select_below_zero(model, node)?;
+    let scalar = |o: OutletId| match konst_f32(model, o)?[..] {
+        [v] => Some(v),
+        _ => None,
+    };
+    let m = model.node(then.node);
+    let (alpha, diff) = match (m.op.downcast_ref::<TypedBinOp>()?.0.name(), &m.inputs[..]) {
+        ("Mul", &[a, b]) => match (scalar(a), scalar(b)) {
+            (Some(v), None) => (v, b),
+            (None, Some(v)) => (v, a),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let d = model.node(diff.node);
+    let e = match (d.op.downcast_ref::<TypedBinOp>()?.0.name(), &d.inputs[..]) {
+        ("Sub", &[e, one]) if scalar(one) == Some(1.0) => e,
+        _ => return None,
+    };
+    let en = model.node(e.node);
+    let exp = en.op.downcast_ref::<ElementWiseOp>()?;
+    (exp.0.name() == "Exp" && en.inputs[..] == [x]).then_some((x, alpha))
+}
+
+/// A comparison whose only readers are PRelu or Elu patterns (it is folded into that op).
 fn is_prelu_test(model: &TypedModel, node: &TypedNode) -> bool {
     let cmp = node.op.downcast_ref::<TypedBinOp>();
     if !cmp.is_some_and(|c| matches!(c.0.name(), "GT" | "LT")) {
@@ -125,9 +165,10 @@ fn is_prelu_test(model: &TypedModel, node: &TypedNode) -> bool {
     }
     let readers = &node.outputs[0].successors;
     !readers.is_empty()
-        && readers
-            .iter()
-            .all(|r| prelu_pattern(model, model.node(r.node)).is_some())
+        && readers.iter().all(|r| {
+            let n = model.node(r.node);
+            prelu_pattern(model, n).is_some() || elu_pattern(model, n).is_some()
+        })
 }
 
 pub(super) fn binary_kind(b: &TypedBinOp) -> Option<BinaryKind> {
@@ -233,6 +274,16 @@ impl Imp<'_> {
             let shape = self.shape_of(xt);
             let op = OpParams::Prelu(kops::PreluParams);
             return self.emit(node, op, vec![Some(xt), Some(st)], shape, perm);
+        }
+        if let Some((x, alpha)) = elu_pattern(self.model, node) {
+            let (xt, perm) = self.any_act(x)?;
+            let shape = self.shape_of(xt);
+            let op = OpParams::Unary(kops::UnaryParams {
+                kind: kops::UnaryKind::Elu,
+                a: alpha,
+                b: 0.0,
+            });
+            return self.emit(node, op, vec![Some(xt)], shape, perm);
         }
         if let Some(b) = op.downcast_ref::<TypedBinOp>() {
             return self.binary(
