@@ -354,6 +354,20 @@ pub struct OutVals {
     pub int8: Option<Vec<i8>>,
 }
 
+/// Copies row `i` (bytes in the input's dtype) into input 0 of `s`, refusing a wrong length.
+pub fn set_row(s: &mut Session<'_, '_>, i: usize, row: &[u8]) -> Result<()> {
+    let dst = s.input_bytes_mut(0)?;
+    if dst.len() != row.len() {
+        bail!(
+            "input #{i}: {} bytes, the model's input takes {}",
+            row.len(),
+            dst.len()
+        );
+    }
+    dst.copy_from_slice(row);
+    Ok(())
+}
+
 /// Runs a single-input model on rows already in its input's dtype (see
 /// [`crate::input::load_inputs`]); returns `[sample][output]`.
 pub fn run_rows(m: &Model<'_>, rows: &[Vec<u8>]) -> Result<Vec<Vec<OutVals>>> {
@@ -367,15 +381,7 @@ pub fn run_rows(m: &Model<'_>, rows: &[Vec<u8>]) -> Result<Vec<Vec<OutVals>>> {
     let mut s = Session::new(m, arena.as_mut_slice())?;
     let mut all = Vec::with_capacity(rows.len());
     for (i, row) in rows.iter().enumerate() {
-        let dst = s.input_bytes_mut(0)?;
-        if dst.len() != row.len() {
-            bail!(
-                "input #{i}: {} bytes, the model's input takes {}",
-                row.len(),
-                dst.len()
-            );
-        }
-        dst.copy_from_slice(row);
+        set_row(&mut s, i, row)?;
         s.invoke().with_context(|| format!("input #{i}"))?;
         let mut outs = Vec::with_capacity(m.num_outputs());
         for k in 0..m.num_outputs() {

@@ -131,15 +131,7 @@ fn features(
     let mut s = Session::new(m, arena.as_mut_slice())?;
     let mut out = Vec::with_capacity(rows.len());
     for (i, row) in rows.iter().enumerate() {
-        let dst = s.input_bytes_mut(0)?;
-        if dst.len() != row.len() {
-            bail!(
-                "input #{i}: {} bytes, the model takes {}",
-                row.len(),
-                dst.len()
-            );
-        }
-        dst.copy_from_slice(row);
+        verify::set_row(&mut s, i, row)?;
         let mut f = vec![0f32; mh.head.inputs()];
         mh.features(&mut s, &mut f)
             .map_err(|e| anyhow!("input #{i}: {e}"))?;

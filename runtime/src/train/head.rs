@@ -299,15 +299,18 @@ impl ModelHead {
                     };
                     // Weights without a stored scale (kiln's own quantizer folds it into the
                     // requantization): s_w = M·s_y / s_x, M = m·2^shift / 2^31 per channel.
+                    // The tensors are looked up once; `folded(c)` only indexes them.
+                    let sy = per_tensor(&model.tensor(model.op_output(&op, 0))).map_or(0.0, |q| q.0)
+                        as f64;
+                    let requant = match (model.op_input(&op, 3), model.op_input(&op, 4)) {
+                        (Some(mt), Some(st)) => Some((model.tensor(mt), model.tensor(st))),
+                        _ => None,
+                    };
                     let folded = |c: usize| -> f32 {
-                        let y = model.tensor(model.op_output(&op, 0));
-                        let sy = per_tensor(&y).map_or(0.0, |q| q.0) as f64;
-                        let (mt, st) = (model.op_input(&op, 3), model.op_input(&op, 4));
-                        let (Some(mt), Some(st)) = (mt, st) else {
+                        let Some((mt, st)) = &requant else {
                             return 0.0;
                         };
-                        let (mt, st) = (model.tensor(mt), model.tensor(st));
-                        let (mb, sb) = (model.constant_bytes(&mt), model.constant_bytes(&st));
+                        let (mb, sb) = (model.constant_bytes(mt), model.constant_bytes(st));
                         let pick = |n: usize| if n == 1 { 0 } else { c };
                         let mult = match mt.dtype {
                             DType::I16 => bytes_as_i16(mb)
@@ -331,7 +334,10 @@ impl ModelHead {
                         Quant::PerAxis { .. } => scales.get(c).copied().unwrap_or(0.0),
                         Quant::None => folded(c),
                     };
-                    if (0..m).any(|c| !(scale(c).is_finite() && scale(c) > 0.0)) {
+                    if (0..m).any(|c| {
+                        let sc = scale(c);
+                        !(sc.is_finite() && sc > 0.0)
+                    }) {
                         return Err(err(s.op, "cannot recover the int8 weights' scales"));
                     }
                     let bias: &[i32] = match s.bias {
@@ -339,6 +345,7 @@ impl ModelHead {
                         None => &[],
                     };
                     for c in 0..m {
+                        let sc = scale(c);
                         let mut sum = 0i32;
                         for kk in 0..k {
                             let q = if s.packed {
@@ -348,7 +355,7 @@ impl ModelHead {
                             } as i32
                                 - zw;
                             sum = sum.wrapping_add(q);
-                            w_out[c * k + kk] = scale(c) * q as f32;
+                            w_out[c * k + kk] = sc * q as f32;
                         }
                         // Packed weights carry bias - (z_x + 128)·Σw: unfold it.
                         let bq = bias.get(c).copied().unwrap_or(0);
@@ -357,7 +364,7 @@ impl ModelHead {
                         } else {
                             bq
                         };
-                        b_out[c] = (bq as f64 * sx as f64 * scale(c) as f64) as f32;
+                        b_out[c] = (bq as f64 * sx as f64 * sc as f64) as f32;
                     }
                     continue;
                 }

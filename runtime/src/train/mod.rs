@@ -500,8 +500,21 @@ fn finite(what: &'static str, v: &[f32]) -> TrainResult<()> {
     }
 }
 
-/// `out = softmax(x / t)`; returns `ln Σ exp(x/t - max)` (the log-normalizer less the max).
-fn softmax(x: &[f32], t: f32, out: &mut [f32]) -> f32 {
+/// Checks a caller's vector of `n` finite values (a target, a teacher's logits).
+fn output_sized(what: &'static str, v: &[f32], n: usize) -> TrainResult<()> {
+    if v.len() != n {
+        return Err(TrainError::WrongLength {
+            what,
+            expected: n,
+            got: v.len(),
+        });
+    }
+    finite(what, v)
+}
+
+/// `out = softmax(x / t)`; returns `max(x / t)` and `ln Σ exp(x/t - max)` (the log-normalizer
+/// is their sum).
+fn softmax(x: &[f32], t: f32, out: &mut [f32]) -> (f32, f32) {
     let m = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v / t));
     let mut s = 0.0f32;
     for (o, &v) in out.iter_mut().zip(x) {
@@ -511,14 +524,13 @@ fn softmax(x: &[f32], t: f32, out: &mut [f32]) -> f32 {
     for o in out.iter_mut() {
         *o /= s;
     }
-    logf(s)
+    (m, logf(s))
 }
 
 /// Softmax cross-entropy of logits `out` with class `c`: returns the loss and writes
 /// `weight · (softmax(out) - onehot(c))` into `d` (`p`: scratch for the probabilities).
 fn cross_entropy(out: &[f32], c: usize, weight: f32, p: &mut [f32], d: &mut [f32]) -> f32 {
-    let lse = softmax(out, 1.0, p);
-    let max = out.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let (max, lse) = softmax(out, 1.0, p);
     for (j, (d, p)) in d.iter_mut().zip(p.iter()).enumerate() {
         *d = weight * (p - if j == c { 1.0 } else { 0.0 });
     }
@@ -676,14 +688,7 @@ impl<'a> Trainer<'a> {
                 Ok(cross_entropy(out, c, 1.0, self.p, d))
             }
             (Loss::Mse, Target::Values(t)) => {
-                if t.len() != n {
-                    return Err(TrainError::WrongLength {
-                        what: "target",
-                        expected: n,
-                        got: t.len(),
-                    });
-                }
-                finite("target", t)?;
+                output_sized("target", t, n)?;
                 let mut s = 0.0f32;
                 for j in 0..n {
                     let e = out[j] - t[j];
@@ -697,24 +702,11 @@ impl<'a> Trainer<'a> {
                 let t = teacher.ok_or(TrainError::BadHyperparameter(
                     "distillation needs the teacher's logits for every sample",
                 ))?;
-                if t.len() != n {
-                    return Err(TrainError::WrongLength {
-                        what: "teacher logits",
-                        expected: n,
-                        got: t.len(),
-                    });
-                }
-                finite("teacher logits", t)?;
+                output_sized("teacher logits", t, n)?;
                 let hard = cross_entropy(out, c, 1.0 - alpha, self.p, d);
                 // Soft term: T²·Σ q_t (ln q_t - ln q_s), gradient T·(q_s - q_t).
-                let ls = softmax(out, temperature, self.p);
-                let lt = softmax(t, temperature, self.q);
-                let ms = out
-                    .iter()
-                    .fold(f32::NEG_INFINITY, |m, &v| m.max(v / temperature));
-                let mt = t
-                    .iter()
-                    .fold(f32::NEG_INFINITY, |m, &v| m.max(v / temperature));
+                let (ms, ls) = softmax(out, temperature, self.p);
+                let (mt, lt) = softmax(t, temperature, self.q);
                 let mut kl = 0.0f32;
                 for j in 0..n {
                     if self.q[j] > 0.0 {
