@@ -111,7 +111,12 @@ impl Imp<'_> {
                 let v = tensor_f32(&k)?;
                 let shape = if shape.is_empty() { vec![] } else { shape };
                 let (phys, data) = permute(&shape, &v, want);
-                let phys = if phys.is_empty() { vec![1] } else { phys };
+                // A scalar read by a rank-0 op stays rank 0 (`[1]` would not broadcast to `[]`).
+                let phys = if phys.is_empty() && !want.is_empty() {
+                    vec![1]
+                } else {
+                    phys
+                };
                 self.g.add_const_f32(name, phys, data)
             }
             Val::Act { tid, perm } => {

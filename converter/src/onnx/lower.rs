@@ -5,10 +5,14 @@ use super::{Imp, Val};
 use crate::ir::{pool_op, Node};
 use anyhow::{anyhow, bail, Result};
 use kiln_runtime::format::MAX_RANK;
-use kiln_runtime::ops::{self as kops, BinaryKind, BinaryParams, OpParams, UnaryKind, UnaryParams};
+use kiln_runtime::ops::{
+    self as kops, BinaryKind, BinaryParams, Compare, OpParams, UnaryKind, UnaryParams,
+};
 use kiln_runtime::{DType, OpKind};
 use tract_onnx::prelude::*;
-use tract_onnx::tract_core::ops::array::{MultiBroadcastTo, Pad, PadMode, Slice, TypedConcat};
+use tract_onnx::tract_core::ops::array::{
+    Gather, GatherElements, MultiBroadcastTo, Pad, PadMode, Slice, TypedConcat,
+};
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cast::Cast;
 use tract_onnx::tract_core::ops::change_axes::AxisOp;
@@ -20,7 +24,7 @@ use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::identity::Identity;
 use tract_onnx::tract_core::ops::konst::Const;
 use tract_onnx::tract_core::ops::logic::Iff;
-use tract_onnx::tract_core::ops::nn::{Reduce, Reducer, Softmax, SoftmaxKind};
+use tract_onnx::tract_core::ops::nn::{Reduce, Reducer, RmsNorm, Softmax, SoftmaxKind};
 use tract_onnx::tract_core::ops::quant::{DequantizeLinearF32, QuantizeLinearI8, QuantizeLinearU8};
 use tract_onnx::tract_core::ops::source::TypedSource;
 
@@ -38,7 +42,8 @@ pub(super) fn unsupported_reason(model: &TypedModel, node: &TypedNode) -> Option
     let ok = op.downcast_ref::<TypedSource>().is_some()
         || prelu_pattern(model, node).is_some()
         || elu_pattern(model, node).is_some()
-        || is_prelu_test(model, node)
+        || is_select_test(model, node)
+        || is_select(model, node)
         || op.downcast_ref::<Const>().is_some()
         || op
             .downcast_ref::<Conv>()
@@ -54,6 +59,13 @@ pub(super) fn unsupported_reason(model: &TypedModel, node: &TypedNode) -> Option
             .downcast_ref::<ElementWiseOp>()
             .is_some_and(|e| unary_kind(e).is_some())
         || op.downcast_ref::<Softmax>().is_some()
+        || op.downcast_ref::<RmsNorm>().is_some()
+        || ((op.downcast_ref::<Gather>().is_some()
+            || op.downcast_ref::<GatherElements>().is_some())
+            && node
+                .inputs
+                .get(1)
+                .is_some_and(|&i| model.outlet_fact(i).is_ok_and(|f| f.konst.is_some())))
         || op.downcast_ref::<Reduce>().is_some_and(|r| {
             matches!(
                 r.reducer,
@@ -157,17 +169,46 @@ pub(super) fn elu_pattern(model: &TypedModel, node: &TypedNode) -> Option<(Outle
     (exp.0.name() == "Exp" && en.inputs[..] == [x]).then_some((x, alpha))
 }
 
-/// A comparison whose only readers are PRelu or Elu patterns (it is folded into that op).
-fn is_prelu_test(model: &TypedModel, node: &TypedNode) -> bool {
-    let cmp = node.op.downcast_ref::<TypedBinOp>();
-    if !cmp.is_some_and(|c| matches!(c.0.name(), "GT" | "LT")) {
+/// kiln's [`Compare`] for a tract comparison op (`LT`, `LTE`, `GT`, `GTE`, `Eq`, `NE`).
+fn compare_kind(node: &TypedNode) -> Option<Compare> {
+    Some(match node.op.downcast_ref::<TypedBinOp>()?.0.name() {
+        "LT" => Compare::Lt,
+        "LTE" => Compare::Le,
+        "GT" => Compare::Gt,
+        "GTE" => Compare::Ge,
+        "Eq" => Compare::Eq,
+        "NE" => Compare::Ne,
+        _ => return None,
+    })
+}
+
+/// A comparison whose only readers are `Iff`s that test it (ONNX `Where`, and the functions
+/// tract expands into one): it is folded into the reader, a PRelu or Elu pattern or kiln's
+/// select op, and emits nothing itself.
+fn is_select_test(model: &TypedModel, node: &TypedNode) -> bool {
+    if compare_kind(node).is_none() {
         return false;
     }
+    let float = node.inputs.iter().all(|&i| {
+        model
+            .outlet_fact(i)
+            .is_ok_and(|f| f.datum_type == f32::datum_type())
+    });
     let readers = &node.outputs[0].successors;
-    !readers.is_empty()
+    float
+        && !readers.is_empty()
         && readers.iter().all(|r| {
             let n = model.node(r.node);
-            prelu_pattern(model, n).is_some() || elu_pattern(model, n).is_some()
+            n.op.downcast_ref::<Iff>().is_some() && r.slot == 0
+        })
+}
+
+/// Whether an `Iff` can be a select: its test is a comparison of f32 values, or a constant.
+fn is_select(model: &TypedModel, node: &TypedNode) -> bool {
+    node.op.downcast_ref::<Iff>().is_some()
+        && node.inputs.first().is_some_and(|&c| {
+            is_select_test(model, model.node(c.node))
+                || model.outlet_fact(c).is_ok_and(|f| f.konst.is_some())
         })
 }
 
@@ -217,6 +258,16 @@ pub(super) fn unary_kind(e: &ElementWiseOp) -> Option<(UnaryKind, f32, f32)> {
         "Cos" => (UnaryKind::Cos, 0.0, 0.0),
         "Tan" => (UnaryKind::Tan, 0.0, 0.0),
         "Erf" => (UnaryKind::Erf, 0.0, 0.0),
+        "Asin" => (UnaryKind::Asin, 0.0, 0.0),
+        "Acos" => (UnaryKind::Acos, 0.0, 0.0),
+        "Atan" => (UnaryKind::Atan, 0.0, 0.0),
+        "Sinh" => (UnaryKind::Sinh, 0.0, 0.0),
+        "Cosh" => (UnaryKind::Cosh, 0.0, 0.0),
+        "Asinh" => (UnaryKind::Asinh, 0.0, 0.0),
+        "Acosh" => (UnaryKind::Acosh, 0.0, 0.0),
+        "Atanh" => (UnaryKind::Atanh, 0.0, 0.0),
+        "Sign" => (UnaryKind::Sign, 0.0, 0.0),
+        "RoundHalfToEven" => (UnaryKind::Round, 0.0, 0.0),
         _ => return None,
     })
 }
@@ -262,13 +313,12 @@ impl Imp<'_> {
         if let Some(s) = op.downcast_ref::<SumPool>() {
             return self.pool(node, &s.pool_spec, OpKind::AvgPool, s.count_include_pad);
         }
-        if is_prelu_test(self.model, node) {
-            return Ok(()); // read by the prelu below, through its pattern
+        if is_select_test(self.model, node) {
+            return Ok(()); // read by the Iff that tests it (a prelu, elu or select below)
         }
-        if let Some((x, slope)) = prelu_pattern(self.model, node) {
-            if self.const_of(slope).is_none() {
-                bail!("PRelu with non-constant slopes is not supported");
-            }
+        // PRelu with constant slopes; other slopes run as the select below.
+        let prelu = prelu_pattern(self.model, node).filter(|&(_, s)| self.const_of(s).is_some());
+        if let Some((x, slope)) = prelu {
             let (xt, perm) = self.any_act(x)?;
             let st = self.act(slope, &perm)?;
             let shape = self.shape_of(xt);
@@ -284,6 +334,9 @@ impl Imp<'_> {
                 b: 0.0,
             });
             return self.emit(node, op, vec![Some(xt)], shape, perm);
+        }
+        if is_select(self.model, node) {
+            return self.select(node);
         }
         if let Some(b) = op.downcast_ref::<TypedBinOp>() {
             return self.binary(
@@ -328,6 +381,15 @@ impl Imp<'_> {
         }
         if let Some(s) = op.downcast_ref::<Softmax>() {
             return self.softmax(node, s);
+        }
+        if let Some(r) = op.downcast_ref::<RmsNorm>() {
+            return self.rms_norm(node, r);
+        }
+        if let Some(g) = op.downcast_ref::<Gather>() {
+            return self.gather(node, g.axis, false);
+        }
+        if let Some(g) = op.downcast_ref::<GatherElements>() {
+            return self.gather(node, g.axis, true);
         }
         if let Some(r) = op.downcast_ref::<Reduce>() {
             let reducer = match r.reducer {
@@ -609,6 +671,139 @@ impl Imp<'_> {
         ));
         self.set_act(node, y, perm);
         Ok(())
+    }
+
+    /// `Iff(test, x, z)` as kiln's select: `cmp(a, b) ? x : z` for a test `a cmp b`, or
+    /// `mask != 0 ? x : z` for a constant test.
+    fn select(&mut self, node: &TypedNode) -> Result<()> {
+        let name = node.name.clone();
+        let [c, x, z] = node.inputs[..] else {
+            bail!("Iff with {} inputs", node.inputs.len());
+        };
+        let test = self.model.node(c.node);
+        let (cmp, a, b) = match compare_kind(test) {
+            Some(k) if self.const_of(c).is_none() => (k, test.inputs[0], Some(test.inputs[1])),
+            _ => (Compare::Ne, c, None),
+        };
+        let operands = [Some(a), b, Some(x), Some(z)];
+        let perm = operands
+            .iter()
+            .flatten()
+            .find_map(|&o| self.perm_of(o))
+            .ok_or_else(|| anyhow!("no activation input"))?;
+        let mut ins = Vec::new();
+        for o in operands {
+            ins.push(Some(match o {
+                Some(o) => self.act(o, &perm)?,
+                None => self
+                    .g
+                    .add_const_f32(format!("{name}.zero"), vec![1], vec![0.0]),
+            }));
+        }
+        let out_shape = self.shape(OutletId::new(node.id, 0))?;
+        let phys: Vec<usize> = perm.iter().map(|&p| out_shape[p]).collect();
+        let op = OpParams::Select(kops::SelectParams { cmp });
+        self.emit(node, op, ins, phys, perm)
+    }
+
+    /// ONNX `Gather` (`elements` false) or `GatherElements` with constant indices, as kiln's
+    /// gather on the data in its logical layout. Negative indices count from the end; a scalar
+    /// index gathers one slice and drops the axis (a reshape after the gather).
+    fn gather(&mut self, node: &TypedNode, axis: usize, elements: bool) -> Result<()> {
+        let name = node.name.clone();
+        let what = if elements { "GatherElements" } else { "Gather" };
+        let k = self
+            .const_of(node.inputs[1])
+            .ok_or_else(|| anyhow!("{what} with non-constant indices is not supported"))?;
+        let xs = self.shape(node.inputs[0])?;
+        let n = xs[axis] as i64;
+        let k = k.cast_to::<i64>().map_err(|e| anyhow!("{e:?}"))?;
+        let mut idx = Vec::with_capacity(k.len());
+        let view = k
+            .to_plain_array_view::<i64>()
+            .map_err(|e| anyhow!("{e:?}"))?;
+        for &i in view.iter() {
+            let j = if i < 0 { i + n } else { i };
+            if !(0..n).contains(&j) {
+                bail!("{what} index {i} is outside the {n} entries of axis {axis}");
+            }
+            idx.push(j as i32);
+        }
+        let mut ishape = k.shape().to_vec();
+        let out = self.shape(OutletId::new(node.id, 0))?;
+        let mut yshape = out.clone();
+        if ishape.is_empty() {
+            ishape = vec![1];
+            yshape.insert(axis, 1);
+        }
+        if xs.len() > MAX_RANK || yshape.len() > MAX_RANK || ishape.len() > MAX_RANK {
+            bail!(
+                "{what} of rank {} is not supported (kiln tensors have at most {MAX_RANK} axes)",
+                yshape.len()
+            );
+        }
+        let r = xs.len();
+        let x = self.act(node.inputs[0], &identity(r))?;
+        let it = self.g.add_const_i32(format!("{name}.indices"), idx);
+        self.g.tensors[it].shape = ishape;
+        let dtype = self.g.tensors[x].dtype;
+        let y = self.g.add_tensor(name.clone(), dtype, yshape);
+        self.g.tensors[y].quant = self.g.tensors[x].quant;
+        self.g.push(Node::new(
+            name.clone(),
+            OpParams::Gather(kops::GatherParams { axis, elements }),
+            vec![Some(x), Some(it)],
+            vec![y],
+        ));
+        let y = self.reshape(y, out.clone(), format!("{name}.squeeze"));
+        self.set_act(node, y, identity(out.len()));
+        Ok(())
+    }
+
+    /// tract's `RmsNorm` (how it reads ONNX LayerNormalization, after subtracting the mean, and
+    /// RMSNormalization): `x / sqrt(mean(x², axis) + eps)`, as kiln's mean-of-squares reduce,
+    /// an add of eps, rsqrt and a broadcasting multiply.
+    fn rms_norm(&mut self, node: &TypedNode, r: &RmsNorm) -> Result<()> {
+        let name = node.name.clone();
+        let eps = match tensor_f32(&r.eps)?[..] {
+            [e] => e,
+            _ => bail!("RmsNorm epsilon is not a scalar"),
+        };
+        let (x, perm) = self.any_act(node.inputs[0])?;
+        let p = perm
+            .iter()
+            .position(|&q| q == r.axis)
+            .ok_or_else(|| anyhow!("bad axis"))?;
+        let xshape = self.shape_of(x);
+        let mut shape = xshape.clone();
+        shape[p] = 1;
+        let ms = self.new_tensor(format!("{name}.mean_sq"), shape.clone());
+        let reduce = kops::ReduceParams::new(kops::Reducer::MeanSquare, 1 << p);
+        self.g.push(Node::new(
+            format!("{name}.mean_sq"),
+            OpParams::Reduce(reduce),
+            vec![Some(x)],
+            vec![ms],
+        ));
+        let e = self
+            .g
+            .add_const_f32(format!("{name}.eps"), vec![1], vec![eps]);
+        let var = self.new_tensor(format!("{name}.var"), shape.clone());
+        self.g.push(Node::new(
+            format!("{name}.var"),
+            OpParams::Binary(BinaryParams::new(BinaryKind::Add)),
+            vec![Some(ms), Some(e)],
+            vec![var],
+        ));
+        let inv = self.new_tensor(format!("{name}.inv_rms"), shape);
+        self.g.push(Node::new(
+            format!("{name}.inv_rms"),
+            OpParams::Unary(UnaryParams::new(UnaryKind::Rsqrt)),
+            vec![Some(var)],
+            vec![inv],
+        ));
+        let op = OpParams::Binary(BinaryParams::new(BinaryKind::Mul));
+        self.emit(node, op, vec![Some(x), Some(inv)], xshape, perm)
     }
 
     pub(super) fn softmax(&mut self, node: &TypedNode, s: &Softmax) -> Result<()> {

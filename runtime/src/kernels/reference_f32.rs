@@ -2,7 +2,7 @@
 //! tested against: plain loops, obviously right, no unsafe.
 
 use crate::format::MAX_RANK;
-use crate::ops::{BinaryKind, ConvGeom, PoolWindow, Reducer, UnaryKind};
+use crate::ops::{BinaryKind, Compare, ConvGeom, PoolWindow, Reducer, UnaryKind};
 
 #[inline]
 pub(crate) fn clamp(v: f32, act: [f32; 2]) -> f32 {
@@ -272,6 +272,22 @@ pub fn broadcast<A: Copy, B: Copy, Y>(
     }
 }
 
+/// Compare and select: `y = cmp(a, b) ? x : z` for `ins = [a, b, x, z]` (each a slice and its
+/// shape), numpy-broadcast to `ysh`.
+pub fn select(cmp: Compare, ins: [(&[f32], &[usize]); 4], y: &mut [f32], ysh: &[usize]) {
+    let st = ins.map(|(_, s)| broadcast_strides(s));
+    let yd = pad6(ysh);
+    let mut idx = [0usize; MAX_RANK];
+    for o in y.iter_mut() {
+        let at = |k: usize| {
+            let off: usize = idx.iter().zip(&st[k]).map(|(i, s)| i * s).sum();
+            ins[k].0[off]
+        };
+        *o = if cmp.test(at(0), at(1)) { at(2) } else { at(3) };
+        next_index(&mut idx, &yd);
+    }
+}
+
 /// Parametric ReLU: `y = x` where `x >= 0`, else `alpha * x`, `alpha` broadcast to `x`.
 pub fn prelu(x: &[f32], xs: &[usize], alpha: &[f32], als: &[usize], y: &mut [f32]) {
     broadcast(
@@ -334,6 +350,24 @@ pub fn unary_op(kind: UnaryKind, x: f32, a: f32, b: f32) -> f32 {
         UnaryKind::Cos => libm::cosf(x),
         UnaryKind::Tan => libm::tanf(x),
         UnaryKind::Erf => libm::erff(x),
+        UnaryKind::Asin => libm::asinf(x),
+        UnaryKind::Acos => libm::acosf(x),
+        UnaryKind::Atan => libm::atanf(x),
+        UnaryKind::Sinh => libm::sinhf(x),
+        UnaryKind::Cosh => libm::coshf(x),
+        UnaryKind::Asinh => libm::asinhf(x),
+        UnaryKind::Acosh => libm::acoshf(x),
+        UnaryKind::Atanh => libm::atanhf(x),
+        UnaryKind::Sign => {
+            if x > 0.0 {
+                1.0
+            } else if x < 0.0 {
+                -1.0
+            } else {
+                x // 0, -0 and NaN stay as they are
+            }
+        }
+        UnaryKind::Round => libm::rintf(x),
         UnaryKind::Selu => {
             b * if x > 0.0 {
                 x
@@ -441,6 +475,47 @@ pub fn concat_block<T: Copy>(
 ) {
     for o in 0..outer {
         y[o * y_chunk + y_off..][..chunk].copy_from_slice(&x[o * chunk..][..chunk]);
+    }
+}
+
+/// Gather (take): `y[o, j, i] = x[o, idx[j], i]`, `o` over the axes of `xs` before `axis`, `i`
+/// over those after it. Every index is in `0..xs[axis]`.
+pub fn gather<T: Copy>(x: &[T], xs: &[usize], idx: &[i32], axis: usize, y: &mut [T]) {
+    let inner: usize = xs[axis + 1..].iter().product();
+    let n = xs[axis];
+    let mut out = y.chunks_exact_mut(inner.max(1));
+    for block in x.chunks_exact((n * inner).max(1)) {
+        for &j in idx {
+            let src = &block[j as usize * inner..(j as usize + 1) * inner];
+            if let Some(o) = out.next() {
+                o.copy_from_slice(src);
+            }
+        }
+    }
+}
+
+/// Gather elements: `y[p]` is `x` at `p` with coordinate `axis` replaced by `idx[p]`; `idx` has the
+/// shape `ys` of `y` and the rank of `xs`, every index in `0..xs[axis]`.
+pub fn gather_elements<T: Copy>(
+    x: &[T],
+    xs: &[usize],
+    idx: &[i32],
+    ys: &[usize],
+    axis: usize,
+    y: &mut [T],
+) {
+    let off = MAX_RANK - xs.len();
+    let xst = strides(&pad6(xs));
+    let yd = pad6(ys);
+    let mut at = [0usize; MAX_RANK];
+    for (o, &j) in y.iter_mut().zip(idx) {
+        let mut src = 0;
+        for d in 0..MAX_RANK {
+            let c = if d == axis + off { j as usize } else { at[d] };
+            src += c * xst[d];
+        }
+        *o = x[src];
+        next_index(&mut at, &yd);
     }
 }
 

@@ -20,6 +20,7 @@ pub mod binary;
 pub mod concat;
 pub mod conv;
 pub mod dense;
+pub mod gather;
 pub mod lut;
 pub mod matmul;
 pub mod pad;
@@ -28,6 +29,7 @@ pub mod prelu;
 pub mod quantize;
 pub mod reduce;
 pub mod reshape;
+pub mod select;
 pub mod slice;
 pub mod softmax;
 pub mod transpose;
@@ -37,6 +39,7 @@ pub use binary::{AddQuant, BinaryKind, BinaryParams, BinaryQuant, MulQuant};
 pub use concat::ConcatParams;
 pub use conv::{ConvGeom, ConvParams};
 pub use dense::DenseParams;
+pub use gather::GatherParams;
 pub use lut::LutParams;
 pub use matmul::MatMulParams;
 pub use pad::{PadMode, PadParams};
@@ -45,6 +48,7 @@ pub use prelu::PreluParams;
 pub use quantize::{DequantizeParams, QuantizeParams};
 pub use reduce::{MeanQuant, ReduceParams, Reducer};
 pub use reshape::ReshapeParams;
+pub use select::{Compare, SelectParams};
 pub use slice::SliceParams;
 pub use softmax::{SoftmaxParams, SoftmaxQuant};
 pub use transpose::TransposeParams;
@@ -385,6 +389,10 @@ op_table! {
     Lut = 17, "lut", lut::LutParams;
     /// Parametric ReLU: `x >= 0 ? x : alpha * x`, slopes (input 1) broadcast to `x`.
     Prelu = 18, "prelu", prelu::PreluParams;
+    /// Compare and select: `cmp(a, b) ? x : z`, all four broadcast to the output.
+    Select = 19, "select", select::SelectParams;
+    /// Gather along an axis with constant indices: whole slices or one element per index.
+    Gather = 20, "gather", gather::GatherParams;
 }
 
 impl OpParams {

@@ -43,6 +43,16 @@ crate::format::code_enum! {
         Cos = 26, "cos", "cos(x)";
         Tan = 27, "tan", "tan(x)";
         Erf = 28, "erf", "erf(x)";
+        Asin = 29, "asin", "arcsin(x)";
+        Acos = 30, "acos", "arccos(x)";
+        Atan = 31, "atan", "arctan(x)";
+        Sinh = 32, "sinh", "sinh(x)";
+        Cosh = 33, "cosh", "cosh(x)";
+        Asinh = 34, "asinh", "arsinh(x)";
+        Acosh = 35, "acosh", "arcosh(x)";
+        Atanh = 36, "atanh", "artanh(x)";
+        Sign = 37, "sign", "-1, 0 or 1 by the sign of x";
+        Round = 38, "round", "x rounded to the nearest integer, ties to even";
     }
 }
 
