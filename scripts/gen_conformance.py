@@ -34,16 +34,16 @@ def load_pb(path):
 
 def write_kiln_cases(out):
     """Models for kiln's own import-error tests: two ops tract reads but kiln does not map
-    (LRN, Tile), so the importer must name both in one error."""
+    (LRN, and Hardmax, which tract expands into two ops of its own), so the importer must name
+    both in one error, by their ONNX names."""
     from onnx import TensorProto, helper
     nodes = [
         helper.make_node("LRN", ["x"], ["lrn_out"], name="my_lrn", size=3),
         helper.make_node("Relu", ["lrn_out"], ["relu_out"], name="my_relu"),
-        helper.make_node("Tile", ["relu_out", "reps"], ["y"], name="my_tile"),
+        helper.make_node("Hardmax", ["relu_out"], ["y"], name="my_hardmax", axis=-1),
     ]
     g = helper.make_graph(nodes, "unsupported", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 3, 3])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 6, 3])],
-                          [numpy_helper.from_array(np.array([1, 1, 2, 1], np.int64), "reps")])
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 3, 3])])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     m.ir_version = 8
     onnx.save(m, os.path.join(out, "_kiln_unsupported.onnx"))

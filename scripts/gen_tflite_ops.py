@@ -19,8 +19,8 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 INT8, INT32 = 9, 2
 # builtin codes, (options union type)
-CONV, DW, FC, AVG, MAXP, ADD, SUB, MUL, SOFTMAX, RESHAPE, LOGISTIC, TANH, MEAN, CONCAT = (
-    3, 4, 9, 1, 17, 0, 41, 18, 25, 22, 14, 28, 40, 2)
+CONV, DW, FC, AVG, MAXP, ADD, SUB, MUL, SOFTMAX, RESHAPE, LOGISTIC, TANH, MEAN, CONCAT, TCONV = (
+    3, 4, 9, 1, 17, 0, 41, 18, 25, 22, 14, 28, 40, 2, 67)
 
 
 class Model:
@@ -213,7 +213,33 @@ def gen_cases(rng):
     for i in range(8):
         cases.append((["mul", "add", "sub", "mul"][i % 4],
                       dict(bcast=i % 3 != 2, act=int(rng.choice([0, 1])), const=1 + (i % 2))))
+    # Transposed conv (Keras Conv2DTranspose): SAME and VALID, strides 1-3, kernels smaller
+    # and larger than the stride, one to eight channels each side.
+    for i in range(16):
+        cases.append(("tconv", dict(h=int(rng.integers(1, 6)), w=int(rng.integers(1, 6)), cin=int(rng.choice([1, 3, 4, 8])),
+                                    cout=int(rng.choice([1, 2, 5, 8])), k=[(1, 1), (2, 2), (3, 3), (3, 1), (4, 4), (5, 3)][i % 6],
+                                    stride=[1, 2, 2, 3][i % 4], same=bool(i % 2), act=int(rng.choice([0, 1])))))
     return cases
+
+
+def tconv_ref_float(x, w, b, stride, same, oh, ow):
+    """Float transposed conv (NHWC, w [O, KH, KW, I]) with TFLite's padding: the plausible output
+    range for choosing the output scale."""
+    n, h, wd, _ = x.shape
+    co, kh, kw, _ = w.shape
+    def pad(out, k):
+        back = -(-out // stride) if same else (out + stride - k) // stride
+        return max((max(back, 1) - 1) * stride + k - out, 0) // 2
+    pt, pl = pad(oh, kh), pad(ow, kw)
+    y = np.zeros((n, oh, ow, co))
+    for iy in range(h):
+        for ix in range(wd):
+            for ky in range(kh):
+                for kx in range(kw):
+                    oy, ox = iy * stride + ky - pt, ix * stride + kx - pl
+                    if 0 <= oy < oh and 0 <= ox < ow:
+                        y[:, oy, ox, :] += x[:, iy, ix, :] @ w[:, ky, kx, :].T
+    return y + b
 
 
 def build_case(kind, p, rng):
@@ -340,8 +366,29 @@ def build_case(kind, p, rng):
         yi = m.tensor(list(yf.shape), scale=sy, zp=zy)
         m.op(MEAN, 2, [xi, ai], [yi], 27, [(0, "bool", p["keep"])])
         ins = [x]
+    elif kind == "tconv":
+        x, sx, zx = rand_act(rng, (1, p["h"], p["w"], p["cin"]))
+        co, (kh, kw), s = p["cout"], p["k"], p["stride"]
+        oh = p["h"] * s if p["same"] else (p["h"] - 1) * s + kh
+        ow = p["w"] * s if p["same"] else (p["w"] - 1) * s + kw
+        wf = rng.normal(0, 0.3, (co, kh, kw, p["cin"]))
+        ws = (np.abs(wf).max(axis=(1, 2, 3)) / 127 + 1e-6).astype(np.float32)
+        wq = np.clip(np.round(wf / ws.reshape(-1, 1, 1, 1)), -127, 127).astype(np.int8)
+        bq = np.round(rng.normal(0, 0.5, co) / (sx * ws)).astype(np.int32)
+        yf = tconv_ref_float(deq(x, sx, zx), deq(wq, ws.reshape(-1, 1, 1, 1), 0), bq * sx * ws, s, p["same"], oh, ow)
+        if p["act"] == 1:
+            yf = np.maximum(yf, 0)
+        sy, zy = out_quant(yf, rng)
+        xi = m.tensor(x.shape, scale=sx, zp=zx)
+        shp = m.tensor([4], INT32, data=np.array([1, oh, ow, co], np.int32))
+        wi = m.tensor(wq.shape, data=wq, scale=ws, zp=np.zeros(co, np.int64), qdim=0)
+        bi = m.tensor([co], INT32, data=bq, scale=sx * ws, zp=np.zeros(co, np.int64))
+        yi = m.tensor([1, oh, ow, co], scale=sy, zp=zy)
+        opts = [(0, "i8", 0 if p["same"] else 1), (1, "i32", s), (2, "i32", s), (3, "i8", p["act"])]
+        m.op(TCONV, 4, [shp, wi, xi, bi], [yi], 49, opts)
+        ins = [x]
     n_in = len(ins)
-    inputs = list(range(n_in)) if kind not in ("conv", "depthwise", "fc") else [0]
+    inputs = list(range(n_in)) if kind not in ("conv", "depthwise", "fc", "tconv") else [0]
     if kind in ("add", "sub", "mul", "concat") and not p.get("const"):
         inputs = [0, 1]
     return m.build(inputs, [len(m.tensors) - 1]), ins

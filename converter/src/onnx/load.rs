@@ -67,11 +67,19 @@ pub(super) fn load_typed_inner(
         );
     }
     let mut model = parsed.model;
+    // tract names an op it cannot read `Unimplemented(Attention)`: report the ONNX name.
     let unimplemented: Vec<String> = model
         .nodes()
         .iter()
         .filter(|n| n.op.name().contains("Unimplemented"))
-        .map(|n| format!("{} (node '{}')", n.op.name(), n.name))
+        .map(|n| {
+            let name = n.op.name();
+            let op = name
+                .strip_prefix("Unimplemented(")
+                .and_then(|r| r.strip_suffix(')'))
+                .unwrap_or(&name);
+            format!("{op} (node '{}')", n.name)
+        })
         .collect();
     if !unimplemented.is_empty() {
         bail!(
@@ -112,6 +120,52 @@ pub(super) fn load_typed_inner(
         .map_err(|e| anyhow!("{e:?}"))
         .context("tract could not declutter the model")?;
     Ok(typed)
+}
+
+/// The op type the ONNX file gives each node, by node name and by output name, so that errors
+/// about a tract node name the op the user wrote.
+#[derive(Clone, Debug, Default)]
+pub struct SourceOps(std::collections::HashMap<String, String>);
+
+impl SourceOps {
+    /// The op types of the ONNX file at `path` (none if it cannot be read: errors then name
+    /// tract's ops).
+    pub fn read(path: &Path) -> SourceOps {
+        let mut map = std::collections::HashMap::new();
+        let proto = tract_onnx::onnx().proto_model_for_path(path);
+        if let Ok(g) = proto.as_ref().map(|p| &p.graph) {
+            for n in g.iter().flat_map(|g| &g.node) {
+                for key in std::iter::once(&n.name).chain(&n.output) {
+                    if !key.is_empty() {
+                        map.entry(key.clone()).or_insert_with(|| n.op_type.clone());
+                    }
+                }
+            }
+        }
+        SourceOps(map)
+    }
+
+    /// The ONNX op a tract node comes from: its name, or the longest prefix of it before a
+    /// `.` (tract names the nodes it expands an op into `<node>.<part>`).
+    pub fn source_of(&self, tract_name: &str) -> Option<&str> {
+        let mut name = tract_name;
+        loop {
+            if let Some(op) = self.0.get(name) {
+                return Some(op);
+            }
+            name = &name[..name.rfind('.')?];
+        }
+    }
+
+    /// `ConvTranspose (node 'y', tract's Deconv)`, or `Deconv (node 'y')` when the source op is
+    /// unknown or has tract's name.
+    pub fn describe(&self, node: &TypedNode) -> String {
+        let tract = node.op.name();
+        match self.source_of(&node.name) {
+            Some(op) if op != tract => format!("{op} (node '{}', tract's {tract})", node.name),
+            _ => format!("{tract} (node '{}')", node.name),
+        }
+    }
 }
 
 /// ONNX graphs are in SSA form: every value has one writer (a graph input, an initializer or

@@ -17,7 +17,7 @@ use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cast::Cast;
 use tract_onnx::tract_core::ops::change_axes::AxisOp;
 use tract_onnx::tract_core::ops::cnn::conv::KernelFormat;
-use tract_onnx::tract_core::ops::cnn::{Conv, MaxPool, PaddingSpec, PoolSpec, SumPool};
+use tract_onnx::tract_core::ops::cnn::{Conv, Deconv, MaxPool, PaddingSpec, PoolSpec, SumPool};
 use tract_onnx::tract_core::ops::downsample::Downsample;
 use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
@@ -36,8 +36,8 @@ pub(super) fn tensor_f32(t: &Tensor) -> Result<Vec<f32>> {
     Ok(view.iter().copied().collect())
 }
 
-/// Why a tract op cannot be imported, or `None` if its type is one kiln maps.
-pub(super) fn unsupported_reason(model: &TypedModel, node: &TypedNode) -> Option<String> {
+/// `Some(())` if kiln cannot import a tract op, `None` if its type is one kiln maps.
+pub(super) fn unsupported_reason(model: &TypedModel, node: &TypedNode) -> Option<()> {
     let op = &node.op;
     let ok = op.downcast_ref::<TypedSource>().is_some()
         || prelu_pattern(model, node).is_some()
@@ -60,6 +60,7 @@ pub(super) fn unsupported_reason(model: &TypedModel, node: &TypedNode) -> Option
             .is_some_and(|e| unary_kind(e).is_some())
         || op.downcast_ref::<Softmax>().is_some()
         || op.downcast_ref::<RmsNorm>().is_some()
+        || op.downcast_ref::<Deconv>().is_some()
         || ((op.downcast_ref::<Gather>().is_some()
             || op.downcast_ref::<GatherElements>().is_some())
             && node
@@ -90,7 +91,7 @@ pub(super) fn unsupported_reason(model: &TypedModel, node: &TypedNode) -> Option
         || op
             .downcast_ref::<Cast>()
             .is_some_and(|c| c.to == f32::datum_type());
-    (!ok).then(|| format!("{} (node '{}')", op.name(), node.name))
+    (!ok).then_some(())
 }
 
 /// The slope of a PRelu as tract expands it: `Iff(x < 0, x * slope, x)`, the test written
@@ -306,6 +307,9 @@ impl Imp<'_> {
         }
         if let Some(c) = op.downcast_ref::<Conv>() {
             return self.conv(node, c);
+        }
+        if let Some(d) = op.downcast_ref::<Deconv>() {
+            return self.deconv(node, d);
         }
         if let Some(m) = op.downcast_ref::<MaxPool>() {
             return self.pool(node, &m.pool_spec, OpKind::MaxPool, false);
@@ -847,6 +851,88 @@ impl Imp<'_> {
         ));
         let y = self.reshape(y3, shape, name);
         self.set_act(node, y, identity(r));
+        Ok(())
+    }
+
+    /// ONNX ConvTranspose (tract's `Deconv`, kernel regrouped to `[O, I/groups, KH, KW]`) as kiln's
+    /// transpose_conv: weights rearranged to `[O, KH, KW, I/groups]`, the padding before each
+    /// axis from tract's deconvolution arithmetic, the output size (output padding, explicit
+    /// output shape) from the output tensor.
+    fn deconv(&mut self, node: &TypedNode, d: &Deconv) -> Result<()> {
+        let name = node.name.clone();
+        let spec = &d.pool_spec;
+        let (x, want, [n, h, w, ci]) = self.nhwc_in(node.inputs[0], spec, &name)?;
+        if d.kernel_format != KernelFormat::OIHW {
+            bail!(
+                "ConvTranspose with a {:?} kernel is not supported",
+                d.kernel_format
+            );
+        }
+        let k = self
+            .const_of(node.inputs[1])
+            .ok_or_else(|| anyhow!("ConvTranspose with non-constant weights is not supported"))?;
+        let (kv, ks) = (tensor_f32(&k)?, k.shape().to_vec());
+        let sp = spec.kernel_shape.len();
+        let g = d.group;
+        // tract has already regrouped ONNX's [I, O/g, k..] kernel as [O, I/g, k..].
+        let (o, cig) = (ks[0], ks[1]);
+        let (kh, kw) = if sp == 1 { (1, ks[2]) } else { (ks[2], ks[3]) };
+        if cig * g != ci || o % g != 0 {
+            bail!("ConvTranspose weights expect {cig} input channels x {g} groups, the input has {ci}");
+        }
+        let mut perm = vec![0];
+        perm.extend(2..2 + sp);
+        perm.push(1);
+        let (_, ohwi) = permute(&ks, &kv, &perm);
+        let wt = self
+            .g
+            .add_const_f32(format!("{name}.weights"), vec![o, kh, kw, cig], ohwi);
+        let bias = match self.const_of(node.inputs[2]) {
+            Some(b) => {
+                let bv = tensor_f32(&b)?;
+                let bv = if bv.len() == 1 { vec![bv[0]; o] } else { bv };
+                if bv.len() != o {
+                    bail!("bias has {} values for {o} output channels", bv.len());
+                }
+                (!bv.iter().all(|&v| v == 0.0))
+                    .then(|| self.g.add_const_f32(format!("{name}.bias"), vec![o], bv))
+            }
+            None => bail!("ConvTranspose with a non-constant bias is not supported"),
+        };
+        let (out_phys, [oh, ow]) = self.nhwc_out(node, &want, sp)?;
+        let dil = spec.dilations().to_vec();
+        let st = spec.strides().to_vec();
+        let hw: Vec<usize> = if sp == 1 { vec![w] } else { vec![h, w] };
+        let dims = spec
+            .padding
+            .compute_for_deconv(&hw, &spec.kernel_shape, &dil, &st, &d.adjustments)
+            .map_err(|e| anyhow!("{e:?}"))?;
+        let before: Vec<usize> = dims.iter().map(|c| c.pad_before).collect();
+        let (sh, sw, dh, dw, pt, pl) = if sp == 1 {
+            (1, st[0], 1, dil[0], 0, before[0])
+        } else {
+            (st[0], st[1], dil[0], dil[1], before[0], before[1])
+        };
+        let y4 = self.new_tensor(format!("{name}.nhwc_out"), vec![n, oh, ow, o]);
+        let geom = kops::ConvGeom {
+            stride: [sh, sw],
+            dilation: [dh, dw],
+            pad: [pt, pl, 0, 0],
+            groups: g,
+        };
+        let params = kops::TransposeConvParams {
+            geom,
+            act: kops::Act::NONE,
+            rounding: kops::Rounding::Double,
+        };
+        self.g.push(Node::new(
+            name.clone(),
+            OpParams::TransposeConv(params),
+            vec![Some(x), Some(wt), bias],
+            vec![y4],
+        ));
+        let y = self.reshape(y4, out_phys, name);
+        self.set_act(node, y, want);
         Ok(())
     }
 

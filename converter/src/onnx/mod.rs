@@ -13,7 +13,7 @@ mod load;
 mod lower;
 
 use layout::identity;
-pub use load::load_typed;
+pub use load::{load_typed, SourceOps};
 use lower::unsupported_reason;
 
 use crate::ir::{Graph, Node, TId};
@@ -34,7 +34,7 @@ pub fn import(path: &Path) -> Result<Graph> {
 /// Imports an ONNX file with explicit input shapes.
 pub fn import_with(path: &Path, input_shapes: Option<&[Vec<usize>]>) -> Result<Graph> {
     let model = load_typed(path, input_shapes)?;
-    from_typed(&model)
+    from_typed_named(&model, &SourceOps::read(path))
 }
 
 #[derive(Clone, Debug)]
@@ -63,10 +63,19 @@ struct Imp<'t> {
 
 /// Converts a typed, decluttered tract model.
 pub fn from_typed(model: &TypedModel) -> Result<Graph> {
+    from_typed_named(model, &SourceOps::default())
+}
+
+/// Converts a typed, decluttered tract model; errors name each node's op as the source file
+/// wrote it (`ConvTranspose`, not tract's `Deconv`), where `sources` knows it.
+pub fn from_typed_named(model: &TypedModel, sources: &SourceOps) -> Result<Graph> {
     let order = model.eval_order().map_err(|e| anyhow!("{e:?}"))?;
     let unsupported: Vec<String> = order
         .iter()
-        .filter_map(|&n| unsupported_reason(model, &model.nodes()[n]))
+        .filter_map(|&n| {
+            let node = &model.nodes()[n];
+            unsupported_reason(model, node).map(|_| sources.describe(node))
+        })
         .collect();
     if !unsupported.is_empty() {
         bail!(
@@ -119,7 +128,7 @@ pub fn from_typed(model: &TypedModel) -> Result<Graph> {
             continue;
         }
         imp.node(node)
-            .with_context(|| format!("converting {} (node '{}')", node.op.name(), node.name))?;
+            .with_context(|| format!("converting {}", sources.describe(node)))?;
     }
     let outputs = model
         .output_outlets()

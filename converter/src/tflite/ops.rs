@@ -12,7 +12,8 @@ use kiln_runtime::ops::{
     Act, AddQuant, BinaryKind, BinaryParams, BinaryQuant, ConcatParams, ConvGeom, ConvParams,
     DenseParams, DequantizeParams, LutParams, MeanQuant, MulQuant, OpParams, PadMode, PadParams,
     PoolParams, PreluParams, QuantizeParams, ReduceParams, Reducer, ReshapeParams, Rounding,
-    SliceParams, SoftmaxParams, SoftmaxQuant, TransposeParams, UnaryKind, UnaryParams,
+    SliceParams, SoftmaxParams, SoftmaxQuant, TransposeConvParams, TransposeParams, UnaryKind,
+    UnaryParams,
 };
 use kiln_runtime::{DType, Quant};
 
@@ -34,10 +35,12 @@ pub(super) enum Family {
     Quantize,
     Dequantize,
     Prelu,
+    TransposeConv,
 }
 
 /// The operator table: `code NAME => Family;` for the operators kiln imports, `code NAME;` for
-/// the ones it only names in errors. It generates the `code` constants and [`OPS`].
+/// the ones it only names in errors (every builtin of the TFLite schema up to 161; later codes
+/// are StableHLO ops, named `BUILTIN_<code>`). It generates the `code` constants and [`OPS`].
 macro_rules! tflite_ops {
     ($($code:literal $name:ident $(=> $family:ident)?;)*) => {
         /// TFLite builtin operator codes (schema.fbs `BuiltinOperator`).
@@ -61,10 +64,15 @@ tflite_ops! {
     4 DEPTHWISE_CONV_2D => Conv;
     5 DEPTH_TO_SPACE;
     6 DEQUANTIZE => Dequantize;
+    7 EMBEDDING_LOOKUP;
     8 FLOOR;
     9 FULLY_CONNECTED => FullyConnected;
+    10 HASHTABLE_LOOKUP;
     11 L2_NORMALIZATION;
+    12 L2_POOL_2D;
+    13 LOCAL_RESPONSE_NORMALIZATION;
     14 LOGISTIC => Unary;
+    15 LSH_PROJECTION;
     16 LSTM;
     17 MAX_POOL_2D => Pool;
     18 MUL => Binary;
@@ -73,43 +81,144 @@ tflite_ops! {
     21 RELU6 => Unary;
     22 RESHAPE => Reshape;
     23 RESIZE_BILINEAR;
+    24 RNN;
     25 SOFTMAX => Softmax;
     26 SPACE_TO_DEPTH;
+    27 SVDF;
     28 TANH => Unary;
+    29 CONCAT_EMBEDDINGS;
+    30 SKIP_GRAM;
+    31 CALL;
     32 CUSTOM;
+    33 EMBEDDING_LOOKUP_SPARSE;
     34 PAD => Pad;
+    35 UNIDIRECTIONAL_SEQUENCE_RNN;
     36 GATHER;
+    37 BATCH_TO_SPACE_ND;
+    38 SPACE_TO_BATCH_ND;
     39 TRANSPOSE => Transpose;
     40 MEAN => Reduce;
     41 SUB => Binary;
     42 DIV => Binary;
     43 SQUEEZE => Reshape;
+    44 UNIDIRECTIONAL_SEQUENCE_LSTM;
     45 STRIDED_SLICE => StridedSlice;
+    46 BIDIRECTIONAL_SEQUENCE_RNN;
     47 EXP => Unary;
+    48 TOPK_V2;
     49 SPLIT;
+    50 LOG_SOFTMAX;
+    51 DELEGATE;
+    52 BIDIRECTIONAL_SEQUENCE_LSTM;
     53 CAST;
     54 PRELU => Prelu;
     55 MAXIMUM => Binary;
+    56 ARG_MAX;
     57 MINIMUM => Binary;
+    58 LESS;
     59 NEG => Unary;
     60 PADV2 => Pad;
-    67 TRANSPOSE_CONV;
+    61 GREATER;
+    62 GREATER_EQUAL;
+    63 LESS_EQUAL;
+    64 SELECT;
+    65 SLICE;
+    66 SIN;
+    67 TRANSPOSE_CONV => TransposeConv;
+    68 SPARSE_TO_DENSE;
+    69 TILE;
     70 EXPAND_DIMS => Reshape;
+    71 EQUAL;
+    72 NOT_EQUAL;
     73 LOG => Unary;
     74 SUM => Reduce;
     75 SQRT => Unary;
+    76 RSQRT;
     77 SHAPE;
+    78 POW;
+    79 ARG_MIN;
+    80 FAKE_QUANT;
     81 REDUCE_PROD => Reduce;
     82 REDUCE_MAX => Reduce;
     83 PACK;
+    84 LOGICAL_OR;
+    85 ONE_HOT;
+    86 LOGICAL_AND;
+    87 LOGICAL_NOT;
+    88 UNPACK;
     89 REDUCE_MIN => Reduce;
+    90 FLOOR_DIV;
+    91 REDUCE_ANY;
+    92 SQUARE;
+    93 ZEROS_LIKE;
+    94 FILL;
+    95 FLOOR_MOD;
+    96 RANGE;
     97 RESIZE_NEAREST_NEIGHBOR;
     98 LEAKY_RELU => Unary;
+    99 SQUARED_DIFFERENCE;
+    100 MIRROR_PAD;
     101 ABS => Unary;
+    102 SPLIT_V;
+    103 UNIQUE;
+    104 CEIL;
+    105 REVERSE_V2;
+    106 ADD_N;
+    107 GATHER_ND;
+    108 COS;
+    109 WHERE;
+    110 RANK;
     111 ELU => Unary;
+    112 REVERSE_SEQUENCE;
+    113 MATRIX_DIAG;
     114 QUANTIZE => Quantize;
+    115 MATRIX_SET_DIAG;
+    116 ROUND;
     117 HARD_SWISH => Unary;
+    118 IF;
+    119 WHILE;
+    120 NON_MAX_SUPPRESSION_V4;
+    121 NON_MAX_SUPPRESSION_V5;
+    122 SCATTER_ND;
+    123 SELECT_V2;
+    124 DENSIFY;
+    125 SEGMENT_SUM;
     126 BATCH_MATMUL;
+    127 PLACEHOLDER_FOR_GREATER_OP_CODES;
+    128 CUMSUM;
+    129 CALL_ONCE;
+    130 BROADCAST_TO;
+    131 RFFT2D;
+    132 CONV_3D;
+    133 IMAG;
+    134 REAL;
+    135 COMPLEX_ABS;
+    136 HASHTABLE;
+    137 HASHTABLE_FIND;
+    138 HASHTABLE_IMPORT;
+    139 HASHTABLE_SIZE;
+    140 REDUCE_ALL;
+    141 CONV_3D_TRANSPOSE;
+    142 VAR_HANDLE;
+    143 READ_VARIABLE;
+    144 ASSIGN_VARIABLE;
+    145 BROADCAST_ARGS;
+    146 RANDOM_STANDARD_NORMAL;
+    147 BUCKETIZE;
+    148 RANDOM_UNIFORM;
+    149 MULTINOMIAL;
+    150 GELU;
+    151 DYNAMIC_UPDATE_SLICE;
+    152 RELU_0_TO_1;
+    153 UNSORTED_SEGMENT_PROD;
+    154 UNSORTED_SEGMENT_MAX;
+    155 UNSORTED_SEGMENT_SUM;
+    156 ATAN2;
+    157 UNSORTED_SEGMENT_MIN;
+    158 SIGN;
+    159 BITCAST;
+    160 BITWISE_XOR;
+    161 RIGHT_SHIFT;
 }
 
 use code::*;
@@ -158,6 +267,7 @@ impl<'a> Importer<'a> {
             CONV_2D | DEPTHWISE_CONV_2D | FULLY_CONNECTED | ADD | SUB | MUL | DIV | MAXIMUM
             | MINIMUM | PRELU | MEAN | SUM | REDUCE_MAX | REDUCE_MIN | REDUCE_PROD | PAD
             | PADV2 | TRANSPOSE => 2,
+            TRANSPOSE_CONV => 3,
             _ => 1,
         };
         if o.inputs.len() < min_inputs || o.outputs.is_empty() {
@@ -187,6 +297,7 @@ impl<'a> Importer<'a> {
             Family::Quantize => self.quantize(o, name),
             Family::Dequantize => self.dequantize(o, name),
             Family::Prelu => self.prelu(o, name),
+            Family::TransposeConv => self.transpose_conv(o, name),
         }
     }
 
@@ -288,6 +399,77 @@ impl<'a> Importer<'a> {
         p.act = Act::Int8 { lo, hi };
         self.g
             .push(Node::new(name, OpParams::Conv2d(p), ins, vec![y]));
+        Ok(())
+    }
+
+    /// TRANSPOSE_CONV: inputs `output_shape, weights [O, KH, KW, I], x, bias?`. The padding is
+    /// TFLite's: that of the forward conv from the output back to the input (top/left get the
+    /// smaller half).
+    fn transpose_conv(&mut self, o: &TfOp<'a>, name: String) -> Result<()> {
+        let opt = self.opt(o)?;
+        let same = opt.u8(0, 0)? == 0;
+        let sw = opt.i32(1, 1)?.max(1) as usize;
+        let sh = opt.i32(2, 1)?.max(1) as usize;
+        let act = opt.u8(3, 0)?;
+        let x = self.input(o, 2)?;
+        let y = self.out(o)?;
+        let int8 = self.is_int8(o.inputs[2]);
+        let bias_t = o.inputs.get(3).copied().unwrap_or(-1);
+        let ins = if int8 {
+            let wt = o.inputs[1];
+            if wt < 0 {
+                bail!("the weights input is absent");
+            }
+            let (w, scales) = self.int8_weights(wt as usize, false)?;
+            let bias = self.int32_bias(bias_t)?;
+            let (mult, shift) =
+                kiln_quantize::requant::conv_multipliers(self.q_scale(x), &scales, self.q_scale(y));
+            let m = self.g.add_const_i32(format!("{name}.multiplier"), mult);
+            let s = self.g.add_const_i32(format!("{name}.shift"), shift);
+            vec![Some(x), Some(w), bias, Some(m), Some(s)]
+        } else {
+            let w = self.input(o, 1)?;
+            let bias = if bias_t >= 0 {
+                Some(self.tensor(bias_t as usize)?)
+            } else {
+                None
+            };
+            vec![Some(x), Some(w), bias]
+        };
+        let xs = self.shape_of_rank(x, 4, "input")?;
+        let ws = self.shape_of_rank(ins[1].unwrap_or(0), 4, "weights")?;
+        let ys = self.shape_of_rank(y, 4, "output")?;
+        if ws[3] != xs[3] || ys[0] != xs[0] || ys[3] != ws[0] {
+            bail!("input {xs:?}, weights {ws:?} and output {ys:?} do not fit a transposed conv");
+        }
+        let pad = |out: usize, k: usize, s: usize| -> usize {
+            // TFLite's ComputePaddingWithOffset for the conv from `out` back to the input.
+            let back = if same {
+                out.div_ceil(s)
+            } else {
+                (out + s).saturating_sub(k) / s
+            };
+            ((back.max(1) - 1) * s + k).saturating_sub(out) / 2
+        };
+        let geom = ConvGeom {
+            stride: [sh, sw],
+            dilation: [1, 1],
+            pad: [pad(ys[1], ws[1], sh), pad(ys[2], ws[2], sw), 0, 0],
+            groups: 1,
+        };
+        let mut p = TransposeConvParams {
+            geom,
+            act: Act::NONE,
+            rounding: Rounding::Double,
+        };
+        if !int8 {
+            let node = Node::new(name, OpParams::TransposeConv(p), ins, vec![y]);
+            return self.push_with_act(node, act);
+        }
+        let (lo, hi) = self.int8_act(y, act)?;
+        p.act = Act::Int8 { lo, hi };
+        self.g
+            .push(Node::new(name, OpParams::TransposeConv(p), ins, vec![y]));
         Ok(())
     }
 

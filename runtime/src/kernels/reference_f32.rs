@@ -49,6 +49,45 @@ pub fn conv2d<W: Copy + Into<f32>>(
     }
 }
 
+/// Transposed 2-D convolution, NHWC / `[O, KH, KW, I/groups]`: each output pixel sums the
+/// taps that reach it ([`ConvGeom::transposed_taps`]).
+#[allow(clippy::too_many_arguments)]
+pub fn transpose_conv<W: Copy + Into<f32>>(
+    x: &[f32],
+    xs: [usize; 4],
+    w: &[W],
+    ws: [usize; 4],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+    ys: [usize; 4],
+    p: &ConvGeom,
+    act: [f32; 2],
+) {
+    let [_, h, wd, ci] = xs;
+    let [co, kh, kw, cig] = ws;
+    let [n, oh, ow, _] = ys;
+    let cog = co / p.groups;
+    for b in 0..n {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let out = &mut y[((b * oh + oy) * ow + ox) * co..][..co];
+                for (oc, o) in out.iter_mut().enumerate() {
+                    let g = oc / cog;
+                    let mut acc = bias.map_or(0.0, |bb| bb[oc]);
+                    p.transposed_taps((oy, ox), [h, wd], [kh, kw], |ky, kx, iy, ix| {
+                        let xrow = &x[((b * h + iy) * wd + ix) * ci + g * cig..][..cig];
+                        let wrow = &w[((oc * kh + ky) * kw + kx) * cig..][..cig];
+                        for (a, &bw) in xrow.iter().zip(wrow) {
+                            acc += a * bw.into();
+                        }
+                    });
+                    *o = clamp(acc, act);
+                }
+            }
+        }
+    }
+}
+
 /// Fully connected: `y[r, m] = bias[m] + sum_k x[r, k] * w[m, k]`.
 pub fn dense<W: Copy + Into<f32>>(
     x: &[f32],

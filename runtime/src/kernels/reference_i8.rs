@@ -165,6 +165,51 @@ pub fn conv2d(
     }
 }
 
+/// int8 transposed 2-D convolution (per-channel), NHWC / `[O, KH, KW, I/groups]`, int32 bias:
+/// the sum TFLite's reference kernel scatters into its int32 scratch, gathered per output pixel
+/// instead (the same integers in another order: two's-complement sums do not depend on it),
+/// then requantized.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+pub fn transpose_conv(
+    x: &[i8],
+    xs: [usize; 4],
+    w: &[i8],
+    ws: [usize; 4],
+    bias: Option<&[i32]>,
+    y: &mut [i8],
+    ys: [usize; 4],
+    geo: &crate::ops::ConvGeom,
+    q: &QuantParams<'_>,
+) {
+    let [_, h, wd, ci] = xs;
+    let [co, kh, kw, cig] = ws;
+    let [n, oh, ow, _] = ys;
+    let cog = co / geo.groups;
+    for b in 0..n {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for oc in 0..co {
+                    let g = oc / cog;
+                    let mut acc: i32 = 0;
+                    geo.transposed_taps((oy, ox), [h, wd], [kh, kw], |ky, kx, iy, ix| {
+                        let xrow = &x[((b * h + iy) * wd + ix) * ci + g * cig..][..cig];
+                        let wrow = &w[((oc * kh + ky) * kw + kx) * cig..][..cig];
+                        for (&a, &f) in xrow.iter().zip(wrow) {
+                            acc = acc
+                                .wrapping_add((a as i32 - q.input_zp) * (f as i32 - q.weight_zp));
+                        }
+                    });
+                    if let Some(bb) = bias {
+                        acc = acc.wrapping_add(bb[oc]);
+                    }
+                    y[((b * oh + oy) * ow + ox) * co + oc] = q.requantize(acc, oc);
+                }
+            }
+        }
+    }
+}
+
 /// int8 fully connected: `y[r, m] = requant(sum_k (x - zx)(w - zw) + bias[m])`.
 // Out of line, as `conv2d`.
 #[inline(never)]

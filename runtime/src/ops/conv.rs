@@ -69,6 +69,37 @@ impl ConvGeom {
     }
 }
 
+impl ConvGeom {
+    /// The transposed convolution's taps: calls `f(ky, kx, iy, ix)` for every kernel tap
+    /// `(ky, kx)` and input pixel `(iy, ix)` of the `hw` input that adds into output pixel
+    /// `(oy, ox)`, i.e. `oy = iy·stride + ky·dilation - pad_top` (and the same across). Only
+    /// `pad[0]` (top) and `pad[1]` (left) are read: the output's size sets the rest.
+    #[inline(always)]
+    pub fn transposed_taps(
+        &self,
+        (oy, ox): (usize, usize),
+        hw: [usize; 2],
+        k: [usize; 2],
+        mut f: impl FnMut(usize, usize, usize, usize),
+    ) {
+        let at = |o: usize, kk: usize, axis: usize, len: usize| -> Option<usize> {
+            let t = (o + self.pad[axis]).checked_sub(kk * self.dilation[axis])?;
+            let i = t / self.stride[axis];
+            (t % self.stride[axis] == 0 && i < len).then_some(i)
+        };
+        for ky in 0..k[0] {
+            let Some(iy) = at(oy, ky, 0, hw[0]) else {
+                continue;
+            };
+            for kx in 0..k[1] {
+                if let Some(ix) = at(ox, kx, 1, hw[1]) {
+                    f(ky, kx, iy, ix);
+                }
+            }
+        }
+    }
+}
+
 /// Parameters of [`super::OpKind::Conv2d`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ConvParams {

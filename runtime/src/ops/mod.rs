@@ -33,6 +33,7 @@ pub mod select;
 pub mod slice;
 pub mod softmax;
 pub mod transpose;
+pub mod transpose_conv;
 pub mod unary;
 
 pub use binary::{AddQuant, BinaryKind, BinaryParams, BinaryQuant, MulQuant};
@@ -52,6 +53,7 @@ pub use select::{Compare, SelectParams};
 pub use slice::SliceParams;
 pub use softmax::{SoftmaxParams, SoftmaxQuant};
 pub use transpose::TransposeParams;
+pub use transpose_conv::TransposeConvParams;
 pub use unary::{UnaryKind, UnaryParams};
 
 /// The parameter words of one op record, as stored in the file.
@@ -393,6 +395,8 @@ op_table! {
     Select = 19, "select", select::SelectParams;
     /// Gather along an axis with constant indices: whole slices or one element per index.
     Gather = 20, "gather", gather::GatherParams;
+    /// Transposed 2-D convolution, NHWC input, `[O, KH, KW, I/groups]` weights, optional bias.
+    TransposeConv = 21, "transpose_conv", transpose_conv::TransposeConvParams;
 }
 
 impl OpParams {
@@ -400,6 +404,7 @@ impl OpParams {
     pub fn act(&self) -> Option<Act> {
         match self {
             OpParams::Conv2d(p) => Some(p.act),
+            OpParams::TransposeConv(p) => Some(p.act),
             OpParams::Dense(p) => Some(p.act),
             OpParams::MaxPool(p) | OpParams::AvgPool(p) => Some(p.act),
             OpParams::Binary(p) => Some(p.act),
@@ -411,6 +416,7 @@ impl OpParams {
     pub fn act_mut(&mut self) -> Option<&mut Act> {
         match self {
             OpParams::Conv2d(p) => Some(&mut p.act),
+            OpParams::TransposeConv(p) => Some(&mut p.act),
             OpParams::Dense(p) => Some(&mut p.act),
             OpParams::MaxPool(p) | OpParams::AvgPool(p) => Some(&mut p.act),
             OpParams::Binary(p) => Some(&mut p.act),
