@@ -21,8 +21,11 @@ import onnxruntime as ort
 from onnx import numpy_helper
 
 
+# Ops whose inputs after the first are weights or parameters (Resize's roi/scales/sizes): every
+# real model has them as initializers, so they are frozen as such.
 WEIGHT_OPS = {"Conv", "ConvTranspose", "BatchNormalization", "InstanceNormalization", "PRelu",
-              "LayerNormalization", "GroupNormalization", "QLinearConv", "ConvInteger"}
+              "LayerNormalization", "GroupNormalization", "QLinearConv", "ConvInteger", "Resize",
+              "Upsample"}
 
 
 def load_pb(path):
@@ -80,7 +83,6 @@ def main():
                     raise ValueError("missing input")
                 values.append(load_pb(p))
             keep, feeds = [], {}
-            # Weights of these ops are initializers in every real model: freeze them as such.
             weights_op = g.node[0].op_type in WEIGHT_OPS if len(g.node) == 1 else False
             for k, (vi, v) in enumerate(zip(inputs, values)):
                 if not vi.type.HasField("tensor_type"):

@@ -21,6 +21,8 @@ INT8, INT32 = 9, 2
 # builtin codes, (options union type)
 CONV, DW, FC, AVG, MAXP, ADD, SUB, MUL, SOFTMAX, RESHAPE, LOGISTIC, TANH, MEAN, CONCAT, TCONV = (
     3, 4, 9, 1, 17, 0, 41, 18, 25, 22, 14, 28, 40, 2, 67)
+# element-wise int8 activations: code, options type (0 none)
+ACTS = {"relu": (19, 0), "relu6": (21, 0), "relu_n1_to_1": (20, 0), "leaky_relu": (98, 75), "hard_swish": (117, 0)}
 
 
 class Model:
@@ -219,6 +221,20 @@ def gen_cases(rng):
         cases.append(("tconv", dict(h=int(rng.integers(1, 6)), w=int(rng.integers(1, 6)), cin=int(rng.choice([1, 3, 4, 8])),
                                     cout=int(rng.choice([1, 2, 5, 8])), k=[(1, 1), (2, 2), (3, 3), (3, 1), (4, 4), (5, 3)][i % 6],
                                     stride=[1, 2, 2, 3][i % 4], same=bool(i % 2), act=int(rng.choice([0, 1])))))
+    # int8 activations TFLite computes with its own integer arithmetic (kiln: a 256-entry table of
+    # the same arithmetic); every input byte appears.
+    for i in range(20):
+        kind = list(ACTS)[i % len(ACTS)]
+        cases.append((kind, dict(alpha=float(rng.choice([0.01, 0.1, 0.2, 0.3, 0.5])), wide=bool(i % 2))))
+    # Resizes (Keras UpSampling2D bilinear, Resizing): up and down, odd sizes, each of TFLite's
+    # coordinate conventions (align_corners and half_pixel_centers are exclusive for bilinear).
+    for i in range(24):
+        mode = ["resize_bilinear", "resize_nearest"][i % 2]
+        conv = [(False, False), (True, False), (False, True)][(i // 2) % 3]
+        h, w = int(rng.integers(1, 7)), int(rng.integers(1, 7))
+        oh = int(rng.choice([1, 2 * h, 3 * h, max(1, h // 2), int(rng.integers(1, 13))]))
+        ow = int(rng.choice([1, 2 * w, max(1, w - 1), int(rng.integers(1, 13))]))
+        cases.append((mode, dict(h=h, w=w, oh=oh, ow=ow, c=int(rng.choice([1, 3, 8])), align=conv[0], half=conv[1])))
     return cases
 
 
@@ -386,6 +402,32 @@ def build_case(kind, p, rng):
         yi = m.tensor([1, oh, ow, co], scale=sy, zp=zy)
         opts = [(0, "i8", 0 if p["same"] else 1), (1, "i32", s), (2, "i32", s), (3, "i8", p["act"])]
         m.op(TCONV, 4, [shp, wi, xi, bi], [yi], 49, opts)
+        ins = [x]
+    elif kind in ("resize_bilinear", "resize_nearest"):
+        x, sx, zx = rand_act(rng, (1, p["h"], p["w"], p["c"]))
+        xi = m.tensor(x.shape, scale=sx, zp=zx)
+        si = m.tensor([2], INT32, data=np.array([p["oh"], p["ow"]], np.int32))
+        yi = m.tensor([1, p["oh"], p["ow"], p["c"]], scale=sx, zp=zx)
+        if kind == "resize_bilinear":
+            m.op(23, 3, [xi, si], [yi], 15, [(2, "bool", p["align"]), (3, "bool", p["half"])])
+        else:
+            m.op(97, 3, [xi, si], [yi], 74, [(0, "bool", p["align"]), (1, "bool", p["half"])])
+        ins = [x]
+    elif kind in ACTS:
+        x = np.arange(-128, 128, dtype=np.int8).reshape(1, 16, 16)
+        sx = np.float32(rng.uniform(0.01, 0.2) * (4 if p["wide"] else 1))
+        zx = int(rng.integers(-128, 128))
+        xf = deq(x, sx, zx)
+        f = {"relu": lambda v: np.maximum(v, 0), "relu6": lambda v: np.clip(v, 0, 6),
+             "relu_n1_to_1": lambda v: np.clip(v, -1, 1), "leaky_relu": lambda v: np.where(v >= 0, v, p["alpha"] * v),
+             "hard_swish": lambda v: v * np.clip(v + 3, 0, 6) / 6}[kind]
+        sy, zy = out_quant(f(xf), rng)
+        if kind == "hard_swish":
+            sy = np.float32(max(sy, sx / 128 * 1.01))  # TFLite refuses a finer output scale
+        code, opt_type = ACTS[kind]
+        xi = m.tensor(x.shape, scale=sx, zp=zx)
+        yi = m.tensor(list(x.shape), scale=sy, zp=zy)
+        m.op(code, 2 if kind == "leaky_relu" else 1, [xi], [yi], opt_type, [(0, "f32", p["alpha"])] if opt_type else [])
         ins = [x]
     n_in = len(ins)
     inputs = list(range(n_in)) if kind not in ("conv", "depthwise", "fc", "tconv") else [0]

@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py="$(scripts/venv.sh)"
-if [ ! -f build/conformance/SUMMARY.txt ] || ! grep -q "onnx 1.20.0" build/conformance/SUMMARY.txt; then
+if [ ! -f build/conformance/SUMMARY.txt ] || ! grep -q "onnx 1.20.0" build/conformance/SUMMARY.txt || [ scripts/gen_conformance.py -nt build/conformance/SUMMARY.txt ]; then
   "$py" scripts/gen_conformance.py --out build/conformance
 fi
 export KILN_CONFORMANCE="$PWD/build/conformance"

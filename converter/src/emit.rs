@@ -27,6 +27,7 @@ pub fn emit_with(g: &Graph, pack: bool) -> Result<(Vec<u8>, Plan, Vec<u32>)> {
     if pack {
         crate::passes::pack_weights::run(&mut packed);
     }
+    crate::passes::dedup_constants::run(&mut packed);
     let g = &packed;
     let p = plan(g);
     if std::env::var_os("KILN_DUMP_GRAPH").is_some() {

@@ -186,6 +186,71 @@ impl Graph {
         self.push(Node::new(name, op, inputs, vec![y]));
         y
     }
+    /// Tiles `x` (`y[i] = x[i mod dims]`, each axis repeated `reps[axis]` times) as one gather
+    /// per repeated axis, whose constant indices walk the axis `reps` times; the result keeps
+    /// x's dtype and quantization. `name` names the last tensor; `out`, if given, is the tensor
+    /// the last gather writes (a reshape copies `x` into it when nothing repeats). How ONNX
+    /// `Tile` and TFLite `TILE` (Keras' nearest `UpSampling2D`) import.
+    pub fn tile(&mut self, x: TId, reps: &[usize], name: &str, out: Option<TId>) -> TId {
+        self.gather_axes(x, reps, name, out, |i, d, _| i % d)
+    }
+
+    /// Repeats every element of `x` `reps[axis]` times along each axis (`y[i] = x[i / reps]`):
+    /// an integer-factor nearest upsample, as gathers like [`Graph::tile`].
+    pub fn repeat(&mut self, x: TId, reps: &[usize], name: &str, out: Option<TId>) -> TId {
+        self.gather_axes(x, reps, name, out, |i, _, r| i / r)
+    }
+
+    /// One gather per axis with `reps[axis] > 1`, output index `i` of an axis of length `d`
+    /// reading `source(i, d, reps)`.
+    fn gather_axes(
+        &mut self,
+        x: TId,
+        reps: &[usize],
+        name: &str,
+        out: Option<TId>,
+        source: impl Fn(usize, usize, usize) -> usize,
+    ) -> TId {
+        let mut cur = x;
+        let last = reps.iter().rposition(|&r| r > 1);
+        if let (None, Some(y)) = (last, out) {
+            let op = OpParams::Reshape(kiln_runtime::ops::ReshapeParams);
+            self.push(Node::new(name, op, vec![Some(x)], vec![y]));
+            return y;
+        }
+        for (axis, &r) in reps.iter().enumerate() {
+            if r <= 1 {
+                continue;
+            }
+            let mut shape = self.tensors[cur].shape.clone();
+            let d = shape[axis];
+            shape[axis] = d * r;
+            let idx = (0..d * r).map(|i| source(i, d, r) as i32).collect();
+            let it = self.add_const_i32(format!("{name}.axis{axis}.indices"), idx);
+            let tname = if Some(axis) == last {
+                name.to_string()
+            } else {
+                format!("{name}.axis{axis}")
+            };
+            let (dtype, quant) = (self.tensors[cur].dtype, self.tensors[cur].quant);
+            let y = match out {
+                Some(y) if Some(axis) == last => y,
+                _ => {
+                    let y = self.add_tensor(tname.clone(), dtype, shape);
+                    self.tensors[y].quant = quant;
+                    y
+                }
+            };
+            let op = OpParams::Gather(kiln_runtime::ops::GatherParams {
+                axis,
+                elements: false,
+            });
+            self.push(Node::new(tname, op, vec![Some(cur), Some(it)], vec![y]));
+            cur = y;
+        }
+        cur
+    }
+
     /// Appends a node.
     pub fn push(&mut self, node: Node) {
         self.nodes.push(node);

@@ -15,6 +15,7 @@ pub mod fsutil;
 pub mod input;
 pub mod inspect;
 pub mod ir;
+pub mod lut;
 pub mod npy;
 pub mod onnx;
 pub mod onnx_ml;

@@ -246,7 +246,17 @@ except Exception as e:
     sys.exit(3)
 model, xin, outdir = sys.argv[1:4]
 x = np.load(xin)
-it = Interpreter(model_path=model, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+engine = "LiteRT's reference kernels (ai-edge-litert, BUILTIN_REF)"
+try:
+    it = Interpreter(model_path=model, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+except ValueError as e:
+    # The reference resolver lacks some op versions (int8 TILE, for one); the default kernels
+    # have them. Say so rather than fail.
+    missing = str(e).split("\n")[0]
+    it = Interpreter(model_path=model)
+    engine = "LiteRT's default kernels (ai-edge-litert; its reference resolver refused the file: %s)" % missing
+with open(outdir + "/engine.txt", "w") as f:
+    f.write(engine)
 it.allocate_tensors()
 ind, outd = it.get_input_details(), it.get_output_details()
 if len(ind) != 1:
@@ -273,6 +283,9 @@ pub struct RefOutputs {
     pub outputs: Vec<Vec<Vec<f32>>>,
     /// Whether output `k` is int8.
     pub int8: Vec<bool>,
+    /// Which engine computed them (LiteRT's reference kernels, or its default kernels where the
+    /// reference resolver lacks an op, with the reason).
+    pub engine: String,
 }
 
 /// Runs a `.tflite` model on `rows` (raw bytes in the model input's dtype, as kiln takes them)
@@ -337,10 +350,13 @@ pub fn run_litert(
         int8.push(a.kind == crate::npy::NpyKind::Int8);
         outputs.push(a.data.chunks(per.max(1)).map(<[f32]>::to_vec).collect());
     }
+    let engine = std::fs::read_to_string(dir.path().join("engine.txt"))
+        .context("reading which LiteRT kernels ran")?;
     Ok(RefOutputs {
         names,
         outputs,
         int8,
+        engine,
     })
 }
 

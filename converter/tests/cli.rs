@@ -753,12 +753,25 @@ fn verify_never_calls_non_finite_outputs_ok() {
 /// Keras models exported to .tflite by `scripts/gen_keras_models.py` (committed with Keras'
 /// own outputs): kiln matches Keras, and `kiln verify` (LiteRT's reference kernels, through
 /// `$KILN_PYTHON`, which `scripts/test.sh` sets to the project venv) says OK. Flatten with a
-/// dynamic batch is SHAPE / STRIDED_SLICE / PACK / RESHAPE in the file; PReLU is PRELU.
+/// dynamic batch is SHAPE / STRIDED_SLICE / PACK / RESHAPE in the file; PReLU is PRELU; the
+/// autoencoder is TRANSPOSE_CONV and TILE; LayerNormalization is SQUARED_DIFFERENCE and RSQRT;
+/// the segmentation head is RESIZE_BILINEAR and RESIZE_NEAREST_NEIGHBOR; the unrolled LSTM and
+/// GRU are SPLIT and UNPACK around FULLY_CONNECTED.
 #[test]
 fn keras_models_match_keras_and_verify() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/keras");
     let f = Fixture::new();
-    for name in ["conv1d", "flatten", "prelu"] {
+    for name in [
+        "conv1d",
+        "flatten",
+        "prelu",
+        "autoencoder",
+        "layernorm",
+        "mobile",
+        "segment",
+        "lstm_unrolled",
+        "gru_unrolled",
+    ] {
         let model = dir.join(format!("{name}.tflite")).display().to_string();
         let x = dir.join(format!("{name}_inputs.npy")).display().to_string();
         let k = f.s(&format!("{name}.kiln"));
@@ -797,6 +810,84 @@ fn keras_models_match_keras_and_verify() {
         );
         assert!(stdout(&o).ends_with("OK\n"), "{}", stdout(&o));
     }
+}
+
+/// The full-integer int8 exports of three Keras models (TRANSPOSE_CONV, TILE, HARD_SWISH,
+/// LEAKY_RELU, a squeeze-excitation MUL, CONCATENATION, RESIZE_BILINEAR,
+/// RESIZE_NEAREST_NEIGHBOR): `kiln verify` finds every output byte
+/// equal to LiteRT's (its reference kernels, or its default ones where the reference resolver
+/// lacks an op version, as it lacks int8 TILE; verify says which ran).
+#[test]
+fn keras_int8_models_are_bit_exact_with_litert() {
+    let Some(py) = std::env::var_os("KILN_PYTHON") else {
+        eprintln!("KILN_PYTHON unset: int8 Keras models not verified (scripts/test.sh sets it)");
+        return;
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/keras");
+    for name in ["autoencoder", "mobile", "segment"] {
+        let model = dir
+            .join(format!("{name}_int8.tflite"))
+            .display()
+            .to_string();
+        let x = dir.join(format!("{name}_inputs.npy")).display().to_string();
+        let o = kiln_env(
+            &["verify", &model, "-i", &x],
+            &[("KILN_PYTHON", &py.to_string_lossy())],
+        );
+        assert!(o.status.success(), "{name}: {}{}", stdout(&o), stderr(&o));
+        let out = stdout(&o);
+        assert!(out.contains("max abs 0.000e0"), "{name}: {out}");
+        assert!(out.ends_with("OK\n"), "{name}: {out}");
+    }
+}
+
+/// Keras 3's LSTM is a WHILE loop in the .tflite file: refused with the way out (unroll it).
+#[test]
+fn keras_while_loops_are_refused_with_a_way_out() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/keras");
+    let f = Fixture::new();
+    let model = dir.join("lstm.tflite").display().to_string();
+    let o = kiln(&["convert", &model, "-o", &f.s("lstm.kiln")]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("WHILE") && err.contains("unroll=True") && err.contains("lstm.tflite"),
+        "{err}"
+    );
+}
+
+/// PTQ of the MobileNetV3-style Keras model leaves no op in float (hard-swish, hard-sigmoid's
+/// add and divide by constants, leaky ReLU, the concat of differently scaled branches all
+/// have int8 forms), says why when the int8 file is not smaller (the model is tiny), and stays
+/// close to the float model.
+#[test]
+fn ptq_quantizes_every_op_of_a_mobilenet_style_model() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/keras");
+    let f = Fixture::new();
+    let model = dir.join("mobile.tflite").display().to_string();
+    let x = dir.join("mobile_inputs.npy").display().to_string();
+    let q = f.s("mobile_q.kiln");
+    let o = kiln(&["quantize", &model, "--calib", &x, "-o", &q]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("0 op(s) kept in float"), "{out}");
+    assert!(!out.contains("kept in float:"), "{out}");
+    assert!(
+        out.contains("warning: the int8 file") && out.contains("every op is int8"),
+        "{out}"
+    );
+    let saved = f.s("q_out.npy");
+    let o = kiln(&["run", &q, "-i", &x, "--save", &saved]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got = kiln_converter::npy::read(Path::new(&saved)).unwrap().data;
+    let want = kiln_converter::npy::read(&dir.join("mobile_keras.npy"))
+        .unwrap()
+        .data;
+    let err = got
+        .iter()
+        .zip(&want)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(err < 0.05, "int8 probabilities differ from Keras' by {err}");
 }
 
 /// x f32 `shape` -> relu -> y: an image model (one-channel NHWC, or NCHW as from ONNX).

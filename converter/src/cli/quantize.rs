@@ -160,6 +160,40 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
             sq
         );
     }
+    // Every op left in float, with the reason, so a size or accuracy surprise has its cause.
+    for l in res.layers.iter().filter(|l| !l.int8) {
+        outln!(
+            "kept in float: {} '{}': {}",
+            l.op,
+            l.name,
+            l.why_float.as_deref().unwrap_or("no int8 kernel")
+        );
+    }
+    if bytes.len() >= float_bytes.len() {
+        let tables = res
+            .graph
+            .nodes
+            .iter()
+            .filter(|n| n.kind() == kiln_runtime::OpKind::Lut)
+            .count();
+        let why = if float_ops > 0 {
+            format!(
+                "the {float_ops} op(s) kept in float above keep float weights and add \
+                 quantize/dequantize steps around them"
+            )
+        } else {
+            format!(
+                "every op is int8, but the model has so few weights that the per-op \
+                 requantization data ({tables} element-wise table(s) of 256 bytes, per-channel \
+                 multipliers and shifts) outweighs what int8 weights save"
+            )
+        };
+        outln!(
+            "warning: the int8 file ({} bytes) is not smaller than the float one ({} bytes): {why}",
+            bytes.len(),
+            float_bytes.len()
+        );
+    }
     outln!(
         "quantized {} -> {}: {} calibration samples ({}), size {} -> {} bytes ({:.1}%), arena {} bytes, {} op(s) kept in float, {:.2}s",
         a.model.display(),

@@ -132,7 +132,7 @@ pub fn run(a: VerifyArgs) -> Result<()> {
                 .map(|k| outs.iter().map(|o| o[k].clone()).collect())
                 .collect();
             (
-                "tract 0.23.9 (reads the ONNX file)",
+                "tract 0.23.9 (reads the ONNX file)".to_string(),
                 vec![],
                 per_output,
                 vec![false; n_out],
@@ -141,12 +141,7 @@ pub fn run(a: VerifyArgs) -> Result<()> {
         SourceFormat::Tflite => {
             let r =
                 verify::run_litert(&a.source, &spec.shape, spec.dtype == DType::I8, &batch.rows)?;
-            (
-                "LiteRT's reference kernels (ai-edge-litert, BUILTIN_REF)",
-                r.names,
-                r.outputs,
-                r.int8,
-            )
+            (r.engine, r.names, r.outputs, r.int8)
         }
     };
     let kiln_outs = verify::run_rows(&m, &batch.rows)?;

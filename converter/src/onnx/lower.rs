@@ -11,7 +11,7 @@ use kiln_runtime::ops::{
 use kiln_runtime::{DType, OpKind};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::array::{
-    Gather, GatherElements, MultiBroadcastTo, Pad, PadMode, Slice, TypedConcat,
+    Gather, GatherElements, MultiBroadcastTo, Pad, PadMode, Slice, Tile, TypedConcat,
 };
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cast::Cast;
@@ -24,9 +24,16 @@ use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::identity::Identity;
 use tract_onnx::tract_core::ops::konst::Const;
 use tract_onnx::tract_core::ops::logic::Iff;
+use tract_onnx::tract_core::ops::nn::resize::{
+    CoordTransformer, Interpolator, Nearest as CoreNearest, NearestUpsample, Resize as CoreResize,
+};
 use tract_onnx::tract_core::ops::nn::{Reduce, Reducer, RmsNorm, Softmax, SoftmaxKind};
 use tract_onnx::tract_core::ops::quant::{DequantizeLinearF32, QuantizeLinearI8, QuantizeLinearU8};
 use tract_onnx::tract_core::ops::source::TypedSource;
+use tract_onnx::tract_hir::internal::DimLike;
+use tract_onnx_opl::resize::{
+    AspectRatio, CoordTransform, Nearest as OnnxNearest, Resize as OnnxResize,
+};
 
 pub(super) fn tensor_f32(t: &Tensor) -> Result<Vec<f32>> {
     let t = t.cast_to::<f32>().map_err(|e| anyhow!("{e:?}"))?;
@@ -61,6 +68,11 @@ pub(super) fn unsupported_reason(model: &TypedModel, node: &TypedNode) -> Option
         || op.downcast_ref::<Softmax>().is_some()
         || op.downcast_ref::<RmsNorm>().is_some()
         || op.downcast_ref::<Deconv>().is_some()
+        || resize_spec(model, node).is_ok()
+        || op.downcast_ref::<NearestUpsample>().is_some()
+        || op
+            .downcast_ref::<Tile>()
+            .is_some_and(|t| t.multipliers.iter().all(|m| m.to_usize().is_ok()))
         || ((op.downcast_ref::<Gather>().is_some()
             || op.downcast_ref::<GatherElements>().is_some())
             && node
@@ -168,6 +180,109 @@ pub(super) fn elu_pattern(model: &TypedModel, node: &TypedNode) -> Option<(Outle
     let en = model.node(e.node);
     let exp = en.op.downcast_ref::<ElementWiseOp>()?;
     (exp.0.name() == "Exp" && en.inputs[..] == [x]).then_some((x, alpha))
+}
+
+/// What kiln's resize needs from a tract Resize (the core op or ONNX's own): bilinear or
+/// nearest, the transform and rounding, and per axis the ONNX scale (given, or output / input
+/// length when sizes were given). An error names what kiln does not run.
+pub(super) fn resize_spec(
+    model: &TypedModel,
+    node: &TypedNode,
+) -> Result<(bool, kops::Transform, kops::NearestRounding, Vec<f32>)> {
+    use kops::{NearestRounding as R, Transform as T};
+    let konst = |ix: Option<usize>| {
+        ix.and_then(|i| node.inputs.get(i))
+            .and_then(|&o| konst_f32(model, o))
+            .filter(|v| !v.is_empty())
+    };
+    let (ct, interp, rounding, scales, axes) = if let Some(r) = node.op.downcast_ref::<CoreResize>()
+    {
+        let rounding = match r.nearest {
+            CoreNearest::Floor => R::Floor,
+            CoreNearest::RoundPreferCeil => R::RoundPreferCeil,
+        };
+        (
+            r.coord_transformer.clone(),
+            r.interpolator.clone(),
+            rounding,
+            konst(r.optional_scales_input),
+            None,
+        )
+    } else if let Some(r) = node.op.downcast_ref::<OnnxResize>() {
+        if r.antialias || r.exclude_outside || r.keep_aspect_ratio_policy != AspectRatio::Stretch {
+            bail!("Resize with antialias, exclude_outside or keep_aspect_ratio_policy is not supported");
+        }
+        let CoordTransform::Plain(ct) = &r.coord_transformer else {
+            bail!("Resize with tf_crop_and_resize is not supported");
+        };
+        let rounding = match r.nearest {
+            OnnxNearest::Floor => R::Floor,
+            OnnxNearest::Ceil => R::Ceil,
+            OnnxNearest::RoundPreferFloor => R::RoundPreferFloor,
+            OnnxNearest::RoundPreferCeil => R::RoundPreferCeil,
+        };
+        (
+            ct.clone(),
+            r.interpolator.clone(),
+            rounding,
+            konst(r.optional_scales_input),
+            r.axes.clone(),
+        )
+    } else {
+        bail!("not a resize");
+    };
+    let bilinear = match interp {
+        Interpolator::Nearest => false,
+        Interpolator::Linear => true,
+        Interpolator::Cubic => bail!("cubic Resize is not supported (nearest and linear are)"),
+    };
+    let transform = match ct {
+        CoordTransformer::HalfPixel => T::HalfPixel,
+        CoordTransformer::AlignCorners => T::AlignCorners,
+        CoordTransformer::Asymmetric => T::Asymmetric,
+        CoordTransformer::PytorchHalfPixel => T::PytorchHalfPixel,
+        other => bail!(
+            "Resize with coordinate_transformation_mode {} is not supported",
+            other.as_str()
+        ),
+    };
+    let xs = model
+        .outlet_fact(node.inputs[0])
+        .ok()
+        .and_then(|f| f.shape.as_concrete().map(|s| s.to_vec()))
+        .ok_or_else(|| anyhow!("Resize of a tensor without a concrete shape"))?;
+    let ys = model
+        .outlet_fact(OutletId::new(node.id, 0))
+        .ok()
+        .and_then(|f| f.shape.as_concrete().map(|s| s.to_vec()))
+        .ok_or_else(|| anyhow!("Resize without a concrete output shape"))?;
+    if xs.len() != 4 {
+        bail!(
+            "Resize of a rank-{} tensor is not supported (4-D NCHW is)",
+            xs.len()
+        );
+    }
+    let r = xs.len() as i64;
+    let axes: Vec<usize> = match axes {
+        Some(a) => a.iter().map(|&a| a.rem_euclid(r) as usize).collect(),
+        None => (0..xs.len()).collect(),
+    };
+    let mut per_axis: Vec<f32> = (0..xs.len()).map(|a| ys[a] as f32 / xs[a] as f32).collect();
+    if let Some(sc) = scales {
+        if sc.len() != axes.len() {
+            bail!("Resize scales do not match its axes");
+        }
+        for (&a, &v) in axes.iter().zip(&sc) {
+            per_axis[a] = v;
+        }
+    }
+    if xs[0] != ys[0] || xs[1] != ys[1] {
+        bail!("Resize of the batch or channel axis is not supported (height and width are)");
+    }
+    if !per_axis[2..].iter().all(|s| s.is_finite() && *s > 0.0) {
+        bail!("Resize scales must be positive");
+    }
+    Ok((bilinear, transform, rounding, per_axis[2..].to_vec()))
 }
 
 /// kiln's [`Compare`] for a tract comparison op (`LT`, `LTE`, `GT`, `GTE`, `Eq`, `NE`).
@@ -388,6 +503,31 @@ impl Imp<'_> {
         }
         if let Some(r) = op.downcast_ref::<RmsNorm>() {
             return self.rms_norm(node, r);
+        }
+        if op.downcast_ref::<CoreResize>().is_some() || op.downcast_ref::<OnnxResize>().is_some() {
+            return self.resize(node);
+        }
+        if let Some(u) = op.downcast_ref::<NearestUpsample>() {
+            // Integer factors: every element repeated, as gathers in x's layout.
+            let (x, perm) = self.any_act(node.inputs[0])?;
+            let phys: Vec<usize> = perm.iter().map(|&l| u.scales[l]).collect();
+            let y = self.g.repeat(x, &phys, &name, None);
+            self.set_act(node, y, perm);
+            return Ok(());
+        }
+        if let Some(t) = op.downcast_ref::<Tile>() {
+            let reps: Vec<usize> = t
+                .multipliers
+                .iter()
+                .map(|m| m.to_usize().map_err(|e| anyhow!("{e:?}")))
+                .collect::<Result<_>>()?;
+            let (x, perm) = self.any_act(node.inputs[0])?;
+            // Repeats in the physical order of x's layout.
+            let phys: Vec<usize> = perm.iter().map(|&l| reps[l]).collect();
+            // Nothing repeated: the input itself, as an Identity.
+            let y = self.g.tile(x, &phys, &name, None);
+            self.set_act(node, y, perm);
+            return Ok(());
         }
         if let Some(g) = op.downcast_ref::<Gather>() {
             return self.gather(node, g.axis, false);
@@ -762,6 +902,22 @@ impl Imp<'_> {
         let y = self.reshape(y, out.clone(), format!("{name}.squeeze"));
         self.set_act(node, y, identity(out.len()));
         Ok(())
+    }
+
+    /// ONNX Resize (NCHW, height and width) as kiln's resize on the NHWC layout.
+    fn resize(&mut self, node: &TypedNode) -> Result<()> {
+        let (bilinear, transform, rounding, scale) = resize_spec(self.model, node)?;
+        let want = vec![0, 2, 3, 1];
+        let x = self.act(node.inputs[0], &want)?;
+        let out = self.shape(OutletId::new(node.id, 0))?;
+        let phys: Vec<usize> = want.iter().map(|&a| out[a]).collect();
+        let p = kops::ResizeParams {
+            bilinear,
+            transform,
+            rounding,
+            scale: [scale[0], scale[1]],
+        };
+        self.emit(node, OpParams::Resize(p), vec![Some(x)], phys, want)
     }
 
     /// tract's `RmsNorm` (how it reads ONNX LayerNormalization, after subtracting the mean, and

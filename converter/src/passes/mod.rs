@@ -1,6 +1,7 @@
 //! Graph passes, one per file; each takes the graph and rewrites it in place.
 
 pub mod dce;
+pub mod dedup_constants;
 pub mod fold_affine;
 pub mod fold_input_affine;
 pub mod fold_transpose_dense;

@@ -25,6 +25,8 @@ pub(super) struct Builder<'g> {
     /// Nudge weight scales so requantization multipliers fit 16 bits (kiln's own quantization);
     /// off when the source model fixed the quantization (QDQ import), to stay closest to it.
     pub(super) compact: bool,
+    /// Why the op writing each float tensor stayed in float.
+    pub(super) why_float: HashMap<TId, &'static str>,
 }
 
 impl<'g> Builder<'g> {
@@ -46,6 +48,7 @@ impl<'g> Builder<'g> {
             int8_nodes: HashSet::new(),
             f32_twin: HashMap::new(),
             compact: true,
+            why_float: HashMap::new(),
         }
     }
 

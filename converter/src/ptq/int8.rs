@@ -12,11 +12,62 @@ use kiln_quantize::requant::{
 };
 use kiln_runtime::ops::{
     AddQuant, BinaryKind, BinaryParams, BinaryQuant, LutParams, MeanQuant, MulQuant, OpParams,
-    Reducer, Rounding, SoftmaxQuant, UnaryKind, UnaryParams,
+    Reducer, Rounding, SoftmaxQuant, UnaryKind,
 };
 use kiln_runtime::{DType, OpKind, Quant};
 
+/// A table computed with TFLite's integer arithmetic from `(s_x, z_x, s_y, z_y)`, when the
+/// function has one.
+type ExactTable = dyn Fn(f32, i32, f32, i32) -> Option<Vec<i8>>;
+
 impl Builder<'_> {
+    /// Keeps the op writing `y` in float, for the reason `why` (reported by `kiln quantize`).
+    fn float(&mut self, y: TId, why: &'static str) -> Result<bool> {
+        self.why_float.insert(y, why);
+        Ok(false)
+    }
+
+    /// Emits `n` (writing `y`) as a 256-entry table of `f` over its int8 input `x`: the output
+    /// quantization `out` or the calibrated one; the table from `exact` (TFLite's integer
+    /// arithmetic for the functions it defines) or from `f` on each dequantized input byte. A
+    /// function that is NaN for some input byte stays float: its table would hold a made-up
+    /// byte there.
+    fn table_op(
+        &mut self,
+        n: &Node,
+        x: TId,
+        y: TId,
+        out: Option<(f32, i32)>,
+        f: &dyn Fn(f32) -> f32,
+        exact: Option<&ExactTable>,
+    ) -> Result<bool> {
+        let xq = self.need_i8(x)?;
+        let (sx, zx) = self.qparams(xq);
+        if (-128..=127).any(|q| f(sx * (q - zx) as f32).is_nan()) {
+            return self.float(
+                y,
+                "the function is undefined (NaN) on part of its input's int8 range",
+            );
+        }
+        let (sy, zy) = out.unwrap_or_else(|| self.params(y));
+        let data = exact
+            .and_then(|e| e(sx, zx, sy, zy))
+            .unwrap_or_else(|| lut_i8(sx, zx, sy, zy, f));
+        let table = self
+            .q
+            .add_tensor(format!("{}.table", n.name), DType::I8, vec![256]);
+        self.q.tensors[table].data = Some(Data::I8(data));
+        let yq = self.new_i8(y, sy, zy);
+        self.q.push(Node::new(
+            n.name.clone(),
+            OpParams::Lut(LutParams),
+            vec![Some(xq), Some(table)],
+            vec![yq],
+        ));
+        self.int8_nodes.insert(y);
+        Ok(true)
+    }
+
     /// Emits `n` as an int8 op if it has an int8 kernel; returns false to keep it in float.
     pub(super) fn int8_node(&mut self, n: &Node) -> Result<bool> {
         let y = n.outputs[0];
@@ -26,7 +77,7 @@ impl Builder<'_> {
                 self.int8_of.insert(y, xq);
                 return Ok(true);
             }
-            return Ok(false);
+            return self.float(y, "its input is float");
         }
         if n.kind() == OpKind::Quantize {
             let x = n.input(0).unwrap_or(y);
@@ -45,11 +96,19 @@ impl Builder<'_> {
         }
         if matches!(
             n.kind(),
-            OpKind::Reshape | OpKind::Slice | OpKind::Transpose
+            OpKind::Reshape | OpKind::Slice | OpKind::Transpose | OpKind::Resize
         ) {
-            // Data movement follows its input: int8 in, int8 out, same quantization.
-            let Some(&xq) = n.input(0).and_then(|x| self.int8_of.get(&x)) else {
-                return Ok(false);
+            // Data movement (and resize, whose bilinear blend stays inside its input's range)
+            // follows its input: int8 in, int8 out, same quantization. A float
+            // input with a calibrated range (a graph input sliced into time steps) is quantized
+            // once, here, rather than each piece after.
+            let Some(x) = n.input(0) else {
+                return self.float(y, "malformed");
+            };
+            let xq = match self.int8_of.get(&x) {
+                Some(&xq) => xq,
+                None if self.can_i8(x) && self.is_act(x) => self.need_i8(x)?,
+                None => return self.float(y, "its input is float"),
             };
             let (s, z) = self.qparams(xq);
             let yq = if self.g.tensors[y].dtype == DType::I8 {
@@ -70,7 +129,7 @@ impl Builder<'_> {
             return Ok(true);
         }
         if n.outputs.len() != 1 || !self.is_act(y) || !self.has_params(y) {
-            return Ok(false);
+            return self.float(y, "its output has no calibrated range");
         }
         let acts: Vec<TId> = n
             .inputs
@@ -80,24 +139,24 @@ impl Builder<'_> {
             .filter(|&t| self.is_act(t))
             .collect();
         if n.kind() != OpKind::Reshape && !acts.iter().all(|&t| self.can_i8(t)) {
-            return Ok(false);
+            return self.float(y, "an input has no int8 form");
         }
         match n.kind() {
-            OpKind::Conv2d | OpKind::Dense => {
+            OpKind::Conv2d | OpKind::Dense | OpKind::TransposeConv => {
                 let (Some(x), Some(wt)) = (n.input(0), n.input(1)) else {
-                    return Ok(false);
+                    return self.float(y, "malformed (no input or weights)");
                 };
                 let Some(w) = self.g.const_f32(wt) else {
-                    return Ok(false);
+                    return self.float(y, "its weights are not constant");
                 };
                 if !self.is_act(x) {
-                    return Ok(false);
+                    return self.float(y, "its input is not an activation");
                 }
                 let channels = self.g.tensors[wt].shape[0];
                 let bias: Vec<f32> = match n.input(2) {
                     Some(b) => match self.g.const_f32(b) {
                         Some(v) => v.to_vec(),
-                        None => return Ok(false),
+                        None => return self.float(y, "its bias is not constant"),
                     },
                     None => vec![0.0; channels],
                 };
@@ -107,7 +166,11 @@ impl Builder<'_> {
                 let yq = self.new_i8(y, sy, zy);
                 // Weight scales chosen so the multipliers fit 16 bits (half-size tables); the
                 // plain per-channel form when a shift would be out of range.
-                let compact = if self.compact {
+                // Weights several ops read (an unrolled recurrent layer's time steps) take the
+                // plain per-channel form, which does not depend on the op's activation scales:
+                // every step then has the same bytes, stored once.
+                let shared = self.g.consumers(wt).len() > 1;
+                let compact = if self.compact && !shared {
                     quantize_weights_compact(w, channels, sx, sy)
                 } else {
                     None
@@ -168,23 +231,28 @@ impl Builder<'_> {
                         p.act = act;
                         p.rounding = Rounding::Double;
                     }
-                    _ => return Ok(false),
+                    OpParams::TransposeConv(p) => {
+                        p.act = act;
+                        p.rounding = Rounding::Double;
+                    }
+                    _ => return self.float(y, "no int8 kernel"),
                 }
                 self.q.push(m);
             }
             OpKind::MaxPool | OpKind::AvgPool => {
                 let Some(x) = n.input(0) else {
-                    return Ok(false);
+                    return self.float(y, "malformed");
                 };
                 let (OpParams::MaxPool(mut p) | OpParams::AvgPool(mut p)) = n.op else {
-                    return Ok(false);
+                    return self.float(y, "malformed");
                 };
                 let w = &p.window;
                 let padded = w.pad.iter().any(|&p| p != 0);
                 if n.kind() == OpKind::AvgPool
                     && ((w.count_include_pad && padded) || w.ceil_extra != [0, 0])
                 {
-                    return Ok(false); // int8 average pooling counts only the valid window
+                    return self.float(y, "int8 average pooling counts only the valid window, this one counts padding");
+                    // int8 average pooling counts only the valid window
                 }
                 let xq = self.need_i8(x)?;
                 let (s, z) = self.qparams(xq);
@@ -199,20 +267,88 @@ impl Builder<'_> {
             }
             OpKind::Binary => {
                 let OpParams::Binary(BinaryParams { kind, .. }) = n.op else {
-                    return Ok(false);
+                    return self.float(y, "malformed");
                 };
                 let (Some(a), Some(b)) = (n.input(0), n.input(1)) else {
-                    return Ok(false);
+                    return self.float(y, "malformed");
                 };
-                if !matches!(kind, BinaryKind::Add | BinaryKind::Sub | BinaryKind::Mul)
-                    || !self.is_act(a)
-                    || !self.is_act(b)
-                {
-                    return Ok(false);
+                // One operand a single constant value: a function of the other, as a table
+                // (any binary op, the fused clamp included). Keras' hard-sigmoid is `x + 3`,
+                // a clamp and `/ 6` this way.
+                let scalar = |t: TId| {
+                    self.g
+                        .const_f32(t)
+                        .filter(|v| {
+                            !v.is_empty() && v.iter().all(|&e| e.to_bits() == v[0].to_bits())
+                        })
+                        .map(|v| v[0])
+                };
+                let (sa, sb) = (scalar(a), scalar(b));
+                if let Some(c) = sb.or(sa) {
+                    let (x, const_first) = if sb.is_some() { (a, false) } else { (b, true) };
+                    if self.is_act(x) && self.g.tensors[x].shape == self.g.tensors[y].shape {
+                        let (lo, hi) = n.act().unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
+                        let f = move |v: f32| {
+                            let r = if const_first {
+                                kiln_runtime::kernels::reference_f32::binary_op(kind, c, v)
+                            } else {
+                                kiln_runtime::kernels::reference_f32::binary_op(kind, v, c)
+                            };
+                            r.max(lo).min(hi)
+                        };
+                        return self.table_op(n, x, y, None, &f, None);
+                    }
                 }
+                // Division by constants: multiplication by their reciprocals.
+                let mut kind = kind;
+                let mut b_const: Option<Vec<f32>> = self.g.const_f32(b).map(<[f32]>::to_vec);
+                if kind == BinaryKind::Div {
+                    match &mut b_const {
+                        Some(v) if v.iter().all(|&e| e != 0.0) => {
+                            v.iter_mut().for_each(|e| *e = 1.0 / *e);
+                            kind = BinaryKind::Mul;
+                        }
+                        _ => return self.float(y, "int8 division is by non-zero constants only"),
+                    }
+                }
+                if !matches!(kind, BinaryKind::Add | BinaryKind::Sub | BinaryKind::Mul) {
+                    return self.float(
+                        y,
+                        "int8 binary ops are add, sub, mul and division by constants",
+                    );
+                }
+                if !self.is_act(a) || !(self.is_act(b) || b_const.is_some()) {
+                    return self.float(y, "int8 binary ops take an activation first");
+                }
+                // A constant tensor operand (per-channel scales and shifts, BatchNormalization
+                // after an activation): int8 per tensor over its own range, as TFLite keeps it.
+                let bq_const = b_const.map(|v| {
+                    let (lo, hi) = v
+                        .iter()
+                        .fold((0f32, 0f32), |(l, h), &e| (l.min(e), h.max(e)));
+                    let (s, z) = kiln_quantize::calibrate::asymmetric(lo, hi);
+                    let q: Vec<i8> = v
+                        .iter()
+                        .map(|&e| ((e / s).round() as i32 + z).clamp(-128, 127) as i8)
+                        .collect();
+                    let t = self.q.add_tensor(
+                        format!("{}.operand_i8", n.name),
+                        DType::I8,
+                        self.g.tensors[b].shape.clone(),
+                    );
+                    self.q.tensors[t].data = Some(Data::I8(q));
+                    self.q.tensors[t].quant = Quant::PerTensor {
+                        scale: s,
+                        zero_point: z,
+                    };
+                    t
+                });
                 if kind == BinaryKind::Mul {
                     let aq = self.need_i8(a)?;
-                    let bq = self.need_i8(b)?;
+                    let bq = match bq_const {
+                        Some(t) => t,
+                        None => self.need_i8(b)?,
+                    };
                     let (sy, zy) = self.params(y);
                     let yq = self.new_i8(y, sy, zy);
                     let (multiplier, shift) =
@@ -234,7 +370,10 @@ impl Builder<'_> {
                     return Ok(true);
                 }
                 let aq = self.need_i8(a)?;
-                let bq = self.need_i8(b)?;
+                let bq = match bq_const {
+                    Some(t) => t,
+                    None => self.need_i8(b)?,
+                };
                 let (sy, zy) = self.params(y);
                 let yq = self.new_i8(y, sy, zy);
                 let (left_shift, mult) = add_params(self.qparams(aq).0, self.qparams(bq).0, sy);
@@ -250,14 +389,14 @@ impl Builder<'_> {
             }
             OpKind::Softmax => {
                 let Some(x) = n.input(0) else {
-                    return Ok(false);
+                    return self.float(y, "malformed");
                 };
                 let OpParams::Softmax(mut p) = n.op else {
-                    return Ok(false);
+                    return self.float(y, "malformed");
                 };
                 let rank = self.g.tensors[x].shape.len();
                 if rank == 0 || p.axis != rank - 1 || p.log {
-                    return Ok(false);
+                    return self.float(y, "int8 softmax is over the last axis and not log-softmax");
                 }
                 let xq = self.need_i8(x)?;
                 let (input_multiplier, input_left_shift, diff_min) =
@@ -276,10 +415,10 @@ impl Builder<'_> {
             }
             OpKind::Reshape => {
                 let Some(x) = n.input(0) else {
-                    return Ok(false);
+                    return self.float(y, "malformed");
                 };
                 let Some(&xq) = self.int8_of.get(&x) else {
-                    return Ok(false);
+                    return self.float(y, "its input is float");
                 };
                 let (s, z) = self.qparams(xq);
                 let yq = self.new_i8(y, s, z);
@@ -289,45 +428,47 @@ impl Builder<'_> {
                 self.q.push(m);
             }
             OpKind::Unary => {
-                // Logistic and tanh run as TFLite does: a 256-entry table, with TFLite's fixed
-                // output quantization.
-                let Some(x) = n.input(0) else {
-                    return Ok(false);
+                // Every element-wise function runs as a 256-entry table. Logistic and tanh have
+                // TFLite's fixed output quantization; the ReLUs, leaky ReLU and hard-swish use
+                // TFLite's integer arithmetic (`crate::lut`); the rest the float function on
+                // each input byte, with the calibrated output range.
+                let (Some(x), OpParams::Unary(u)) = (n.input(0), n.op) else {
+                    return self.float(y, "malformed");
                 };
-                let (f, sy, zy): (fn(f32) -> f32, f32, i32) = match n.op {
-                    OpParams::Unary(UnaryParams {
-                        kind: UnaryKind::Sigmoid,
-                        ..
-                    }) => (logistic, 1.0 / 256.0, -128),
-                    OpParams::Unary(UnaryParams {
-                        kind: UnaryKind::Tanh,
-                        ..
-                    }) => (f32::tanh, 1.0 / 128.0, 0),
-                    _ => return Ok(false),
+                if u.kind == UnaryKind::Identity {
+                    return self.float(y, "a copy");
+                }
+                let out = match u.kind {
+                    UnaryKind::Sigmoid => Some((1.0 / 256.0, -128)),
+                    UnaryKind::Tanh => Some((1.0 / 128.0, 0)),
+                    _ => None,
                 };
-                let xq = self.need_i8(x)?;
-                let (sx, zx) = self.qparams(xq);
-                let table = self
-                    .q
-                    .add_tensor(format!("{}.table", n.name), DType::I8, vec![256]);
-                self.q.tensors[table].data = Some(Data::I8(lut_i8(sx, zx, sy, zy, f)));
-                let yq = self.new_i8(y, sy, zy);
-                self.q.push(Node::new(
-                    n.name.clone(),
-                    OpParams::Lut(LutParams),
-                    vec![Some(xq), Some(table)],
-                    vec![yq],
-                ));
+                let f = move |v: f32| match u.kind {
+                    UnaryKind::Sigmoid => logistic(v),
+                    UnaryKind::Tanh => v.tanh(),
+                    kind => kiln_runtime::kernels::reference_f32::unary_op(kind, v, u.a, u.b),
+                };
+                let exact = move |sx: f32, zx: i32, sy: f32, zy: i32| match u.kind {
+                    UnaryKind::Relu => {
+                        Some(crate::lut::relu_i8(sx, zx, sy, zy, 0.0, f32::INFINITY))
+                    }
+                    UnaryKind::Clip => Some(crate::lut::relu_i8(sx, zx, sy, zy, u.a, u.b)),
+                    UnaryKind::LeakyRelu => Some(crate::lut::leaky_relu_i8(sx, zx, sy, zy, u.a)),
+                    UnaryKind::HardSwish => crate::lut::hard_swish_i8(sx, zx, sy, zy)
+                        .or_else(|| Some(lut_i8(sx, zx, sy, zy, f))),
+                    _ => None,
+                };
+                return self.table_op(n, x, y, out, &f, Some(&exact));
             }
             OpKind::Reduce => {
                 let OpParams::Reduce(mut p) = n.op else {
-                    return Ok(false);
+                    return self.float(y, "malformed");
                 };
                 let Some(x) = n.input(0) else {
-                    return Ok(false);
+                    return self.float(y, "malformed");
                 };
                 if p.reducer != Reducer::Mean {
-                    return Ok(false);
+                    return self.float(y, "the int8 reduce is the mean");
                 }
                 let xs = &self.g.tensors[x].shape;
                 let count: i64 = (0..xs.len())
@@ -346,24 +487,59 @@ impl Builder<'_> {
                 self.q.push(m);
             }
             OpKind::Concat => {
-                // TFLite's int8 concat needs one quantization for all inputs and the output.
+                // int8 concat copies bytes: every input must have the output's quantization
+                // (the calibrated range of the output, which holds every input's values). An
+                // input quantized otherwise is requantized first, by a 256-entry table.
                 let ins: Vec<TId> = n.inputs.iter().flatten().copied().collect();
+                let (sy, zy) = self.params(y);
+                let want = Quant::PerTensor {
+                    scale: sy,
+                    zero_point: zy,
+                };
                 let mut qs = Vec::new();
-                for &x in &ins {
-                    qs.push(self.need_i8(x)?);
+                for (k, &x) in ins.iter().enumerate() {
+                    let xq = self.need_i8(x)?;
+                    if self.q.tensors[xq].quant == want {
+                        qs.push(xq);
+                        continue;
+                    }
+                    let (sx, zx) = self.qparams(xq);
+                    let name = format!("{}.requant{k}", n.name);
+                    let table = self
+                        .q
+                        .add_tensor(format!("{name}.table"), DType::I8, vec![256]);
+                    self.q.tensors[table].data = Some(Data::I8(lut_i8(sx, zx, sy, zy, |v| v)));
+                    let shape = self.q.tensors[xq].shape.clone();
+                    let r = self.q.add_tensor(name.clone(), DType::I8, shape);
+                    self.q.tensors[r].quant = want;
+                    self.q.push(Node::new(
+                        name,
+                        OpParams::Lut(LutParams),
+                        vec![Some(xq), Some(table)],
+                        vec![r],
+                    ));
+                    qs.push(r);
                 }
-                let p0 = self.q.tensors[qs[0]].quant;
-                if qs.iter().any(|&q| self.q.tensors[q].quant != p0) {
-                    return Ok(false);
-                }
-                let (s, z) = self.qparams(qs[0]);
-                let yq = self.new_i8(y, s, z);
+                let yq = self.new_i8(y, sy, zy);
                 let mut m = n.clone();
                 m.inputs = qs.into_iter().map(Some).collect();
                 m.outputs = vec![yq];
                 self.q.push(m);
             }
-            _ => return Ok(false),
+            OpKind::Gather => {
+                // Data movement with constant indices: int8 in, int8 out.
+                let (Some(x), Some(idx)) = (n.input(0), n.input(1)) else {
+                    return self.float(y, "malformed");
+                };
+                let xq = self.need_i8(x)?;
+                let (s, z) = self.qparams(xq);
+                let yq = self.new_i8(y, s, z);
+                let mut m = n.clone();
+                m.inputs = vec![Some(xq), Some(idx)];
+                m.outputs = vec![yq];
+                self.q.push(m);
+            }
+            _ => return self.float(y, "no int8 kernel"),
         }
         self.int8_nodes.insert(y);
         Ok(true)

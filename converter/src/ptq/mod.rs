@@ -38,6 +38,8 @@ pub struct LayerError {
     pub op: String,
     /// Whether the op runs in int8 (false: kept in float).
     pub int8: bool,
+    /// Why it was kept in float (`None` for int8 ops).
+    pub why_float: Option<String>,
     /// Signal-to-quantization-noise ratio of its output, in dB (higher is better).
     pub sqnr_db: f64,
 }

@@ -63,6 +63,13 @@ pub(super) fn layer_errors(
             name: node.name.clone(),
             op: node.kind().name().into(),
             int8,
+            why_float: (!int8).then(|| {
+                q.why_float
+                    .get(&t)
+                    .copied()
+                    .unwrap_or("no int8 kernel")
+                    .to_string()
+            }),
             sqnr_db: sqnr,
         });
     }

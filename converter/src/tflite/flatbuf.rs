@@ -86,6 +86,10 @@ impl<'a> Table<'a> {
         Ok(self.scalar::<1>(id)?.map_or(default, |b| b[0]))
     }
     /// `i32` field.
+    /// A bool field (a byte, non-zero is true).
+    pub fn bool(&self, id: usize, default: bool) -> Result<bool> {
+        Ok(self.u8(id, default as u8)? != 0)
+    }
     pub fn i32(&self, id: usize, default: i32) -> Result<i32> {
         Ok(self.scalar::<4>(id)?.map_or(default, i32::from_le_bytes))
     }

@@ -94,9 +94,26 @@ pub fn import(bytes: &[u8]) -> Result<Graph> {
         .vector(2, 4)?
         .ok_or_else(|| anyhow!("model has no subgraphs"))?;
     if subgraphs.len() != 1 {
+        // Keras 3 writes recurrent layers as a WHILE loop whose body is another subgraph.
+        if codes.contains(&ops::code::WHILE) {
+            bail!(
+                "model has {} subgraphs: a WHILE loop, which is how Keras 3 exports recurrent \
+                 layers (LSTM, GRU, SimpleRNN); kiln runs no control flow. Re-export with the \
+                 layer unrolled over its fixed number of time steps, e.g. \
+                 `keras.layers.LSTM(units, unroll=True)` with a fixed input length: TFLite then \
+                 writes FULLY_CONNECTED, LOGISTIC, TANH, SPLIT and UNPACK ops, which kiln converts",
+                subgraphs.len()
+            );
+        }
         bail!(
-            "model has {} subgraphs; kiln imports single-subgraph models",
-            subgraphs.len()
+            "model has {} subgraphs (control flow: {}); kiln imports single-subgraph models",
+            subgraphs.len(),
+            codes
+                .iter()
+                .filter(|&&c| [ops::code::IF, ops::code::CALL_ONCE, ops::code::CALL].contains(&c))
+                .map(|&c| op_name(c))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     let sg = subgraphs.table(0)?;

@@ -36,6 +36,9 @@ pub(super) enum Family {
     Dequantize,
     Prelu,
     TransposeConv,
+    Tile,
+    Split,
+    Resize,
 }
 
 /// The operator table: `code NAME => Family;` for the operators kiln imports, `code NAME;` for
@@ -65,7 +68,7 @@ tflite_ops! {
     5 DEPTH_TO_SPACE;
     6 DEQUANTIZE => Dequantize;
     7 EMBEDDING_LOOKUP;
-    8 FLOOR;
+    8 FLOOR => Unary;
     9 FULLY_CONNECTED => FullyConnected;
     10 HASHTABLE_LOOKUP;
     11 L2_NORMALIZATION;
@@ -80,7 +83,7 @@ tflite_ops! {
     20 RELU_N1_TO_1 => Unary;
     21 RELU6 => Unary;
     22 RESHAPE => Reshape;
-    23 RESIZE_BILINEAR;
+    23 RESIZE_BILINEAR => Resize;
     24 RNN;
     25 SOFTMAX => Softmax;
     26 SPACE_TO_DEPTH;
@@ -106,7 +109,7 @@ tflite_ops! {
     46 BIDIRECTIONAL_SEQUENCE_RNN;
     47 EXP => Unary;
     48 TOPK_V2;
-    49 SPLIT;
+    49 SPLIT => Split;
     50 LOG_SOFTMAX;
     51 DELEGATE;
     52 BIDIRECTIONAL_SEQUENCE_LSTM;
@@ -123,19 +126,19 @@ tflite_ops! {
     63 LESS_EQUAL;
     64 SELECT;
     65 SLICE;
-    66 SIN;
+    66 SIN => Unary;
     67 TRANSPOSE_CONV => TransposeConv;
     68 SPARSE_TO_DENSE;
-    69 TILE;
+    69 TILE => Tile;
     70 EXPAND_DIMS => Reshape;
     71 EQUAL;
     72 NOT_EQUAL;
     73 LOG => Unary;
     74 SUM => Reduce;
     75 SQRT => Unary;
-    76 RSQRT;
+    76 RSQRT => Unary;
     77 SHAPE;
-    78 POW;
+    78 POW => Binary;
     79 ARG_MIN;
     80 FAKE_QUANT;
     81 REDUCE_PROD => Reduce;
@@ -145,27 +148,27 @@ tflite_ops! {
     85 ONE_HOT;
     86 LOGICAL_AND;
     87 LOGICAL_NOT;
-    88 UNPACK;
+    88 UNPACK => Split;
     89 REDUCE_MIN => Reduce;
     90 FLOOR_DIV;
     91 REDUCE_ANY;
-    92 SQUARE;
+    92 SQUARE => Unary;
     93 ZEROS_LIKE;
     94 FILL;
     95 FLOOR_MOD;
     96 RANGE;
-    97 RESIZE_NEAREST_NEIGHBOR;
+    97 RESIZE_NEAREST_NEIGHBOR => Resize;
     98 LEAKY_RELU => Unary;
-    99 SQUARED_DIFFERENCE;
+    99 SQUARED_DIFFERENCE => Binary;
     100 MIRROR_PAD;
     101 ABS => Unary;
-    102 SPLIT_V;
+    102 SPLIT_V => Split;
     103 UNIQUE;
-    104 CEIL;
+    104 CEIL => Unary;
     105 REVERSE_V2;
     106 ADD_N;
     107 GATHER_ND;
-    108 COS;
+    108 COS => Unary;
     109 WHERE;
     110 RANK;
     111 ELU => Unary;
@@ -173,7 +176,7 @@ tflite_ops! {
     113 MATRIX_DIAG;
     114 QUANTIZE => Quantize;
     115 MATRIX_SET_DIAG;
-    116 ROUND;
+    116 ROUND => Unary;
     117 HARD_SWISH => Unary;
     118 IF;
     119 WHILE;
@@ -207,7 +210,7 @@ tflite_ops! {
     147 BUCKETIZE;
     148 RANDOM_UNIFORM;
     149 MULTINOMIAL;
-    150 GELU;
+    150 GELU => Unary;
     151 DYNAMIC_UPDATE_SLICE;
     152 RELU_0_TO_1;
     153 UNSORTED_SEGMENT_PROD;
@@ -215,7 +218,7 @@ tflite_ops! {
     155 UNSORTED_SEGMENT_SUM;
     156 ATAN2;
     157 UNSORTED_SEGMENT_MIN;
-    158 SIGN;
+    158 SIGN => Unary;
     159 BITCAST;
     160 BITWISE_XOR;
     161 RIGHT_SHIFT;
@@ -265,9 +268,13 @@ impl<'a> Importer<'a> {
         let min_inputs = match o.code {
             STRIDED_SLICE => 4,
             CONV_2D | DEPTHWISE_CONV_2D | FULLY_CONNECTED | ADD | SUB | MUL | DIV | MAXIMUM
-            | MINIMUM | PRELU | MEAN | SUM | REDUCE_MAX | REDUCE_MIN | REDUCE_PROD | PAD
-            | PADV2 | TRANSPOSE => 2,
+            | MINIMUM | SQUARED_DIFFERENCE | POW | PRELU | MEAN | SUM | REDUCE_MAX | REDUCE_MIN
+            | REDUCE_PROD | PAD | PADV2 | TRANSPOSE => 2,
             TRANSPOSE_CONV => 3,
+            TILE => 2,
+            SPLIT => 2,
+            SPLIT_V => 3,
+            RESIZE_BILINEAR | RESIZE_NEAREST_NEIGHBOR => 2,
             _ => 1,
         };
         if o.inputs.len() < min_inputs || o.outputs.is_empty() {
@@ -298,6 +305,9 @@ impl<'a> Importer<'a> {
             Family::Dequantize => self.dequantize(o, name),
             Family::Prelu => self.prelu(o, name),
             Family::TransposeConv => self.transpose_conv(o, name),
+            Family::Tile => self.tile(o, name),
+            Family::Split => self.split(o, name),
+            Family::Resize => self.resize(o, name),
         }
     }
 
@@ -473,6 +483,179 @@ impl<'a> Importer<'a> {
         Ok(())
     }
 
+    /// TILE with constant multiples: one gather per repeated axis ([`crate::ir::Graph::tile`]);
+    /// int8 keeps its quantization (TFLite requires the output's to be the input's).
+    fn tile(&mut self, o: &TfOp<'a>, name: String) -> Result<()> {
+        let x = self.input(o, 0)?;
+        let y = self.out(o)?;
+        let reps = self.const_ints(o.inputs[1])?;
+        let (xs, ys) = (self.shape(x), self.shape(y));
+        let fits = reps.len() == xs.len()
+            && xs.len() == ys.len()
+            && reps
+                .iter()
+                .zip(xs.iter().zip(&ys))
+                .all(|(&r, (&a, &b))| r >= 1 && a * r as usize == b);
+        if !fits {
+            bail!("TILE of {xs:?} by {reps:?} does not give the output {ys:?}");
+        }
+        if self.g.tensors[x].dtype == DType::I8
+            && self.g.tensors[x].quant != self.g.tensors[y].quant
+        {
+            bail!("int8 TILE with different input and output quantization");
+        }
+        let reps: Vec<usize> = reps.iter().map(|&r| r as usize).collect();
+        self.g.tile(x, &reps, &name, Some(y));
+        Ok(())
+    }
+
+    /// SPLIT (`axis, x`), SPLIT_V (`x, sizes, axis`) and UNPACK (`x`, axis in the options): one
+    /// slice per output along the axis, each output's size from its tensor; UNPACK then drops
+    /// the axis (a free reshape). The unrolled Keras LSTM/GRU cell splits its gates this way.
+    fn split(&mut self, o: &TfOp<'a>, name: String) -> Result<()> {
+        let (x, axis) = match o.code {
+            SPLIT => (self.input(o, 1)?, self.const_ints(o.inputs[0])?),
+            SPLIT_V => (self.input(o, 0)?, self.const_ints(o.inputs[2])?),
+            _ => (self.input(o, 0)?, vec![self.opt(o)?.i32(1, 0)? as i64]),
+        };
+        let xs = self.shape(x);
+        let r = xs.len() as i64;
+        let axis = match axis[..] {
+            [a] if (-r..r).contains(&a) => a.rem_euclid(r.max(1)) as usize,
+            _ => bail!(
+                "{} axis {axis:?} does not fit a rank-{r} input",
+                op_name(o.code)
+            ),
+        };
+        if xs.len() > MAX_RANK {
+            bail!(
+                "{} of a rank-{r} tensor (at most {MAX_RANK})",
+                op_name(o.code)
+            );
+        }
+        let mut begin = 0usize;
+        for (k, &t) in o.outputs.iter().enumerate() {
+            if t < 0 {
+                bail!("output {k} of {} is absent", op_name(o.code));
+            }
+            let y = self.activation(t as usize)?;
+            let ys = self.shape(y);
+            // The slice keeps the axis; UNPACK's output drops it.
+            let mut part = xs.clone();
+            part[axis] = if o.code == UNPACK {
+                1
+            } else {
+                ys.get(axis).copied().unwrap_or(0)
+            };
+            let kept: Vec<usize> = part.iter().copied().filter(|&d| d != 1).collect();
+            let fits = if o.code == UNPACK {
+                ys.iter().product::<usize>() == part.iter().product::<usize>()
+                    && ys
+                        .iter()
+                        .copied()
+                        .filter(|&d| d != 1)
+                        .eq(kept.iter().copied())
+            } else {
+                ys == part
+            };
+            if !fits || begin + part[axis] > xs[axis] {
+                bail!(
+                    "output {k} of {} has shape {ys:?}, which is not a piece of {xs:?} along axis {axis}",
+                    op_name(o.code)
+                );
+            }
+            let mut sp = SliceParams::default();
+            sp.begin[axis] = begin as i32;
+            begin += part[axis];
+            let pname = format!("{name}.{k}");
+            let p = if part == ys {
+                y
+            } else {
+                let (dtype, quant) = (self.g.tensors[x].dtype, self.g.tensors[x].quant);
+                let p = self.g.add_tensor(pname.clone(), dtype, part);
+                self.g.tensors[p].quant = quant;
+                p
+            };
+            self.g.push(Node::new(
+                pname.clone(),
+                OpParams::Slice(sp),
+                vec![Some(x)],
+                vec![p],
+            ));
+            if p != y {
+                let rs = OpParams::Reshape(ReshapeParams);
+                self.g.push(Node::new(
+                    format!("{pname}.unpack"),
+                    rs,
+                    vec![Some(p)],
+                    vec![y],
+                ));
+            }
+        }
+        if begin != xs[axis] {
+            bail!(
+                "the outputs of {} cover {begin} of the {} entries of axis {axis}",
+                op_name(o.code),
+                xs[axis]
+            );
+        }
+        Ok(())
+    }
+
+    /// RESIZE_BILINEAR / RESIZE_NEAREST_NEIGHBOR (`x, size`): kiln's resize with TFLite's
+    /// coordinates (align_corners, half_pixel_centers); the output size from the output tensor,
+    /// checked against the constant size input.
+    fn resize(&mut self, o: &TfOp<'a>, name: String) -> Result<()> {
+        use kiln_runtime::ops::{NearestRounding, ResizeParams, Transform};
+        let opt = self.opt(o)?;
+        let bilinear = o.code == RESIZE_BILINEAR;
+        // ResizeBilinearOptions keeps two deprecated fields first.
+        let f = if bilinear { 2 } else { 0 };
+        let (align, half) = (opt.bool(f, false)?, opt.bool(f + 1, false)?);
+        let x = self.input(o, 0)?;
+        let y = self.out(o)?;
+        let (xs, ys) = (self.shape(x), self.shape(y));
+        let size = self.const_ints(o.inputs[1])?;
+        if xs.len() != 4 || ys.len() != 4 || size.len() != 2 {
+            bail!(
+                "{} expects 4-D input and output and a 2-value size",
+                op_name(o.code)
+            );
+        }
+        if size != [ys[1] as i64, ys[2] as i64] || ys[0] != xs[0] || ys[3] != xs[3] {
+            bail!(
+                "{} of {xs:?} to size {size:?} does not give the output {ys:?}",
+                op_name(o.code)
+            );
+        }
+        if self.g.tensors[x].dtype == DType::I8
+            && self.g.tensors[x].quant != self.g.tensors[y].quant
+        {
+            bail!(
+                "int8 {} with different input and output quantization",
+                op_name(o.code)
+            );
+        }
+        let transform = if half {
+            Transform::TfHalfPixel
+        } else if align {
+            Transform::TfAlignCorners
+        } else {
+            Transform::TfAsymmetric
+        };
+        let p = ResizeParams {
+            bilinear,
+            transform,
+            rounding: if align {
+                NearestRounding::HalfAway
+            } else {
+                NearestRounding::Floor
+            },
+            scale: [1.0, 1.0],
+        };
+        self.push1(name, OpParams::Resize(p), x, y)
+    }
+
     fn fully_connected(&mut self, o: &TfOp<'a>, name: String) -> Result<()> {
         let opt = self.opt(o)?;
         if opt.u8(1, 0)? != 0 {
@@ -596,6 +779,8 @@ impl<'a> Importer<'a> {
             MUL => BinaryKind::Mul,
             DIV => BinaryKind::Div,
             MAXIMUM => BinaryKind::Max,
+            POW => BinaryKind::Pow,
+            SQUARED_DIFFERENCE => BinaryKind::Sub,
             _ => BinaryKind::Min,
         };
         let int8 = self.is_int8(o.inputs[0]);
@@ -612,6 +797,24 @@ impl<'a> Importer<'a> {
             Some(t) if !matches!(o.code, MAXIMUM | MINIMUM) => t.u8(0, 0)?,
             _ => 0,
         };
+        if o.code == SQUARED_DIFFERENCE {
+            // (a - b)²: a subtraction, then a square (float; Keras' LayerNormalization).
+            if int8 {
+                bail!("int8 SQUARED_DIFFERENCE is not supported (float only)");
+            }
+            let d = self
+                .g
+                .add_tensor(format!("{name}.diff"), DType::F32, self.shape(y));
+            let p = OpParams::Binary(BinaryParams::new(BinaryKind::Sub));
+            self.g.push(Node::new(
+                format!("{name}.diff"),
+                p,
+                vec![Some(a), Some(b)],
+                vec![d],
+            ));
+            let sq = OpParams::Unary(UnaryParams::new(UnaryKind::Square));
+            return self.push1(name, sq, d, y);
+        }
         if !int8 || !matches!(kind, BinaryKind::Add | BinaryKind::Sub | BinaryKind::Mul) {
             let p = OpParams::Binary(BinaryParams::new(kind));
             let node = Node::new(name, p, vec![Some(a), Some(b)], vec![y]);
@@ -650,7 +853,7 @@ impl<'a> Importer<'a> {
     fn unary(&mut self, o: &TfOp<'a>, name: String) -> Result<()> {
         let x = self.input(o, 0)?;
         let y = self.out(o)?;
-        if self.is_int8(o.inputs[0]) && matches!(o.code, LOGISTIC | TANH) {
+        if self.is_int8(o.inputs[0]) {
             return self.lookup_table(o, name, x, y);
         }
         let (kind, a, b) = match o.code {
@@ -666,12 +869,24 @@ impl<'a> Importer<'a> {
             NEG => (UnaryKind::Neg, 0.0, 0.0),
             SQRT => (UnaryKind::Sqrt, 0.0, 0.0),
             LOG => (UnaryKind::Log, 0.0, 0.0),
+            RSQRT => (UnaryKind::Rsqrt, 0.0, 0.0),
+            SQUARE => (UnaryKind::Square, 0.0, 0.0),
+            SIN => (UnaryKind::Sin, 0.0, 0.0),
+            COS => (UnaryKind::Cos, 0.0, 0.0),
+            CEIL => (UnaryKind::Ceil, 0.0, 0.0),
+            FLOOR => (UnaryKind::Floor, 0.0, 0.0),
+            ROUND => (UnaryKind::Round, 0.0, 0.0),
+            SIGN => (UnaryKind::Sign, 0.0, 0.0),
+            GELU if self.opt(o)?.bool(0, false)? => (UnaryKind::GeluTanh, 0.0, 0.0),
+            GELU => (UnaryKind::Gelu, 0.0, 0.0),
             _ => (UnaryKind::Elu, 1.0, 0.0),
         };
         self.push1(name, OpParams::Unary(UnaryParams { kind, a, b }), x, y)
     }
 
-    /// int8 logistic / tanh: a 256-entry table, as TFLite's reference kernels compute them.
+    /// int8 logistic, tanh, the ReLUs, leaky ReLU and hard-swish: a 256-entry table
+    /// holding, for each input byte, the byte TFLite's reference kernel computes
+    /// ([`crate::lut`]).
     fn lookup_table(&mut self, o: &TfOp<'a>, name: String, x: usize, y: usize) -> Result<()> {
         let (
             Quant::PerTensor {
@@ -686,10 +901,20 @@ impl<'a> Importer<'a> {
         else {
             bail!("int8 {} needs per-tensor quantization", op_name(o.code));
         };
-        let table = if o.code == LOGISTIC {
-            lut_i8(sx, zx, sy, zy, logistic)
-        } else {
-            lut_i8(sx, zx, sy, zy, f32::tanh)
+        let table = match o.code {
+            LOGISTIC => lut_i8(sx, zx, sy, zy, logistic),
+            TANH => lut_i8(sx, zx, sy, zy, f32::tanh),
+            LEAKY_RELU => {
+                let alpha = self.opt(o)?.f32(0, 0.0)?;
+                crate::lut::leaky_relu_i8(sx, zx, sy, zy, alpha)
+            }
+            HARD_SWISH => crate::lut::hard_swish_i8(sx, zx, sy, zy).ok_or_else(|| {
+                anyhow!("int8 HARD_SWISH '{name}': output scale below input scale / 128 (TFLite refuses it too)")
+            })?,
+            RELU => crate::lut::relu_i8(sx, zx, sy, zy, 0.0, f32::INFINITY),
+            RELU6 => crate::lut::relu_i8(sx, zx, sy, zy, 0.0, 6.0),
+            RELU_N1_TO_1 => crate::lut::relu_i8(sx, zx, sy, zy, -1.0, 1.0),
+            _ => bail!("int8 {} is not supported (only float)", op_name(o.code)),
         };
         let t = self
             .g

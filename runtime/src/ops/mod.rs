@@ -29,6 +29,7 @@ pub mod prelu;
 pub mod quantize;
 pub mod reduce;
 pub mod reshape;
+pub mod resize;
 pub mod select;
 pub mod slice;
 pub mod softmax;
@@ -49,6 +50,7 @@ pub use prelu::PreluParams;
 pub use quantize::{DequantizeParams, QuantizeParams};
 pub use reduce::{MeanQuant, ReduceParams, Reducer};
 pub use reshape::ReshapeParams;
+pub use resize::{NearestRounding, ResizeParams, Transform};
 pub use select::{Compare, SelectParams};
 pub use slice::SliceParams;
 pub use softmax::{SoftmaxParams, SoftmaxQuant};
@@ -397,6 +399,8 @@ op_table! {
     Gather = 20, "gather", gather::GatherParams;
     /// Transposed 2-D convolution, NHWC input, `[O, KH, KW, I/groups]` weights, optional bias.
     TransposeConv = 21, "transpose_conv", transpose_conv::TransposeConvParams;
+    /// Spatial resize of NHWC, nearest or bilinear.
+    Resize = 22, "resize", resize::ResizeParams;
 }
 
 impl OpParams {
