@@ -107,10 +107,27 @@ impl Imp<'_> {
                 self.any_act(o)?;
                 return self.act(o, want);
             }
+            v => self.layout_of(v, &shape, &name, want)?,
+        };
+        self.layouts.insert((o, want.to_vec()), t);
+        Ok(t)
+    }
+
+    /// A value of logical `shape` (a constant or an activation) laid out with physical axis
+    /// `i` = logical axis `want[i]`: the constant's data permuted, or the activation as it is,
+    /// reshaped (when only unit axes move) or transposed.
+    pub(super) fn layout_of(
+        &mut self,
+        v: Val,
+        shape: &[usize],
+        name: &str,
+        want: &[usize],
+    ) -> Result<TId> {
+        Ok(match v {
+            Val::QuantOf { .. } => bail!("internal: '{name}' is an unmaterialized quantization"),
             Val::Const(k) => {
                 let v = tensor_f32(&k)?;
-                let shape = if shape.is_empty() { vec![] } else { shape };
-                let (phys, data) = permute(&shape, &v, want);
+                let (phys, data) = permute(shape, &v, want);
                 // A scalar read by a rank-0 op stays rank 0 (`[1]` would not broadcast to `[]`).
                 let phys = if phys.is_empty() && !want.is_empty() {
                     vec![1]
@@ -138,9 +155,7 @@ impl Imp<'_> {
                         .collect::<Vec<_>>()
                 };
                 if big(&perm) == big(want) {
-                    let out = self.reshape(tid, phys, format!("{name}.relayout"));
-                    self.layouts.insert((o, want.to_vec()), out);
-                    return Ok(out);
+                    return Ok(self.reshape(tid, phys, format!("{name}.relayout")));
                 }
                 // Layout changes keep the dtype (and an int8 tensor's quantization).
                 let out = self.g.add_tensor(
@@ -157,9 +172,7 @@ impl Imp<'_> {
                 ));
                 out
             }
-        };
-        self.layouts.insert((o, want.to_vec()), t);
-        Ok(t)
+        })
     }
 
     pub(super) fn set_act(&mut self, node: &TypedNode, tid: TId, perm: Vec<usize>) {

@@ -70,6 +70,11 @@ pub(super) fn unsupported_reason(model: &TypedModel, node: &TypedNode) -> Option
         || op.downcast_ref::<Deconv>().is_some()
         || resize_spec(model, node).is_ok()
         || op.downcast_ref::<NearestUpsample>().is_some()
+        || super::recurrent::scan_supported(model, node)
+        || super::recurrent::gru_supported(model, node)
+        || op
+            .downcast_ref::<tract_onnx::tract_core::ops::lstm_cell::LstmEpilogue>()
+            .is_some()
         || op
             .downcast_ref::<Tile>()
             .is_some_and(|t| t.multipliers.iter().all(|m| m.to_usize().is_ok()))
@@ -506,6 +511,15 @@ impl Imp<'_> {
         }
         if op.downcast_ref::<CoreResize>().is_some() || op.downcast_ref::<OnnxResize>().is_some() {
             return self.resize(node);
+        }
+        if let Some(s) = op.downcast_ref::<tract_onnx::tract_core::ops::scan::Scan>() {
+            return self.scan(node, s);
+        }
+        if let Some(e) = op.downcast_ref::<tract_onnx::tract_core::ops::lstm_cell::LstmEpilogue>() {
+            return self.lstm_epilogue(node, e);
+        }
+        if let Some(g) = op.downcast_ref::<tract_onnx::tract_core::ops::gru_seq::GruSeq>() {
+            return self.gru_seq(node, g);
         }
         if let Some(u) = op.downcast_ref::<NearestUpsample>() {
             // Integer factors: every element repeated, as gathers in x's layout.

@@ -11,6 +11,7 @@ mod einsum;
 mod layout;
 mod load;
 mod lower;
+mod recurrent;
 
 use layout::identity;
 pub use load::{load_typed, SourceOps};
