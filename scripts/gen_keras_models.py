@@ -13,6 +13,8 @@ of `kiln convert` and `kiln verify` on Keras files:
   LeakyReLU. autoencoder and mobile are also written full-integer int8 (<name>_int8.tflite).
 * segment: bilinear UpSampling2D and a nearest Resizing layer (RESIZE_BILINEAR,
   RESIZE_NEAREST_NEIGHBOR); also written int8.
+* wide:    a conv/dense classifier with about 12 K weights, also written with TFLite's
+  weight-only options (wide_fp16.tflite, wide_dynamic.tflite).
 * lstm:    Keras 3's LSTM, which TFLite gets as a WHILE loop (three subgraphs): kiln refuses it
   with an error that says how to export it instead: unrolled, as lstm_unrolled and gru_unrolled
   are (FULLY_CONNECTED, LOGISTIC, TANH, SPLIT, UNPACK, STRIDED_SLICE).
@@ -113,6 +115,18 @@ def segment():
     return tf.keras.Model(x, y), (6, 6, 3), 3
 
 
+def wide():
+    # Enough weights (about 12 K) for TFLite's weight-only options to apply (it leaves tensors
+    # under 1,024 elements in float).
+    x = tf.keras.Input(shape=(8, 8, 3), batch_size=1)
+    h = tf.keras.layers.Conv2D(16, 3, strides=2, activation="relu")(x)
+    h = tf.keras.layers.Conv2D(24, 3, activation="relu")(h)
+    h = tf.keras.layers.Flatten()(h)
+    h = tf.keras.layers.Dense(48, activation="relu")(h)
+    y = tf.keras.layers.Dense(10, activation="softmax")(h)
+    return tf.keras.Model(x, y), (8, 8, 3), 10
+
+
 def lstm():
     # Keras 3 exports LSTM as a WHILE loop over a body subgraph: kiln must refuse it clearly.
     x = tf.keras.Input(shape=(10, 4), batch_size=1)
@@ -137,11 +151,14 @@ def gru_unrolled():
 
 
 MODELS = {"conv1d": conv1d, "flatten": flatten, "prelu": prelu, "autoencoder": autoencoder,
-          "layernorm": layernorm, "mobile": mobile, "segment": segment, "lstm": lstm, "lstm_unrolled": lstm_unrolled,
+          "layernorm": layernorm, "mobile": mobile, "segment": segment, "wide": wide, "lstm": lstm, "lstm_unrolled": lstm_unrolled,
           "gru_unrolled": gru_unrolled}
 # Also written full-integer int8 (TFLiteConverter with a representative dataset, float I/O):
 # <name>_int8.tflite, checked bit for bit against LiteRT's reference kernels by `kiln verify`.
 INT8 = ["autoencoder", "mobile", "segment"]
+# Also written with float16 weights and dynamic-range int8 weights: <name>_fp16.tflite,
+# <name>_dynamic.tflite.
+WEIGHT_ONLY = ["wide"]
 
 
 def main():
@@ -167,6 +184,18 @@ def main():
             conv.representative_dataset = lambda: ([xt[i:i + 1]] for i in range(len(xt)))
             conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
             with open(os.path.join(a.out, f"{name}_int8.tflite"), "wb") as f:
+                f.write(conv.convert())
+        if name in WEIGHT_ONLY:
+            # TFLite's two weight-only options: float16 weights, and dynamic range (int8
+            # weights, float activations).
+            conv = tf.lite.TFLiteConverter.from_keras_model(model)
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            conv.target_spec.supported_types = [tf.float16]
+            with open(os.path.join(a.out, f"{name}_fp16.tflite"), "wb") as f:
+                f.write(conv.convert())
+            conv = tf.lite.TFLiteConverter.from_keras_model(model)
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            with open(os.path.join(a.out, f"{name}_dynamic.tflite"), "wb") as f:
                 f.write(conv.convert())
         x = rng.standard_normal((8,) + shape).astype(np.float32)
         y = np.concatenate([model(x[i:i + 1], training=False).numpy() for i in range(len(x))])

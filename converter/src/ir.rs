@@ -121,6 +121,20 @@ impl Node {
     }
 }
 
+/// How the source file stored its float ops' weights (TFLite's post-training options).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SourceWeights {
+    /// f32 (or a model that is int8 throughout).
+    #[default]
+    Float,
+    /// IEEE half floats, widened by `DEQUANTIZE` ops (TFLite float16 quantization): kept as
+    /// f16 by the converter, losslessly.
+    Fp16,
+    /// int8 weights read by float ops (TFLite dynamic-range quantization): kiln runs them in
+    /// float with the weights dequantized exactly.
+    Int8DynamicRange,
+}
+
 /// A whole model.
 #[derive(Clone, Debug, Default)]
 pub struct Graph {
@@ -136,6 +150,8 @@ pub struct Graph {
     /// ONNX QDQ model): `tensor -> (scale, zero point)`. A non-empty map makes the importer
     /// lower the graph to int8 with these parameters instead of calibrating.
     pub act_quant: std::collections::HashMap<TId, (f32, i32)>,
+    /// How the source stored its float weights.
+    pub source_weights: SourceWeights,
 }
 
 impl Graph {

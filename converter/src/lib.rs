@@ -80,6 +80,10 @@ pub fn import_file_with(path: &Path, input_shapes: Option<&[Vec<usize>]>) -> Res
     }
     .with_context(|| format!("importing {}", path.display()))?;
     passes::optimize(&mut g)?;
+    if g.source_weights == ir::SourceWeights::Fp16 {
+        // The source's weights were half floats: storing them so again loses nothing.
+        passes::fp16_weights::run(&mut g);
+    }
     if !g.act_quant.is_empty() {
         // A quantized (QDQ) source: run it in int8 with its own parameters.
         g = ptq::lower_with_hints(&g)

@@ -841,6 +841,69 @@ fn keras_int8_models_are_bit_exact_with_litert() {
     }
 }
 
+/// TFLite's weight-only options: a float16 model keeps its half-float weights (the file is
+/// about half the f32 one, outputs equal LiteRT's), a dynamic-range model (int8 weights, float
+/// activations) runs in float with exactly dequantized weights, says so, and lands within
+/// LiteRT's hybrid kernels' activation rounding; `--fp16` halves its weights.
+#[test]
+fn keras_weight_only_models_keep_their_weight_format_or_say_why() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/keras");
+    let f = Fixture::new();
+    let size = |p: &str| std::fs::metadata(p).unwrap().len();
+    let src = |n: &str| dir.join(format!("{n}.tflite")).display().to_string();
+    let o = kiln(&["convert", &src("wide"), "-o", &f.s("f32.kiln")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = kiln(&["convert", &src("wide_fp16"), "-o", &f.s("fp16.kiln")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("float16"), "{}", stderr(&o));
+    let (f32_len, f16_len) = (size(&f.s("f32.kiln")), size(&f.s("fp16.kiln")));
+    assert!(
+        f16_len * 10 < f32_len * 6,
+        "fp16 {f16_len} vs f32 {f32_len} bytes"
+    );
+    let o = kiln(&["convert", &src("wide_dynamic"), "-o", &f.s("dyn.kiln")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("dynamic-range"), "{}", stderr(&o));
+    let o = kiln(&[
+        "convert",
+        &src("wide_dynamic"),
+        "--fp16",
+        "-o",
+        &f.s("dyn16.kiln"),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(size(&f.s("dyn16.kiln")) * 10 < size(&f.s("dyn.kiln")) * 6);
+    let Some(py) = std::env::var_os("KILN_PYTHON") else {
+        eprintln!("KILN_PYTHON unset: weight-only models not verified (scripts/test.sh sets it)");
+        return;
+    };
+    let x = dir.join("wide_inputs.npy").display().to_string();
+    let py = py.to_string_lossy().to_string();
+    let o = kiln_env(
+        &["verify", &src("wide_fp16"), "-i", &x],
+        &[("KILN_PYTHON", &py)],
+    );
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let o = kiln_env(
+        &["verify", &src("wide_dynamic"), "-i", &x],
+        &[("KILN_PYTHON", &py)],
+    );
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert!(stderr(&o).contains("hybrid kernels"), "{}", stderr(&o));
+    let o = kiln_env(
+        &[
+            "verify",
+            &src("wide_dynamic"),
+            "-i",
+            &x,
+            "--tolerance",
+            "1e-2",
+        ],
+        &[("KILN_PYTHON", &py)],
+    );
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+}
+
 /// Keras 3's LSTM is a WHILE loop in the .tflite file: refused with the way out (unroll it).
 #[test]
 fn keras_while_loops_are_refused_with_a_way_out() {

@@ -2,6 +2,7 @@
 
 use super::common::not_the_source;
 use anyhow::Result;
+use kiln_converter::ir::SourceWeights;
 use kiln_converter::{emit, fsutil, inspect};
 use kiln_runtime::writer::AlignedBuf;
 use kiln_runtime::Model;
@@ -22,6 +23,25 @@ pub fn run(
     not_the_source(&out, model)?;
     let t0 = Instant::now();
     let mut g = kiln_converter::import_file_with(model, shapes)?;
+    match g.source_weights {
+        SourceWeights::Fp16 => eprintln!(
+            "note: {} stores its weights as float16; kiln keeps them so (no rounding: they \
+             were half floats already)",
+            model.display()
+        ),
+        SourceWeights::Int8DynamicRange => {
+            eprintln!(
+            "note: {} is a dynamic-range model (int8 weights, float activations): kiln runs it \
+             in float with every weight dequantized exactly, so its weights take four times \
+             the bytes. --fp16 halves that (each weight rounded to 11 significant bits); \
+             `kiln quantize` on the float model gives a full int8 model, the smallest and \
+             fastest{}",
+            model.display(),
+            if fp16 { " (--fp16 given: half floats)" } else { "" }
+        )
+        }
+        SourceWeights::Float => {}
+    }
     if fp16 {
         kiln_converter::passes::fp16_weights::run(&mut g);
     }

@@ -37,6 +37,7 @@ impl<'g> Builder<'g> {
             inputs: Vec::new(),
             outputs: Vec::new(),
             act_quant: Default::default(),
+            source_weights: Default::default(),
         };
         Builder {
             g,

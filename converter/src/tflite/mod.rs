@@ -305,10 +305,29 @@ pub fn import(bytes: &[u8]) -> Result<Graph> {
         );
     }
 
+    // TFLite's post-training weight options: float16 constants behind DEQUANTIZE ops, or int8
+    // constants read by float ops (dynamic range: no int8 activation anywhere).
+    let constant = |t: &&TfTensor| !buffers.get(t.buffer).is_none_or(|b| b.is_empty());
+    let source_weights = if tensors
+        .iter()
+        .filter(constant)
+        .any(|t| t.ttype == T_FLOAT16)
+    {
+        crate::ir::SourceWeights::Fp16
+    } else if tensors.iter().filter(constant).any(|t| t.ttype == T_INT8)
+        && !tensors.iter().any(|t| t.ttype == T_INT8 && !constant(&t))
+    {
+        crate::ir::SourceWeights::Int8DynamicRange
+    } else {
+        crate::ir::SourceWeights::Float
+    };
     let mut imp = Importer {
         tensors,
         buffers,
-        g: Graph::default(),
+        g: Graph {
+            source_weights,
+            ..Graph::default()
+        },
         map: HashMap::new(),
     };
     for &i in &inputs {
