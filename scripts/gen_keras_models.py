@@ -13,6 +13,8 @@ of `kiln convert` and `kiln verify` on Keras files:
   LeakyReLU. autoencoder and mobile are also written full-integer int8 (<name>_int8.tflite).
 * segment: bilinear UpSampling2D and a nearest Resizing layer (RESIZE_BILINEAR,
   RESIZE_NEAREST_NEIGHBOR); also written int8.
+* lstm_fused: the same LSTM from Keras 2 (`pip install tf_keras`, run this script with
+  TF_USE_LEGACY_KERAS=1 --only lstm_fused): one UNIDIRECTIONAL_SEQUENCE_LSTM op.
 * wide:    a conv/dense classifier with about 12 K weights, also written with TFLite's
   weight-only options (wide_fp16.tflite, wide_dynamic.tflite).
 * lstm:    Keras 3's LSTM, which TFLite gets as a WHILE loop (three subgraphs): kiln refuses it
@@ -150,9 +152,16 @@ def gru_unrolled():
     return tf.keras.Model(x, y), (10, 4), 3
 
 
+def lstm_fused():
+    # Keras 2 (tf_keras) exports the same LSTM as one fused UNIDIRECTIONAL_SEQUENCE_LSTM op.
+    if os.environ.get("TF_USE_LEGACY_KERAS") != "1":
+        raise SystemExit("lstm_fused needs Keras 2: pip install tf_keras, then run with TF_USE_LEGACY_KERAS=1")
+    return lstm()
+
+
 MODELS = {"conv1d": conv1d, "flatten": flatten, "prelu": prelu, "autoencoder": autoencoder,
           "layernorm": layernorm, "mobile": mobile, "segment": segment, "wide": wide, "lstm": lstm, "lstm_unrolled": lstm_unrolled,
-          "gru_unrolled": gru_unrolled}
+          "gru_unrolled": gru_unrolled, "lstm_fused": lstm_fused}
 # Also written full-integer int8 (TFLiteConverter with a representative dataset, float I/O):
 # <name>_int8.tflite, checked bit for bit against LiteRT's reference kernels by `kiln verify`.
 INT8 = ["autoencoder", "mobile", "segment"]
@@ -202,8 +211,13 @@ def main():
         np.save(os.path.join(a.out, f"{name}_inputs.npy"), x)
         np.save(os.path.join(a.out, f"{name}_keras.npy"), y.astype(np.float32))
         print(f"{name}: {os.path.getsize(os.path.join(a.out, name + '.tflite'))} bytes")
-    with open(os.path.join(a.out, "VERSIONS.txt"), "w") as f:
-        f.write(f"tensorflow {tf.__version__}, keras {tf.keras.__version__ if hasattr(tf.keras, '__version__') else ''}, numpy {np.__version__}\n")
+    legacy = os.environ.get("TF_USE_LEGACY_KERAS") == "1"
+    with open(os.path.join(a.out, "VERSIONS_keras2.txt" if legacy else "VERSIONS.txt"), "w") as f:
+        if legacy:
+            import tf_keras
+            f.write(f"tensorflow {tf.__version__}, tf_keras {tf_keras.__version__}, numpy {np.__version__}\n")
+        else:
+            f.write(f"tensorflow {tf.__version__}, keras {tf.keras.__version__}, numpy {np.__version__}\n")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ pub mod onnx_qop;
 pub mod passes;
 pub mod plan;
 pub mod ptq;
+pub mod rnn;
 pub mod tflite;
 pub mod verify;
 

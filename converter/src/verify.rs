@@ -264,6 +264,9 @@ if len(ind) != 1:
     sys.exit(2)
 outs = [[] for _ in outd]
 for row in x:
+    # Each input is a separate run from the model's initial state: LiteRT otherwise carries
+    # variable tensors (a fused LSTM's state) from one invoke to the next.
+    it.reset_all_variables()
     it.set_tensor(ind[0]["index"], row.reshape(ind[0]["shape"]).astype(ind[0]["dtype"]))
     it.invoke()
     for k, o in enumerate(outd):

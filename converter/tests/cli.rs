@@ -756,7 +756,8 @@ fn verify_never_calls_non_finite_outputs_ok() {
 /// dynamic batch is SHAPE / STRIDED_SLICE / PACK / RESHAPE in the file; PReLU is PRELU; the
 /// autoencoder is TRANSPOSE_CONV and TILE; LayerNormalization is SQUARED_DIFFERENCE and RSQRT;
 /// the segmentation head is RESIZE_BILINEAR and RESIZE_NEAREST_NEIGHBOR; the unrolled LSTM and
-/// GRU are SPLIT and UNPACK around FULLY_CONNECTED.
+/// GRU are SPLIT and UNPACK around FULLY_CONNECTED; Keras 2's LSTM is one
+/// UNIDIRECTIONAL_SEQUENCE_LSTM (verify resets LiteRT's variable state before each input).
 #[test]
 fn keras_models_match_keras_and_verify() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/keras");
@@ -771,6 +772,7 @@ fn keras_models_match_keras_and_verify() {
         "segment",
         "lstm_unrolled",
         "gru_unrolled",
+        "lstm_fused",
     ] {
         let model = dir.join(format!("{name}.tflite")).display().to_string();
         let x = dir.join(format!("{name}_inputs.npy")).display().to_string();

@@ -39,6 +39,7 @@ pub(super) enum Family {
     Tile,
     Split,
     Resize,
+    SequenceLstm,
 }
 
 /// The operator table: `code NAME => Family;` for the operators kiln imports, `code NAME;` for
@@ -104,7 +105,7 @@ tflite_ops! {
     41 SUB => Binary;
     42 DIV => Binary;
     43 SQUEEZE => Reshape;
-    44 UNIDIRECTIONAL_SEQUENCE_LSTM;
+    44 UNIDIRECTIONAL_SEQUENCE_LSTM => SequenceLstm;
     45 STRIDED_SLICE => StridedSlice;
     46 BIDIRECTIONAL_SEQUENCE_RNN;
     47 EXP => Unary;
@@ -275,6 +276,7 @@ impl<'a> Importer<'a> {
             SPLIT => 2,
             SPLIT_V => 3,
             RESIZE_BILINEAR | RESIZE_NEAREST_NEIGHBOR => 2,
+            UNIDIRECTIONAL_SEQUENCE_LSTM => 20,
             _ => 1,
         };
         if o.inputs.len() < min_inputs || o.outputs.is_empty() {
@@ -308,6 +310,7 @@ impl<'a> Importer<'a> {
             Family::Tile => self.tile(o, name),
             Family::Split => self.split(o, name),
             Family::Resize => self.resize(o, name),
+            Family::SequenceLstm => self.sequence_lstm(o, name),
         }
     }
 
@@ -654,6 +657,87 @@ impl<'a> Importer<'a> {
             scale: [1.0, 1.0],
         };
         self.push1(name, OpParams::Resize(p), x, y)
+    }
+
+    /// UNIDIRECTIONAL_SEQUENCE_LSTM (Keras 2's fused LSTM), float: written out step by step
+    /// ([`crate::rnn::lstm`]) from zero state, as TFLite starts its variable state tensors.
+    /// Coupled input-forget gates and a cell clip are supported; peepholes, projection and
+    /// layer-normalized cells are refused by name.
+    fn sequence_lstm(&mut self, o: &TfOp<'a>, name: String) -> Result<()> {
+        let present = |k: usize| o.inputs.get(k).is_some_and(|&t| t >= 0);
+        if self.is_int8(o.inputs[0]) {
+            bail!("int8 UNIDIRECTIONAL_SEQUENCE_LSTM is not supported (float LSTM is)");
+        }
+        for (k, what) in [
+            (9, "peephole"),
+            (16, "projection"),
+            (20, "layer-normalized"),
+        ] {
+            if present(k) || (k == 20 && (21..24).any(present)) {
+                bail!("an LSTM with {what} weights is not supported");
+            }
+        }
+        let opt = self.opt(o)?;
+        let act = match opt.u8(0, 4)? {
+            4 => UnaryParams::new(UnaryKind::Tanh),
+            1 => UnaryParams::new(UnaryKind::Relu),
+            3 => UnaryParams {
+                kind: UnaryKind::Clip,
+                a: 0.0,
+                b: 6.0,
+            },
+            a => bail!("LSTM activation {a} is not supported (tanh, relu, relu6 are)"),
+        };
+        let cell_clip = opt.f32(1, 0.0)?;
+        let time_major = opt.bool(3, false)?;
+        let cifg = !present(1);
+        let weights = |imp: &Self, k: usize| -> Result<Vec<f32>> {
+            let t = super::input_index(o, k)?;
+            if !imp.is_const(t) {
+                bail!("LSTM weights must be constants");
+            }
+            imp.const_f32(t)
+        };
+        let gate_ks: &[usize] = if cifg { &[2, 3, 4] } else { &[1, 2, 3, 4] };
+        let (mut w, mut r, mut b) = (Vec::new(), Vec::new(), Vec::new());
+        for &k in gate_ks {
+            w.extend(weights(self, k)?);
+            r.extend(weights(self, k + 4)?);
+            b.extend(weights(self, k + 11)?);
+        }
+        let x = self.input(o, 0)?;
+        let y = self.out(o)?;
+        let (xs, ys) = (self.shape(x), self.shape(y));
+        let gates = gate_ks.len();
+        let cells = b.len() / gates;
+        let k = xs.get(2).copied().unwrap_or(0);
+        let fits = xs.len() == 3
+            && b.len() == gates * cells
+            && w.len() == gates * cells * k
+            && r.len() == gates * cells * cells
+            && ys.len() == 3
+            && ys[..2] == xs[..2]
+            && ys[2] == cells;
+        if !fits {
+            bail!("LSTM input {xs:?}, output {ys:?} and weights of {cells} cells do not fit");
+        }
+        if xs[0] * xs[1] > 4096 {
+            bail!(
+                "an LSTM over {} steps is not unrolled",
+                xs[if time_major { 0 } else { 1 }]
+            );
+        }
+        let l = crate::rnn::Lstm {
+            cells,
+            w,
+            r,
+            b,
+            cifg,
+            act,
+            cell_clip,
+        };
+        crate::rnn::lstm(&mut self.g, &name, x, time_major, &l, y);
+        Ok(())
     }
 
     fn fully_connected(&mut self, o: &TfOp<'a>, name: String) -> Result<()> {
