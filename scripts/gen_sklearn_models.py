@@ -2,7 +2,9 @@
 fitted pipeline, default options), for the tests of `kiln convert` on scikit-learn files:
 
 * mlp_iris:   StandardScaler -> MLPClassifier(16) on the iris data (4 features, 3 classes);
-* mlp_digits: MinMaxScaler -> MLPClassifier(32, 16) on the 8x8 digits (64 features, 10 classes).
+* mlp_digits: MinMaxScaler -> MLPClassifier(32, 16) on the 8x8 digits (64 features, 10 classes);
+* mlp_iris_l2, mlp_iris_l1, mlp_iris_max: Normalizer (each norm) -> MLPClassifier(16) on iris
+  (skl2onnx's Normalizer op, which cannot fold into the first layer: kiln computes it).
 
 skl2onnx wraps the network in ai.onnx.ml ops (Scaler, ZipMap, ArrayFeatureExtractor) that tract
 cannot read; kiln rewrites them (converter/src/onnx_ml.rs). Each model is saved as
@@ -24,7 +26,7 @@ from skl2onnx import to_onnx
 from sklearn.datasets import load_digits, load_iris
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import MinMaxScaler, StandardScaler
+from sklearn.preprocessing import MinMaxScaler, Normalizer, StandardScaler
 
 
 def main():
@@ -35,6 +37,9 @@ def main():
     cases = {
         "mlp_iris": (load_iris(return_X_y=True), StandardScaler(), (16,)),
         "mlp_digits": (load_digits(return_X_y=True), MinMaxScaler(), (32, 16)),
+        "mlp_iris_l2": (load_iris(return_X_y=True), Normalizer("l2"), (16,)),
+        "mlp_iris_l1": (load_iris(return_X_y=True), Normalizer("l1"), (16,)),
+        "mlp_iris_max": (load_iris(return_X_y=True), Normalizer("max"), (16,)),
     }
     for name, ((x, y), scaler, hidden) in cases.items():
         x = x.astype(np.float32)

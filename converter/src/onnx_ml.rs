@@ -8,12 +8,16 @@
 //!   names or ids) are not tensors kiln computes;
 //! * `Scaler` (`(x - offset) · scale`, what `StandardScaler` and `MinMaxScaler` export) becomes
 //!   `Sub` and `Mul` with constants, which kiln folds into the first dense layer;
+//! * `Normalizer` (each row divided by its L1 or L2 norm or its maximum, a zero norm leaving
+//!   the row as it is, as onnxruntime does) becomes a reduction, `Equal`/`Where` for the zero
+//!   guard and `Div`;
 //! * any other `ai.onnx.ml` op is refused by name.
 
 use anyhow::{bail, Result};
 use std::collections::HashSet;
 use tract_onnx::pb::{
-    tensor_proto::DataType, type_proto, GraphProto, ModelProto, NodeProto, TensorProto, TypeProto,
+    attribute_proto::AttributeType, tensor_proto::DataType, type_proto, AttributeProto, GraphProto,
+    ModelProto, NodeProto, TensorProto, TypeProto,
 };
 
 const ML: &str = "ai.onnx.ml";
@@ -48,6 +52,12 @@ fn node(op: &str, name: String, inputs: Vec<String>, output: String) -> NodeProt
 /// Rewrites the `ai.onnx.ml` parts (see the module docs); returns one note per change the user
 /// should know about.
 pub fn rewrite(m: &mut ModelProto) -> Result<Vec<String>> {
+    // Reductions take their axes as an input from opset 18 (an attribute before).
+    let opset = m
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map_or(18, |o| o.version);
     let Some(g) = m.graph.as_mut() else {
         return Ok(vec![]);
     };
@@ -103,11 +113,77 @@ pub fn rewrite(m: &mut ModelProto) -> Result<Vec<String>> {
                     y.clone(),
                 ));
             }
+            "Normalizer" => {
+                let norm = n
+                    .attribute
+                    .iter()
+                    .find(|t| t.name == "norm")
+                    .map(|t| String::from_utf8_lossy(&t.s).to_string())
+                    .unwrap_or_else(|| "MAX".into());
+                let (Some(x), Some(y)) = (n.input.first(), n.output.first()) else {
+                    bail!("Normalizer '{}' needs one input and one output", n.name);
+                };
+                let reduce = match norm.as_str() {
+                    "L1" => "ReduceL1",
+                    "L2" => "ReduceL2",
+                    "MAX" => "ReduceMax",
+                    other => bail!("Normalizer '{}' with norm {other} is not supported", n.name),
+                };
+                let p = |s: &str| format!("{y}.normalizer_{s}");
+                let mut r = node(reduce, p("reduce"), vec![x.clone()], p("norm"));
+                let keep = AttributeProto {
+                    name: "keepdims".into(),
+                    r#type: AttributeType::Int as i32,
+                    i: 1,
+                    ..Default::default()
+                };
+                r.attribute.push(keep);
+                if opset >= 18 {
+                    inits.push(TensorProto {
+                        name: p("axes"),
+                        data_type: DataType::Int64 as i32,
+                        dims: vec![1],
+                        int64_data: vec![1],
+                        ..Default::default()
+                    });
+                    r.input.push(p("axes"));
+                } else {
+                    r.attribute.push(AttributeProto {
+                        name: "axes".into(),
+                        r#type: AttributeType::Ints as i32,
+                        ints: vec![1],
+                        ..Default::default()
+                    });
+                }
+                nodes.push(r);
+                inits.push(floats(&p("zero"), vec![0.0]));
+                inits.push(floats(&p("one"), vec![1.0]));
+                nodes.push(node(
+                    "Equal",
+                    p("is_zero"),
+                    vec![p("norm"), p("zero")],
+                    p("zero_mask"),
+                ));
+                let mut w = node(
+                    "Where",
+                    p("guard"),
+                    vec![p("zero_mask"), p("one"), p("norm")],
+                    p("divisor"),
+                );
+                w.output = vec![p("divisor")];
+                nodes.push(w);
+                nodes.push(node(
+                    "Div",
+                    p("div"),
+                    vec![x.clone(), p("divisor")],
+                    y.clone(),
+                ));
+            }
             // The label branch: removed with the label output below.
             "ArrayFeatureExtractor" | "LabelEncoder" => nodes.push(n),
             other => bail!(
                 "scikit-learn (ai.onnx.ml) op '{other}' (node '{}') is not supported; kiln reads \
-                 Scaler, ZipMap and the class-label branch of skl2onnx exports",
+                 Scaler, Normalizer, ZipMap and the class-label branch of skl2onnx exports",
                 n.name
             ),
         }

@@ -1,6 +1,7 @@
 //! scikit-learn classifiers as skl2onnx exports them (`tests/data/sklearn`, made by
 //! `scripts/gen_sklearn_models.py`): kiln converts them without hand surgery (the ai.onnx.ml
-//! wrappers rewritten, the input scaler folded into the first dense layer) and its
+//! wrappers rewritten, the input scaler folded into the first dense layer, a normalizer
+//! computed) and its
 //! probabilities match scikit-learn's `predict_proba` and onnxruntime's on the same file.
 
 use kiln_converter::verify::run_kiln;
@@ -10,12 +11,20 @@ use kiln_tests::{npy, rel_err, workspace};
 #[test]
 fn sklearn_mlp_classifiers_convert_and_match_scikit_learn() {
     let dir = workspace().join("tests/data/sklearn");
-    for name in ["mlp_iris", "mlp_digits"] {
+    for name in [
+        "mlp_iris",
+        "mlp_digits",
+        "mlp_iris_l2",
+        "mlp_iris_l1",
+        "mlp_iris_max",
+    ] {
         let src = dir.join(format!("{name}.onnx"));
         let g = kiln_converter::import_file(&src).unwrap();
         let kinds: Vec<OpKind> = g.nodes.iter().map(|n| n.kind()).collect();
+        // A scaler is affine: it folds into the first layer. A normalizer is not: it runs.
+        let normalizer = name.contains('_') && name != "mlp_digits" && name != "mlp_iris";
         assert!(
-            !kinds.contains(&OpKind::Binary),
+            normalizer || !kinds.contains(&OpKind::Binary),
             "{name}: the scaler was not folded into the first layer: {kinds:?}"
         );
         assert_eq!(g.outputs.len(), 1, "{name}: only the probabilities remain");
