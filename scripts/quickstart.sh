@@ -3,7 +3,10 @@
 #   train a small CNN on scikit-learn's digits (numpy) -> export ONNX -> kiln convert -> inspect
 #   -> kiln quantize (int8 PTQ) -> accuracy of float and int8 from kiln and onnxruntime
 #   -> verify against tract -> classify rendered digit images -> kiln finetune: adapt the head
-#   to digits turned 90 degrees (float; int8 alone and distilled from the tuned float model).
+#   to digits turned 90 degrees (float; int8 alone and distilled from the tuned float model)
+#   -> models from other trainers (committed exports): a PyTorch LSTM, a Keras MobileNetV3-style
+#   block in full int8, a scikit-learn Normalizer -> MLP pipeline, each checked against its
+#   framework's own outputs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py="$(scripts/venv.sh)"
@@ -41,6 +44,25 @@ ft=(--epochs 60 --lr 3e-3 --batch 8 --patience 5)
 echo "== kiln eval: turned held-out images, before and after fine-tuning"
 "$kiln" eval "$out/digits_cnn.kiln" "$out/digits_turned.kiln" "$out/digits_turned_int8.kiln" "$out/digits_turned_int8_distilled.kiln" -i "$out/turned_test_x.npy" -l "$out/turned_test_y.npy"
 turned_json="$("$kiln" eval "$out/digits_cnn.kiln" "$out/digits_turned.kiln" "$out/digits_turned_int8.kiln" "$out/digits_turned_int8_distilled.kiln" -i "$out/turned_test_x.npy" -l "$out/turned_test_y.npy" --json)"
+echo "== other trainers: PyTorch nn.LSTM (dynamo exporter), Keras MobileNetV3-style block (full int8), scikit-learn Normalizer -> MLPClassifier"
+"$kiln" convert tests/data/torch/lstm_dynamo.onnx -o "$out/torch_lstm.kiln"
+"$kiln" run "$out/torch_lstm.kiln" -i tests/data/torch/lstm_inputs.npy --save "$out/torch_lstm_out.npy" > /dev/null
+"$kiln" convert tests/data/keras/mobile_int8.tflite -o "$out/keras_mobile_int8.kiln"
+KILN_PYTHON="$py" "$kiln" verify tests/data/keras/mobile_int8.tflite --kiln "$out/keras_mobile_int8.kiln" -i tests/data/keras/mobile_inputs.npy
+"$kiln" convert tests/data/sklearn/mlp_iris_l2.onnx -o "$out/sklearn_iris.kiln"
+"$kiln" run "$out/sklearn_iris.kiln" -i tests/data/sklearn/mlp_iris_l2_inputs.npy --save "$out/sklearn_iris_out.npy" > /dev/null
+"$py" - "$out" <<'PY'
+import sys
+import numpy as np
+out = sys.argv[1]
+for what, got, want in [("PyTorch LSTM", "torch_lstm_out.npy", "tests/data/torch/lstm_torch.npy"),
+                        ("scikit-learn pipeline", "sklearn_iris_out.npy", "tests/data/sklearn/mlp_iris_l2_sklearn.npy")]:
+    g, w = np.load(f"{out}/{got}").reshape(-1), np.load(want).reshape(-1)
+    rel = float(np.max(np.abs(g - w)) / np.max(np.abs(w)))
+    print(f"{what}: kiln vs the framework's own outputs: max rel error {rel:.1e} (bound 1e-4)")
+    if g.shape != w.shape or rel > 1e-4:
+        sys.exit(f"{what}: kiln differs from the framework")
+PY
 echo "== summary"
 "$py" - "$ort_json" "$ortq_json" "$kiln_json" "$out/digits_cnn.onnx" "$turned_json" <<'PY'
 import json, os, sys
