@@ -118,16 +118,17 @@ impl ResizeParams {
 
     /// TFLite's int8 bilinear: the 10-bit fixed-point step of an axis.
     fn scale10(&self, n: usize, m: usize) -> i32 {
-        let (n, m) = (n as i32, m as i32);
+        let (n, m) = (n as i64, m as i64);
         let align = matches!(
             self.transform,
             Transform::AlignCorners | Transform::TfAlignCorners
         );
-        if align && m > 1 {
+        let s = if align && m > 1 {
             ((1 << 10) * (n - 1) + (m - 1) / 2) / (m - 1)
         } else {
             ((1 << 10) * n + m / 2) / m
-        }
+        };
+        s.min(i32::MAX as i64) as i32
     }
 
     fn half_pixel(&self) -> bool {
@@ -139,17 +140,21 @@ impl ResizeParams {
 }
 
 /// TFLite's integer interpolation values: the 10-bit source coordinate and its two neighbours.
+/// In 64 bits and clamped into the input (TFLite's int32 arithmetic gives the same values for
+/// every size it can run; an extreme size in a crafted file can neither overflow nor read out
+/// of bounds here).
 #[inline]
-fn linear10(o: usize, scale10: i32, half: bool, n: usize) -> (i32, usize, usize) {
-    let o = o as i32;
+fn linear10(o: usize, scale10: i32, half: bool, n: usize) -> (i64, usize, usize) {
+    let (o, s) = (o as i64, scale10 as i64);
     let v = if half {
-        o * scale10 + scale10 / 2 - (1 << 9)
+        o * s + s / 2 - (1 << 9)
     } else {
-        o * scale10
+        o * s
     };
-    let lo = (v / (1 << 10)).max(0);
-    let hi = ((v + (1 << 10) - 1) / (1 << 10)).min(n as i32 - 1);
-    (v, lo as usize, hi.max(0) as usize)
+    let last = n as i64 - 1;
+    let lo = (v / (1 << 10)).clamp(0, last);
+    let hi = ((v + (1 << 10) - 1) / (1 << 10)).clamp(0, last);
+    (v, lo as usize, hi as usize)
 }
 
 impl OpDef for ResizeParams {
@@ -301,10 +306,10 @@ pub fn resize_bilinear_i8(
     for b in 0..n {
         for oy in 0..oh {
             let (vy, y0, y1) = linear10(oy, sh, half, h);
-            let dy = (vy - (1 << 10) * y0 as i32) as i64;
+            let dy = vy - (1 << 10) * y0 as i64;
             for ox in 0..ow {
                 let (vx, x0, x1) = linear10(ox, sw, half, w);
-                let dx = (vx - (1 << 10) * x0 as i32) as i64;
+                let dx = vx - (1 << 10) * x0 as i64;
                 let at = |yy: usize, xx: usize| &x[((b * h + yy) * w + xx) * c..][..c];
                 let (a, bb, cc, d) = (at(y0, x0), at(y1, x0), at(y0, x1), at(y1, x1));
                 if let Some(o) = out.next() {
@@ -316,6 +321,52 @@ pub fn resize_bilinear_i8(
                         let round = if v > 0 { 1 << 19 } else { -(1 << 19) };
                         o[k] = ((v + round) / (1 << 20)) as i8;
                     }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every transform, both modes, upscales far past anything TFLite runs and downscales to
+    /// one pixel: each read stays inside the input (no panic), and a constant image stays
+    /// constant (every blend's weights sum to one).
+    #[test]
+    fn extreme_sizes_stay_in_bounds_and_constant_images_stay_constant() {
+        for transform in Transform::ALL.iter().copied() {
+            for bilinear in [false, true] {
+                for (h, oh) in [(1, 5000), (3, 1), (2, 4097), (7, 3)] {
+                    let p = ResizeParams {
+                        bilinear,
+                        transform,
+                        rounding: NearestRounding::RoundPreferCeil,
+                        scale: [oh as f32 / h as f32, 1.0],
+                    };
+                    let x8 = [-7i8; 7];
+                    let mut y8 = [0i8; 5000];
+                    let y8 = &mut y8[..oh];
+                    let xf = [2.5f32; 7];
+                    let mut yf = [0f32; 5000];
+                    let yf = &mut yf[..oh];
+                    let (xs, ys) = ([1, h, 1, 1], [1, oh, 1, 1]);
+                    if bilinear {
+                        resize_bilinear_i8(&p, &x8[..h], xs, y8, ys);
+                        resize_bilinear_f32(&p, &xf[..h], xs, yf, ys);
+                    } else {
+                        resize_nearest(&p, &x8[..h], xs, y8, ys);
+                        resize_nearest(&p, &xf[..h], xs, yf, ys);
+                    }
+                    assert!(
+                        y8.iter().all(|&v| v == -7),
+                        "{transform:?} {bilinear} {h}->{oh}"
+                    );
+                    assert!(
+                        yf.iter().all(|&v| (v - 2.5).abs() < 1e-5),
+                        "{transform:?} {bilinear} {h}->{oh}"
+                    );
                 }
             }
         }
