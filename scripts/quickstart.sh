@@ -4,6 +4,7 @@
 #   -> kiln quantize (int8 PTQ) -> accuracy of float and int8 from kiln and onnxruntime
 #   -> verify against tract -> classify rendered digit images -> kiln finetune: adapt the head
 #   to digits turned 90 degrees (float; int8 alone and distilled from the tuned float model)
+#   -> kiln prune (30% of the weights as whole channels, refit) and its int8 version
 #   -> models from other trainers (committed exports): a PyTorch LSTM, a Keras MobileNetV3-style
 #   block in full int8, a scikit-learn Normalizer -> MLP pipeline, each checked against its
 #   framework's own outputs.
@@ -44,6 +45,19 @@ ft=(--epochs 60 --lr 3e-3 --batch 8 --patience 5)
 echo "== kiln eval: turned held-out images, before and after fine-tuning"
 "$kiln" eval "$out/digits_cnn.kiln" "$out/digits_turned.kiln" "$out/digits_turned_int8.kiln" "$out/digits_turned_int8_distilled.kiln" -i "$out/turned_test_x.npy" -l "$out/turned_test_y.npy"
 turned_json="$("$kiln" eval "$out/digits_cnn.kiln" "$out/digits_turned.kiln" "$out/digits_turned_int8.kiln" "$out/digits_turned_int8_distilled.kiln" -i "$out/turned_test_x.npy" -l "$out/turned_test_y.npy" --json)"
+echo "== kiln prune: 30% of the weights as whole channels, the next layer refit by least squares; then int8"
+"$kiln" prune "$out/digits_cnn.onnx" --sparsity 0.3 --calib "$out/calib_x.npy" -o "$out/digits_cnn_pruned.kiln"
+"$kiln" quantize "$out/digits_cnn_pruned.kiln" --calib "$out/calib_x.npy" -o "$out/digits_cnn_pruned_int8.kiln" | tail -1
+"$kiln" eval "$out/digits_cnn.kiln" "$out/digits_cnn_int8.kiln" "$out/digits_cnn_pruned.kiln" "$out/digits_cnn_pruned_int8.kiln" -i "$out/test_x.npy" -l "$out/test_y.npy"
+pruned_json="$("$kiln" eval "$out/digits_cnn.kiln" "$out/digits_cnn_int8.kiln" "$out/digits_cnn_pruned.kiln" "$out/digits_cnn_pruned_int8.kiln" -i "$out/test_x.npy" -l "$out/test_y.npy" --json)"
+"$py" - "$pruned_json" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+acc = [m["metrics"]["accuracy"] for m in r]
+print(f"pruned: float {acc[0]*100:.2f}% -> {acc[2]*100:.2f}%, int8 {acc[1]*100:.2f}% -> {acc[3]*100:.2f}%")
+if acc[0] - acc[2] > 0.02 or acc[1] - acc[3] > 0.02:
+    sys.exit("pruning 30% of the weights lost more than 2 accuracy points")
+PY
 echo "== other trainers: PyTorch nn.LSTM (dynamo exporter), Keras MobileNetV3-style block (full int8), scikit-learn Normalizer -> MLPClassifier"
 "$kiln" convert tests/data/torch/lstm_dynamo.onnx -o "$out/torch_lstm.kiln"
 "$kiln" run "$out/torch_lstm.kiln" -i tests/data/torch/lstm_inputs.npy --save "$out/torch_lstm_out.npy" > /dev/null

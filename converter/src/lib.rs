@@ -22,6 +22,8 @@ pub mod onnx_ml;
 pub mod onnx_qop;
 pub mod passes;
 pub mod plan;
+pub mod prune;
+mod prune_ls;
 pub mod ptq;
 pub mod rnn;
 pub mod tflite;

@@ -50,6 +50,9 @@ enum Cmd {
     },
     /// Post-training int8 quantization of a float model, calibrated on sample inputs.
     Quantize(cli::quantize::QuantizeArgs),
+    /// Structured pruning: remove whole conv channels and dense units (by filter norm) to a
+    /// weight sparsity, refit the next layers by least squares on calibration inputs.
+    Prune(cli::prune::PruneArgs),
     /// Export a .kiln model for firmware: the model file, a Rust module with its sizes as
     /// constants (arena included), and optionally a recorded input with the host's output.
     Export(cli::export::ExportArgs),
@@ -115,6 +118,7 @@ fn main() {
             json,
         } => cli::convert::run(&model, output, &input_shape, fp16, json),
         Cmd::Quantize(a) => cli::quantize::run(a),
+        Cmd::Prune(a) => cli::prune::run(a),
         Cmd::Export(a) => cli::export::run(a),
         Cmd::Keygen { name } => cli::keys::keygen(&name),
         Cmd::Sign { model, key, output } => cli::keys::sign(&model, &key, output),

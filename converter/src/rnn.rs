@@ -9,6 +9,9 @@ use kiln_runtime::ops::{
     UnaryKind, UnaryParams,
 };
 
+/// Most time steps kiln unrolls (each step is a copy of the cell's ops in the file).
+pub const MAX_STEPS: usize = 512;
+
 /// An LSTM cell's constants, gates stacked in the order input, forget, cell, output (input
 /// absent for a coupled input-forget gate, "CIFG": then `i = 1 - f`).
 pub struct Lstm {

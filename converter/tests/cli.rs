@@ -906,6 +906,79 @@ fn keras_weight_only_models_keep_their_weight_format_or_say_why() {
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
 }
 
+/// `kiln prune` on a Keras conv/dense classifier: whole channels go, the file and the MAC count
+/// shrink as reported, the model still runs and agrees with the unpruned one on most inputs;
+/// a pruned `.kiln` prunes and quantizes further; bad requests fail with the reason and leave
+/// no file.
+#[test]
+fn prune_removes_channels_and_refuses_bad_requests() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/keras");
+    let f = Fixture::new();
+    let model = dir.join("wide.tflite").display().to_string();
+    let x = dir.join("wide_inputs.npy").display().to_string();
+    let (full, pruned) = (f.s("wide.kiln"), f.s("wide_pruned.kiln"));
+    assert!(kiln(&["convert", &model, "-o", &full]).status.success());
+    let o = kiln(&[
+        "prune",
+        &model,
+        "--sparsity",
+        "0.3",
+        "--calib",
+        &x,
+        "-o",
+        &pruned,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("weights 5520 -> "), "{out}");
+    let size = |p: &str| std::fs::metadata(p).unwrap().len();
+    assert!(size(&pruned) * 10 < size(&full) * 8, "{out}");
+    let run = |m: &str, save: &str| {
+        let o = kiln(&["run", m, "-i", &x, "--save", save]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        kiln_converter::npy::read(Path::new(save)).unwrap().data
+    };
+    let (a, b) = (run(&full, &f.s("a.npy")), run(&pruned, &f.s("b.npy")));
+    let top =
+        |v: &[f32]| -> Vec<usize> { v.chunks(10).map(kiln_converter::eval::argmax).collect() };
+    let agree = top(&a)
+        .iter()
+        .zip(top(&b))
+        .filter(|(p, q)| **p == *q)
+        .count();
+    assert!(agree >= 6, "top-1 agrees on {agree}/8");
+    // The pruned .kiln prunes again and quantizes.
+    let again = f.s("again.kiln");
+    let o = kiln(&["prune", &pruned, "--sparsity", "0.2", "-o", &again]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no --calib"), "{}", stderr(&o));
+    let q = f.s("pruned_int8.kiln");
+    let o = kiln(&["quantize", &pruned, "--calib", &x, "-o", &q]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for (args, want) in [
+        (vec!["--sparsity", "1.0"], "outside [0, 1)"),
+        (
+            vec!["--sparsity", "0.995"],
+            "can be removed by whole channels",
+        ),
+        (
+            vec!["--sparsity", "0.3", "--criterion", "l3"],
+            "unknown --criterion",
+        ),
+    ] {
+        let bad = f.s("bad.kiln");
+        let mut a = vec!["prune", model.as_str(), "-o", bad.as_str()];
+        a.extend(args);
+        let o = kiln(&a);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(stderr(&o).contains(want), "{}", stderr(&o));
+        assert!(!Path::new(&bad).exists());
+    }
+    let int8 = dir.join("mobile_int8.tflite").display().to_string();
+    let o = kiln(&["prune", &int8, "--sparsity", "0.3", "-o", &f.s("i.kiln")]);
+    assert!(stderr(&o).contains("int8"), "{}", stderr(&o));
+}
+
 /// Keras 3's LSTM is a WHILE loop in the .tflite file: refused with the way out (unroll it).
 #[test]
 fn keras_while_loops_are_refused_with_a_way_out() {

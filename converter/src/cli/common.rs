@@ -208,3 +208,70 @@ pub fn not_the_source(out: &Path, source: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// Sample rows for a model input of `shape` from `.npy` batches, raw f32 files, images or
+/// directories of them (sorted), at most `max`: what `kiln quantize --calib` and
+/// `kiln prune --calib` read.
+pub fn load_samples(
+    paths: &[std::path::PathBuf],
+    shape: &[usize],
+    opts: &kiln_converter::input::ImageOpts,
+    max: usize,
+) -> Result<Vec<Vec<f32>>> {
+    use anyhow::Context;
+    let mut rows = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("reading {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.is_file())
+                .collect();
+            files.sort();
+            for f in files {
+                rows.extend(kiln_converter::input::load_batch(&f, shape, opts)?);
+            }
+        } else {
+            rows.extend(kiln_converter::input::load_batch(p, shape, opts)?);
+        }
+    }
+    rows.truncate(max);
+    Ok(rows)
+}
+
+/// The float graph of a source model (.onnx, .tflite; `shapes` for symbolic ONNX inputs) or of a
+/// `.kiln` file (a pruned model quantized next, say).
+pub fn load_float_graph(
+    path: &std::path::Path,
+    shapes: Option<&[Vec<usize>]>,
+) -> Result<kiln_converter::ir::Graph> {
+    if path.extension().is_some_and(|e| e == "kiln") {
+        let bytes = kiln_converter::fsutil::read_file(path)?;
+        let buf = kiln_runtime::writer::AlignedBuf::new(&bytes);
+        let m = kiln_runtime::Model::from_bytes(buf.as_slice())
+            .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        let mut g = kiln_converter::finetune::graph_from_model(&m)?;
+        kiln_converter::passes::unpack_weights::run(&mut g)
+            .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        return Ok(g);
+    }
+    kiln_converter::import_file_with(path, shapes)
+}
+
+/// The output path: `output` if given, else `<model stem><suffix>` beside the model; refused if
+/// it is the model itself.
+pub fn output_beside(
+    model: &std::path::Path,
+    output: Option<std::path::PathBuf>,
+    suffix: &str,
+) -> Result<std::path::PathBuf> {
+    let out = output.unwrap_or_else(|| {
+        let stem = model
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".into());
+        model.with_file_name(format!("{stem}{suffix}"))
+    });
+    not_the_source(&out, model)?;
+    Ok(out)
+}

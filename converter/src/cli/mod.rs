@@ -8,6 +8,7 @@ pub mod export;
 pub mod finetune;
 pub mod inspect;
 pub mod keys;
+pub mod prune;
 pub mod quantize;
 pub mod run;
 pub mod verify;

@@ -1,8 +1,8 @@
 //! `kiln quantize`: post-training int8 quantization.
 
-use super::common::{not_the_source, progress_bar, ImageArgs};
-use anyhow::{anyhow, bail, Context, Result};
-use kiln_converter::{emit, fsutil, input};
+use super::common::{progress_bar, ImageArgs};
+use anyhow::{anyhow, bail, Result};
+use kiln_converter::{emit, fsutil};
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -10,7 +10,7 @@ use std::time::Instant;
 /// Arguments of `kiln quantize`.
 #[derive(clap::Args)]
 pub struct QuantizeArgs {
-    /// Float source model (.onnx, .tflite).
+    /// Float model (.onnx, .tflite, or a float .kiln such as a pruned one).
     model: PathBuf,
     /// Calibration inputs: .npy batches, raw f32 files, images or directories of them
     /// (repeatable).
@@ -56,17 +56,9 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
             a.method
         )
     })?;
-    let out = a.output.clone().unwrap_or_else(|| {
-        let stem = a
-            .model
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "model".into());
-        a.model.with_file_name(format!("{stem}_int8.kiln"))
-    });
-    not_the_source(&out, &a.model)?;
+    let out = super::common::output_beside(&a.model, a.output.clone(), "_int8.kiln")?;
     let shapes = (!a.input_shape.is_empty()).then_some(a.input_shape.as_slice());
-    let g = kiln_converter::import_file_with(&a.model, shapes)?;
+    let g = super::common::load_float_graph(&a.model, shapes)?;
     if g.inputs.len() != 1 {
         bail!(
             "calibration feeds one input; this model has {}",
@@ -75,23 +67,7 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
     }
     let in_shape = g.tensors[g.inputs[0]].shape.clone();
     let opts = a.image.opts()?;
-    let mut rows = Vec::new();
-    for p in &a.calib {
-        if p.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
-                .with_context(|| format!("reading {}", p.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| f.is_file())
-                .collect();
-            files.sort();
-            for f in files {
-                rows.extend(input::load_batch(&f, &in_shape, &opts)?);
-            }
-        } else {
-            rows.extend(input::load_batch(p, &in_shape, &opts)?);
-        }
-    }
-    rows.truncate(a.max_samples as usize);
+    let rows = super::common::load_samples(&a.calib, &in_shape, &opts, a.max_samples as usize)?;
     if rows.is_empty() {
         bail!("no calibration samples in {:?}", a.calib);
     }

@@ -20,8 +20,8 @@ use tract_onnx::tract_core::ops::lstm_cell::LstmEpilogue;
 use tract_onnx::tract_core::ops::scan::{InputMapping, Scan};
 use tract_onnx::tract_core::ops::source::TypedSource;
 
-/// Most time steps kiln unrolls (each step is a copy of the cell's ops in the file).
-const MAX_STEPS: usize = 512;
+/// Most time steps kiln unrolls: the same bound as [`crate::rnn::MAX_STEPS`].
+const MAX_STEPS: usize = crate::rnn::MAX_STEPS;
 
 /// Whether kiln can unroll a tract `Scan`: scanned inputs of a known length, outputs that are
 /// scanned or last values, and a body of ops kiln imports.
@@ -151,7 +151,9 @@ impl Imp<'_> {
         let name = node.name.clone();
         let n = scan_steps(self.model, node, s)?;
         if n > MAX_STEPS {
-            bail!("a recurrence over {n} steps is not unrolled (at most {MAX_STEPS})");
+            bail!(
+                "a recurrence over {n} steps is not supported (kiln unrolls at most {MAX_STEPS})"
+            );
         }
         let body = &s.body;
         let b_in = body.input_outlets().map_err(|e| anyhow!("{e:?}"))?.to_vec();

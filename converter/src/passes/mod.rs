@@ -9,6 +9,7 @@ pub mod fp16_weights;
 pub mod fuse_activation;
 pub mod pack_weights;
 pub mod simplify_reshape;
+pub mod unpack_weights;
 
 use crate::ir::Graph;
 use anyhow::Result;

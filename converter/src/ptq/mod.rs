@@ -12,6 +12,22 @@ use builder::Builder;
 pub use calibrate::lower_with_hints;
 use calibrate::{inverse, observe};
 
+/// Runs a serialized model on each sample and calls `f(sample, graph tensor, values)` for every
+/// op output (see `calibrate::observe`); `file_to_graph` from [`calibrate_inverse`].
+pub(crate) fn observe_values(
+    bytes: &[u8],
+    file_to_graph: &std::collections::HashMap<usize, TId>,
+    samples: &[Vec<Vec<f32>>],
+    f: impl FnMut(usize, TId, &[f32]),
+) -> Result<()> {
+    observe(bytes, file_to_graph, samples, f, &mut |_, _| {})
+}
+
+/// File tensor index -> graph tensor id, from `emit_mapped`'s remap.
+pub(crate) fn calibrate_inverse(remap: &[u32]) -> std::collections::HashMap<usize, TId> {
+    inverse(remap)
+}
+
 use crate::emit::emit_mapped;
 use crate::ir::{Graph, TId};
 use anyhow::{bail, Result};

@@ -721,10 +721,11 @@ impl<'a> Importer<'a> {
         if !fits {
             bail!("LSTM input {xs:?}, output {ys:?} and weights of {cells} cells do not fit");
         }
-        if xs[0] * xs[1] > 4096 {
+        let steps = xs[if time_major { 0 } else { 1 }];
+        if steps > crate::rnn::MAX_STEPS {
             bail!(
-                "an LSTM over {} steps is not unrolled",
-                xs[if time_major { 0 } else { 1 }]
+                "an LSTM over {steps} steps is not supported (kiln unrolls at most {})",
+                crate::rnn::MAX_STEPS
             );
         }
         let l = crate::rnn::Lstm {

@@ -51,6 +51,7 @@ impl OpDef for GatherParams {
 }
 
 pub(super) fn validate(c: &Ctx, p: &GatherParams) -> Result<()> {
+    c.extended_enabled()?;
     c.arity(2, 2, 1)?;
     let (x, idx, y) = (c.input(0)?, c.input(1)?, c.output(0));
     match x.dtype {
@@ -97,6 +98,9 @@ pub(super) fn validate(c: &Ctx, p: &GatherParams) -> Result<()> {
 }
 
 pub(super) fn run(v: &View, p: &GatherParams, out: &mut [u8], yt: &TensorInfo) -> Result<()> {
+    if !cfg!(feature = "extended-ops") {
+        return super::no_kernel(v);
+    }
     let (xt, it) = (v.info(0)?, v.info(1)?);
     let (x, idx) = (v.bytes(&xt)?, bytes_as_i32(v.bytes(&it)?));
     let (xs, ys) = (xt.shape(), yt.shape());

@@ -713,6 +713,13 @@ impl<'m> Ctx<'_, 'm> {
         }
         self.check(self.output(0).dtype == DType::F32, "float ops write f32")
     }
+    /// Select, gather, transposed conv and resize need the `extended-ops` feature compiled in.
+    pub(crate) fn extended_enabled(&self) -> Result<()> {
+        self.check(
+            cfg!(feature = "extended-ops"),
+            "op not compiled in (kiln-runtime feature `extended-ops`)",
+        )
+    }
     /// Float ops need the `float` feature (the f32 kernels) compiled in.
     pub(crate) fn float_enabled(&self) -> Result<()> {
         self.check(

@@ -199,6 +199,7 @@ impl OpDef for ResizeParams {
 }
 
 pub(super) fn validate(c: &Ctx, _p: &ResizeParams) -> Result<()> {
+    c.extended_enabled()?;
     c.arity(1, 1, 1)?;
     c.same_type_move()?;
     let (x, y) = (c.input(0)?, c.output(0));
@@ -214,6 +215,9 @@ pub(super) fn validate(c: &Ctx, _p: &ResizeParams) -> Result<()> {
 }
 
 pub(super) fn run(v: &View, p: &ResizeParams, out: &mut [u8], yt: &TensorInfo) -> Result<()> {
+    if !cfg!(feature = "extended-ops") {
+        return no_kernel(v);
+    }
     let xt = v.info(0)?;
     let (xs, ys) = (dims4(&xt), dims4(yt));
     let x = v.bytes(&xt)?;

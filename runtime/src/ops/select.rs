@@ -64,6 +64,7 @@ impl OpDef for SelectParams {
 }
 
 pub(super) fn validate(c: &Ctx, _p: &SelectParams) -> Result<()> {
+    c.extended_enabled()?;
     c.arity(4, 4, 1)?;
     c.all_f32()?;
     let y = c.output(0);
@@ -78,6 +79,9 @@ pub(super) fn validate(c: &Ctx, _p: &SelectParams) -> Result<()> {
 }
 
 pub(super) fn run(v: &View, p: &SelectParams, out: &mut [u8], yt: &TensorInfo) -> Result<()> {
+    if !cfg!(feature = "extended-ops") {
+        return no_kernel(v);
+    }
     let ts = [v.info(0)?, v.info(1)?, v.info(2)?, v.info(3)?];
     if ts.iter().any(|t| t.dtype != DType::F32) || !cfg!(feature = "float") {
         return no_kernel(v);

@@ -91,6 +91,7 @@ impl OpDef for TransposeConvParams {
 }
 
 pub(super) fn validate(c: &Ctx, p: &TransposeConvParams) -> Result<()> {
+    c.extended_enabled()?;
     c.weighted(4)?;
     let (x, w, y) = (c.input(0)?, c.input(1)?, c.output(0));
     c.check(
@@ -119,6 +120,9 @@ pub(super) fn run(
     out: &mut [u8],
     yt: &TensorInfo,
 ) -> Result<()> {
+    if !cfg!(feature = "extended-ops") {
+        return no_kernel(v);
+    }
     let (xt, wt) = (v.info(0)?, v.info(1)?);
     let (xs, ws, ys) = (dims4(&xt), dims4(&wt), dims4(yt));
     match xt.dtype {

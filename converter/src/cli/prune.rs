@@ -1,0 +1,158 @@
+//! `kiln prune`: structured pruning with least-squares channel reconstruction.
+
+use super::common::ImageArgs;
+use anyhow::{bail, Result};
+use kiln_converter::prune::{prune, Criterion, PruneOptions};
+use kiln_converter::{emit, fsutil, inspect};
+use kiln_runtime::writer::AlignedBuf;
+use kiln_runtime::Model;
+use serde_json::json;
+use std::path::PathBuf;
+
+/// Arguments of `kiln prune`.
+#[derive(clap::Args)]
+pub struct PruneArgs {
+    /// Float model (.onnx, .tflite, or a float .kiln).
+    model: PathBuf,
+    /// Fraction of the conv and dense weights to remove, in [0, 1), as whole channels.
+    #[arg(long)]
+    sparsity: f32,
+    /// Calibration inputs for the least-squares refit of each pruned layer's readers (.npy
+    /// batches, raw f32 files, images or directories of them); without them channels are only
+    /// removed.
+    #[arg(long, num_args = 1..)]
+    calib: Vec<PathBuf>,
+    /// Channel ranking: l1 or l2 norm of each filter.
+    #[arg(long, default_value = "l1")]
+    criterion: String,
+    /// Remove channels without refitting the next layers.
+    #[arg(long)]
+    no_reconstruct: bool,
+    /// Use at most this many calibration samples.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    max_samples: u64,
+    /// Output file (default: the model's name with _pruned.kiln).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    image: ImageArgs,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Prunes, writes the model and prints what changed.
+pub fn run(a: PruneArgs) -> Result<()> {
+    let criterion = match a.criterion.as_str() {
+        "l1" => Criterion::L1,
+        "l2" => Criterion::L2,
+        other => bail!("unknown --criterion '{other}' (l1, l2)"),
+    };
+    let out = super::common::output_beside(&a.model, a.output.clone(), "_pruned.kiln")?;
+    let g = super::common::load_float_graph(&a.model, None)?;
+    let samples: Vec<Vec<Vec<f32>>> = if a.calib.is_empty() {
+        Vec::new()
+    } else {
+        if g.inputs.len() != 1 {
+            bail!(
+                "calibration feeds one input; this model has {}",
+                g.inputs.len()
+            );
+        }
+        let shape = g.tensors[g.inputs[0]].shape.clone();
+        let rows = super::common::load_samples(
+            &a.calib,
+            &shape,
+            &a.image.opts()?,
+            a.max_samples as usize,
+        )?;
+        if rows.is_empty() {
+            bail!("no calibration samples in {:?}", a.calib);
+        }
+        rows.into_iter().map(|r| vec![r]).collect()
+    };
+    let reconstruct = !a.no_reconstruct && !samples.is_empty();
+    let opts = PruneOptions {
+        sparsity: a.sparsity,
+        criterion,
+        reconstruct,
+    };
+    let r = prune(&g, &samples, &opts)?;
+    let (before, _) = emit::emit(&g)?;
+    let (bytes, plan) = emit::emit(&r.graph)?;
+    fsutil::write_atomic(&out, &bytes)?;
+    let macs = |b: &[u8]| -> Result<u64> {
+        let buf = AlignedBuf::new(b);
+        Ok(inspect::report(&Model::from_bytes(buf.as_slice())?).macs)
+    };
+    let (m0, m1) = (macs(&before)?, macs(&bytes)?);
+    if a.json {
+        outln!(
+            "{}",
+            json!({"output": out, "sparsity": a.sparsity, "weights_before": r.weights.0,
+                "weights_after": r.weights.1, "bytes_before": before.len(), "bytes_after": bytes.len(),
+                "macs_before": m0, "macs_after": m1, "arena_bytes": plan.arena_size,
+                "reconstructed": reconstruct, "groups": r.groups})
+        );
+        return Ok(());
+    }
+    outln!(
+        "{:<40} {:>10} {:>16} {:>16}",
+        "layer",
+        "channels",
+        "error removed",
+        "error refit"
+    );
+    let e = |v: f64| {
+        if v.is_nan() {
+            "-".to_string()
+        } else {
+            format!("{:.2}%", 100.0 * v)
+        }
+    };
+    for gr in &r.groups {
+        outln!(
+            "{:<40} {:>10} {:>16} {:>16}",
+            gr.layer,
+            format!("{} -> {}", gr.channels.0, gr.channels.1),
+            e(gr.error_removed),
+            format!(
+                "{}{}",
+                e(gr.error_refit),
+                if gr.underdetermined { "*" } else { "" }
+            )
+        );
+    }
+    if r.groups.iter().any(|g| g.underdetermined) {
+        super::common::note(
+            "some refits had fewer calibration rows than unknowns (marked *): they stay close \
+             to the old weights, and their error on the calibration samples says little about \
+             other inputs; pass more samples",
+        );
+    }
+    if !reconstruct {
+        super::common::note(if a.calib.is_empty() {
+            "no --calib: channels were removed without refitting the next layers (pass \
+             calibration inputs for the least-squares reconstruction)"
+        } else {
+            "--no-reconstruct: channels were removed without refitting the next layers"
+        });
+    }
+    outln!(
+        "pruned {} -> {}: weights {} -> {} ({:.1}% removed), file {} -> {} bytes ({:.1}%), \
+         {} -> {} MACs ({:.1}%), arena {} bytes",
+        a.model.display(),
+        out.display(),
+        r.weights.0,
+        r.weights.1,
+        100.0 * (1.0 - r.weights.1 as f64 / r.weights.0.max(1) as f64),
+        before.len(),
+        bytes.len(),
+        100.0 * bytes.len() as f64 / before.len().max(1) as f64,
+        m0,
+        m1,
+        100.0 * m1 as f64 / m0.max(1) as f64,
+        plan.arena_size
+    );
+    Ok(())
+}

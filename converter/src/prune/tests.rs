@@ -1,0 +1,192 @@
+//! Pruning's properties: dead channels go first and their removal changes nothing; the refit
+//! brings the readers' outputs closer to the unpruned ones than removal alone; the weights
+//! counted are the weights written; bad requests are refused.
+
+use super::{prune, Criterion, PruneOptions};
+use crate::ir::{Graph, Node, TId};
+use crate::verify::run_kiln;
+use kiln_runtime::ops::{
+    Act, ConvGeom, ConvParams, DenseParams, OpParams, PoolParams, ReshapeParams,
+};
+use kiln_runtime::DType;
+
+fn values(n: usize, seed: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| (((i * 37 + seed * 101) % 97) as f32 / 48.5) - 1.0)
+        .collect()
+}
+
+/// x [1,6,6,2] -> conv 3x3 pad 1, 4 channels, relu -> maxpool 2x2 -> flatten -> dense 5 ->
+/// conv2 is absent: one group (the conv) read by the dense through a pool and a flatten.
+/// `dead` channels of the conv have zero weights and bias.
+fn model(dead: &[usize]) -> Graph {
+    let mut g = Graph::default();
+    let x = g.add_tensor("x", DType::F32, vec![1, 6, 6, 2]);
+    let mut w = values(4 * 3 * 3 * 2, 3);
+    let mut b = vec![0.1, -0.05, 0.2, 0.02];
+    for &d in dead {
+        w[d * 18..(d + 1) * 18].iter_mut().for_each(|v| *v = 0.0);
+        b[d] = 0.0;
+    }
+    let wt = g.add_const_f32("w", vec![4, 3, 3, 2], w);
+    let bt = g.add_const_f32("b", vec![4], b);
+    let c = g.add_tensor("conv", DType::F32, vec![1, 6, 6, 4]);
+    let mut cp = ConvParams::new(ConvGeom {
+        pad: [1; 4],
+        ..ConvGeom::default()
+    });
+    cp.act = Act::Float {
+        lo: 0.0,
+        hi: f32::INFINITY,
+    };
+    g.push(Node::new(
+        "conv",
+        OpParams::Conv2d(cp),
+        vec![Some(x), Some(wt), Some(bt)],
+        vec![c],
+    ));
+    let p = g.add_op(
+        "pool",
+        OpParams::MaxPool(PoolParams::new([2, 2], [2, 2])),
+        vec![Some(c)],
+        vec![1, 3, 3, 4],
+    );
+    let f = g.add_op(
+        "flat",
+        OpParams::Reshape(ReshapeParams),
+        vec![Some(p)],
+        vec![1, 36],
+    );
+    let dw = g.add_const_f32("dw", vec![5, 36], values(180, 5));
+    let y = g.add_op(
+        "dense",
+        OpParams::Dense(DenseParams::default()),
+        vec![Some(f), Some(dw), None],
+        vec![1, 5],
+    );
+    g.inputs = vec![x];
+    g.outputs = vec![y];
+    g
+}
+
+fn samples(g: &Graph, n: usize) -> Vec<Vec<Vec<f32>>> {
+    (0..n)
+        .map(|s| {
+            vec![values(
+                g.tensors[g.inputs[0]].shape.iter().product(),
+                s + 11,
+            )]
+        })
+        .collect()
+}
+
+fn outputs(g: &Graph, s: &[Vec<Vec<f32>>]) -> Vec<f32> {
+    let bytes = crate::emit::emit(g).unwrap().0;
+    run_kiln(&bytes, s)
+        .unwrap()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .collect()
+}
+
+fn weights(g: &Graph, t: TId) -> usize {
+    g.const_f32(t).map_or(0, <[f32]>::len)
+}
+
+#[test]
+fn dead_channels_are_removed_first_and_change_nothing() {
+    let g = model(&[1, 3]);
+    let s = samples(&g, 6);
+    let opts = PruneOptions {
+        sparsity: 0.5,
+        criterion: Criterion::L1,
+        reconstruct: false,
+    };
+    let r = prune(&g, &s, &opts).unwrap();
+    assert_eq!(r.groups.len(), 1);
+    assert_eq!(r.groups[0].channels, (4, 2));
+    // Conv 4x18 + dense 5x36 = 252 weights; two channels take 36 + 90.
+    assert_eq!(r.weights, (252, 126));
+    let conv = &r.graph.nodes[0];
+    assert_eq!(
+        r.graph.tensors[conv.input(1).unwrap()].shape,
+        vec![2, 3, 3, 2]
+    );
+    let (a, b) = (outputs(&g, &s), outputs(&r.graph, &s));
+    let d = a
+        .iter()
+        .zip(&b)
+        .fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+    assert!(
+        d < 1e-5,
+        "removing dead channels changed the outputs by {d}"
+    );
+    assert!(r.groups[0].error_removed < 1e-6, "{:?}", r.groups[0]);
+}
+
+#[test]
+fn refit_brings_the_outputs_back_closer_than_removal_alone() {
+    let g = model(&[]);
+    let s = samples(&g, 24);
+    let run = |reconstruct| {
+        let opts = PruneOptions {
+            sparsity: 0.45,
+            criterion: Criterion::L2,
+            reconstruct,
+        };
+        prune(&g, &s, &opts).unwrap()
+    };
+    let (plain, refit) = (run(false), run(true));
+    let gr = &refit.groups[0];
+    assert!(gr.error_removed > 0.01, "{gr:?}");
+    assert!(gr.error_refit < 0.8 * gr.error_removed, "{gr:?}");
+    let want = outputs(&g, &s);
+    let err = |h: &Graph| {
+        let got = outputs(h, &s);
+        got.iter()
+            .zip(&want)
+            .map(|(a, b)| ((a - b) as f64).powi(2))
+            .sum::<f64>()
+    };
+    assert!(err(&refit.graph) < err(&plain.graph));
+    // The refit gave the dense layer a bias it did not have.
+    let dense = refit
+        .graph
+        .nodes
+        .iter()
+        .find(|n| n.name == "dense")
+        .unwrap();
+    assert_eq!(weights(&refit.graph, dense.input(2).unwrap()), 5);
+}
+
+#[test]
+fn bad_requests_are_refused_with_the_reason() {
+    let g = model(&[]);
+    let opts = |sparsity| PruneOptions {
+        sparsity,
+        criterion: Criterion::L1,
+        reconstruct: false,
+    };
+    for bad in [1.0, -0.1, f32::NAN] {
+        let e = prune(&g, &[], &opts(bad)).unwrap_err().to_string();
+        assert!(e.contains("outside [0, 1)"), "{e}");
+    }
+    // At most 3 of the 4 channels go: 3 x (18 + 45) of 252 weights.
+    let e = prune(&g, &[], &opts(0.9)).unwrap_err().to_string();
+    assert!(e.contains("at most 75.0%"), "{e}");
+    // A lone dense layer writing the output has nothing prunable.
+    let mut h = Graph::default();
+    let x = h.add_tensor("x", DType::F32, vec![1, 4]);
+    let w = h.add_const_f32("w", vec![3, 4], values(12, 1));
+    let y = h.add_op(
+        "d",
+        OpParams::Dense(DenseParams::default()),
+        vec![Some(x), Some(w), None],
+        vec![1, 3],
+    );
+    h.inputs = vec![x];
+    h.outputs = vec![y];
+    let e = prune(&h, &[], &opts(0.2)).unwrap_err().to_string();
+    assert!(e.contains("nothing to prune"), "{e}");
+}
