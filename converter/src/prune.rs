@@ -134,7 +134,10 @@ fn groups(g: &Graph) -> Vec<Group> {
                 let out_t = node.outputs[0];
                 match node.op {
                     OpParams::Conv2d(cp)
-                        if spread == 1 && cp.geom.groups == 1 && is_weighted(g, c) =>
+                        if spread == 1
+                            && cp.geom.groups == 1
+                            && is_weighted(g, c)
+                            && weights_of(g, c).is_some() =>
                     {
                         grp.readers.push((c, 1));
                         grp.weights_per_channel += weights_of(g, c).map_or(0, |w| {
@@ -143,6 +146,7 @@ fn groups(g: &Graph) -> Vec<Group> {
                     }
                     OpParams::Conv2d(cp)
                         if spread == 1
+                            && !cp.packed
                             && cp.geom.groups == channels
                             && g.tensors[node.input(1).unwrap_or(0)].shape[3] == 1
                             && g.tensors[out_t].shape.last() == Some(&channels)
@@ -165,6 +169,14 @@ fn groups(g: &Graph) -> Vec<Group> {
                     }
                     OpParams::Unary(_) | OpParams::MaxPool(_) | OpParams::AvgPool(_)
                         if spread == 1 && g.tensors[out_t].shape.last() == Some(&channels) =>
+                    {
+                        grp.through.push(c);
+                        frontier.push((out_t, 1));
+                    }
+                    OpParams::Pad(pp)
+                        if spread == 1
+                            && g.tensors[out_t].shape.last() == Some(&channels)
+                            && pp.pads[g.tensors[out_t].shape.len() - 1] == (0, 0) =>
                     {
                         grp.through.push(c);
                         frontier.push((out_t, 1));
