@@ -986,6 +986,15 @@ impl<'a> Importer<'a> {
         else {
             bail!("int8 {} needs per-tensor quantization", op_name(o.code));
         };
+        for (what, s, z) in [("input", sx, zx), ("output", sy, zy)] {
+            if !(s.is_finite() && s > 0.0 && (-128..=127).contains(&z)) {
+                bail!(
+                    "int8 {} '{name}': its {what} has scale {s} and zero point {z} (a positive \
+                     finite scale and a zero point in -128..=127 are required)",
+                    op_name(o.code)
+                );
+            }
+        }
         let table = match o.code {
             LOGISTIC => lut_i8(sx, zx, sy, zy, logistic),
             TANH => lut_i8(sx, zx, sy, zy, f32::tanh),
