@@ -2,7 +2,9 @@
 # Builds the Cortex-M keyword-spotting firmware from a clean clone, runs it under QEMU
 # (mps2-an386, Cortex-M4F), checks its output bit for bit against the host runtime, counts its
 # instructions per inference, does the same for its Cortex-M0+ (thumbv6m) build on mps2-an385,
-# prints the size report, and runs the on-device fine-tuning firmware (digits head, M4F).
+# prints the size report, runs the on-device fine-tuning firmware (digits head, M4F), and the
+# anomaly detector pruned and quantized to fit a BBC micro:bit (Cortex-M0, 256 KiB flash,
+# 16 KiB RAM) on QEMU `microbit`.
 # (Every MLPerf Tiny model on every core: scripts/bench.sh --cortex-m.) Needs ../shared/assets
 # (or $KILN_ASSETS) for the MLPerf Tiny KWS model.
 set -euo pipefail
@@ -31,7 +33,8 @@ gcc -O2 -shared -fPIC -o "$plugin" ../shared/tools/qemu-insncount/insncount.c 2>
 base=(-M mps2-an386 -cpu cortex-m4 -nographic -monitor none -serial none -semihosting-config enable=on,target=native)
 # run_counted ELF LABEL QEMU-ARGS...: runs ELF under QEMU with the instruction counter on its
 # bench_marker, prints its output (lines prefixed by LABEL unless empty), fails on a non-zero
-# exit; leaves the output in $run_out and the instructions between the two markers in $run_insns.
+# exit; leaves the output in $run_out and the instructions between the first two marker calls
+# (the first inference) in $run_insns.
 run_counted() {
   local elf=$1 label=$2; shift 2
   local args=("$@") marker status
@@ -43,7 +46,7 @@ run_counted() {
   set -e
   echo "$run_out" | grep -v '^INSN' | sed "s/^/${label:+$label: }/"
   [ $status -eq 0 ] || { echo "firmware: ${label:-Cortex-M4F build} FAILED under QEMU (exit $status)"; exit 1; }
-  run_insns=$(echo "$run_out" | awk '/^INSN marker 0/ {a=$4} /^INSN marker 1/ {b=$4} END {if (a != "" && b != "") print b - a}')
+  run_insns=$(echo "$run_out" | awk '$1 == "INSN" && $2 == "marker" && $3 == 0 {a=$4} $1 == "INSN" && $2 == "marker" && $3 == 1 {b=$4} END {if (a != "" && b != "") print b - a}')
 }
 run_counted "$elf" "" "${base[@]}"
 out=$run_out insns=$run_insns
@@ -138,6 +141,38 @@ else
   echo "finetune: device transcript identical to the host's; held-out $before -> $after of 150; head reloaded after reset"
   [ "$after" -ge $((before + 60)) ] || { echo "finetune: accuracy did not rise by 60 samples"; fail=1; }
 fi
+# The micro:bit: MLPerf Tiny's anomaly detector (1 MB as float, 279 KB as int8: larger than the
+# part's 256 KiB flash) pruned to half its weights and quantized with int8 inputs and outputs.
+# Calibrated (pruning refit and int8 ranges) on the even 5-frame windows of the sample
+# spectrogram, measured on the odd ones: its reconstruction error may grow at most 1.5x.
+ad=build/firmware/ad
+mkdir -p "$ad"
+"$(scripts/venv.sh)" - "$assets/mlperf-tiny/samples/ad_normal_id01_spectrogram_f32.npy" "$ad" <<'PY'
+import sys
+import numpy as np
+frames = np.load(sys.argv[1])
+w = np.stack([frames[i:i + 5].reshape(640) for i in range(len(frames) - 4)]).astype(np.float32)
+np.save(f"{sys.argv[2]}/calib.npy", w[0::2])
+np.save(f"{sys.argv[2]}/heldout.npy", w[1::2])
+PY
+"$kiln" convert "$assets/mlperf-tiny/ad01_fp32.tflite" -o "$ad/ad.kiln" > /dev/null
+"$kiln" prune "$ad/ad.kiln" --sparsity 0.5 --calib "$ad/calib.npy" -o "$ad/ad_pruned.kiln" | tail -1 | sed 's/^/microbit: /'
+"$kiln" quantize "$ad/ad_pruned.kiln" --calib "$ad/calib.npy" --int8-io -o "$ad/ad_pruned_int8.kiln" 2>/dev/null | tail -1 | sed 's/^/microbit: /'
+recon=$("$kiln" eval --reconstruction "$ad/ad.kiln" "$ad/ad_pruned_int8.kiln" -i "$ad/heldout.npy" --json 2>/dev/null)
+read -r mse0 mse1 < <(echo "$recon" | "$(scripts/venv.sh)" -c 'import json,sys; v=json.load(sys.stdin); print(v[0]["reconstruction"]["mse"], v[1]["reconstruction"]["mse"])')
+echo "microbit: reconstruction MSE on 98 held-out windows: unpruned float $mse0, pruned int8 $mse1 ($(awk -v a="$mse1" -v b="$mse0" 'BEGIN {printf "%.3f", a / b}')x)"
+awk -v a="$mse1" -v b="$mse0" 'BEGIN {exit !(a <= 1.5 * b)}' || { echo "microbit: reconstruction error grew more than 1.5x"; fail=1; }
+mbw=firmware-examples/microbit-anomaly
+"$kiln" export "$ad/ad_pruned_int8.kiln" -o "$mbw/generated" -i "$ad/heldout.npy" --count 8 2>/dev/null | sed 's/^/microbit: /'
+build thumbv6m-none-eabi "$mbw"
+mbelf="$mbw/target/thumbv6m-none-eabi/release/microbit-anomaly"
+run_counted "$mbelf" "microbit" -M microbit -nographic -monitor none -serial none -semihosting-config enable=on,target=native
+read -r mtext mdata mbss _ < <(arm-none-eabi-size "$mbelf" | tail -1)
+mstack=$(echo "$run_out" | grep -o 'stack high-water [0-9]*' | grep -o '[0-9]*$')
+mmodel=$(stat -c %s "$ad/ad_pruned_int8.kiln")
+mdata_rec=$(( $(stat -c %s "$mbw/generated/input.bin") + $(stat -c %s "$mbw/generated/expected.bin") ))
+echo "microbit: flash $mtext of 262,144 B (model $mmodel, 8 windows and their outputs $mdata_rec, code $((mtext - mmodel - mdata_rec))); RAM $((mdata + mbss + mstack)) of 16,384 B (statics $((mdata + mbss)), stack high-water $mstack); ${run_insns:-n/a} instructions per window"
+[ $((mdata + mbss + mstack)) -le 16384 ] || { echo "microbit: RAM exceeds 16 KiB"; fail=1; }
 [ "$ram" -le $((arena + 8192)) ] || { echo "RAM $ram exceeds arena + 8 KiB"; fail=1; }
 # kiln's code (the whole runtime: every op, both int8 weight layouts, the DSP kernels) stays
 # below TFLite Micro + CMSIS-NN's for the same model, 84,444 B.

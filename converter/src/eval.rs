@@ -96,6 +96,65 @@ pub fn render(m: &Metrics, labels: &[String]) -> String {
     s
 }
 
+/// Reconstruction error of an autoencoder on one data set: per sample, the mean squared
+/// difference between the model's output and its input (the anomaly score of MLPerf Tiny's
+/// anomaly detector).
+#[derive(Clone, Debug, Serialize)]
+pub struct Reconstruction {
+    /// Number of samples.
+    pub samples: usize,
+    /// Mean of the per-sample errors (the mean squared error over every value).
+    pub mse: f64,
+    /// Median per-sample error.
+    pub p50: f64,
+    /// 90th percentile of the per-sample errors.
+    pub p90: f64,
+    /// Largest per-sample error.
+    pub max: f64,
+    /// Every sample's error, in order.
+    pub per_sample: Vec<f64>,
+}
+
+/// Per-sample mean squared error between `outputs[i]` and `inputs[i]`; refuses rows of
+/// different lengths or no rows.
+pub fn reconstruction(outputs: &[Vec<f32>], inputs: &[Vec<f32>]) -> anyhow::Result<Reconstruction> {
+    if outputs.is_empty() || outputs.len() != inputs.len() {
+        anyhow::bail!(
+            "{} outputs for {} inputs: reconstruction error needs one output per input",
+            outputs.len(),
+            inputs.len()
+        );
+    }
+    let mut per_sample = Vec::with_capacity(outputs.len());
+    for (i, (y, x)) in outputs.iter().zip(inputs).enumerate() {
+        if y.len() != x.len() || x.is_empty() {
+            anyhow::bail!(
+                "sample {i}: output 0 has {} values and the input {}: reconstruction error \
+                 compares a model's output with its input (an autoencoder)",
+                y.len(),
+                x.len()
+            );
+        }
+        let sum: f64 = y
+            .iter()
+            .zip(x)
+            .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+            .sum();
+        per_sample.push(sum / x.len() as f64);
+    }
+    let mut sorted = per_sample.clone();
+    sorted.sort_by(f64::total_cmp);
+    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+    Ok(Reconstruction {
+        samples: per_sample.len(),
+        mse: per_sample.iter().sum::<f64>() / per_sample.len() as f64,
+        p50: at(0.5),
+        p90: at(0.9),
+        max: sorted[sorted.len() - 1],
+        per_sample,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

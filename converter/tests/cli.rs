@@ -1208,3 +1208,74 @@ fn bench_reports_every_layer_and_refuses_what_it_cannot_time() {
         &["drop --input"],
     );
 }
+
+#[test]
+fn eval_reconstruction_is_the_mse_of_output_against_input_and_refuses_the_rest() {
+    let f = Fixture::new();
+    // i8.kiln quantizes its float input (scale 0.5, zero point 10) and dequantizes it back:
+    // its reconstruction error is exactly the input's quantization error, clamping included.
+    let x: Vec<f32> = vec![
+        0.3, -1.1, 2.7, 60.0, -80.0, 0.0, 1.3, -0.6, 7.9, 3.3, -4.4, 0.1,
+    ];
+    let input = f.npy_f32("x.npy", &[3, 4], &x);
+    let o = kiln(&[
+        "eval",
+        "--reconstruction",
+        &f.s("i8.kiln"),
+        &f.s("f32.kiln"),
+        "-i",
+        &input,
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let want: Vec<f64> = x
+        .chunks(4)
+        .map(|row| {
+            row.iter()
+                .map(|&r| {
+                    let q = ((r / 0.5).round() + 10.0).clamp(-128.0, 127.0);
+                    let back = 0.5 * (q - 10.0);
+                    (back as f64 - r as f64).powi(2)
+                })
+                .sum::<f64>()
+                / 4.0
+        })
+        .collect();
+    let got: Vec<f64> = v[0]["reconstruction"]["per_sample"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_f64().unwrap())
+        .collect();
+    assert_eq!(got.len(), 3);
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() <= 1e-9 * w.max(1.0), "{got:?} vs {want:?}");
+    }
+    let mean = want.iter().sum::<f64>() / 3.0;
+    let mse = v[0]["reconstruction"]["mse"].as_f64().unwrap();
+    assert!((mse - mean).abs() <= 1e-9 * mean, "{mse} vs {mean}");
+    // The float identity reconstructs exactly.
+    assert_eq!(v[1]["reconstruction"]["mse"].as_f64(), Some(0.0));
+    let o = kiln(&["eval", "--reconstruction", &f.s("i8.kiln"), "-i", &input]);
+    assert!(stdout(&o).contains("MSE"), "{}", stdout(&o));
+    // Int8 arrays are not the float truth; a classifier is not an autoencoder.
+    let q = f.npy_i8("q.npy", &[1, 4], &[1, 2, 3, 4]);
+    fails(
+        &kiln(&["eval", "--reconstruction", &f.s("i8.kiln"), "-i", &q]),
+        &["q.npy", "float inputs", "|i1"],
+    );
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/keras");
+    let wide = f.s("wide.kiln");
+    let model = dir.join("wide.tflite").display().to_string();
+    assert!(kiln(&["convert", &model, "-o", &wide]).status.success());
+    let xs = dir.join("wide_inputs.npy").display().to_string();
+    fails(
+        &kiln(&["eval", "--reconstruction", &wide, "-i", &xs]),
+        &["wide.kiln", "output 0 has 10 values and the input 192"],
+    );
+    // Without --reconstruction, accuracy needs labels (a usage error, status 2).
+    let o = kiln(&["eval", &wide, "-i", &xs]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--labels"), "{}", stderr(&o));
+}

@@ -1,4 +1,5 @@
-//! `kiln eval`: accuracy and per-class metrics on a labelled data set, models side by side.
+//! `kiln eval`: accuracy and per-class metrics on a labelled data set, or the reconstruction
+//! error of autoencoders, models side by side.
 
 use super::common::{load_model_bytes, open_model, single_input, ImageArgs};
 use super::run::load_all;
@@ -18,8 +19,13 @@ pub struct EvalArgs {
     #[arg(short, long)]
     input: PathBuf,
     /// Labels as .npy [N] (integer class indices).
-    #[arg(short, long)]
-    labels: PathBuf,
+    #[arg(short, long, required_unless_present = "reconstruction")]
+    labels: Option<PathBuf>,
+    /// Measure reconstruction error instead of accuracy (autoencoders such as MLPerf Tiny's
+    /// anomaly detector): per input, the mean squared difference between output 0 and the
+    /// float input as given.
+    #[arg(long, conflicts_with_all = ["labels", "names"])]
+    reconstruction: bool,
     /// Class names, one per line.
     #[arg(long)]
     names: Option<PathBuf>,
@@ -57,7 +63,7 @@ pub fn read_labels(path: &Path) -> Result<Vec<usize>> {
         .collect()
 }
 
-fn eval_one(a: &EvalArgs, model: &Path, truth: &[usize]) -> Result<EvalResult> {
+fn eval_one(a: &EvalArgs, labels: &Path, model: &Path, truth: &[usize]) -> Result<EvalResult> {
     let buf = load_model_bytes(model)?;
     let m = open_model(&buf, model)?;
     let spec = single_input(&m, model, "kiln eval")?;
@@ -67,7 +73,7 @@ fn eval_one(a: &EvalArgs, model: &Path, truth: &[usize]) -> Result<EvalResult> {
             "{} holds {} inputs but {} holds {} labels",
             a.input.display(),
             batch.rows.len(),
-            a.labels.display(),
+            labels.display(),
             truth.len()
         );
     }
@@ -78,7 +84,7 @@ fn eval_one(a: &EvalArgs, model: &Path, truth: &[usize]) -> Result<EvalResult> {
     if let Some((i, &l)) = truth.iter().enumerate().find(|(_, &l)| l >= classes) {
         bail!(
             "{}: label #{i} is {l} but {} has {classes} classes (0..{})",
-            a.labels.display(),
+            labels.display(),
             model.display(),
             classes.saturating_sub(1)
         );
@@ -93,15 +99,28 @@ fn eval_one(a: &EvalArgs, model: &Path, truth: &[usize]) -> Result<EvalResult> {
     })
 }
 
+/// Width of the model-name column: the longest name, at least `min`.
+fn name_width(models: &[PathBuf], min: usize) -> usize {
+    models
+        .iter()
+        .map(|p| p.display().to_string().len())
+        .max()
+        .unwrap_or(0)
+        .max(min)
+}
+
 /// Evaluates every model on the same data and prints the metrics.
 pub fn run(a: EvalArgs) -> Result<()> {
-    let truth = read_labels(&a.labels)?;
+    let Some(labels) = a.labels.clone() else {
+        return run_reconstruction(&a);
+    };
+    let truth = read_labels(&labels)?;
     if truth.is_empty() {
-        bail!("{}: no labels", a.labels.display());
+        bail!("{}: no labels", labels.display());
     }
     let mut results = Vec::new();
     for model in &a.models {
-        results.push(eval_one(&a, model, &truth)?);
+        results.push(eval_one(&a, &labels, model, &truth)?);
     }
     let names: Vec<String> = match &a.names {
         Some(p) => fsutil::read_text(p)?.lines().map(String::from).collect(),
@@ -126,13 +145,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let w = a
-        .models
-        .iter()
-        .map(|p| p.display().to_string().len())
-        .max()
-        .unwrap_or(0)
-        .max(40);
+    let w = name_width(&a.models, 40);
     outln!(
         "{:<w$} {:>9} {:>12} {:>12} {:>14}",
         "model",
@@ -165,6 +178,101 @@ pub fn run(a: EvalArgs) -> Result<()> {
             (r.metrics.accuracy - base.metrics.accuracy) * 100.0,
             a.models[0].display(),
             r.predictions.len()
+        );
+    }
+    Ok(())
+}
+
+/// Reconstruction error of one model: the per-input report, seconds, file and arena bytes.
+fn reconstruction_one(
+    a: &EvalArgs,
+    model: &Path,
+) -> Result<(eval::Reconstruction, f64, usize, usize)> {
+    let buf = load_model_bytes(model)?;
+    let m = open_model(&buf, model)?;
+    let spec = single_input(&m, model, "kiln eval --reconstruction")?;
+    if a.input.extension().is_some_and(|e| e == "npy")
+        && npy::read(&a.input)?.kind != npy::NpyKind::Float
+    {
+        bail!(
+            "{}: reconstruction error is measured against float inputs; this array is {}",
+            a.input.display(),
+            npy::read(&a.input)?.dtype
+        );
+    }
+    if a.image.layout != kiln_converter::input::Layout::AsModel {
+        bail!(
+            "--layout: reconstruction error compares outputs with inputs in the model's own layout"
+        );
+    }
+    // The reference: the float values as given (an int8 model sees them quantized, and that
+    // error is part of its cost).
+    let reference = kiln_converter::input::load_batch(&a.input, &spec.shape, &a.image.opts()?)?;
+    let batch = load_all(std::slice::from_ref(&a.input), &spec, &a.image)?;
+    let t0 = Instant::now();
+    let outs = verify::run_rows(&m, &batch.rows)?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let ys: Vec<Vec<f32>> = outs
+        .into_iter()
+        .map(|mut o| o.swap_remove(0).real)
+        .collect();
+    let r = eval::reconstruction(&ys, &reference)
+        .map_err(|e| anyhow::anyhow!("{} on {}: {e}", model.display(), a.input.display()))?;
+    Ok((r, seconds, buf.as_slice().len(), m.arena_size()))
+}
+
+/// `kiln eval --reconstruction`: every model's reconstruction error on the same inputs.
+fn run_reconstruction(a: &EvalArgs) -> Result<()> {
+    let mut results = Vec::new();
+    for model in &a.models {
+        results.push(reconstruction_one(a, model)?);
+    }
+    if a.json {
+        let v: Vec<_> = a
+            .models
+            .iter()
+            .zip(&results)
+            .map(|(p, (r, s, b, ar))| {
+                json!({"model": p, "reconstruction": r, "seconds": s, "model_bytes": b, "arena_bytes": ar})
+            })
+            .collect();
+        outln!("{}", if v.len() == 1 { v[0].clone() } else { json!(v) });
+        return Ok(());
+    }
+    let w = name_width(&a.models, 30);
+    outln!(
+        "reconstruction error (mean squared error of output vs input) on {} inputs of {}",
+        results[0].0.samples,
+        a.input.display()
+    );
+    outln!(
+        "{:<w$} {:>12} {:>12} {:>12} {:>9} {:>12} {:>12} {:>14}",
+        "model",
+        "MSE",
+        "median",
+        "p90",
+        "vs first",
+        "file bytes",
+        "arena bytes",
+        "us/inference"
+    );
+    let base = results[0].0.mse;
+    for (p, (r, s, b, ar)) in a.models.iter().zip(&results) {
+        let ratio = if base > 0.0 {
+            format!("{:.3}x", r.mse / base)
+        } else {
+            "-".into()
+        };
+        outln!(
+            "{:<w$} {:>12.6} {:>12.6} {:>12.6} {:>9} {:>12} {:>12} {:>14.1}",
+            p.display().to_string(),
+            r.mse,
+            r.p50,
+            r.p90,
+            ratio,
+            b,
+            ar,
+            s * 1e6 / r.samples.max(1) as f64
         );
     }
     Ok(())

@@ -20,9 +20,13 @@ pub struct ExportArgs {
     /// input, int8 values taken as is) to embed with the expected output.
     #[arg(short, long)]
     input: Option<PathBuf>,
-    /// Which row of a batched input to record.
+    /// Which row of a batched input to record (the first, with `--count`).
     #[arg(long, default_value_t = 0)]
     row: u64,
+    /// How many consecutive rows to record, from `--row`: `input.bin` and `expected.bin` hold
+    /// them back to back (`RECORDED` in model.rs).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    count: u64,
     #[command(flatten)]
     image: ImageArgs,
 }
@@ -53,19 +57,30 @@ pub fn run(a: ExportArgs) -> Result<()> {
             let spec = single_input(&m, &a.model, "kiln export -i")?;
             let batch = load_all(std::slice::from_ref(p), &spec, &a.image)?;
             let n = batch.rows.len();
-            let Some(row) = usize::try_from(a.row).ok().and_then(|r| batch.rows.get(r)) else {
+            let first = usize::try_from(a.row).unwrap_or(usize::MAX);
+            let count = usize::try_from(a.count).unwrap_or(usize::MAX);
+            let Some(rows) = first
+                .checked_add(count)
+                .and_then(|end| batch.rows.get(first..end))
+            else {
                 bail!(
-                    "{}: no row {} (it holds {n} input{})",
+                    "{}: no rows {}..{} (it holds {n} input{})",
                     p.display(),
                     a.row,
+                    a.row.saturating_add(a.count),
                     if n == 1 { "" } else { "s" }
                 );
             };
             let mut arena = AlignedBuf::zeroed(m.arena_size());
             let mut s = Session::new(&m, arena.as_mut_slice())?;
-            s.input_bytes_mut(0)?.copy_from_slice(row);
-            s.invoke()?;
-            Some((row.clone(), s.output_bytes(0)?.to_vec()))
+            let (mut inputs, mut outputs) = (Vec::new(), Vec::new());
+            for row in rows {
+                s.input_bytes_mut(0)?.copy_from_slice(row);
+                s.invoke()?;
+                inputs.extend_from_slice(row);
+                outputs.extend_from_slice(s.output_bytes(0)?);
+            }
+            Some((inputs, outputs))
         }
     };
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
@@ -94,11 +109,14 @@ pub fn run(a: ExportArgs) -> Result<()> {
     if let Some((input, expected)) = &recorded {
         fsutil::write_atomic(&a.out.join("input.bin"), input)?;
         fsutil::write_atomic(&a.out.join("expected.bin"), expected)?;
-        rs.push_str(
-            "/// The recorded input.\npub static INPUT: [u8; INPUT_BYTES] = *include_bytes!(\"input.bin\");\n\
-             /// The host runtime's output on `INPUT`, to compare bit for bit.\n\
-             pub static EXPECTED: [u8; OUTPUT_BYTES] = *include_bytes!(\"expected.bin\");\n",
-        );
+        rs.push_str(&format!(
+            "/// Recorded inputs.\npub const RECORDED: usize = {};\n\
+             /// The recorded inputs, back to back.\n\
+             pub static INPUT: [u8; INPUT_BYTES * RECORDED] = *include_bytes!(\"input.bin\");\n\
+             /// The host runtime's outputs on `INPUT`, back to back, to compare bit for bit.\n\
+             pub static EXPECTED: [u8; OUTPUT_BYTES * RECORDED] = *include_bytes!(\"expected.bin\");\n",
+            a.count
+        ));
     }
     fsutil::write_atomic(&a.out.join("model.rs"), rs.as_bytes())?;
     let q = |t: &TensorInfo<'_>| match t.quant {
@@ -116,9 +134,16 @@ pub fn run(a: ExportArgs) -> Result<()> {
         q(&it),
         q(&ot),
         if recorded.is_some() {
-            "; with a recorded input and the expected output"
+            if a.count == 1 {
+                "; with a recorded input and the expected output".to_string()
+            } else {
+                format!(
+                    "; with {} recorded inputs and the expected outputs",
+                    a.count
+                )
+            }
         } else {
-            ""
+            String::new()
         }
     );
     Ok(())

@@ -2,37 +2,12 @@
 //! stack high-water measurement. A real board replaces this file.
 
 use core::convert::Infallible;
-use cortex_m_semihosting::hio;
 use embedded_hal::delay::DelayNs;
 use embedded_hal::digital::{ErrorType, OutputPin};
 
-/// Console over semihosting, behind `embedded-io`'s `Write` (the serial trait of the
-/// embedded-hal 1.0 ecosystem; a real board's UART driver implements the same trait).
-pub struct Console(hio::HostStream);
-
-/// The host refused a semihosting write.
-#[derive(Debug)]
-pub struct ConsoleError;
-
-impl embedded_io::Error for ConsoleError {
-    fn kind(&self) -> embedded_io::ErrorKind {
-        embedded_io::ErrorKind::Other
-    }
-}
-
-impl embedded_io::ErrorType for Console {
-    type Error = ConsoleError;
-}
-
-impl embedded_io::Write for Console {
-    fn write(&mut self, buf: &[u8]) -> Result<usize, ConsoleError> {
-        self.0.write_all(buf).map_err(|_| ConsoleError)?;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> Result<(), ConsoleError> {
-        Ok(())
-    }
-}
+#[path = "../../common/console.rs"]
+pub mod console;
+pub use console::Console;
 
 /// An LED that reports its changes on the console (QEMU has no LED).
 pub struct Led {
@@ -67,7 +42,7 @@ impl DelayNs for Delay {
 /// The board's peripherals.
 pub fn qemu() -> (Console, Led, Delay) {
     (
-        Console(hio::hstdout().unwrap_or_else(|_| exit(false))),
+        console::open().unwrap_or_else(|| exit(false)),
         Led { on: false },
         Delay,
     )

@@ -21,7 +21,6 @@ mod model;
 use cortex_m_rt::entry;
 use embedded_hal::delay::DelayNs;
 use embedded_hal::digital::OutputPin;
-use embedded_io::Write as _;
 use heapless::spsc::Queue;
 use heapless::Deque;
 use kiln_runtime::{AlignedBytes, Model, Session};
@@ -148,33 +147,15 @@ fn main() -> ! {
             .unwrap();
     let (mut console, mut led, mut delay) = board::qemu();
     let stack_before = board::paint_stack();
-    let ok = match app(
+    let result = app(
         &mut console,
         &mut led,
         &mut delay,
         arena.as_mut_slice(),
         &model::INPUT,
         &model::EXPECTED,
-    ) {
-        Ok(ok) => ok,
-        Err(e) => {
-            let _ = writeln!(console, "error: {e}");
-            false
-        }
-    };
-    let _ = writeln!(
-        console,
-        "stack high-water {} bytes",
-        board::stack_used(stack_before)
     );
-    let _ = writeln!(
-        console,
-        "{}",
-        if ok {
-            "bit-exact with the host runtime: PASS"
-        } else {
-            "mismatch: FAIL"
-        }
-    );
+    let stack = board::stack_used(stack_before);
+    let ok = board::console::verdict(&mut console, result, stack);
     board::exit(ok)
 }
