@@ -2,13 +2,17 @@
 //! layers removed, every reader rewritten to match, and the next layer refit by least squares
 //! on calibration activations (channel reconstruction).
 //!
-//! A *group* is one conv (one group of weights) or dense layer, the channel-preserving ops its
-//! output flows through (element-wise functions, pooling, padding, depthwise convolutions, whose
-//! channels go with it, a flatten of NHWC into a dense layer) and the convs or dense layers that
-//! read it at the end. A group whose output reaches anything else (a residual add, a concat, a
-//! softmax, a graph output) is not pruned. Channels are ranked by the L1 norm of their filter;
-//! the same fraction of channels is taken from every group, chosen so that the fraction of all
-//! conv and dense weights removed reaches the sparsity asked for.
+//! A *group* is a channel space: the tensors tied channel for channel to a conv's or dense
+//! layer's output. It is walked forward through the ops that keep channels where they are
+//! (element-wise functions, pooling, padding, depthwise convolutions, element-wise ops of two
+//! tensors or with a scalar or per-channel constant, a flatten of NHWC into a dense layer) to
+//! the convs and dense layers that read it, and backward through element-wise ops of two
+//! tensors to every producer tied in: the two branches of a residual add lose the same
+//! channels. A space that reaches anything else (a concat, a softmax, a graph input or output)
+//! is not pruned. Channels are ranked by the norm of their filters (each producer's norms
+//! divided by their mean, summed over a space's producers); the same fraction of channels is
+//! taken from every group, chosen so that the fraction of all conv and dense weights removed
+//! reaches the sparsity asked for.
 
 use crate::ir::{Data, Graph, TId};
 use anyhow::{bail, Result};
@@ -64,15 +68,21 @@ pub struct PruneResult {
     pub weights: (usize, usize),
 }
 
-/// One group: the producer, its channel-preserving followers and its readers.
+/// One group: a channel space. Its producers (convs or dense layers whose outputs are tied by
+/// element-wise ops, such as the two branches of a residual add) lose the same channels; the
+/// ops the channels pass through and the readers at the end are rewritten to match.
 #[derive(Clone, Debug)]
 struct Group {
-    producer: usize,
+    producers: Vec<usize>,
     channels: usize,
-    /// Nodes the channels pass through (their output's last axis is the channel axis).
-    through: Vec<usize>,
-    /// Depthwise convs among them (their weights and bias follow the channels).
+    /// Tensors of the space (channels on their last axis).
+    tensors: Vec<TId>,
+    /// Flattens of a space tensor into `[N, pixels * channels]` (NHWC order).
+    flattens: Vec<TId>,
+    /// Depthwise convs in the space (their weights and bias follow the channels).
     depthwise: Vec<usize>,
+    /// Per-channel constants of element-wise ops in the space: (node, input).
+    channel_consts: Vec<(usize, usize)>,
     /// Readers: (node, positions per channel): a conv reads channel `c` at input channel `c`
     /// (`per_channel` 1); a dense after a flatten reads it at every `pos * channels + c`.
     readers: Vec<(usize, usize)>,
@@ -93,110 +103,252 @@ fn weights_of(g: &Graph, n: usize) -> Option<&[f32]> {
     g.nodes[n].input(1).and_then(|w| g.const_f32(w))
 }
 
-/// The prunable groups of `g`, in graph order.
-fn groups(g: &Graph) -> Vec<Group> {
-    let mut out = Vec::new();
-    'producers: for p in 0..g.nodes.len() {
-        if !is_weighted(g, p) || weights_of(g, p).is_none() {
-            continue;
-        }
-        let y = g.nodes[p].outputs[0];
-        let shape = &g.tensors[y].shape;
-        let Some(&channels) = shape.last() else {
-            continue;
-        };
-        if channels < 2 || g.outputs.contains(&y) {
-            continue;
-        }
-        let per_filter = weights_of(g, p).map_or(0, |w| w.len() / channels);
-        let mut grp = Group {
-            producer: p,
-            channels,
-            through: Vec::new(),
-            depthwise: Vec::new(),
-            readers: Vec::new(),
-            weights_per_channel: per_filter,
-        };
-        // Walk the channel-preserving ops from y; `spread` > 1 once a flatten has put every
-        // pixel's channels side by side.
-        let mut frontier = vec![(y, 1usize)];
-        while let Some((t, spread)) = frontier.pop() {
-            if g.outputs.contains(&t) {
-                continue 'producers;
+/// A conv or dense layer whose output channels can be removed (constant f32 weights, one
+/// group).
+fn is_producer(g: &Graph, n: usize) -> bool {
+    is_weighted(g, n) && weights_of(g, n).is_some()
+}
+
+/// How node `n` relates to a channel space with `channels` channels that tensor `t` belongs to.
+enum Role {
+    /// Reads `t` at input 0 as a conv or dense layer (its input channels shrink).
+    Reader,
+    /// A depthwise conv: its output is in the space, its weights follow the channels.
+    Depthwise,
+    /// Keeps the channels where they are: its output (and, for an element-wise op of two
+    /// tensors, its other input) is in the space. `Some(k)`: input `k` is a per-channel
+    /// constant to slice.
+    Preserving(Option<usize>),
+    /// A flatten of `[.., C]` into `[N, pixels * C]`.
+    Flatten,
+    /// Anything else: the space cannot be pruned.
+    Blocking,
+}
+
+fn role(g: &Graph, n: usize, t: TId, channels: usize) -> Role {
+    let node = &g.nodes[n];
+    let reads: Vec<usize> = (0..node.inputs.len())
+        .filter(|&k| node.input(k) == Some(t))
+        .collect();
+    let Some(&out) = node.outputs.first() else {
+        return Role::Blocking;
+    };
+    let out_shape = &g.tensors[out].shape;
+    let keeps = out_shape.last() == Some(&channels);
+    match node.op {
+        OpParams::Binary(_) => {
+            let full = &g.tensors[t].shape;
+            if !keeps || full != out_shape {
+                return Role::Blocking;
             }
-            for c in g.consumers(t) {
-                let node = &g.nodes[c];
-                let first = node.input(0) == Some(t)
-                    && node.inputs.iter().flatten().filter(|&&i| i == t).count() == 1;
-                if !first {
-                    continue 'producers;
+            let other = (0..2).find(|&k| node.input(k) != Some(t));
+            match other {
+                None => Role::Preserving(None),
+                Some(k) => {
+                    let Some(o) = node.input(k) else {
+                        return Role::Blocking;
+                    };
+                    let os = &g.tensors[o].shape;
+                    let n_el: usize = os.iter().product();
+                    if g.tensors[o].data.is_some() {
+                        if n_el == 1 {
+                            Role::Preserving(None)
+                        } else if os.last() == Some(&channels)
+                            && n_el == channels
+                            && g.const_f32(o).is_some()
+                        {
+                            Role::Preserving(Some(k))
+                        } else {
+                            Role::Blocking
+                        }
+                    } else if os == out_shape {
+                        Role::Preserving(None)
+                    } else {
+                        Role::Blocking
+                    }
                 }
-                let out_t = node.outputs[0];
-                match node.op {
-                    OpParams::Conv2d(cp)
-                        if spread == 1
-                            && cp.geom.groups == 1
-                            && is_weighted(g, c)
-                            && weights_of(g, c).is_some() =>
-                    {
+            }
+        }
+        _ if reads != [0] => Role::Blocking,
+        OpParams::Conv2d(cp) if cp.geom.groups == 1 && is_producer(g, n) => Role::Reader,
+        OpParams::Conv2d(cp)
+            if !cp.packed
+                && cp.geom.groups == channels
+                && g.tensors[node.input(1).unwrap_or(0)].shape[3] == 1
+                && keeps
+                && weights_of(g, n).is_some() =>
+        {
+            Role::Depthwise
+        }
+        OpParams::Dense(_) if is_producer(g, n) => Role::Reader,
+        OpParams::Unary(_) | OpParams::MaxPool(_) | OpParams::AvgPool(_) if keeps => {
+            Role::Preserving(None)
+        }
+        OpParams::Pad(pp) if keeps && pp.pads[out_shape.len() - 1] == (0, 0) => {
+            Role::Preserving(None)
+        }
+        OpParams::Reshape(_) => Role::Flatten,
+        _ => Role::Blocking,
+    }
+}
+
+/// The channel space of producer `p`'s output: every tensor tied to it channel for channel,
+/// walked forward through consumers and backward through element-wise ops to the other
+/// producers; `None` when something in it cannot be rewritten.
+fn space(g: &Graph, p: usize) -> Option<Group> {
+    let y = g.nodes[p].outputs[0];
+    let channels = *g.tensors[y].shape.last()?;
+    if channels < 2 {
+        return None;
+    }
+    let mut grp = Group {
+        producers: Vec::new(),
+        channels,
+        tensors: Vec::new(),
+        flattens: Vec::new(),
+        depthwise: Vec::new(),
+        channel_consts: Vec::new(),
+        readers: Vec::new(),
+        weights_per_channel: 0,
+    };
+    let mut seen_nodes = std::collections::HashSet::new();
+    let mut work = vec![y];
+    while let Some(t) = work.pop() {
+        if grp.tensors.contains(&t) {
+            continue;
+        }
+        if g.outputs.contains(&t) || g.tensors[t].shape.last() != Some(&channels) {
+            return None;
+        }
+        grp.tensors.push(t);
+        // Backward: who writes t.
+        let w = g.producer(t)?;
+        if is_producer(g, w) {
+            if !grp.producers.contains(&w) {
+                grp.producers.push(w);
+            }
+        } else if seen_nodes.insert(w) {
+            // Reached from its output: its channel inputs join the space.
+            for k in 0..g.nodes[w].inputs.len() {
+                let Some(i) = g.nodes[w].input(k) else {
+                    continue;
+                };
+                if g.tensors[i].data.is_some() {
+                    continue;
+                }
+                match role(g, w, i, channels) {
+                    Role::Preserving(k) => {
+                        if let Some(k) = k {
+                            if !grp.channel_consts.contains(&(w, k)) {
+                                grp.channel_consts.push((w, k));
+                            }
+                        }
+                        work.push(i);
+                    }
+                    Role::Depthwise => {
+                        if !grp.depthwise.contains(&w) {
+                            grp.depthwise.push(w);
+                        }
+                        work.push(i);
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        // Forward: who reads t.
+        for c in g.consumers(t) {
+            match role(g, c, t, channels) {
+                Role::Reader => {
+                    if !grp.readers.iter().any(|&(r, _)| r == c) {
                         grp.readers.push((c, 1));
-                        grp.weights_per_channel += weights_of(g, c).map_or(0, |w| {
-                            w.len() / g.tensors[node.input(1).unwrap_or(0)].shape[3].max(1)
-                        });
                     }
-                    OpParams::Conv2d(cp)
-                        if spread == 1
-                            && !cp.packed
-                            && cp.geom.groups == channels
-                            && g.tensors[node.input(1).unwrap_or(0)].shape[3] == 1
-                            && g.tensors[out_t].shape.last() == Some(&channels)
-                            && weights_of(g, c).is_some() =>
-                    {
-                        grp.through.push(c);
-                        grp.depthwise.push(c);
-                        grp.weights_per_channel +=
-                            weights_of(g, c).map_or(0, |w| w.len()) / channels;
-                        frontier.push((out_t, 1));
-                    }
-                    OpParams::Dense(_) if is_weighted(g, c) && weights_of(g, c).is_some() => {
-                        let k = *g.tensors[t].shape.last().unwrap_or(&0);
-                        if k != channels * spread {
-                            continue 'producers;
-                        }
-                        grp.readers.push((c, spread));
-                        let m = g.tensors[node.input(1).unwrap_or(0)].shape[0];
-                        grp.weights_per_channel += m * spread;
-                    }
-                    OpParams::Unary(_) | OpParams::MaxPool(_) | OpParams::AvgPool(_)
-                        if spread == 1 && g.tensors[out_t].shape.last() == Some(&channels) =>
-                    {
-                        grp.through.push(c);
-                        frontier.push((out_t, 1));
-                    }
-                    OpParams::Pad(pp)
-                        if spread == 1
-                            && g.tensors[out_t].shape.last() == Some(&channels)
-                            && pp.pads[g.tensors[out_t].shape.len() - 1] == (0, 0) =>
-                    {
-                        grp.through.push(c);
-                        frontier.push((out_t, 1));
-                    }
-                    OpParams::Reshape(_) if spread == 1 => {
-                        // A flatten of [.., C] into [N, pixels * C] (NHWC order).
-                        let (xs, ys) = (&g.tensors[t].shape, &g.tensors[out_t].shape);
-                        let n = xs.first().copied().unwrap_or(1);
-                        let total: usize = xs.iter().product();
-                        if ys.len() != 2 || ys[0] != n || ys[1] * n != total {
-                            continue 'producers;
-                        }
-                        grp.through.push(c);
-                        frontier.push((out_t, total / n / channels));
-                    }
-                    _ => continue 'producers,
                 }
+                Role::Depthwise => {
+                    if !grp.depthwise.contains(&c) {
+                        grp.depthwise.push(c);
+                    }
+                    work.push(g.nodes[c].outputs[0]);
+                }
+                Role::Preserving(k) => {
+                    if let Some(k) = k {
+                        if !grp.channel_consts.contains(&(c, k)) {
+                            grp.channel_consts.push((c, k));
+                        }
+                    }
+                    work.push(g.nodes[c].outputs[0]);
+                    for i in g.nodes[c].inputs.iter().flatten() {
+                        if g.tensors[*i].data.is_none() {
+                            work.push(*i);
+                        }
+                    }
+                }
+                Role::Flatten => {
+                    let out = g.nodes[c].outputs[0];
+                    let (xs, ys) = (&g.tensors[t].shape, &g.tensors[out].shape);
+                    let n = xs.first().copied().unwrap_or(1);
+                    let total: usize = xs.iter().product();
+                    if ys.len() != 2 || ys[0] != n || ys[1] * n != total || g.outputs.contains(&out)
+                    {
+                        return None;
+                    }
+                    let spread = total / n / channels;
+                    for d in g.consumers(out) {
+                        let node = &g.nodes[d];
+                        let once = node.inputs.iter().flatten().filter(|&&i| i == out).count() == 1;
+                        if !(matches!(node.op, OpParams::Dense(_))
+                            && is_producer(g, d)
+                            && once
+                            && node.input(0) == Some(out))
+                        {
+                            return None;
+                        }
+                        if !grp.readers.iter().any(|&(r, _)| r == d) {
+                            grp.readers.push((d, spread));
+                        }
+                    }
+                    if !grp.flattens.contains(&out) {
+                        grp.flattens.push(out);
+                    }
+                }
+                Role::Blocking => return None,
             }
         }
-        if !grp.readers.is_empty() {
+    }
+    if grp.readers.is_empty() {
+        return None;
+    }
+    // A layer both writing and reading the space would need its rows and columns cut alike.
+    if grp.readers.iter().any(|(r, _)| grp.producers.contains(r)) {
+        return None;
+    }
+    let mut per = 0;
+    for &q in &grp.producers {
+        per += weights_of(g, q).map_or(0, |w| w.len() / channels);
+    }
+    for &d in &grp.depthwise {
+        per += weights_of(g, d).map_or(0, |w| w.len() / channels);
+    }
+    for &(r, spread) in &grp.readers {
+        let node = &g.nodes[r];
+        let w_shape = &g.tensors[node.input(1).unwrap_or(0)].shape;
+        per += match node.op {
+            OpParams::Conv2d(_) => weights_of(g, r).map_or(0, |w| w.len() / w_shape[3].max(1)),
+            _ => w_shape[0] * spread,
+        };
+    }
+    grp.weights_per_channel = per;
+    grp.producers.sort_unstable();
+    Some(grp)
+}
+
+/// The prunable groups of `g`, in graph order of their first producer.
+fn groups(g: &Graph) -> Vec<Group> {
+    let mut out: Vec<Group> = Vec::new();
+    for p in 0..g.nodes.len() {
+        if !is_producer(g, p) || out.iter().any(|grp| grp.producers.contains(&p)) {
+            continue;
+        }
+        if let Some(grp) = space(g, p) {
             out.push(grp);
         }
     }
@@ -223,6 +375,20 @@ fn saliency(g: &Graph, p: usize, channels: usize, c: Criterion) -> Vec<f64> {
             }
         })
         .collect()
+}
+
+/// Saliency of a group's channels: each producer's saliencies divided by their mean (so that
+/// no layer outweighs another by the scale of its weights), summed over the producers.
+fn group_saliency(g: &Graph, grp: &Group, c: Criterion) -> Vec<f64> {
+    let mut total = vec![0.0f64; grp.channels];
+    for &p in &grp.producers {
+        let s = saliency(g, p, grp.channels, c);
+        let mean = s.iter().sum::<f64>() / s.len().max(1) as f64;
+        for (t, v) in total.iter_mut().zip(&s) {
+            *t += if mean > 0.0 { v / mean } else { 0.0 };
+        }
+    }
+    total
 }
 
 /// Every conv and dense weight of the graph.
@@ -290,36 +456,32 @@ fn reader_cols(keep: &[usize], channels: usize, spread: usize) -> Vec<usize> {
 
 /// Removes the channels of `grp` not in `keep` (sorted).
 fn apply(g: &mut Graph, grp: &Group, keep: &[usize]) {
-    let p = grp.producer;
-    if let Some(w) = own(g, p, 1) {
-        keep_rows(g, w, keep);
-    }
-    if let Some(b) = own(g, p, 2) {
-        keep_rows(g, b, keep);
-    }
-    let y = g.nodes[p].outputs[0];
-    let last = g.tensors[y].shape.len() - 1;
-    g.tensors[y].shape[last] = keep.len();
-    for &d in &grp.depthwise {
-        if let Some(w) = own(g, d, 1) {
+    for &p in grp.producers.iter().chain(&grp.depthwise) {
+        if let Some(w) = own(g, p, 1) {
             keep_rows(g, w, keep);
         }
-        if let Some(b) = own(g, d, 2) {
+        if let Some(b) = own(g, p, 2) {
             keep_rows(g, b, keep);
         }
+    }
+    for &d in &grp.depthwise {
         if let OpParams::Conv2d(cp) = &mut g.nodes[d].op {
             cp.geom.groups = keep.len();
         }
     }
-    for &t in &grp.through {
-        let out = g.nodes[t].outputs[0];
-        let shape = &mut g.tensors[out].shape;
-        let l = shape.len() - 1;
-        if g.nodes[t].kind() == OpKind::Reshape {
-            shape[l] = shape[l] / grp.channels * keep.len();
-        } else {
-            shape[l] = keep.len();
+    for &(n, k) in &grp.channel_consts {
+        if let Some(c) = own(g, n, k) {
+            keep_cols(g, c, keep);
         }
+    }
+    for &t in &grp.tensors {
+        let shape = &mut g.tensors[t].shape;
+        let l = shape.len() - 1;
+        shape[l] = keep.len();
+    }
+    for &t in &grp.flattens {
+        let shape = &mut g.tensors[t].shape;
+        shape[1] = shape[1] / grp.channels * keep.len();
     }
     for &(r, spread) in &grp.readers {
         let cols = reader_cols(keep, grp.channels, spread);
@@ -364,14 +526,14 @@ pub fn prune(g: &Graph, samples: &[Vec<Vec<f32>>], opts: &PruneOptions) -> Resul
     if grps.is_empty() {
         bail!(
             "nothing to prune: no conv or dense layer has channels whose every reader kiln can \
-             rewrite (another conv or dense, through element-wise ops, pooling, depthwise convs \
-             or a flatten)"
+             rewrite (another conv or dense, through element-wise ops, residual adds, pooling, \
+             depthwise convs or a flatten)"
         );
     }
     let total = total_weights(g);
     let sal: Vec<Vec<f64>> = grps
         .iter()
-        .map(|grp| saliency(g, grp.producer, grp.channels, opts.criterion))
+        .map(|grp| group_saliency(g, grp, opts.criterion))
         .collect();
     // Weights removed for a channel fraction: counted on the graph with the channels taken
     // away (groups overlap where one layer reads one group and feeds the next).
@@ -441,7 +603,12 @@ pub fn prune(g: &Graph, samples: &[Vec<Vec<f32>>], opts: &PruneOptions) -> Resul
             }
         }
         reports.push(GroupReport {
-            layer: g.nodes[grp.producer].name.clone(),
+            layer: grp
+                .producers
+                .iter()
+                .map(|&p| g.nodes[p].name.as_str())
+                .collect::<Vec<_>>()
+                .join(" + "),
             channels: (grp.channels, keep.len()),
             error_removed: before,
             error_refit: after,

@@ -6,7 +6,8 @@ use super::{prune, Criterion, PruneOptions};
 use crate::ir::{Graph, Node, TId};
 use crate::verify::run_kiln;
 use kiln_runtime::ops::{
-    Act, ConvGeom, ConvParams, DenseParams, OpParams, PoolParams, ReshapeParams,
+    Act, BinaryKind, BinaryParams, ConvGeom, ConvParams, DenseParams, OpParams, PoolParams,
+    ReshapeParams,
 };
 use kiln_runtime::DType;
 
@@ -189,4 +190,131 @@ fn bad_requests_are_refused_with_the_reason() {
     h.outputs = vec![y];
     let e = prune(&h, &[], &opts(0.2)).unwrap_err().to_string();
     assert!(e.contains("nothing to prune"), "{e}");
+}
+
+/// A residual block: x [1,5,5,2] -> conv A 3x3 (4 channels, relu) = a; a -> 1x1 conv B1 (3,
+/// relu) -> 1x1 conv B2 (4) = b; relu(a + b) * k (k per channel) -> 1x1 conv C (3) = y.
+/// Channel `dead` of A and of B2 has zero weights and bias.
+fn residual(dead: usize) -> Graph {
+    let mut g = Graph::default();
+    let x = g.add_tensor("x", DType::F32, vec![1, 5, 5, 2]);
+    let relu = Act::Float {
+        lo: 0.0,
+        hi: f32::INFINITY,
+    };
+    let conv = |g: &mut Graph,
+                name: &str,
+                x: TId,
+                k: usize,
+                cin: usize,
+                cout: usize,
+                act: bool,
+                seed: usize| {
+        let mut w = values(cout * k * k * cin, seed);
+        let mut b = values(cout, seed + 1);
+        if name == "A" || name == "B2" {
+            w[dead * k * k * cin..(dead + 1) * k * k * cin]
+                .iter_mut()
+                .for_each(|v| *v = 0.0);
+            b[dead] = 0.0;
+        }
+        let wt = g.add_const_f32(format!("{name}.w"), vec![cout, k, k, cin], w);
+        let bt = g.add_const_f32(format!("{name}.b"), vec![cout], b);
+        let mut cp = ConvParams::new(ConvGeom {
+            pad: [k / 2; 4],
+            ..ConvGeom::default()
+        });
+        if act {
+            cp.act = relu;
+        }
+        g.add_op(
+            name,
+            OpParams::Conv2d(cp),
+            vec![Some(x), Some(wt), Some(bt)],
+            vec![1, 5, 5, cout],
+        )
+    };
+    let a = conv(&mut g, "A", x, 3, 2, 4, true, 1);
+    let h = conv(&mut g, "B1", a, 1, 4, 3, true, 2);
+    let b = conv(&mut g, "B2", h, 1, 3, 4, false, 3);
+    let mut add = BinaryParams::new(BinaryKind::Add);
+    add.act = relu;
+    let s = g.add_op(
+        "add",
+        OpParams::Binary(add),
+        vec![Some(a), Some(b)],
+        vec![1, 5, 5, 4],
+    );
+    let k = g.add_const_f32("k", vec![4], vec![0.5, 2.0, -1.0, 1.5]);
+    let m = g.add_op(
+        "scale",
+        OpParams::Binary(BinaryParams::new(BinaryKind::Mul)),
+        vec![Some(s), Some(k)],
+        vec![1, 5, 5, 4],
+    );
+    let y = conv(&mut g, "C", m, 1, 4, 3, false, 4);
+    g.inputs = vec![x];
+    g.outputs = vec![y];
+    g
+}
+
+#[test]
+fn residual_branches_lose_the_same_channels() {
+    let g = residual(1);
+    let s = samples(&g, 6);
+    let opts = PruneOptions {
+        sparsity: 0.25,
+        criterion: Criterion::L1,
+        reconstruct: false,
+    };
+    let r = prune(&g, &s, &opts).unwrap();
+    // A 72 + B1 12 + B2 12 + C 12 weights; a channel of the residual space takes 18 + 3 + 3 + 3.
+    assert_eq!(r.weights, (108, 81));
+    let space = r.groups.iter().find(|grp| grp.layer == "A + B2").unwrap();
+    assert_eq!(space.channels, (4, 3));
+    let q = &r.graph;
+    let w = |name: &str| {
+        q.const_f32(q.tensors.iter().position(|t| t.name == name).unwrap())
+            .unwrap()
+            .to_vec()
+    };
+    let w0 = |name: &str| {
+        g.const_f32(g.tensors.iter().position(|t| t.name == name).unwrap())
+            .unwrap()
+            .to_vec()
+    };
+    // Channel 1 left both producers, the per-channel scale and both readers' inputs.
+    let rows = |v: Vec<f32>, per: usize| -> Vec<f32> {
+        [0, 2, 3]
+            .iter()
+            .flat_map(|&c| v[c * per..(c + 1) * per].to_vec())
+            .collect()
+    };
+    assert_eq!(w("A.w"), rows(w0("A.w"), 18));
+    assert_eq!(w("B2.w"), rows(w0("B2.w"), 3));
+    assert_eq!(w("k"), vec![0.5, -1.0, 1.5]);
+    let cols = |v: Vec<f32>| -> Vec<f32> { v.chunks(4).flat_map(|r| [r[0], r[2], r[3]]).collect() };
+    assert_eq!(w("B1.w"), cols(w0("B1.w")));
+    assert_eq!(w("C.w"), cols(w0("C.w")));
+    let (a, b) = (outputs(&g, &s), outputs(q, &s));
+    let d = a
+        .iter()
+        .zip(&b)
+        .fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+    assert!(d <= 1e-5, "outputs moved by {d}");
+    // The same block whose sum is also a graph output cannot lose the sum's channels: only
+    // B1's group is left to prune.
+    let mut h = residual(1);
+    let sum = h.tensors.iter().position(|t| t.name == "add").unwrap();
+    h.outputs.push(sum);
+    let few = PruneOptions {
+        sparsity: 0.1,
+        ..opts
+    };
+    let r = prune(&h, &s, &few).unwrap();
+    assert!(
+        r.groups.iter().all(|grp| grp.layer == "B1"),
+        "{:?}",
+        r.groups
+    );
 }
