@@ -51,7 +51,7 @@ fn f32_conv_and_depthwise_match_reference_on_grid() {
         let h = r.pick(&[1, 3, 5, 8]);
         let wd = r.pick(&[1, 2, 6, 7]);
         let depthwise = r.below(3) == 0;
-        let ci: usize = r.pick(&[1, 3, 8, 16, 17, 32, 40]);
+        let ci: usize = r.pick(&[1, 3, 8, 16, 17, 32, 40, 64, 81]);
         let (groups, co) = if depthwise {
             (ci, ci)
         } else {

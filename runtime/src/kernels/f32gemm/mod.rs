@@ -185,8 +185,8 @@ pub fn dwconv(isa: Isa) -> DwFn {
     }
 }
 
-/// The run form of the depthwise microkernel (see `x86::dwconv_run_avx512`):
-/// `(x, wt, co, taps, step, count, c0, n, bias, act, y)`.
+/// The run form of the depthwise microkernel (see `x86::dwconv_run_avx512`): every channel of
+/// a run of output pixels, `(x, wt, co, taps, step, count, bias, act, y)`.
 pub type DwRunFn = fn(
     &[f32],
     &[f32],
@@ -194,9 +194,7 @@ pub type DwRunFn = fn(
     &[(usize, usize)],
     usize,
     usize,
-    usize,
-    usize,
-    &[f32; NR],
+    Option<&[f32]>,
     [f32; 2],
     &mut [f32],
 );
@@ -527,24 +525,8 @@ pub fn depthwise_part(c: &ConvF32<'_>, y: &mut [f32], isa: Isa, px0: usize) {
     dw_runs(&s, &geo, px0, total, run.is_some(), |i, count, taps| {
         let out = &mut y[i * co..(i + count) * co];
         if let Some(f) = run {
-            // Every run (border pixels as runs of one), one call per 16 channels.
-            let step = geo.stride[1] * ci;
-            for c0 in (0..co).step_by(NR) {
-                let n = (co - c0).min(NR);
-                f(
-                    x,
-                    wt,
-                    co,
-                    taps,
-                    step,
-                    count,
-                    c0,
-                    n,
-                    &bias_panel(bias, c0, n),
-                    act,
-                    out,
-                );
-            }
+            // Every run (border pixels as runs of one), every channel in one call.
+            f(x, wt, co, taps, geo.stride[1] * ci, count, bias, act, out);
             return;
         }
         // One pixel (`count == 1`).

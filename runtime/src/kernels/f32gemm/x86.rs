@@ -286,9 +286,10 @@ unsafe fn dwconv_avx2_impl(
 }
 
 /// `f32_dwconv_16__avx512f` over a run of `count` output pixels of one row (see
-/// `qs8::x86::dwconv_rq_run_avx512`): channels `c0..c0 + n` (`n <= 16`, masked), bias added
-/// first, clamped, pixel `i` written to `y[i·co + c0..][..n]`; the weights of up to 16 taps stay
-/// in registers.
+/// `qs8::x86::dwconv_rq_run_avx512`), every channel: 16 at a time (the last group masked), the
+/// bias (or zero) first, then one fused multiply-add per tap in tap order, clamped, pixel `i`
+/// written to `y[i·co..][..co]`. One call per run keeps the per-call checks off the inner
+/// loops.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn dwconv_run_avx512(
     x: &[f32],
@@ -297,23 +298,25 @@ pub(super) fn dwconv_run_avx512(
     taps: &[(usize, usize)],
     step: usize,
     count: usize,
-    c0: usize,
-    n: usize,
-    bias: &[f32; NR],
+    bias: Option<&[f32]>,
     act: [f32; 2],
     y: &mut [f32],
 ) {
     let last = count.saturating_sub(1) * step;
     assert!(
         count >= 1
-            && (count - 1) * co + c0 + n <= y.len()
-            && crate::kernels::qs8::taps_fit(x.len(), wt.len(), co, taps, last, c0, n),
+            && co >= 1
+            && count * co <= y.len()
+            && bias.is_none_or(|b| b.len() >= co)
+            && taps
+                .iter()
+                .all(|&(xo, t)| xo + last + co <= x.len() && (t + 1) * co <= wt.len()),
         "dwconv run operands out of shape"
     );
     debug_assert!(Isa::Avx512Vnni.supported());
     // SAFETY: every masked load and store stays inside the ranges checked above; features
     // checked before this function was handed out.
-    unsafe { dwconv_run_impl(x, wt, co, taps, step, count, c0, n, bias, act, y) }
+    unsafe { dwconv_run_impl(x, wt, co, taps, step, count, bias, act, y) }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -325,33 +328,66 @@ unsafe fn dwconv_run_impl(
     taps: &[(usize, usize)],
     step: usize,
     count: usize,
-    c0: usize,
-    n: usize,
-    bias: &[f32; NR],
+    bias: Option<&[f32]>,
     act: [f32; 2],
     y: &mut [f32],
 ) {
-    let mask: __mmask16 = lane_mask(n);
-    let b = _mm512_loadu_ps(bias.as_ptr());
-    let (lo, hi) = (_mm512_set1_ps(act[0]), _mm512_set1_ps(act[1]));
-    let mut wv = [_mm512_setzero_ps(); 16];
-    let nt = taps.len().min(16);
-    for (w, &(_, t)) in wv.iter_mut().zip(&taps[..nt]) {
-        *w = _mm512_maskz_loadu_ps(mask, wt.as_ptr().add(t * co + c0));
-    }
+    // Up to four groups of 16 channels per pass: four independent chains of fused
+    // multiply-adds hide the instruction's latency (each output still sums its taps in order).
+    let groups = co.div_ceil(16);
     for i in 0..count {
-        let base = x.as_ptr().add(i * step + c0);
-        let mut acc = b;
-        for (j, &(xo, t)) in taps.iter().enumerate() {
-            let w = if j < 16 {
-                wv[j]
-            } else {
-                _mm512_maskz_loadu_ps(mask, wt.as_ptr().add(t * co + c0))
-            };
-            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, base.add(xo)), w, acc);
+        let (xb, yb) = (x.as_ptr().add(i * step), y.as_mut_ptr().add(i * co));
+        let mut g = 0;
+        while g < groups {
+            let k = (groups - g).min(4);
+            let c0 = g * 16;
+            match k {
+                4 => dw_pass::<4>(xb, wt, co, taps, c0, bias, act, yb),
+                3 => dw_pass::<3>(xb, wt, co, taps, c0, bias, act, yb),
+                2 => dw_pass::<2>(xb, wt, co, taps, c0, bias, act, yb),
+                _ => dw_pass::<1>(xb, wt, co, taps, c0, bias, act, yb),
+            }
+            g += k;
         }
+    }
+}
+
+/// `K` groups of 16 channels from `c0` of one output pixel (`xb` its input base, `yb` its
+/// output row); the last group of the layer is masked.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn dw_pass<const K: usize>(
+    xb: *const f32,
+    wt: &[f32],
+    co: usize,
+    taps: &[(usize, usize)],
+    c0: usize,
+    bias: Option<&[f32]>,
+    act: [f32; 2],
+    yb: *mut f32,
+) {
+    let mut mask = [0 as __mmask16; K];
+    let mut acc = [_mm512_setzero_ps(); K];
+    for j in 0..K {
+        let c = c0 + 16 * j;
+        mask[j] = lane_mask((co - c).min(16));
+        if let Some(bb) = bias {
+            acc[j] = _mm512_maskz_loadu_ps(mask[j], bb.as_ptr().add(c));
+        }
+    }
+    for &(xo, t) in taps {
+        let (xp, wp) = (xb.add(xo + c0), wt.as_ptr().add(t * co + c0));
+        for j in 0..K {
+            let xv = _mm512_maskz_loadu_ps(mask[j], xp.add(16 * j));
+            let wv = _mm512_maskz_loadu_ps(mask[j], wp.add(16 * j));
+            acc[j] = _mm512_fmadd_ps(xv, wv, acc[j]);
+        }
+    }
+    let (lo, hi) = (_mm512_set1_ps(act[0]), _mm512_set1_ps(act[1]));
+    for j in 0..K {
         // max then min, as the scalar clamp (`v.max(lo).min(hi)`; NaN-free inputs).
-        let v = _mm512_min_ps(_mm512_max_ps(acc, lo), hi);
-        _mm512_mask_storeu_ps(y.as_mut_ptr().add(i * co + c0), mask, v);
+        let v = _mm512_min_ps(_mm512_max_ps(acc[j], lo), hi);
+        _mm512_mask_storeu_ps(yb.add(c0 + 16 * j), mask[j], v);
     }
 }
