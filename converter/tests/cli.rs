@@ -965,6 +965,22 @@ fn prune_removes_channels_and_refuses_bad_requests() {
             vec!["--sparsity", "0.3", "--criterion", "l3"],
             "unknown --criterion",
         ),
+        (
+            vec!["--sparsity", "0.3", "--layer", "nosuch=0.2"],
+            "--layer nosuch: no layer of that name; the prunable layers are: functional_1/conv2d_1/Relu",
+        ),
+        (
+            vec!["--sparsity", "0.3", "--layer", "functional_1/dense_1/MatMul"],
+            "expected NAME=FRACTION",
+        ),
+        (
+            vec!["--sparsity", "0.3", "--layer", "functional_1/dense_1/MatMul=1.2"],
+            "outside [0, 1)",
+        ),
+        (
+            vec!["--sparsity", "0.1", "--layer", "functional_1/dense_1_2/MatMul=0.2"],
+            "its channels cannot be pruned",
+        ),
     ] {
         let bad = f.s("bad.kiln");
         let mut a = vec!["prune", model.as_str(), "-o", bad.as_str()];
@@ -977,6 +993,34 @@ fn prune_removes_channels_and_refuses_bad_requests() {
     let int8 = dir.join("mobile_int8.tflite").display().to_string();
     let o = kiln(&["prune", &int8, "--sparsity", "0.3", "-o", &f.s("i.kiln")]);
     assert!(stderr(&o).contains("int8"), "{}", stderr(&o));
+    // A fixed fraction for one layer, multiples of 4 everywhere.
+    let fixed = f.s("fixed.kiln");
+    let o = kiln(&[
+        "prune",
+        &model,
+        "--sparsity",
+        "0.3",
+        "--layer",
+        "functional_1/conv2d_1/Relu=0.5",
+        "--channel-multiple",
+        "4",
+        "-o",
+        &fixed,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let shown = stdout(&kiln(&["inspect", &fixed]));
+    let channels: Vec<usize> = shown
+        .lines()
+        .filter(|l| l.contains(" conv2d ") || l.contains(" dense "))
+        .filter_map(|l| {
+            let out = l.split_whitespace().nth(4)?;
+            out.rsplit('x').next()?.parse().ok()
+        })
+        .collect();
+    assert_eq!(channels.len(), 4, "{shown}");
+    assert_eq!(channels[0], 8, "{shown}");
+    assert!(channels[..3].iter().all(|c| c % 4 == 0), "{shown}");
+    assert_eq!(channels[3], 10, "{shown}");
 }
 
 /// Keras 3's LSTM is a WHILE loop in the .tflite file: refused with the way out (unroll it).

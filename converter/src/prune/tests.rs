@@ -103,6 +103,8 @@ fn dead_channels_are_removed_first_and_change_nothing() {
         sparsity: 0.5,
         criterion: Criterion::L1,
         reconstruct: false,
+        multiple: 1,
+        layers: vec![],
     };
     let r = prune(&g, &s, &opts).unwrap();
     assert_eq!(r.groups.len(), 1);
@@ -135,6 +137,8 @@ fn refit_brings_the_outputs_back_closer_than_removal_alone() {
             sparsity: 0.45,
             criterion: Criterion::L2,
             reconstruct,
+            multiple: 1,
+            layers: vec![],
         };
         prune(&g, &s, &opts).unwrap()
     };
@@ -168,6 +172,8 @@ fn bad_requests_are_refused_with_the_reason() {
         sparsity,
         criterion: Criterion::L1,
         reconstruct: false,
+        multiple: 1,
+        layers: vec![],
     };
     for bad in [1.0, -0.1, f32::NAN] {
         let e = prune(&g, &[], &opts(bad)).unwrap_err().to_string();
@@ -266,6 +272,8 @@ fn residual_branches_lose_the_same_channels() {
         sparsity: 0.25,
         criterion: Criterion::L1,
         reconstruct: false,
+        multiple: 1,
+        layers: vec![],
     };
     let r = prune(&g, &s, &opts).unwrap();
     // A 72 + B1 12 + B2 12 + C 12 weights; a channel of the residual space takes 18 + 3 + 3 + 3.
