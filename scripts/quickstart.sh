@@ -4,7 +4,8 @@
 #   -> kiln quantize (int8 PTQ) -> accuracy of float and int8 from kiln and onnxruntime
 #   -> verify against tract -> classify rendered digit images -> kiln finetune: adapt the head
 #   to digits turned 90 degrees (float; int8 alone and distilled from the tuned float model)
-#   -> kiln prune (30% of the weights as whole channels, refit) and its int8 version
+#   -> kiln prune (30% of the weights as whole channels, refit) and its int8 version, and a
+#      sweep of sparsities (table and chart)
 #   -> models from other trainers (committed exports): a PyTorch LSTM, a Keras MobileNetV3-style
 #   block in full int8, a scikit-learn Normalizer -> MLP pipeline, each checked against its
 #   framework's own outputs.
@@ -58,6 +59,8 @@ print(f"pruned: float {acc[0]*100:.2f}% -> {acc[2]*100:.2f}%, int8 {acc[1]*100:.
 if acc[0] - acc[2] > 0.02 or acc[1] - acc[3] > 0.02:
     sys.exit("pruning 30% of the weights lost more than 2 accuracy points")
 PY
+echo "== kiln prune --sweep: accuracy, size, MACs and latency from 10% to 70%, float and int8 (chart: $out/digits_sweep.png)"
+"$kiln" prune "$out/digits_cnn.onnx" --sweep 0.1,0.2,0.3,0.4,0.5,0.6,0.7 --calib "$out/calib_x.npy" --eval-input "$out/test_x.npy" --labels "$out/test_y.npy" -o "$out/digits_sweep.png"
 echo "== other trainers: PyTorch nn.LSTM (dynamo exporter), Keras MobileNetV3-style block (full int8), scikit-learn Normalizer -> MLPClassifier"
 "$kiln" convert tests/data/torch/lstm_dynamo.onnx -o "$out/torch_lstm.kiln"
 "$kiln" run "$out/torch_lstm.kiln" -i tests/data/torch/lstm_inputs.npy --save "$out/torch_lstm_out.npy" > /dev/null

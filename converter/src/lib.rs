@@ -24,6 +24,7 @@ pub mod passes;
 pub mod plan;
 pub mod prune;
 mod prune_ls;
+pub mod prune_sweep;
 pub mod ptq;
 pub mod rnn;
 pub mod tflite;

@@ -398,6 +398,11 @@ fn group_saliency(g: &Graph, grp: &Group, c: Criterion) -> Vec<f64> {
     total
 }
 
+/// Every conv and dense weight of the graph (what `--sparsity` is a fraction of).
+pub fn conv_dense_weights(g: &Graph) -> usize {
+    total_weights(g)
+}
+
 /// Every conv and dense weight of the graph.
 fn total_weights(g: &Graph) -> usize {
     (0..g.nodes.len())

@@ -1323,3 +1323,79 @@ fn eval_reconstruction_is_the_mse_of_output_against_input_and_refuses_the_rest()
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("--labels"), "{}", stderr(&o));
 }
+
+#[test]
+fn prune_sweep_measures_every_point_and_plots_them() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/keras");
+    let f = Fixture::new();
+    let model = dir.join("wide.tflite").display().to_string();
+    let x = dir.join("wide_inputs.npy").display().to_string();
+    let png = f.s("sweep.png");
+    let o = kiln(&[
+        "prune",
+        &model,
+        "--sweep",
+        "0.2,0.4",
+        "--calib",
+        &x,
+        "--iterations",
+        "3",
+        "-o",
+        &png,
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["quality"], "top-1 agreement %");
+    let points = v["points"].as_array().unwrap();
+    assert_eq!(points.len(), 3);
+    let num = |p: &serde_json::Value, k: &str| p[k].as_f64().unwrap();
+    // The unpruned float model agrees with itself; every point removes at least what it was
+    // asked for, fewer weights and MACs each time; int8 is the smaller file.
+    assert_eq!(points[0]["float"]["quality"].as_f64(), Some(100.0));
+    assert_eq!(num(&points[0], "removed"), 0.0);
+    for w in points.windows(2) {
+        assert!(num(&w[1], "weights") < num(&w[0], "weights"), "{v}");
+        assert!(num(&w[1], "macs") < num(&w[0], "macs"), "{v}");
+        assert!(num(&w[1], "removed") >= num(&w[1], "asked") - 1e-6, "{v}");
+    }
+    for p in points {
+        assert!(
+            p["int8"]["bytes"].as_u64() < p["float"]["bytes"].as_u64(),
+            "{v}"
+        );
+        assert!(p["float"]["latency_us"].as_f64().unwrap() > 0.0);
+    }
+    let img = image::open(&png).unwrap();
+    assert_eq!((img.width(), img.height()), (1200, 900));
+    // The same figures as a plain prune at 0.4 reports.
+    let one = f.s("p40.kiln");
+    let o = kiln(&[
+        "prune",
+        &model,
+        "--sparsity",
+        "0.4",
+        "--calib",
+        &x,
+        "-o",
+        &one,
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(r["weights_after"].as_f64(), points[2]["weights"].as_f64());
+    assert_eq!(
+        r["bytes_after"].as_u64(),
+        points[2]["float"]["bytes"].as_u64()
+    );
+    fails(
+        &kiln(&["prune", &model, "--sweep", "0.2", "-o", &png]),
+        &["--sweep needs --calib"],
+    );
+    fails(
+        &kiln(&[
+            "prune", &model, "--sweep", "0.2,1.5", "--calib", &x, "-o", &png,
+        ]),
+        &["sparsity 1.5 is outside [0, 1)"],
+    );
+}

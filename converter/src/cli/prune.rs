@@ -15,8 +15,24 @@ pub struct PruneArgs {
     /// Float model (.onnx, .tflite, or a float .kiln).
     model: PathBuf,
     /// Fraction of the conv and dense weights to remove, in [0, 1), as whole channels.
+    #[arg(long, required_unless_present = "sweep")]
+    sparsity: Option<f32>,
+    /// Prune to each of these sparsities (comma-separated), quantize each, and print and plot
+    /// (PNG, at -o) quality, file size, MACs and latency against sparsity, float and int8.
+    /// Needs --calib; no model is written.
+    #[arg(long, value_delimiter = ',', num_args = 1.., conflicts_with = "sparsity")]
+    sweep: Vec<f32>,
+    /// Inputs the sweep measures quality on (default: the calibration inputs, in-sample).
     #[arg(long)]
-    sparsity: f32,
+    eval_input: Option<PathBuf>,
+    /// Labels of --eval-input (.npy class indices): the sweep reports accuracy. Without them
+    /// it reports top-1 agreement with the unpruned model, or for an autoencoder (output the
+    /// shape of its input) the reconstruction error.
+    #[arg(long, requires = "eval_input")]
+    labels: Option<PathBuf>,
+    /// Timed runs per model in a sweep.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    iterations: u64,
     /// Calibration inputs for the least-squares refit of each pruned layer's readers (.npy
     /// batches, raw f32 files, images or directories of them); without them channels are only
     /// removed.
@@ -40,7 +56,8 @@ pub struct PruneArgs {
     /// Use at most this many calibration samples.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
     max_samples: u64,
-    /// Output file (default: the model's name with _pruned.kiln).
+    /// Output file (default: the model's name with _pruned.kiln; with --sweep, the chart, the
+    /// model's name with _sweep.png).
     #[arg(short, long)]
     output: Option<PathBuf>,
     #[command(flatten)]
@@ -57,7 +74,12 @@ pub fn run(a: PruneArgs) -> Result<()> {
         "l2" => Criterion::L2,
         other => bail!("unknown --criterion '{other}' (l1, l2)"),
     };
-    let out = super::common::output_beside(&a.model, a.output.clone(), "_pruned.kiln")?;
+    let suffix = if a.sweep.is_empty() {
+        "_pruned.kiln"
+    } else {
+        "_sweep.png"
+    };
+    let out = super::common::output_beside(&a.model, a.output.clone(), suffix)?;
     let g = super::common::load_float_graph(&a.model, None)?;
     let samples: Vec<Vec<Vec<f32>>> = if a.calib.is_empty() {
         Vec::new()
@@ -96,12 +118,15 @@ pub fn run(a: PruneArgs) -> Result<()> {
         })
         .collect::<Result<Vec<_>>>()?;
     let opts = PruneOptions {
-        sparsity: a.sparsity,
+        sparsity: a.sparsity.unwrap_or(0.0),
         criterion,
         reconstruct,
         multiple: a.channel_multiple as usize,
         layers,
     };
+    if !a.sweep.is_empty() {
+        return run_sweep(&a, &g, &samples, &opts, &out);
+    }
     let r = prune(&g, &samples, &opts)?;
     let (before, _) = emit::emit(&g)?;
     let (bytes, plan) = emit::emit(&r.graph)?;
@@ -178,6 +203,85 @@ pub fn run(a: PruneArgs) -> Result<()> {
         m1,
         100.0 * m1 as f64 / m0.max(1) as f64,
         plan.arena_size
+    );
+    Ok(())
+}
+
+/// `kiln prune --sweep`: every sparsity pruned, quantized and measured; a table and a chart.
+fn run_sweep(
+    a: &PruneArgs,
+    g: &kiln_converter::ir::Graph,
+    calib: &[Vec<Vec<f32>>],
+    opts: &PruneOptions,
+    out: &std::path::Path,
+) -> Result<()> {
+    use kiln_converter::prune_sweep::{plot, sweep, table, SweepData};
+    if calib.is_empty() {
+        bail!("--sweep needs --calib: the samples calibrate the int8 models and measure quality");
+    }
+    let eval: Vec<Vec<Vec<f32>>> = match &a.eval_input {
+        Some(p) => {
+            let shape = g.tensors[g.inputs[0]].shape.clone();
+            let rows = super::common::load_samples(
+                std::slice::from_ref(p),
+                &shape,
+                &a.image.opts()?,
+                usize::MAX,
+            )?;
+            if rows.is_empty() {
+                bail!("{}: no inputs", p.display());
+            }
+            rows.into_iter().map(|r| vec![r]).collect()
+        }
+        None => calib.to_vec(),
+    };
+    let labels = match &a.labels {
+        Some(p) => Some(super::eval::read_labels(p)?),
+        None => None,
+    };
+    let data = SweepData {
+        calib,
+        eval: &eval,
+        labels: labels.as_deref(),
+        iterations: a.iterations as usize,
+    };
+    let ptq = kiln_converter::ptq::PtqOptions {
+        method: kiln_quantize::calibrate::Method::MinMax,
+        int8_io: false,
+    };
+    let mut bar = super::common::progress_bar();
+    let (q, points) = sweep(g, &a.sweep, opts, &ptq, &data, &mut |done, total| {
+        bar("sweep", done, total)
+    })?;
+    let title = format!(
+        "kiln prune --sweep: {}",
+        a.model
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+    );
+    let png = plot(&title, q, &points, 1200, 900)?;
+    fsutil::write_atomic(out, &png)?;
+    if a.json {
+        outln!(
+            "{}",
+            json!({"model": a.model, "quality": q.name(), "in_sample": a.eval_input.is_none(),
+                "chart": out, "points": points})
+        );
+        return Ok(());
+    }
+    outln!("{}", table(q, &points).trim_end());
+    if a.eval_input.is_none() {
+        super::common::note(
+            "quality measured on the calibration inputs (in-sample): pass --eval-input (and \
+             --labels) for held-out figures",
+        );
+    }
+    outln!(
+        "sweep of {}: {} points, float and int8 (minmax PTQ on the same calibration inputs), \
+         1 thread; chart {}",
+        a.model.display(),
+        points.len(),
+        out.display()
     );
     Ok(())
 }
