@@ -152,6 +152,9 @@ pub struct Graph {
     pub act_quant: std::collections::HashMap<TId, (f32, i32)>,
     /// How the source stored its float weights.
     pub source_weights: SourceWeights,
+    /// Keep every int8 weight matrix dense, even where its sparse form would be smaller
+    /// (`kiln quantize --sparse off`).
+    pub dense_weights: bool,
 }
 
 impl Graph {

@@ -45,6 +45,10 @@ pub struct PruneOptions {
     /// Fixed fractions of channels to remove, by layer name (a producer of the group); the
     /// other groups share the fraction that reaches `sparsity`.
     pub layers: Vec<(String, f32)>,
+    /// Remove single weights (the smallest magnitudes of every conv and dense layer) instead
+    /// of whole channels: the file shrinks once `kiln quantize` stores the mostly-zero int8
+    /// layers sparse. `multiple` and `layers` do not apply.
+    pub unstructured: bool,
 }
 
 /// One pruned group, for the report.
@@ -69,7 +73,7 @@ pub struct GroupReport {
 pub struct PruneResult {
     /// The pruned graph.
     pub graph: Graph,
-    /// One entry per pruned group.
+    /// One entry per pruned group (unstructured: per layer, `channels` counting its weights).
     pub groups: Vec<GroupReport>,
     /// Conv and dense weights before and after.
     pub weights: (usize, usize),
@@ -576,6 +580,9 @@ pub fn prune(g: &Graph, samples: &[Vec<Vec<f32>>], opts: &PruneOptions) -> Resul
     }) {
         bail!("the model has int8 activations: prune the float model, then quantize it");
     }
+    if opts.unstructured {
+        return prune_unstructured(g, samples, opts);
+    }
     let grps = groups(g);
     if grps.is_empty() {
         bail!(
@@ -712,11 +719,22 @@ type ReaderIo = HashMap<usize, (Vec<Vec<f32>>, Vec<Vec<f32>>)>;
 /// For each reader of `grps`: its input values (per sample, flattened) and its pre-activation
 /// output computed from them with its current weights.
 fn reader_io(g: &Graph, grps: &[Group], samples: &[Vec<Vec<f32>>]) -> Result<ReaderIo> {
+    let readers: Vec<usize> = grps
+        .iter()
+        .flat_map(|grp| grp.readers.iter().map(|&(r, _)| r))
+        .collect();
+    node_io(g, &readers, samples)
+}
+
+/// For each conv or dense node of `nodes`: its input values (per sample, flattened) and its
+/// pre-activation output computed from them with its current weights.
+fn node_io(g: &Graph, nodes: &[usize], samples: &[Vec<Vec<f32>>]) -> Result<ReaderIo> {
     let mut want: HashMap<TId, Vec<usize>> = HashMap::new();
-    for grp in grps {
-        for &(r, _) in &grp.readers {
-            if let Some(x) = g.nodes[r].input(0) {
-                want.entry(x).or_default().push(r);
+    for &r in nodes {
+        if let Some(x) = g.nodes[r].input(0) {
+            let list = want.entry(x).or_default();
+            if !list.contains(&r) {
+                list.push(r);
             }
         }
     }
@@ -740,6 +758,89 @@ fn reader_io(g: &Graph, grps: &[Group], samples: &[Vec<Vec<f32>>]) -> Result<Rea
         }
     }
     Ok(out)
+}
+
+/// Unstructured (magnitude) pruning: the same fraction of every one-group conv's and dense
+/// layer's weights, the smallest magnitudes, set to zero, so that `opts.sparsity` of all conv
+/// and dense weights are zero; then, layer by layer in graph order, the weights that stay (and
+/// the bias) refit by least squares to the unpruned layer's outputs on the inputs the pruned
+/// model now gives it.
+fn prune_unstructured(
+    g: &Graph,
+    samples: &[Vec<Vec<f32>>],
+    opts: &PruneOptions,
+) -> Result<PruneResult> {
+    let layers: Vec<usize> = (0..g.nodes.len()).filter(|&n| is_producer(g, n)).collect();
+    if layers.is_empty() {
+        bail!("nothing to prune: no conv (one group) or dense layer with constant f32 weights");
+    }
+    let total = total_weights(g);
+    let prunable: usize = layers
+        .iter()
+        .map(|&n| weights_of(g, n).map_or(0, <[f32]>::len))
+        .sum();
+    let target = (opts.sparsity as f64 * total as f64).ceil() as usize;
+    let frac = target as f64 / prunable.max(1) as f64;
+    if frac >= 1.0 {
+        bail!(
+            "at most {:.1}% of the weights are in conv (one group) and dense layers; asked for \
+             {:.1}%",
+            100.0 * prunable as f64 / total.max(1) as f64,
+            100.0 * opts.sparsity
+        );
+    }
+    let originals = if samples.is_empty() {
+        HashMap::new()
+    } else {
+        node_io(g, &layers, samples)?
+    };
+    let mut q = g.clone();
+    let mut reports = Vec::new();
+    for &r in &layers {
+        let Some(wt) = own(&mut q, r, 1) else {
+            continue;
+        };
+        let Some(w) = q.const_f32(wt) else { continue };
+        let n = w.len();
+        let drop = ((frac * n as f64).ceil() as usize).min(n);
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&a, &b| w[a].abs().total_cmp(&w[b].abs()).then(a.cmp(&b)));
+        let mut w = w.to_vec();
+        for &i in &order[..drop] {
+            w[i] = 0.0;
+        }
+        let kept = w.iter().filter(|v| **v != 0.0).count();
+        q.tensors[wt].data = Some(Data::F32(w));
+        let (mut before, mut after) = (f64::NAN, f64::NAN);
+        if let (Some((_, y_orig)), false) = (originals.get(&r), samples.is_empty()) {
+            let now = node_io(&q, &[r], samples)?;
+            if let Some((x_now, _)) = now.get(&r) {
+                before = crate::prune_ls::relative_error(&q, r, x_now, y_orig)?;
+                if opts.reconstruct {
+                    own(&mut q, r, 2);
+                    crate::prune_ls::refit_masked(&mut q, r, x_now, y_orig)?;
+                    after = crate::prune_ls::relative_error(&q, r, x_now, y_orig)?;
+                }
+            }
+        }
+        reports.push(GroupReport {
+            layer: g.nodes[r].name.clone(),
+            channels: (n, kept),
+            error_removed: before,
+            error_refit: after,
+            underdetermined: false,
+        });
+    }
+    q.check()?;
+    let zeros: usize = layers
+        .iter()
+        .map(|&n| weights_of(&q, n).map_or(0, |w| w.iter().filter(|v| **v == 0.0).count()))
+        .sum();
+    Ok(PruneResult {
+        weights: (total, total - zeros),
+        graph: q,
+        groups: reports,
+    })
 }
 
 #[cfg(test)]

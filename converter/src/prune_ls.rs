@@ -137,6 +137,103 @@ fn design(g: &Graph, r: usize, xs: &[Vec<f32>], ys: &[Vec<f32>]) -> Result<(Rows
     Ok((rows, targets))
 }
 
+/// `AᵀA` (`nf × nf`, symmetric) and `AᵀB` (`nf × m`) of the rows and targets, with `nf` and
+/// `m`; `None` without rows.
+fn normal_equations(rows: &Rows, targets: &Rows) -> Option<(Vec<f64>, Vec<f64>, usize, usize)> {
+    let (nf, m) = (rows.first()?.len(), targets.first()?.len());
+    let mut ata = vec![0f64; nf * nf];
+    let mut atb = vec![0f64; nf * m];
+    for (row, t) in rows.iter().zip(targets) {
+        for i in 0..nf {
+            let ri = row[i];
+            if ri == 0.0 {
+                continue;
+            }
+            for j in 0..=i {
+                ata[i * nf + j] += ri * row[j];
+            }
+            for (c, &tc) in t.iter().enumerate() {
+                atb[i * m + c] += ri * tc;
+            }
+        }
+    }
+    for i in 0..nf {
+        for j in 0..i {
+            ata[j * nf + i] = ata[i * nf + j];
+        }
+    }
+    Some((ata, atb, nf, m))
+}
+
+/// Largest number of kept weights per output a masked refit solves for (its Cholesky is cubic
+/// in it); rows with more keep their weights.
+pub const MASKED_REFIT_MAX: usize = 1024;
+
+/// Refits node `r`'s non-zero weights (the zeros stay zero) and bias, output by output, so that
+/// its pre-activation output on `xs` comes as close as least squares can to `ys`, with the same
+/// ridge toward the current weights as [`refit`]. Returns the number of rows.
+pub fn refit_masked(g: &mut Graph, r: usize, xs: &[Vec<f32>], ys: &[Vec<f32>]) -> Result<usize> {
+    let (rows, targets) = design(g, r, xs, ys)?;
+    let Some((ata, atb, nf, m)) = normal_equations(&rows, &targets) else {
+        return Ok(0);
+    };
+    let trace: f64 = (0..nf).map(|i| ata[i * nf + i]).sum();
+    let ridge = 1e-3 * trace / nf as f64 + 1e-12;
+    let Layer { w: w0, b: b0, .. } = layer(g, r)?;
+    let k = nf - 1;
+    let (mut w, mut b) = (w0.clone(), b0.clone().unwrap_or_else(|| vec![0.0; m]));
+    for o in 0..m {
+        // The kept features of this output, then the bias.
+        let mut f: Vec<usize> = (0..k).filter(|&i| w0[o * k + i] != 0.0).collect();
+        if f.len() > MASKED_REFIT_MAX {
+            continue;
+        }
+        f.push(k);
+        let n = f.len();
+        let mut a = vec![0f64; n * n];
+        let mut rhs = vec![0f64; n];
+        for (i, &fi) in f.iter().enumerate() {
+            for (j, &fj) in f.iter().enumerate() {
+                a[i * n + j] = ata[fi * nf + fj];
+            }
+            let prior = if fi == k { b[o] } else { w0[o * k + fi] } as f64;
+            rhs[i] = atb[fi * m + o] + ridge * prior;
+        }
+        let Some(sol) = solve_spd(&a, n, &rhs, 1, ridge) else {
+            bail!(
+                "the least-squares refit of '{}' is singular",
+                g.nodes[r].name
+            );
+        };
+        if sol.iter().any(|v| !v.is_finite()) {
+            bail!(
+                "the least-squares refit of '{}' is not finite",
+                g.nodes[r].name
+            );
+        }
+        for (&fi, &v) in f.iter().zip(&sol) {
+            if fi == k {
+                b[o] = v as f32;
+            } else {
+                w[o * k + fi] = v as f32;
+            }
+        }
+    }
+    let wt = g.nodes[r].input(1).unwrap_or(0);
+    g.tensors[wt].data = Some(Data::F32(w));
+    match g.nodes[r].input(2) {
+        Some(bt) => g.tensors[bt].data = Some(Data::F32(b)),
+        None => {
+            let bt = g.add_const_f32(format!("{}.bias", g.nodes[r].name), vec![m], b);
+            if g.nodes[r].inputs.len() < 3 {
+                g.nodes[r].inputs.resize(3, None);
+            }
+            g.nodes[r].inputs[2] = Some(bt);
+        }
+    }
+    Ok(rows.len())
+}
+
 /// Solves `(A + λI) X = B` for symmetric positive definite `A` (`n × n`) by Cholesky; `B` is
 /// `n × m`. `None` if `A` is not positive definite even with the ridge.
 pub fn solve_spd(a: &[f64], n: usize, b: &[f64], m: usize, ridge: f64) -> Option<Vec<f64>> {
@@ -184,31 +281,9 @@ pub fn solve_spd(a: &[f64], n: usize, b: &[f64], m: usize, ridge: f64) -> Option
 /// ridge decides).
 pub fn refit(g: &mut Graph, r: usize, xs: &[Vec<f32>], ys: &[Vec<f32>]) -> Result<(usize, usize)> {
     let (rows, targets) = design(g, r, xs, ys)?;
-    let Some(first) = rows.first() else {
+    let Some((ata, mut atb, nf, m)) = normal_equations(&rows, &targets) else {
         return Ok((0, 0));
     };
-    let (nf, m) = (first.len(), targets[0].len());
-    let mut ata = vec![0f64; nf * nf];
-    let mut atb = vec![0f64; nf * m];
-    for (row, t) in rows.iter().zip(&targets) {
-        for i in 0..nf {
-            let ri = row[i];
-            if ri == 0.0 {
-                continue;
-            }
-            for j in 0..=i {
-                ata[i * nf + j] += ri * row[j];
-            }
-            for (c, &tc) in t.iter().enumerate() {
-                atb[i * m + c] += ri * tc;
-            }
-        }
-    }
-    for i in 0..nf {
-        for j in 0..i {
-            ata[j * nf + i] = ata[i * nf + j];
-        }
-    }
     // Ridge toward the layer's current weights (the unpruned ones on the channels that stay):
     // with few calibration rows the refit stays near them instead of fitting the samples
     // exactly, and with many rows the ridge is negligible.

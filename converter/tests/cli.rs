@@ -1399,3 +1399,69 @@ fn prune_sweep_measures_every_point_and_plots_them() {
         &["sparsity 1.5 is outside [0, 1)"],
     );
 }
+
+#[test]
+fn unstructured_pruning_stores_sparse_int8_that_runs_like_dense() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/keras");
+    let f = Fixture::new();
+    let model = dir.join("wide.tflite").display().to_string();
+    let x = dir.join("wide_inputs.npy").display().to_string();
+    let pruned = f.s("u80.kiln");
+    let o = kiln(&[
+        "prune",
+        &model,
+        "--unstructured",
+        "--sparsity",
+        "0.8",
+        "--calib",
+        &x,
+        "-o",
+        &pruned,
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let (before, after) = (
+        v["weights_before"].as_f64().unwrap(),
+        v["weights_after"].as_f64().unwrap(),
+    );
+    assert!(after <= 0.2 * before, "{v}");
+    let (sparse, dense) = (f.s("sparse.kiln"), f.s("dense.kiln"));
+    let o = kiln(&["quantize", &pruned, "--calib", &x, "-o", &sparse, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let q: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(q["sparse_layers"].as_u64().unwrap() >= 2, "{q}");
+    let o = kiln(&[
+        "quantize", &pruned, "--calib", &x, "-o", &dense, "--sparse", "off",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let size = |p: &str| std::fs::metadata(p).unwrap().len();
+    assert_eq!(q["int8_dense_bytes"].as_u64(), Some(size(&dense)));
+    assert!(
+        size(&sparse) * 10 < size(&dense) * 7,
+        "{} vs {}",
+        size(&sparse),
+        size(&dense)
+    );
+    assert!(stdout(&kiln(&["inspect", &sparse])).contains(" sparse"));
+    assert!(!stdout(&kiln(&["inspect", &dense])).contains(" sparse"));
+    // The same integers either way: identical outputs.
+    let run = |m: &str, save: &str| {
+        let o = kiln(&["run", m, "-i", &x, "--save", save]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        std::fs::read(save).unwrap()
+    };
+    assert_eq!(run(&sparse, &f.s("a.npy")), run(&dense, &f.s("b.npy")));
+    // A sparse int8 file is not a starting point for pruning or quantizing again.
+    fails(
+        &kiln(&[
+            "prune",
+            &sparse,
+            "--sparsity",
+            "0.2",
+            "-o",
+            &f.s("again.kiln"),
+        ]),
+        &["sparse int8 weights: start from the float model"],
+    );
+}

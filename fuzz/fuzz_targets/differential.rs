@@ -170,12 +170,14 @@ fuzz_target!(|data: &[u8]| {
         act: Act::INT8_NONE,
         rounding,
         packed,
+        sparse: false,
     }
     .encode();
     let dense = DenseParams {
         act: Act::INT8_NONE,
         rounding,
         packed: false,
+        sparse: false,
     }
     .encode();
     let spec = ModelSpec {

@@ -47,6 +47,7 @@ fn small_int8_model() -> ModelSpec {
         act: Act::INT8_NONE,
         rounding: Rounding::Single,
         packed: false,
+        sparse: false,
     }
     .encode();
     let sm = SoftmaxParams {
@@ -601,4 +602,126 @@ fn optimized_and_reference_sessions_agree_bit_for_bit() {
             "seed {seed}"
         );
     }
+}
+
+/// `small_int8_model` with its conv and dense stored as sparse blobs (bias folded):
+/// (the file, the original file).
+fn sparse_int8_model() -> (Vec<u8>, Vec<u8>) {
+    use kiln_runtime::kernels::sparse;
+    let dense = small_int8_model();
+    let mut spec = dense.clone();
+    let weights = |t: &TensorSpec| -> Vec<i8> {
+        match &t.data {
+            TensorData::Constant(b) => b.iter().map(|&v| v as i8).collect(),
+            _ => unreachable!(),
+        }
+    };
+    // Every other weight zeroed (a pruned model), in both files.
+    for k in [1usize, 8] {
+        let mut w = weights(&spec.tensors[k]);
+        for (i, v) in w.iter_mut().enumerate() {
+            if i % 2 == 1 || i % 7 == 0 {
+                *v = 0;
+            }
+        }
+        spec.tensors[k].data = TensorData::Constant(w.iter().map(|&v| v as u8).collect());
+    }
+    let zero_weights = spec.clone();
+    // conv: 3 x 18 after x zero point 3; dense: 4 x 12 after the pool's zero point -5.
+    for (op, wk, m, k, zx, shape) in [
+        (0usize, 1usize, 3usize, 18usize, 3i32, vec![1usize, 3, 3]),
+        (3, 8, 4, 12, -5, vec![1]),
+    ] {
+        let w = weights(&spec.tensors[wk]);
+        let mut blob = sparse::encode(&w, m, k).unwrap();
+        let bias: Vec<i32> = match spec.ops[op].inputs[2] {
+            Some(b) => match &spec.tensors[b as usize].data {
+                TensorData::Constant(v) => v
+                    .chunks(4)
+                    .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+                _ => unreachable!(),
+            },
+            None => vec![0; m],
+        };
+        let folded: Vec<u8> = (0..m)
+            .flat_map(|r| {
+                let s: i32 = w[r * k..][..k].iter().map(|&v| v as i32).sum();
+                (bias[r] - zx * s).to_le_bytes()
+            })
+            .collect();
+        let mut shape = shape;
+        let taps: usize = shape[1..].iter().product();
+        let l = blob.len().div_ceil(taps);
+        blob.resize(l * taps, 0);
+        shape.push(l);
+        spec.tensors[wk] = TensorSpec {
+            name: format!("w{op}.sparse"),
+            dtype: DType::U8,
+            shape,
+            data: TensorData::Constant(blob),
+            quant: Quant::None,
+        };
+        spec.tensors.push(TensorSpec {
+            name: format!("b{op}.folded"),
+            dtype: DType::I32,
+            shape: vec![m],
+            data: TensorData::Constant(folded),
+            quant: Quant::None,
+        });
+        spec.ops[op].inputs[2] = Some(spec.tensors.len() as u32 - 1);
+        let words = spec.ops[op].params;
+        spec.ops[op].params = match spec.ops[op].kind {
+            OpKind::Conv2d => {
+                let mut p = ConvParams::decode(&words, true).unwrap();
+                p.sparse = true;
+                p.encode()
+            }
+            _ => {
+                let mut p = DenseParams::decode(&words, true).unwrap();
+                p.sparse = true;
+                p.encode()
+            }
+        };
+    }
+    (write(&spec).unwrap(), write(&zero_weights).unwrap())
+}
+
+#[test]
+fn sparse_weights_run_like_dense_and_bad_blobs_are_refused() {
+    let (sparse, dense) = sparse_int8_model();
+    let run = |bytes: &[u8]| -> Vec<f32> {
+        let buf = AlignedBuf::new(bytes);
+        let m = Model::from_bytes(buf.as_slice()).unwrap();
+        let mut arena = AlignedBuf::zeroed(m.arena_size());
+        let mut s = Session::new(&m, arena.as_mut_slice()).unwrap();
+        for (i, b) in s.input_bytes_mut(0).unwrap().iter_mut().enumerate() {
+            *b = (i * 29) as u8;
+        }
+        s.invoke().unwrap();
+        s.output_f32(0).unwrap().to_vec()
+    };
+    assert_eq!(run(&sparse), run(&dense));
+    // A count past the blob, a gap past the row: refused by name.
+    let spec = spec_from_model(&Model::from_bytes(AlignedBuf::new(&sparse).as_slice()).unwrap());
+    let blob_at = spec
+        .tensors
+        .iter()
+        .position(|t| t.name == "w3.sparse")
+        .unwrap();
+    for (at, v) in [(1usize, 200u8), (6, 0xFF)] {
+        let mut bad = spec.clone();
+        if let TensorData::Constant(b) = &mut bad.tensors[blob_at].data {
+            b[at] = v;
+        }
+        let bytes = write(&bad).unwrap();
+        let err = load(&bytes).unwrap_err().to_string();
+        assert!(err.contains("sparse weights: malformed blob"), "{err}");
+    }
+    // No single-byte change makes the reader or the kernels panic.
+    let (loaded, rejected) = corrupt_every_byte(&sparse, |_| {});
+    assert!(
+        rejected > 0 && loaded > 0,
+        "loaded {loaded}, rejected {rejected}"
+    );
 }

@@ -443,3 +443,124 @@ fn int8_add_paths_match_scalar() {
         assert!(vector_runs >= 600, "the vector add ran {vector_runs} times");
     }
 }
+
+/// Zeroes about `density` of... keeps about `density` of `w` (the rest set to zero), with
+/// some rows all zero, some long zero runs (past the 4-bit gaps), some rows full.
+fn sparse_weights(r: &mut Lcg, w: &mut [i8], k: usize) {
+    let density = r.pick(&[0.0, 0.02, 0.1, 0.2, 0.5, 1.0]);
+    for row in w.chunks_mut(k.max(1)) {
+        let row_density = match r.below(8) {
+            0 => 0.0,
+            1 => 1.0,
+            _ => density,
+        };
+        for v in row.iter_mut() {
+            if (r.next() % 1000) as f64 >= row_density * 1000.0 || *v == 0 {
+                *v = 0;
+            }
+        }
+    }
+}
+
+/// `bias - zx·Σw`: the bias sparse weights carry.
+fn sparse_bias(w: &[i8], o: usize, k: usize, bias: Option<&[i32]>, zx: i32) -> Vec<i32> {
+    (0..o)
+        .map(|c| {
+            let s = w[c * k..][..k]
+                .iter()
+                .fold(0i32, |a, &v| a.wrapping_add(v as i32));
+            bias.map_or(0, |b| b[c]).wrapping_sub(zx.wrapping_mul(s))
+        })
+        .collect()
+}
+
+#[test]
+fn sparse_conv_and_dense_match_reference_on_grid() {
+    use kiln_runtime::kernels::sparse;
+    let mut r = Lcg(0x5BA5_5E01);
+    let (mut convs, mut denses, mut wide) = (0, 0, 0);
+    for case in 0..600 {
+        let n = r.pick(&[1, 2]);
+        let h = r.pick(&[1, 3, 6]);
+        let wd = r.pick(&[1, 4, 7]);
+        let ci: usize = r.pick(&[1, 3, 16, 33, 300]);
+        let co = r.pick(&[1, 5, 16, 17]);
+        let (kh, kw) = (r.pick(&[1, 3]), r.pick(&[1, 2, 3]));
+        let stride = [r.pick(&[1, 2]), r.pick(&[1, 2])];
+        let dilation = [r.pick(&[1, 1, 2]), 1];
+        let pad = [r.below(2), r.below(3), r.below(2), r.below(2)];
+        let k = kh * kw * ci;
+        let eff_h = (kh - 1) * dilation[0] + 1;
+        if k > sparse::MAX_K || h + pad[0] + pad[2] < eff_h || wd + pad[1] + pad[3] < kw {
+            continue;
+        }
+        let oh = (h + pad[0] + pad[2] - eff_h) / stride[0] + 1;
+        let ow = (wd + pad[1] + pad[3] - kw) / stride[1] + 1;
+        let x = r.i8s(n * h * wd * ci);
+        let mut w = r.i8s(co * k);
+        sparse_weights(&mut r, &mut w, k);
+        let bias: Option<Vec<i32>> = (r.below(3) > 0).then(|| {
+            (0..co)
+                .map(|_| (r.next() as i32 % 40_000) - 20_000)
+                .collect()
+        });
+        let (mut m, mut s) = (Vec::new(), Vec::new());
+        let mut q = quant(&mut r, co, &mut m, &mut s);
+        q.weight_zp = 0;
+        let blob = sparse::encode(&w, co, k).expect("rows fit");
+        assert!(sparse::validate(&blob, co, k), "case {case}: blob refused");
+        assert_eq!(sparse::decode(&blob, co, k), w, "case {case}: round trip");
+        wide += (blob[0] == 2) as usize;
+        let fb = sparse_bias(&w, co, k, bias.as_deref(), q.input_zp);
+        let geo = ConvGeom {
+            stride,
+            dilation,
+            pad,
+            groups: 1,
+        };
+        let (xs, ys) = ([n, h, wd, ci], [n, oh, ow, co]);
+        let mut y_ref = vec![0i8; n * oh * ow * co];
+        reference::conv2d(
+            &x,
+            xs,
+            &w,
+            [co, kh, kw, ci],
+            bias.as_deref(),
+            &mut y_ref,
+            ys,
+            &geo,
+            &q,
+        );
+        // Every instruction set; whole, and in two parts as the thread pool splits a layer.
+        for isa in Isa::available() {
+            let what = format!(
+                "case {case}: sparse conv x {xs:?} w [{co}, {kh}, {kw}, {ci}] isa {}",
+                isa.name()
+            );
+            let mut y = vec![1i8; y_ref.len()];
+            sparse::conv2d_part(&x, xs, &blob, (kh, kw), &fb, &mut y, ys, &geo, &q, 0, isa);
+            assert_eq!(y, y_ref, "{what}");
+            let split = (n * oh * ow / 2) * co;
+            let (a, b) = y.split_at_mut(split);
+            a.fill(1);
+            b.fill(1);
+            sparse::conv2d_part(&x, xs, &blob, (kh, kw), &fb, a, ys, &geo, &q, 0, isa);
+            let px = split / co;
+            sparse::conv2d_part(&x, xs, &blob, (kh, kw), &fb, b, ys, &geo, &q, px, isa);
+            assert_eq!(y, y_ref, "{what}, in two parts");
+        }
+        convs += 1;
+        // The same matrix as a dense layer over `n` rows of `k`.
+        let xd = r.i8s(n * k);
+        let mut d_ref = vec![0i8; n * co];
+        reference::dense(&xd, k, &w, co, bias.as_deref(), &mut d_ref, &q);
+        let mut d = vec![1i8; n * co];
+        sparse::dense(&xd, k, &blob, co, &fb, &mut d, &q);
+        assert_eq!(d, d_ref, "case {case}: sparse dense [{co}, {k}]");
+        denses += 1;
+    }
+    assert!(
+        convs > 200 && denses > 200 && wide > 0,
+        "{convs} convs, {denses} denses, {wide} with 2-byte counts"
+    );
+}

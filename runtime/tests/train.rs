@@ -396,6 +396,7 @@ fn mlp_model(packed: bool) -> (Vec<u8>, Vec<f32>) {
                         hi: f32::INFINITY,
                     },
                     packed,
+                    sparse: false,
                     ..DenseParams::default()
                 }),
                 vec![Some(0), Some(1), Some(2)],
@@ -411,6 +412,7 @@ fn mlp_model(packed: bool) -> (Vec<u8>, Vec<f32>) {
                 "fc2",
                 OpParams::Dense(DenseParams {
                     packed,
+                    sparse: false,
                     ..DenseParams::default()
                 }),
                 vec![Some(4), Some(5), Some(6)],

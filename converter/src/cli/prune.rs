@@ -41,6 +41,11 @@ pub struct PruneArgs {
     /// Channel ranking: l1 or l2 norm of each filter.
     #[arg(long, default_value = "l1")]
     criterion: String,
+    /// Remove single weights instead of channels: the smallest magnitudes of every conv and
+    /// dense layer, the rest refit by least squares (with --calib). The float file keeps its
+    /// size; `kiln quantize` then stores the mostly-zero int8 layers sparse.
+    #[arg(long, conflicts_with_all = ["channel_multiple", "layer"])]
+    unstructured: bool,
     /// Remove channels without refitting the next layers.
     #[arg(long)]
     no_reconstruct: bool,
@@ -123,6 +128,7 @@ pub fn run(a: PruneArgs) -> Result<()> {
         reconstruct,
         multiple: a.channel_multiple as usize,
         layers,
+        unstructured: a.unstructured,
     };
     if !a.sweep.is_empty() {
         return run_sweep(&a, &g, &samples, &opts, &out);
@@ -149,7 +155,11 @@ pub fn run(a: PruneArgs) -> Result<()> {
     outln!(
         "{:<40} {:>10} {:>16} {:>16}",
         "layer",
-        "channels",
+        if a.unstructured {
+            "weights"
+        } else {
+            "channels"
+        },
         "error removed",
         "error refit"
     );

@@ -23,8 +23,8 @@ pub fn run(g: &mut Graph) -> usize {
                 packed += pack_depthwise(g, i, x, wt) as usize;
                 continue;
             }
-            OpParams::Conv2d(p) => !p.packed && p.geom.groups == 1,
-            OpParams::Dense(p) => !p.packed,
+            OpParams::Conv2d(p) => !p.packed && !p.sparse && p.geom.groups == 1,
+            OpParams::Dense(p) => !p.packed && !p.sparse,
             _ => false,
         };
         if !ok {
@@ -40,16 +40,25 @@ pub fn run(g: &mut Graph) -> usize {
         let Quant::PerTensor { zero_point: zx, .. } = g.tensors[x].quant else {
             continue;
         };
+        {
+            let w = &g.tensors[wt];
+            if !matches!(w.data, Some(Data::I8(_)))
+                || w.dtype != DType::I8
+                || w.shape.is_empty()
+                || matches!(w.quant, Quant::PerTensor { zero_point, .. } if zero_point != 0)
+            {
+                continue;
+            }
+        }
+        if !g.dense_weights && sparsify(g, i, zx) {
+            packed += 1;
+            continue;
+        }
+        let n = &g.nodes[i];
         let w = &g.tensors[wt];
         let Some(Data::I8(wv)) = &w.data else {
             continue;
         };
-        if w.dtype != DType::I8
-            || w.shape.is_empty()
-            || matches!(w.quant, Quant::PerTensor { zero_point, .. } if zero_point != 0)
-        {
-            continue;
-        }
         let o = w.shape[0];
         let k: usize = w.shape[1..].iter().product();
         let bias = match n.input(2).map(|b| &g.tensors[b]) {
@@ -83,6 +92,72 @@ pub fn run(g: &mut Graph) -> usize {
         packed += 1;
     }
     packed
+}
+
+/// Stores the int8 weights of conv or dense `i` (input zero point `zx`) in the sparse layout
+/// (`kiln_runtime::kernels::sparse`) when that is smaller than the dense matrix, the bias
+/// folded to `bias - zx·Σw`; whether it did.
+fn sparsify(g: &mut Graph, i: usize, zx: i32) -> bool {
+    use kiln_runtime::kernels::sparse;
+    let n = &g.nodes[i];
+    let Some(wt) = n.input(1) else { return false };
+    let w = &g.tensors[wt];
+    let Some(Data::I8(wv)) = &w.data else {
+        return false;
+    };
+    let o = w.shape[0];
+    let k: usize = w.shape[1..].iter().product();
+    if k == 0 || k > sparse::MAX_K {
+        return false;
+    }
+    let Some(mut blob) = sparse::encode(wv, o, k) else {
+        return false;
+    };
+    // A conv's blob is `[1, KH, KW, L]` (the window in the shape), a dense one's `[1, L]`.
+    let shape = match w.shape.as_slice() {
+        [_, kh, kw, _] => {
+            let l = blob.len().div_ceil(kh * kw);
+            blob.resize(l * kh * kw, 0);
+            vec![1, *kh, *kw, l]
+        }
+        [_, _] => vec![1, blob.len()],
+        _ => return false,
+    };
+    if blob.len() >= wv.len() {
+        return false;
+    }
+    let bias = match n.input(2).map(|b| &g.tensors[b]) {
+        None => None,
+        Some(b) => match &b.data {
+            Some(Data::I32(v)) if b.dtype == DType::I32 && v.len() == o => Some(v.as_slice()),
+            _ => return false,
+        },
+    };
+    // bias - zx·Σw = fold_bias's bias - (zx + 128)·Σw, plus 128·Σw back.
+    let folded: Vec<i32> = (0..o)
+        .map(|c| {
+            let s = wv[c * k..][..k]
+                .iter()
+                .fold(0i32, |a, &v| a.wrapping_add(v as i32));
+            bias.map_or(0, |b| b[c]).wrapping_sub(zx.wrapping_mul(s))
+        })
+        .collect();
+    let name = g.nodes[i].name.clone();
+    let nw = g.add_tensor(format!("{name}.weights_sparse"), DType::U8, shape);
+    g.tensors[nw].data = Some(Data::Raw(blob));
+    let nb = g.add_const_i32(format!("{name}.bias_folded"), folded);
+    let node = &mut g.nodes[i];
+    node.inputs[1] = Some(nw);
+    if node.inputs.len() < 3 {
+        node.inputs.resize(3, None);
+    }
+    node.inputs[2] = Some(nb);
+    match &mut node.op {
+        OpParams::Conv2d(p) => p.sparse = true,
+        OpParams::Dense(p) => p.sparse = true,
+        _ => {}
+    }
+    true
 }
 
 /// Packs the f32 weights of node `i` (weights `wt`); whether it did.

@@ -13,6 +13,17 @@ use kiln_runtime::ops::OpParams;
 pub fn run(g: &mut Graph) -> Result<usize> {
     let mut unpacked = 0;
     for i in 0..g.nodes.len() {
+        let sparse = match g.nodes[i].op {
+            OpParams::Conv2d(p) => p.sparse,
+            OpParams::Dense(p) => p.sparse,
+            _ => false,
+        };
+        if sparse {
+            bail!(
+                "'{}' has sparse int8 weights: start from the float model",
+                g.nodes[i].name
+            );
+        }
         let packed = match g.nodes[i].op {
             OpParams::Conv2d(p) => p.packed.then_some(p.geom.groups),
             OpParams::Dense(p) => p.packed.then_some(1),

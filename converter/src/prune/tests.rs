@@ -105,6 +105,7 @@ fn dead_channels_are_removed_first_and_change_nothing() {
         reconstruct: false,
         multiple: 1,
         layers: vec![],
+        unstructured: false,
     };
     let r = prune(&g, &s, &opts).unwrap();
     assert_eq!(r.groups.len(), 1);
@@ -139,6 +140,7 @@ fn refit_brings_the_outputs_back_closer_than_removal_alone() {
             reconstruct,
             multiple: 1,
             layers: vec![],
+            unstructured: false,
         };
         prune(&g, &s, &opts).unwrap()
     };
@@ -174,6 +176,7 @@ fn bad_requests_are_refused_with_the_reason() {
         reconstruct: false,
         multiple: 1,
         layers: vec![],
+        unstructured: false,
     };
     for bad in [1.0, -0.1, f32::NAN] {
         let e = prune(&g, &[], &opts(bad)).unwrap_err().to_string();
@@ -274,6 +277,7 @@ fn residual_branches_lose_the_same_channels() {
         reconstruct: false,
         multiple: 1,
         layers: vec![],
+        unstructured: false,
     };
     let r = prune(&g, &s, &opts).unwrap();
     // A 72 + B1 12 + B2 12 + C 12 weights; a channel of the residual space takes 18 + 3 + 3 + 3.
@@ -325,4 +329,56 @@ fn residual_branches_lose_the_same_channels() {
         "{:?}",
         r.groups
     );
+}
+
+#[test]
+fn unstructured_pruning_zeroes_the_smallest_weights_and_the_refit_helps() {
+    let g = model(&[]);
+    let s = samples(&g, 24);
+    let run = |reconstruct| {
+        let opts = PruneOptions {
+            sparsity: 0.6,
+            criterion: Criterion::L1,
+            reconstruct,
+            multiple: 1,
+            layers: vec![],
+            unstructured: true,
+        };
+        prune(&g, &s, &opts).unwrap()
+    };
+    let (plain, refit) = (run(false), run(true));
+    // 252 weights, 60% of them zero: at most 100 left, and no shape changed.
+    assert!(plain.weights.1 <= 100, "{:?}", plain.weights);
+    let w0 = g.const_f32(g.nodes[0].input(1).unwrap()).unwrap();
+    let w1 = plain
+        .graph
+        .const_f32(plain.graph.nodes[0].input(1).unwrap())
+        .unwrap();
+    assert_eq!(w0.len(), w1.len());
+    // What stays is the largest magnitudes, unchanged without the refit.
+    let kept_min = w1
+        .iter()
+        .filter(|v| **v != 0.0)
+        .fold(f32::MAX, |m, v| m.min(v.abs()));
+    let dropped_max = w0
+        .iter()
+        .zip(w1)
+        .filter(|(_, b)| **b == 0.0)
+        .fold(0f32, |m, (a, _)| m.max(a.abs()));
+    assert!(dropped_max <= kept_min, "{dropped_max} > {kept_min}");
+    assert!(w0.iter().zip(w1).all(|(a, b)| *b == 0.0 || a == b));
+    // The refit keeps the zeros and lowers every layer's error, and the model's.
+    let w2 = refit
+        .graph
+        .const_f32(refit.graph.nodes[0].input(1).unwrap())
+        .unwrap();
+    assert!(w1.iter().zip(w2).all(|(a, b)| (*a == 0.0) == (*b == 0.0)));
+    for gr in &refit.groups {
+        assert!(gr.error_refit < gr.error_removed, "{gr:?}");
+    }
+    let dist = |h: &Graph| {
+        let (a, b) = (outputs(&g, &s), outputs(h, &s));
+        a.iter().zip(&b).map(|(p, q)| (p - q).powi(2)).sum::<f32>()
+    };
+    assert!(dist(&refit.graph) < dist(&plain.graph));
 }

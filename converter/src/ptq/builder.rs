@@ -38,6 +38,7 @@ impl<'g> Builder<'g> {
             outputs: Vec::new(),
             act_quant: Default::default(),
             source_weights: Default::default(),
+            dense_weights: g.dense_weights,
         };
         Builder {
             g,

@@ -801,6 +801,7 @@ impl<'a> Importer<'a> {
                 act: Act::Int8 { lo, hi },
                 rounding: Rounding::Single,
                 packed: false,
+                sparse: false,
             };
             self.g
                 .push(Node::new(name.clone(), OpParams::Dense(p), ins, vec![y2]));

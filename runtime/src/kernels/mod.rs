@@ -12,3 +12,4 @@ pub mod reference_f32;
 pub mod reference_i8;
 pub mod selfcheck;
 pub mod simd;
+pub mod sparse;

@@ -112,6 +112,9 @@ pub struct ConvParams {
     /// int8 weights in the `pack16x4` layout with a folded bias ([`crate::kernels::qs8`]);
     /// the converter packs every int8 conv with one group and zero weight zero point.
     pub packed: bool,
+    /// int8 weights as a sparse blob (a u8 tensor `[1, KH, KW, L]`) with a folded bias
+    /// ([`crate::kernels::sparse`]); one group.
+    pub sparse: bool,
 }
 
 impl ConvParams {
@@ -122,13 +125,14 @@ impl ConvParams {
             act: Act::NONE,
             rounding: Rounding::Double,
             packed: false,
+            sparse: false,
         }
     }
 }
 
 impl OpDef for ConvParams {
     fn decode(w: &Words, int8: bool) -> core::result::Result<Self, &'static str> {
-        let (rounding, packed) = decode_rounding_layout(w)?;
+        let (rounding, packed, sparse) = decode_rounding_layout(w)?;
         Ok(ConvParams {
             geom: ConvGeom {
                 stride: words_at(w, 0, 1, "stride must be positive")?,
@@ -139,6 +143,7 @@ impl OpDef for ConvParams {
             act: Act::decode(w, int8),
             rounding,
             packed,
+            sparse,
         })
     }
     fn encode(&self) -> Words {
@@ -149,18 +154,21 @@ impl OpDef for ConvParams {
         put_words(&mut w, 4, &g.pad);
         put_words(&mut w, 8, &[g.groups]);
         self.act.encode(&mut w);
-        encode_rounding_layout(self.rounding, self.packed, &mut w);
+        encode_rounding_layout(self.rounding, self.packed, self.sparse, &mut w);
         w
     }
     fn macs(&self, s: &OpShapes) -> u64 {
         let out: usize = s.y.iter().product();
-        match s.w {
-            [_, kh, kw, cig] => (out * kh * kw * cig) as u64,
+        match (s.w, s.x.last()) {
+            // Sparse: the dense layer's MACs (the entries run are in the blob).
+            ([_, kh, kw, _], Some(ci)) if self.sparse => (out * kh * kw * ci) as u64,
+            ([_, kh, kw, cig], _) => (out * kh * kw * cig) as u64,
             _ => 0,
         }
     }
     fn describe(&self, s: &OpShapes, f: &mut dyn fmt::Write) -> fmt::Result {
         let (kh, kw, cig) = match s.w {
+            [_, kh, kw, _] if self.sparse => (*kh, *kw, s.x.last().copied().unwrap_or(0)),
             [_, kh, kw, cig] => (*kh, *kw, *cig),
             _ => (0, 0, 0),
         };
@@ -183,13 +191,23 @@ impl OpDef for ConvParams {
             g.pad[3],
             g.groups,
             self.act,
-            if self.packed { " packed" } else { "" }
+            if self.sparse {
+                " sparse"
+            } else if self.packed {
+                " packed"
+            } else {
+                ""
+            }
         )
     }
 }
 
 pub(super) fn validate(c: &Ctx, p: &ConvParams) -> Result<()> {
-    let int8 = c.weighted(4)?;
+    c.check(
+        !(p.packed && p.sparse),
+        "weights are packed or sparse, not both",
+    )?;
+    let int8 = c.weighted(4, p.sparse)?;
     let (x, w, y) = (c.input(0)?, c.input(1)?, c.output(0));
     c.check(
         x.rank == 4 && w.rank == 4 && y.rank == 4,
@@ -198,7 +216,14 @@ pub(super) fn validate(c: &Ctx, p: &ConvParams) -> Result<()> {
     let g = &p.geom;
     c.check(g.pad.iter().all(|&v| v < 1 << 30), "padding too large")?;
     let [n, h, wd, ci] = dims4(&x);
-    let [co, kh, kw, cig] = dims4(&w);
+    let [co, kh, kw, cig] = if p.sparse {
+        // The blob `[1, KH, KW, L]`: the channels are the output's, the window the input's.
+        let [_, kh, kw, _] = dims4(&w);
+        c.check(g.groups == 1, "sparse weights need one group")?;
+        [y.dims[3], kh, kw, ci]
+    } else {
+        dims4(&w)
+    };
     c.check(
         ci % g.groups == 0 && co % g.groups == 0 && cig * g.groups == ci,
         "channels do not match groups and weights",
@@ -211,6 +236,17 @@ pub(super) fn validate(c: &Ctx, p: &ConvParams) -> Result<()> {
         y.shape() == [n, oh, ow, co],
         "output shape does not match conv arithmetic",
     )?;
+    if p.sparse {
+        let k = kh * kw * ci;
+        c.check(
+            k <= crate::kernels::sparse::MAX_K,
+            "sparse weights: window larger than the kernels' patch",
+        )?;
+        c.check(
+            crate::kernels::sparse::validate(c.m.constant_bytes(&w), co, k),
+            "sparse weights: malformed blob (counts, gaps or columns out of range)",
+        )?;
+    }
     if p.packed {
         if g.groups == 1 {
             c.packed_weights(int8)?;
@@ -295,7 +331,28 @@ pub(super) fn run(v: &View, p: &ConvParams, out: &mut [u8], yt: &TensorInfo) -> 
                 geo: *g,
                 q: &q,
             };
-            if p.packed && g.groups != 1 {
+            if cfg!(feature = "sparse-weights") && p.sparse {
+                // Validation guarantees the bias and the blob.
+                let bias = bias.ok_or(v.err("sparse weights need a bias"))?;
+                let macs = y.len() * ws[1] * ws[2] * xs[3];
+                super::parallel(v, macs, y, ys[3], |part, px0| {
+                    crate::kernels::sparse::conv2d_part(
+                        x,
+                        xs,
+                        wb,
+                        (ws[1], ws[2]),
+                        bias,
+                        part,
+                        ys,
+                        g,
+                        &q,
+                        px0,
+                        v.isa,
+                    )
+                });
+            } else if p.sparse {
+                return no_kernel(v);
+            } else if p.packed && g.groups != 1 {
                 if v.use_reference() {
                     qs8::reference_depthwise(&c, y);
                 } else {

@@ -26,6 +26,9 @@ pub struct DenseParams {
     pub rounding: Rounding,
     /// int8 weights in the `pack16x4` layout with a folded bias ([`crate::kernels::qs8`]).
     pub packed: bool,
+    /// int8 weights as a sparse blob (a u8 tensor `[1, L]`) with a folded bias
+    /// ([`crate::kernels::sparse`]).
+    pub sparse: bool,
 }
 
 impl Default for DenseParams {
@@ -34,41 +37,55 @@ impl Default for DenseParams {
             act: Act::NONE,
             rounding: Rounding::Double,
             packed: false,
+            sparse: false,
         }
     }
 }
 
 impl OpDef for DenseParams {
     fn decode(w: &Words, int8: bool) -> core::result::Result<Self, &'static str> {
-        let (rounding, packed) = decode_rounding_layout(w)?;
+        let (rounding, packed, sparse) = decode_rounding_layout(w)?;
         Ok(DenseParams {
             act: Act::decode(w, int8),
             rounding,
             packed,
+            sparse,
         })
     }
     fn encode(&self) -> Words {
         let mut w = super::base_words();
         self.act.encode(&mut w);
-        encode_rounding_layout(self.rounding, self.packed, &mut w);
+        encode_rounding_layout(self.rounding, self.packed, self.sparse, &mut w);
         w
     }
     fn macs(&self, s: &OpShapes) -> u64 {
         let out: usize = s.y.iter().product();
-        s.w.get(1).map_or(0, |&k| (out * k) as u64)
+        // Sparse: the dense layer's MACs, K from the input.
+        let k = if self.sparse { s.x.last() } else { s.w.get(1) };
+        k.map_or(0, |&k| (out * k) as u64)
     }
     fn describe(&self, _s: &OpShapes, f: &mut dyn fmt::Write) -> fmt::Result {
         write!(
             f,
             "{}{}",
             self.act,
-            if self.packed { " packed" } else { "" }
+            if self.sparse {
+                " sparse"
+            } else if self.packed {
+                " packed"
+            } else {
+                ""
+            }
         )
     }
 }
 
 pub(super) fn validate(c: &Ctx, p: &DenseParams) -> Result<()> {
-    let int8 = c.weighted(2)?;
+    c.check(
+        !(p.packed && p.sparse),
+        "weights are packed or sparse, not both",
+    )?;
+    let int8 = c.weighted(2, p.sparse)?;
     if p.packed {
         c.packed_weights(int8)?;
     }
@@ -77,7 +94,18 @@ pub(super) fn validate(c: &Ctx, p: &DenseParams) -> Result<()> {
         x.rank >= 1 && y.rank == x.rank,
         "dense expects x [.., K], w [M, K]",
     )?;
-    let (mo, k) = (w.dims[0], w.dims[1]);
+    let (mo, k) = if p.sparse {
+        // The blob `[1, L]`: M from the output, K from the input.
+        let (mo, k) = (y.dims[y.rank - 1], x.dims[x.rank - 1]);
+        c.check(
+            k <= crate::kernels::sparse::MAX_K
+                && crate::kernels::sparse::validate(c.m.constant_bytes(&w), mo, k),
+            "sparse weights: malformed blob (counts, gaps or columns out of range)",
+        )?;
+        (mo, k)
+    } else {
+        (w.dims[0], w.dims[1])
+    };
     c.check(
         x.dims[x.rank - 1] == k,
         "input's last dim does not match weights",
@@ -93,12 +121,21 @@ pub(super) fn run(v: &View, p: &DenseParams, out: &mut [u8], yt: &TensorInfo) ->
     let xt = v.info(0)?;
     let wt = v.info(1)?;
     let wb = v.bytes(&wt)?;
-    let (m, k) = (wt.dims[0], wt.dims[1]);
+    let (m, k) = if p.sparse {
+        (yt.dims[yt.rank - 1], xt.dims[xt.rank - 1])
+    } else {
+        (wt.dims[0], wt.dims[1])
+    };
     match xt.dtype {
         DType::I8 => {
             let o = super::conv::int8_operands(v, yt, p.act, p.rounding)?;
             let y = bytes_as_i8_mut(out);
-            if p.packed {
+            if cfg!(feature = "sparse-weights") && p.sparse {
+                let bias = o.bias.ok_or(v.err("sparse weights need a bias"))?;
+                crate::kernels::sparse::dense(o.x, k, wb, m, bias, y, &o.q);
+            } else if p.sparse {
+                return no_kernel(v);
+            } else if p.packed {
                 let bias = o.bias.ok_or(v.err("packed weights need a bias"))?;
                 if v.use_reference() {
                     qs8::reference_dense(o.x, k, o.w, m, bias, y, &o.q);

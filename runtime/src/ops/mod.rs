@@ -198,20 +198,23 @@ fn encode_rounding(r: Rounding, w: &mut Words) {
 /// natural; 1 packed for the op's kernel family: int8 `pack16x4` with a folded bias
 /// ([`crate::kernels::qs8`]), f32 `pack16x1` ([`crate::kernels::f32gemm`]), depthwise
 /// tap-major).
-fn decode_rounding_layout(w: &Words) -> core::result::Result<(Rounding, bool), &'static str> {
+/// Rounding (low byte) and weight layout (the byte above: 0 natural, 1 packed, 2 sparse) of a
+/// conv or dense; returns `(rounding, packed, sparse)`.
+fn decode_rounding_layout(w: &Words) -> core::result::Result<(Rounding, bool, bool), &'static str> {
     let mut low = *w;
     low[ROUNDING] &= 0xFF;
-    let packed = match w[ROUNDING] >> 8 {
-        0 => false,
-        1 => true,
+    let (packed, sparse) = match w[ROUNDING] >> 8 {
+        0 => (false, false),
+        1 => (true, false),
+        2 => (false, true),
         _ => return Err("unknown weight layout"),
     };
-    Ok((decode_rounding(&low)?, packed))
+    Ok((decode_rounding(&low)?, packed, sparse))
 }
 
-fn encode_rounding_layout(r: Rounding, packed: bool, w: &mut Words) {
+fn encode_rounding_layout(r: Rounding, packed: bool, sparse: bool, w: &mut Words) {
     encode_rounding(r, w);
-    w[ROUNDING] |= (packed as i32) << 8;
+    w[ROUNDING] |= if sparse { 2 } else { packed as i32 } << 8;
 }
 
 /// `N` consecutive words from `at`, each at least `min` (else the error `what`), as `usize`s.
@@ -646,9 +649,12 @@ impl<'m> Ctx<'_, 'm> {
     /// (per-tensor activations, weights of rank `rank` quantized along their output channels,
     /// requantization tables) or float `x, w, bias?` (f32, or f16 constant weights, with a bias
     /// `[out_channels]`). Returns whether the op is int8.
-    pub(crate) fn weighted(&self, rank: usize) -> Result<bool> {
+    pub(crate) fn weighted(&self, rank: usize, sparse: bool) -> Result<bool> {
         let (x, w, y) = (self.input(0)?, self.input(1)?, self.output(0));
         self.check(w.rank == rank, "weights have the wrong rank")?;
+        if sparse {
+            return self.sparse_weights();
+        }
         let channels = w.dims[0];
         if x.dtype == DType::I8 {
             self.arity(5, 5, 1)?;
@@ -668,6 +674,29 @@ impl<'m> Ctx<'_, 'm> {
             )?;
         }
         Ok(false)
+    }
+    /// The rules of sparse weights (see [`crate::kernels::sparse`]): int8 activations, a
+    /// constant u8 blob, a bias (holding the folded zero-point terms), per-channel
+    /// requantization for the output's channels. The blob itself is checked by the op.
+    fn sparse_weights(&self) -> Result<bool> {
+        let (x, w, y) = (self.input(0)?, self.input(1)?, self.output(0));
+        self.check(
+            cfg!(feature = "sparse-weights"),
+            "sparse weights: this build of the runtime has no sparse kernels (feature \
+             `sparse-weights`)",
+        )?;
+        self.check(
+            x.dtype == DType::I8 && w.dtype == DType::U8 && w.storage == Storage::Constant,
+            "sparse weights are a constant u8 blob of an int8 layer",
+        )?;
+        let channels = y.dims[y.rank.max(1) - 1];
+        self.arity(5, 5, 1)?;
+        self.q8(&x)?;
+        self.q8(&y)?;
+        self.check(self.opt_input(2).is_some(), "sparse weights need a bias")?;
+        self.q8_bias(2, channels)?;
+        self.requant_tables(3, channels)?;
+        Ok(true)
     }
     /// The extra rules of packed weights: f32 weights (`pack16x1`), or int8 with weight zero
     /// point 0 and a bias, which holds the folded zero-point terms (`pack16x4`).

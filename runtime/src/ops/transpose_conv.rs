@@ -92,7 +92,7 @@ impl OpDef for TransposeConvParams {
 
 pub(super) fn validate(c: &Ctx, p: &TransposeConvParams) -> Result<()> {
     c.extended_enabled()?;
-    c.weighted(4)?;
+    c.weighted(4, false)?;
     let (x, w, y) = (c.input(0)?, c.input(1)?, c.output(0));
     c.check(
         x.rank == 4 && w.rank == 4 && y.rank == 4,

@@ -168,6 +168,13 @@ impl ModelHead {
                         return Err(err(k, "two activations in a row inside the head"));
                     }
                 }
+                OpParams::Dense(p) if p.sparse => {
+                    return Err(err(
+                        k,
+                        "a head layer with sparse weights cannot be trained (quantize it with \
+                         --sparse off)",
+                    ));
+                }
                 OpParams::Dense(p) => {
                     let (xt, wt, yt) = (model.tensor(x), model.op_input(&op, 1), model.tensor(out));
                     let wt = wt.ok_or(err(k, "dense without weights"))?;

@@ -42,7 +42,7 @@ use crate::ops::ConvGeom;
 mod dsp;
 #[cfg(target_arch = "aarch64")]
 mod neon;
-mod rq;
+pub(crate) mod rq;
 #[cfg(kiln_v6m)]
 #[allow(unsafe_code)]
 mod v6m;
