@@ -219,6 +219,14 @@ pub fn refit_masked(g: &mut Graph, r: usize, xs: &[Vec<f32>], ys: &[Vec<f32>]) -
             }
         }
     }
+    store(g, r, w, b);
+    Ok(rows.len())
+}
+
+/// Writes node `r`'s refit weights (its weight tensor keeps its shape) and bias (`[m]`, added
+/// when the layer had none).
+fn store(g: &mut Graph, r: usize, w: Vec<f32>, b: Vec<f32>) {
+    let m = b.len();
     let wt = g.nodes[r].input(1).unwrap_or(0);
     g.tensors[wt].data = Some(Data::F32(w));
     match g.nodes[r].input(2) {
@@ -231,7 +239,6 @@ pub fn refit_masked(g: &mut Graph, r: usize, xs: &[Vec<f32>], ys: &[Vec<f32>]) -
             g.nodes[r].inputs[2] = Some(bt);
         }
     }
-    Ok(rows.len())
 }
 
 /// Solves `(A + λI) X = B` for symmetric positive definite `A` (`n × n`) by Cholesky; `B` is
@@ -316,17 +323,6 @@ pub fn refit(g: &mut Graph, r: usize, xs: &[Vec<f32>], ys: &[Vec<f32>]) -> Resul
             g.nodes[r].name
         );
     }
-    let wt = g.nodes[r].input(1).unwrap_or(0);
-    g.tensors[wt].data = Some(Data::F32(w));
-    match g.nodes[r].input(2) {
-        Some(bt) => g.tensors[bt].data = Some(Data::F32(b)),
-        None => {
-            let bt = g.add_const_f32(format!("{}.bias", g.nodes[r].name), vec![m], b);
-            if g.nodes[r].inputs.len() < 3 {
-                g.nodes[r].inputs.resize(3, None);
-            }
-            g.nodes[r].inputs[2] = Some(bt);
-        }
-    }
+    store(g, r, w, b);
     Ok((rows.len(), nf))
 }

@@ -532,21 +532,30 @@ fn sparse_conv_and_dense_match_reference_on_grid() {
             &q,
         );
         // Every instruction set; whole, and in two parts as the thread pool splits a layer.
+        let sc = sparse::SparseConv {
+            x: &x,
+            xs,
+            blob: &blob,
+            kernel: (kh, kw),
+            bias: &fb,
+            ys,
+            geo: &geo,
+            q: &q,
+        };
         for isa in Isa::available() {
             let what = format!(
                 "case {case}: sparse conv x {xs:?} w [{co}, {kh}, {kw}, {ci}] isa {}",
                 isa.name()
             );
             let mut y = vec![1i8; y_ref.len()];
-            sparse::conv2d_part(&x, xs, &blob, (kh, kw), &fb, &mut y, ys, &geo, &q, 0, isa);
+            sparse::conv2d_part(&sc, &mut y, 0, isa);
             assert_eq!(y, y_ref, "{what}");
             let split = (n * oh * ow / 2) * co;
             let (a, b) = y.split_at_mut(split);
             a.fill(1);
             b.fill(1);
-            sparse::conv2d_part(&x, xs, &blob, (kh, kw), &fb, a, ys, &geo, &q, 0, isa);
-            let px = split / co;
-            sparse::conv2d_part(&x, xs, &blob, (kh, kw), &fb, b, ys, &geo, &q, px, isa);
+            sparse::conv2d_part(&sc, a, 0, isa);
+            sparse::conv2d_part(&sc, b, split / co, isa);
             assert_eq!(y, y_ref, "{what}, in two parts");
         }
         convs += 1;

@@ -54,19 +54,14 @@ pub fn run(g: &mut Graph) -> usize {
             packed += 1;
             continue;
         }
-        let n = &g.nodes[i];
         let w = &g.tensors[wt];
         let Some(Data::I8(wv)) = &w.data else {
             continue;
         };
         let o = w.shape[0];
         let k: usize = w.shape[1..].iter().product();
-        let bias = match n.input(2).map(|b| &g.tensors[b]) {
-            None => None,
-            Some(b) => match &b.data {
-                Some(Data::I32(v)) if b.dtype == DType::I32 && v.len() == o => Some(v.as_slice()),
-                _ => continue,
-            },
+        let Some(bias) = int32_bias(g, i, o) else {
+            continue;
         };
         let mut folded = vec![0i32; o];
         qs8::fold_bias(wv, o, k, bias, zx, &mut folded);
@@ -92,6 +87,18 @@ pub fn run(g: &mut Graph) -> usize {
         packed += 1;
     }
     packed
+}
+
+/// The int32 bias of node `i` with `o` outputs: `Some(None)` without one, `None` when it is not
+/// a constant int32 `[o]`.
+fn int32_bias(g: &Graph, i: usize, o: usize) -> Option<Option<&[i32]>> {
+    match g.nodes[i].input(2).map(|b| &g.tensors[b]) {
+        None => Some(None),
+        Some(b) => match &b.data {
+            Some(Data::I32(v)) if b.dtype == DType::I32 && v.len() == o => Some(Some(v.as_slice())),
+            _ => None,
+        },
+    }
 }
 
 /// Stores the int8 weights of conv or dense `i` (input zero point `zx`) in the sparse layout
@@ -126,12 +133,8 @@ fn sparsify(g: &mut Graph, i: usize, zx: i32) -> bool {
     if blob.len() >= wv.len() {
         return false;
     }
-    let bias = match n.input(2).map(|b| &g.tensors[b]) {
-        None => None,
-        Some(b) => match &b.data {
-            Some(Data::I32(v)) if b.dtype == DType::I32 && v.len() == o => Some(v.as_slice()),
-            _ => return false,
-        },
+    let Some(bias) = int32_bias(g, i, o) else {
+        return false;
     };
     // bias - zx·Σw = fold_bias's bias - (zx + 128)·Σw, plus 128·Σw back.
     let folded: Vec<i32> = (0..o)

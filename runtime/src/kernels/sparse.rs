@@ -202,32 +202,40 @@ pub const PIXELS: usize = 16;
 #[cfg(not(target_pointer_width = "64"))]
 pub const PIXELS: usize = 1;
 
-/// Sparse int8 conv (one group) over NHWC `x` of shape `xs`, a `[co, kh, kw, ci]` blob; output
-/// pixels `px0..` of the `ys` output written to `y` (whole pixels of `co` channels). `isa`
-/// chooses the build of the loop: on x86-64 with AVX2 the same code compiled for AVX2 (the
-/// multiply-adds of an entry across [`PIXELS`] pixels in vector lanes); everywhere the result
-/// is the same integers.
-#[allow(clippy::too_many_arguments)]
-pub fn conv2d_part(
-    x: &[i8],
-    xs: [usize; 4],
-    blob: &[u8],
-    kernel: (usize, usize),
-    bias: &[i32],
-    y: &mut [i8],
-    ys: [usize; 4],
-    geo: &ConvGeom,
-    q: &QuantParams<'_>,
-    px0: usize,
-    isa: super::isa::Isa,
-) {
+/// What a sparse int8 conv (one group) reads: NHWC `x` of shape `xs`, the blob of a
+/// `[co, kh, kw, ci]` matrix, the folded bias, the output shape `ys` and the requantization.
+#[derive(Clone, Copy)]
+pub struct SparseConv<'a> {
+    /// Input activations.
+    pub x: &'a [i8],
+    /// Input shape (NHWC).
+    pub xs: [usize; 4],
+    /// The weights' blob.
+    pub blob: &'a [u8],
+    /// Window height and width.
+    pub kernel: (usize, usize),
+    /// `bias - z_x·Σw` per output channel.
+    pub bias: &'a [i32],
+    /// Output shape (NHWC).
+    pub ys: [usize; 4],
+    /// Stride, dilation, padding.
+    pub geo: &'a ConvGeom,
+    /// Requantization.
+    pub q: &'a QuantParams<'a>,
+}
+
+/// The conv `c` for output pixels `px0..`, written to `y` (whole pixels of `co` channels).
+/// `isa` chooses the build of the loop: on x86-64 with AVX2 the same code compiled for AVX2
+/// (the multiply-adds of an entry across [`PIXELS`] pixels in vector lanes); everywhere the
+/// result is the same integers.
+pub fn conv2d_part(c: &SparseConv<'_>, y: &mut [i8], px0: usize, isa: super::isa::Isa) {
     #[cfg(target_arch = "x86_64")]
     if matches!(isa, super::isa::Isa::Avx2 | super::isa::Isa::Avx512Vnni) && isa.supported() {
-        x86::conv2d_part_avx2(x, xs, blob, kernel, bias, y, ys, geo, q, px0);
+        x86::conv2d_part_avx2(c, y, px0);
         return;
     }
     let _ = isa;
-    conv2d_body(x, xs, blob, kernel, bias, y, ys, geo, q, px0);
+    conv2d_body(c, y, px0);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -236,57 +244,31 @@ mod x86 {
     use super::*;
 
     /// [`super::conv2d_body`] compiled for AVX2.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn conv2d_part_avx2(
-        x: &[i8],
-        xs: [usize; 4],
-        blob: &[u8],
-        kernel: (usize, usize),
-        bias: &[i32],
-        y: &mut [i8],
-        ys: [usize; 4],
-        geo: &ConvGeom,
-        q: &QuantParams<'_>,
-        px0: usize,
-    ) {
+    pub(super) fn conv2d_part_avx2(c: &SparseConv<'_>, y: &mut [i8], px0: usize) {
         debug_assert!(std::is_x86_feature_detected!("avx2"));
         // SAFETY: the caller checked that the CPU has AVX2; the body is safe code.
-        unsafe { body(x, xs, blob, kernel, bias, y, ys, geo, q, px0) }
+        unsafe { body(c, y, px0) }
     }
 
-    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2")]
-    unsafe fn body(
-        x: &[i8],
-        xs: [usize; 4],
-        blob: &[u8],
-        kernel: (usize, usize),
-        bias: &[i32],
-        y: &mut [i8],
-        ys: [usize; 4],
-        geo: &ConvGeom,
-        q: &QuantParams<'_>,
-        px0: usize,
-    ) {
-        conv2d_body(x, xs, blob, kernel, bias, y, ys, geo, q, px0)
+    unsafe fn body(c: &SparseConv<'_>, y: &mut [i8], px0: usize) {
+        conv2d_body(c, y, px0)
     }
 }
 
 /// The sparse conv's loop (see [`conv2d_part`]).
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn conv2d_body(
-    x: &[i8],
-    xs: [usize; 4],
-    blob: &[u8],
-    (kh, kw): (usize, usize),
-    bias: &[i32],
-    y: &mut [i8],
-    ys: [usize; 4],
-    geo: &ConvGeom,
-    q: &QuantParams<'_>,
-    px0: usize,
-) {
+fn conv2d_body(c: &SparseConv<'_>, y: &mut [i8], px0: usize) {
+    let SparseConv {
+        x,
+        xs,
+        blob,
+        kernel: (kh, kw),
+        bias,
+        ys,
+        geo,
+        q,
+    } = *c;
     let [_, h, wd, ci] = xs;
     let [_, oh, ow, co] = ys;
     let k = (kh * kw * ci).min(MAX_K);

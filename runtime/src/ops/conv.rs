@@ -236,7 +236,8 @@ pub(super) fn validate(c: &Ctx, p: &ConvParams) -> Result<()> {
         y.shape() == [n, oh, ow, co],
         "output shape does not match conv arithmetic",
     )?;
-    if p.sparse {
+    // (Without the feature, `weighted` has refused sparse weights already.)
+    if cfg!(feature = "sparse-weights") && p.sparse {
         let k = kh * kw * ci;
         c.check(
             k <= crate::kernels::sparse::MAX_K,
@@ -335,20 +336,18 @@ pub(super) fn run(v: &View, p: &ConvParams, out: &mut [u8], yt: &TensorInfo) -> 
                 // Validation guarantees the bias and the blob.
                 let bias = bias.ok_or(v.err("sparse weights need a bias"))?;
                 let macs = y.len() * ws[1] * ws[2] * xs[3];
+                let sc = crate::kernels::sparse::SparseConv {
+                    x,
+                    xs,
+                    blob: wb,
+                    kernel: (ws[1], ws[2]),
+                    bias,
+                    ys,
+                    geo: g,
+                    q: &q,
+                };
                 super::parallel(v, macs, y, ys[3], |part, px0| {
-                    crate::kernels::sparse::conv2d_part(
-                        x,
-                        xs,
-                        wb,
-                        (ws[1], ws[2]),
-                        bias,
-                        part,
-                        ys,
-                        g,
-                        &q,
-                        px0,
-                        v.isa,
-                    )
+                    crate::kernels::sparse::conv2d_part(&sc, part, px0, v.isa)
                 });
             } else if p.sparse {
                 return no_kernel(v);

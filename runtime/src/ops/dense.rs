@@ -97,9 +97,11 @@ pub(super) fn validate(c: &Ctx, p: &DenseParams) -> Result<()> {
     let (mo, k) = if p.sparse {
         // The blob `[1, L]`: M from the output, K from the input.
         let (mo, k) = (y.dims[y.rank - 1], x.dims[x.rank - 1]);
+        // (Without the feature, `weighted` has refused sparse weights already.)
         c.check(
-            k <= crate::kernels::sparse::MAX_K
-                && crate::kernels::sparse::validate(c.m.constant_bytes(&w), mo, k),
+            !cfg!(feature = "sparse-weights")
+                || (k <= crate::kernels::sparse::MAX_K
+                    && crate::kernels::sparse::validate(c.m.constant_bytes(&w), mo, k)),
             "sparse weights: malformed blob (counts, gaps or columns out of range)",
         )?;
         (mo, k)
