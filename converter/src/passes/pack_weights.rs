@@ -72,18 +72,7 @@ pub fn run(g: &mut Graph) -> usize {
         let nw = g.add_tensor(format!("{name}.weights_packed"), DType::I8, shape);
         g.tensors[nw].data = Some(Data::I8(pw));
         g.tensors[nw].quant = quant;
-        let nb = g.add_const_i32(format!("{name}.bias_folded"), folded);
-        let node = &mut g.nodes[i];
-        node.inputs[1] = Some(nw);
-        if node.inputs.len() < 3 {
-            node.inputs.resize(3, None);
-        }
-        node.inputs[2] = Some(nb);
-        match &mut node.op {
-            OpParams::Conv2d(p) => p.packed = true,
-            OpParams::Dense(p) => p.packed = true,
-            _ => {}
-        }
+        rewire(g, i, nw, folded, false);
         packed += 1;
     }
     packed
@@ -148,19 +137,27 @@ fn sparsify(g: &mut Graph, i: usize, zx: i32) -> bool {
     let name = g.nodes[i].name.clone();
     let nw = g.add_tensor(format!("{name}.weights_sparse"), DType::U8, shape);
     g.tensors[nw].data = Some(Data::Raw(blob));
-    let nb = g.add_const_i32(format!("{name}.bias_folded"), folded);
+    rewire(g, i, nw, folded, true);
+    true
+}
+
+/// Points int8 conv or dense `i` at its new weights `nw` and folded bias, flagged packed or
+/// sparse.
+fn rewire(g: &mut Graph, i: usize, nw: usize, folded: Vec<i32>, sparse: bool) {
+    let nb = g.add_const_i32(format!("{}.bias_folded", g.nodes[i].name), folded);
     let node = &mut g.nodes[i];
     node.inputs[1] = Some(nw);
     if node.inputs.len() < 3 {
         node.inputs.resize(3, None);
     }
     node.inputs[2] = Some(nb);
-    match &mut node.op {
-        OpParams::Conv2d(p) => p.sparse = true,
-        OpParams::Dense(p) => p.sparse = true,
-        _ => {}
-    }
-    true
+    let (packed, sp) = match &mut node.op {
+        OpParams::Conv2d(p) => (&mut p.packed, &mut p.sparse),
+        OpParams::Dense(p) => (&mut p.packed, &mut p.sparse),
+        _ => return,
+    };
+    *packed = !sparse;
+    *sp = sparse;
 }
 
 /// Packs the f32 weights of node `i` (weights `wt`); whether it did.
