@@ -578,7 +578,14 @@ pub fn prune(g: &Graph, samples: &[Vec<Vec<f32>>], opts: &PruneOptions) -> Resul
             .chain(&n.outputs)
             .any(|&t| g.tensors[t].dtype != kiln_runtime::DType::F32 && g.tensors[t].data.is_none())
     }) {
-        bail!("the model has int8 activations: prune the float model, then quantize it");
+        if opts.unstructured {
+            return prune_int8_unstructured(g, opts);
+        }
+        bail!(
+            "the model has int8 activations: whole channels are pruned from the float model \
+             (then quantize it); an int8 model can lose single weights (--unstructured), which \
+             keeps them on their quantization grid"
+        );
     }
     if opts.unstructured {
         return prune_unstructured(g, samples, opts);
@@ -758,6 +765,120 @@ fn node_io(g: &Graph, nodes: &[usize], samples: &[Vec<Vec<f32>>]) -> Result<Read
         }
     }
     Ok(out)
+}
+
+/// The real magnitude of each int8 weight of conv or dense `n` (`|q|·scale` of its output
+/// channel), if it has constant int8 weights with zero point 0 (or per-channel scales).
+fn int8_magnitudes(g: &Graph, n: usize) -> Option<Vec<f32>> {
+    let wt = g.nodes[n].input(1)?;
+    let t = &g.tensors[wt];
+    let Some(Data::I8(q)) = &t.data else {
+        return None;
+    };
+    let rows = *t.shape.first()?;
+    let per = q.len() / rows.max(1);
+    let scale: Vec<f32> = match t.quant {
+        kiln_runtime::Quant::PerTensor {
+            scale,
+            zero_point: 0,
+        } => vec![scale; rows],
+        kiln_runtime::Quant::None => vec![1.0; rows],
+        kiln_runtime::Quant::PerAxis { scales, axis: 0 } => {
+            let s = g.const_f32(scales as usize)?;
+            (s.len() == rows).then(|| s.to_vec())?
+        }
+        _ => return None,
+    };
+    Some(
+        q.iter()
+            .enumerate()
+            .map(|(i, &v)| (v as f32).abs() * scale[i / per.max(1)])
+            .collect(),
+    )
+}
+
+/// Unstructured pruning of an int8 model: the same fraction of every one-group conv's and
+/// dense layer's int8 weights, the smallest real magnitudes, set to zero, so that
+/// `opts.sparsity` of all of them are zero. The weights that stay keep their values (they stay
+/// on their quantization grid; no refit), as do the scales and requantization.
+fn prune_int8_unstructured(g: &Graph, opts: &PruneOptions) -> Result<PruneResult> {
+    let int8_layer = |n: usize| match g.nodes[n].op {
+        OpParams::Conv2d(p) => p.geom.groups == 1 && !p.packed && !p.sparse,
+        OpParams::Dense(p) => !p.packed && !p.sparse,
+        _ => false,
+    };
+    let weight_count = |h: &Graph, n: usize| -> usize {
+        h.nodes[n]
+            .input(1)
+            .and_then(|w| match &h.tensors[w].data {
+                Some(Data::I8(v)) => Some(v.len()),
+                Some(Data::F32(v)) => Some(v.len()),
+                _ => None,
+            })
+            .unwrap_or(0)
+    };
+    let all: Vec<usize> = (0..g.nodes.len())
+        .filter(|&n| matches!(g.nodes[n].kind(), OpKind::Conv2d | OpKind::Dense))
+        .collect();
+    let layers: Vec<usize> = all
+        .iter()
+        .copied()
+        .filter(|&n| int8_layer(n) && int8_magnitudes(g, n).is_some())
+        .collect();
+    if layers.is_empty() {
+        bail!(
+            "nothing to prune: no int8 conv (one group) or dense layer with constant int8 \
+             weights (zero point 0)"
+        );
+    }
+    let total: usize = all.iter().map(|&n| weight_count(g, n)).sum();
+    let prunable: usize = layers.iter().map(|&n| weight_count(g, n)).sum();
+    let target = (opts.sparsity as f64 * total as f64).ceil() as usize;
+    let frac = target as f64 / prunable.max(1) as f64;
+    if frac >= 1.0 {
+        bail!(
+            "at most {:.1}% of the weights are in int8 conv (one group) and dense layers; asked \
+             for {:.1}%",
+            100.0 * prunable as f64 / total.max(1) as f64,
+            100.0 * opts.sparsity
+        );
+    }
+    let mut q = g.clone();
+    let mut reports = Vec::new();
+    let mut zeros = 0;
+    for &r in &layers {
+        let mag = int8_magnitudes(&q, r).unwrap_or_default();
+        let Some(wt) = own(&mut q, r, 1) else {
+            continue;
+        };
+        let Some(Data::I8(w)) = &q.tensors[wt].data else {
+            continue;
+        };
+        let n = w.len();
+        let drop = ((frac * n as f64).ceil() as usize).min(n);
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&a, &b| mag[a].total_cmp(&mag[b]).then(a.cmp(&b)));
+        let mut w = w.clone();
+        for &i in &order[..drop] {
+            w[i] = 0;
+        }
+        let kept = w.iter().filter(|v| **v != 0).count();
+        zeros += n - kept;
+        q.tensors[wt].data = Some(Data::I8(w));
+        reports.push(GroupReport {
+            layer: g.nodes[r].name.clone(),
+            channels: (n, kept),
+            error_removed: f64::NAN,
+            error_refit: f64::NAN,
+            underdetermined: false,
+        });
+    }
+    q.check()?;
+    Ok(PruneResult {
+        weights: (total, total - zeros),
+        graph: q,
+        groups: reports,
+    })
 }
 
 /// Unstructured (magnitude) pruning: the same fraction of every one-group conv's and dense

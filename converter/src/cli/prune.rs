@@ -190,7 +190,16 @@ pub fn run(a: PruneArgs) -> Result<()> {
              other inputs; pass more samples",
         );
     }
-    if !reconstruct {
+    let int8 = g
+        .tensors
+        .iter()
+        .any(|t| t.data.is_none() && t.dtype == kiln_runtime::DType::I8);
+    if int8 {
+        super::common::note(
+            "int8 model: the weights removed are set to zero on their quantization grid, the \
+             rest keep their values (nothing is refit; prune the float model for that)",
+        );
+    } else if !reconstruct {
         super::common::note(if a.calib.is_empty() {
             "no --calib: channels were removed without refitting the next layers (pass \
              calibration inputs for the least-squares reconstruction)"

@@ -1,28 +1,23 @@
 //! The inverse of [`super::pack_weights`] for float models: packed f32 conv and dense weights
 //! (`pack16x1`) and tap-major depthwise weights back to the natural `[O, ..]` layout every pass,
 //! the pruner and the quantizer read. For a float `.kiln` file read back into a graph
-//! (`kiln prune model.kiln`, `kiln quantize pruned.kiln`); packed int8 weights (their bias holds
-//! folded zero-point terms) are refused: pruning and quantizing start from a float model.
+//! (`kiln prune model.kiln`, `kiln quantize pruned.kiln`). Int8 conv and dense weights, packed
+//! or sparse, come back natural with their bias unfolded (`kiln prune model_int8.kiln
+//! --unstructured`).
 
 use crate::ir::{Data, Graph};
 use anyhow::{bail, Result};
 use kiln_runtime::kernels::f32gemm;
 use kiln_runtime::ops::OpParams;
+use kiln_runtime::{DType, Quant};
 
 /// Runs the pass; returns how many ops it unpacked.
 pub fn run(g: &mut Graph) -> Result<usize> {
     let mut unpacked = 0;
     for i in 0..g.nodes.len() {
-        let sparse = match g.nodes[i].op {
-            OpParams::Conv2d(p) => p.sparse,
-            OpParams::Dense(p) => p.sparse,
-            _ => false,
-        };
-        if sparse {
-            bail!(
-                "'{}' has sparse int8 weights: start from the float model",
-                g.nodes[i].name
-            );
+        if unpack_int8(g, i)? {
+            unpacked += 1;
+            continue;
         }
         let packed = match g.nodes[i].op {
             OpParams::Conv2d(p) => p.packed.then_some(p.geom.groups),
@@ -35,7 +30,7 @@ pub fn run(g: &mut Graph) -> Result<usize> {
         let w = &g.tensors[wt];
         let Some(Data::F32(v)) = &w.data else {
             bail!(
-                "'{}' has packed int8 weights: start from the float model",
+                "'{}' has packed weights kiln cannot read back",
                 g.nodes[i].name
             );
         };
@@ -70,6 +65,91 @@ pub fn run(g: &mut Graph) -> Result<usize> {
         unpacked += 1;
     }
     Ok(unpacked)
+}
+
+/// Int8 conv (one group) or dense `i` with packed (`pack16x4`) or sparse weights back to natural
+/// `[O, ..]` int8 weights and the bias before the zero-point fold; whether it was one.
+fn unpack_int8(g: &mut Graph, i: usize) -> Result<bool> {
+    use kiln_runtime::kernels::{qs8, sparse};
+    let (packed, sparse_w, groups) = match g.nodes[i].op {
+        OpParams::Conv2d(p) => (p.packed, p.sparse, p.geom.groups),
+        OpParams::Dense(p) => (p.packed, p.sparse, 1),
+        _ => return Ok(false),
+    };
+    let (Some(x), Some(wt), Some(y)) = (
+        g.nodes[i].input(0),
+        g.nodes[i].input(1),
+        g.nodes[i].outputs.first().copied(),
+    ) else {
+        return Ok(false);
+    };
+    if g.tensors[x].dtype != DType::I8 || !(packed || sparse_w) || groups != 1 {
+        return Ok(false);
+    }
+    let name = g.nodes[i].name.clone();
+    let Quant::PerTensor { zero_point: zx, .. } = g.tensors[x].quant else {
+        bail!("'{name}': int8 input without a zero point");
+    };
+    let o = *g.tensors[y].shape.last().unwrap_or(&0);
+    let w = &g.tensors[wt];
+    let (nat, shape, k) = if sparse_w {
+        let Some(Data::Raw(blob)) = &w.data else {
+            bail!("'{name}': sparse weights are not a constant blob");
+        };
+        let (shape, k) = match w.shape.as_slice() {
+            [_, kh, kw, _] => {
+                let ci = *g.tensors[x].shape.last().unwrap_or(&0);
+                (vec![o, *kh, *kw, ci], kh * kw * ci)
+            }
+            _ => {
+                let k = *g.tensors[x].shape.last().unwrap_or(&0);
+                (vec![o, k], k)
+            }
+        };
+        if !sparse::validate(blob, o, k) {
+            bail!("'{name}': malformed sparse weights");
+        }
+        (sparse::decode(blob, o, k), shape, k)
+    } else {
+        let Some(Data::I8(v)) = &w.data else {
+            bail!("'{name}': packed int8 weights are not constant");
+        };
+        let k: usize = w.shape[1..].iter().product();
+        let mut nat = vec![0i8; v.len()];
+        qs8::unpack(v, o, k, &mut nat);
+        (nat, w.shape.clone(), k)
+    };
+    // The fold subtracted (zx + 128)·Σw (packed) or zx·Σw (sparse): add it back.
+    let zfold = if sparse_w { zx } else { zx.wrapping_add(128) };
+    let folded = match g.nodes[i].input(2).map(|b| &g.tensors[b].data) {
+        Some(Some(Data::I32(b))) if b.len() == o => b.clone(),
+        _ => bail!("'{name}': packed or sparse weights without their folded bias"),
+    };
+    let bias: Vec<i32> = (0..o)
+        .map(|c| {
+            let s = nat[c * k..][..k]
+                .iter()
+                .fold(0i32, |a, &v| a.wrapping_add(v as i32));
+            folded[c].wrapping_add(zfold.wrapping_mul(s))
+        })
+        .collect();
+    let quant = if sparse_w {
+        Quant::None
+    } else {
+        g.tensors[wt].quant
+    };
+    let nw = g.add_tensor(format!("{name}.weights"), DType::I8, shape);
+    g.tensors[nw].data = Some(Data::I8(nat));
+    g.tensors[nw].quant = quant;
+    let nb = g.add_const_i32(format!("{name}.bias"), bias);
+    g.nodes[i].inputs[1] = Some(nw);
+    g.nodes[i].inputs[2] = Some(nb);
+    match &mut g.nodes[i].op {
+        OpParams::Conv2d(p) => (p.packed, p.sparse) = (false, false),
+        OpParams::Dense(p) => (p.packed, p.sparse) = (false, false),
+        _ => {}
+    }
+    Ok(true)
 }
 
 #[cfg(test)]

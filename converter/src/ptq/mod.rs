@@ -80,6 +80,17 @@ pub fn quantize(
     if samples.is_empty() {
         bail!("calibration needs at least one sample");
     }
+    if let Some(t) = g
+        .tensors
+        .iter()
+        .find(|t| t.data.is_none() && t.dtype != kiln_runtime::DType::F32)
+    {
+        bail!(
+            "the model is already quantized (tensor '{}' is {}): quantize the float model",
+            t.name,
+            t.dtype.name()
+        );
+    }
     let (bytes, _, remap) = emit_mapped(g)?;
     let file_to_graph = inverse(&remap);
     let mut obs: HashMap<TId, Observer> = HashMap::new();

@@ -164,17 +164,39 @@ fn spmv(blob: &[u8], m: usize, x: &[i8], bias: &[i32], q: &QuantParams<'_>, y: &
     let (gaps, values) = (&blob[g0..], &blob[v0..][..entries]);
     let mut e = 0;
     for (r, out) in y.iter_mut().enumerate().take(m) {
-        let mut acc = bias[r];
-        let mut col = 0usize;
         let end = e + count(blob, r);
-        while e < end {
-            col += ((gaps[e >> 1] >> ((e & 1) << 2)) & 15) as usize;
-            acc = acc.wrapping_add(x[col] as i32 * values[e] as i8 as i32);
-            col += 1;
-            e += 1;
-        }
-        *out = q.requantize(acc, r);
+        *out = q.requantize(row_dot(gaps, values, e, end, x, bias[r]), r);
+        e = end;
     }
+}
+
+/// `acc + Σ x[col]·v` over entries `e..end` of a valid blob's gaps and values: an odd first
+/// entry alone, then two entries per gap byte.
+#[inline(always)]
+fn row_dot(gaps: &[u8], values: &[u8], mut e: usize, end: usize, x: &[i8], mut acc: i32) -> i32 {
+    let mut col = 0usize;
+    let mut step = |col: &mut usize, gap: u8, v: u8| {
+        *col += gap as usize;
+        acc = acc.wrapping_add(x[*col] as i32 * v as i8 as i32);
+        *col += 1;
+    };
+    if e < end && e % 2 == 1 {
+        step(&mut col, gaps[e / 2] >> 4, values[e]);
+        e += 1;
+    }
+    let pairs = (end - e) / 2;
+    for (g, v) in gaps[e / 2..][..pairs]
+        .iter()
+        .zip(values[e..][..2 * pairs].chunks_exact(2))
+    {
+        step(&mut col, g & 15, v[0]);
+        step(&mut col, g >> 4, v[1]);
+    }
+    e += 2 * pairs;
+    if e < end {
+        step(&mut col, gaps[e / 2] & 15, values[e]);
+    }
+    acc
 }
 
 /// Sparse int8 dense: `x` holds `rows` rows of `k` values, `y` as many rows of `m`.

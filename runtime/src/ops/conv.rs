@@ -207,7 +207,8 @@ pub(super) fn validate(c: &Ctx, p: &ConvParams) -> Result<()> {
         !(p.packed && p.sparse),
         "weights are packed or sparse, not both",
     )?;
-    let int8 = c.weighted(4, p.sparse)?;
+    let sparse = super::SPARSE && p.sparse;
+    let int8 = c.weighted(4, sparse)?;
     let (x, w, y) = (c.input(0)?, c.input(1)?, c.output(0));
     c.check(
         x.rank == 4 && w.rank == 4 && y.rank == 4,
@@ -216,7 +217,7 @@ pub(super) fn validate(c: &Ctx, p: &ConvParams) -> Result<()> {
     let g = &p.geom;
     c.check(g.pad.iter().all(|&v| v < 1 << 30), "padding too large")?;
     let [n, h, wd, ci] = dims4(&x);
-    let [co, kh, kw, cig] = if p.sparse {
+    let [co, kh, kw, cig] = if sparse {
         // The blob `[1, KH, KW, L]`: the channels are the output's, the window the input's.
         let [_, kh, kw, _] = dims4(&w);
         c.check(g.groups == 1, "sparse weights need one group")?;
@@ -236,8 +237,7 @@ pub(super) fn validate(c: &Ctx, p: &ConvParams) -> Result<()> {
         y.shape() == [n, oh, ow, co],
         "output shape does not match conv arithmetic",
     )?;
-    // (Without the feature, `weighted` has refused sparse weights already.)
-    if cfg!(feature = "sparse-weights") && p.sparse {
+    if sparse {
         let k = kh * kw * ci;
         c.check(
             k <= crate::kernels::sparse::MAX_K,
@@ -332,7 +332,7 @@ pub(super) fn run(v: &View, p: &ConvParams, out: &mut [u8], yt: &TensorInfo) -> 
                 geo: *g,
                 q: &q,
             };
-            if cfg!(feature = "sparse-weights") && p.sparse {
+            if super::SPARSE && p.sparse {
                 // Validation guarantees the bias and the blob.
                 let bias = bias.ok_or(v.err("sparse weights need a bias"))?;
                 let macs = y.len() * ws[1] * ws[2] * xs[3];
@@ -349,8 +349,6 @@ pub(super) fn run(v: &View, p: &ConvParams, out: &mut [u8], yt: &TensorInfo) -> 
                 super::parallel(v, macs, y, ys[3], |part, px0| {
                     crate::kernels::sparse::conv2d_part(&sc, part, px0, v.isa)
                 });
-            } else if p.sparse {
-                return no_kernel(v);
             } else if p.packed && g.groups != 1 {
                 if v.use_reference() {
                     qs8::reference_depthwise(&c, y);

@@ -85,7 +85,8 @@ pub(super) fn validate(c: &Ctx, p: &DenseParams) -> Result<()> {
         !(p.packed && p.sparse),
         "weights are packed or sparse, not both",
     )?;
-    let int8 = c.weighted(2, p.sparse)?;
+    let sparse = super::SPARSE && p.sparse;
+    let int8 = c.weighted(2, sparse)?;
     if p.packed {
         c.packed_weights(int8)?;
     }
@@ -94,14 +95,12 @@ pub(super) fn validate(c: &Ctx, p: &DenseParams) -> Result<()> {
         x.rank >= 1 && y.rank == x.rank,
         "dense expects x [.., K], w [M, K]",
     )?;
-    let (mo, k) = if p.sparse {
+    let (mo, k) = if sparse {
         // The blob `[1, L]`: M from the output, K from the input.
         let (mo, k) = (y.dims[y.rank - 1], x.dims[x.rank - 1]);
-        // (Without the feature, `weighted` has refused sparse weights already.)
         c.check(
-            !cfg!(feature = "sparse-weights")
-                || (k <= crate::kernels::sparse::MAX_K
-                    && crate::kernels::sparse::validate(c.m.constant_bytes(&w), mo, k)),
+            k <= crate::kernels::sparse::MAX_K
+                && crate::kernels::sparse::validate(c.m.constant_bytes(&w), mo, k),
             "sparse weights: malformed blob (counts, gaps or columns out of range)",
         )?;
         (mo, k)
@@ -123,7 +122,7 @@ pub(super) fn run(v: &View, p: &DenseParams, out: &mut [u8], yt: &TensorInfo) ->
     let xt = v.info(0)?;
     let wt = v.info(1)?;
     let wb = v.bytes(&wt)?;
-    let (m, k) = if p.sparse {
+    let (m, k) = if super::SPARSE && p.sparse {
         (yt.dims[yt.rank - 1], xt.dims[xt.rank - 1])
     } else {
         (wt.dims[0], wt.dims[1])
@@ -132,11 +131,9 @@ pub(super) fn run(v: &View, p: &DenseParams, out: &mut [u8], yt: &TensorInfo) ->
         DType::I8 => {
             let o = super::conv::int8_operands(v, yt, p.act, p.rounding)?;
             let y = bytes_as_i8_mut(out);
-            if cfg!(feature = "sparse-weights") && p.sparse {
+            if super::SPARSE && p.sparse {
                 let bias = o.bias.ok_or(v.err("sparse weights need a bias"))?;
                 crate::kernels::sparse::dense(o.x, k, wb, m, bias, y, &o.q);
-            } else if p.sparse {
-                return no_kernel(v);
             } else if p.packed {
                 let bias = o.bias.ok_or(v.err("packed weights need a bias"))?;
                 if v.use_reference() {

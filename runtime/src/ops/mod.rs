@@ -198,6 +198,10 @@ fn encode_rounding(r: Rounding, w: &mut Words) {
 /// natural; 1 packed for the op's kernel family: int8 `pack16x4` with a folded bias
 /// ([`crate::kernels::qs8`]), f32 `pack16x1` ([`crate::kernels::f32gemm`]), depthwise
 /// tap-major).
+/// Whether this build reads sparse weights (feature `sparse-weights`): every sparse path is
+/// `SPARSE && ..`, so a build without the feature carries none of their code.
+pub(crate) const SPARSE: bool = cfg!(feature = "sparse-weights");
+
 /// Rounding (low byte) and weight layout (the byte above: 0 natural, 1 packed, 2 sparse) of a
 /// conv or dense; returns `(rounding, packed, sparse)`.
 fn decode_rounding_layout(w: &Words) -> core::result::Result<(Rounding, bool, bool), &'static str> {
@@ -206,7 +210,13 @@ fn decode_rounding_layout(w: &Words) -> core::result::Result<(Rounding, bool, bo
     let (packed, sparse) = match w[ROUNDING] >> 8 {
         0 => (false, false),
         1 => (true, false),
-        2 => (false, true),
+        2 if SPARSE => (false, true),
+        2 => {
+            return Err(
+                "sparse weights: this build of the runtime has no sparse kernels (feature \
+                 `sparse-weights`)",
+            )
+        }
         _ => return Err("unknown weight layout"),
     };
     Ok((decode_rounding(&low)?, packed, sparse))
@@ -652,7 +662,7 @@ impl<'m> Ctx<'_, 'm> {
     pub(crate) fn weighted(&self, rank: usize, sparse: bool) -> Result<bool> {
         let (x, w, y) = (self.input(0)?, self.input(1)?, self.output(0));
         self.check(w.rank == rank, "weights have the wrong rank")?;
-        if sparse {
+        if SPARSE && sparse {
             return self.sparse_weights();
         }
         let channels = w.dims[0];
@@ -680,11 +690,6 @@ impl<'m> Ctx<'_, 'm> {
     /// requantization for the output's channels. The blob itself is checked by the op.
     fn sparse_weights(&self) -> Result<bool> {
         let (x, w, y) = (self.input(0)?, self.input(1)?, self.output(0));
-        self.check(
-            cfg!(feature = "sparse-weights"),
-            "sparse weights: this build of the runtime has no sparse kernels (feature \
-             `sparse-weights`)",
-        )?;
         self.check(
             x.dtype == DType::I8 && w.dtype == DType::U8 && w.storage == Storage::Constant,
             "sparse weights are a constant u8 blob of an int8 layer",
