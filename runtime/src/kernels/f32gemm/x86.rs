@@ -334,60 +334,87 @@ unsafe fn dwconv_run_impl(
 ) {
     // Up to four groups of 16 channels per pass: four independent chains of fused
     // multiply-adds hide the instruction's latency (each output still sums its taps in order).
+    // Layers of at most 32 channels take two pixels of the run per pass for the same reason.
     let groups = co.div_ceil(16);
-    for i in 0..count {
-        let (xb, yb) = (x.as_ptr().add(i * step), y.as_mut_ptr().add(i * co));
+    let mut i = 0;
+    while i < count {
+        let pair = groups <= 2 && i + 1 < count;
+        let xb = [
+            x.as_ptr().add(i * step),
+            x.as_ptr().add((i + pair as usize) * step),
+        ];
+        let yb = [
+            y.as_mut_ptr().add(i * co),
+            y.as_mut_ptr().add((i + pair as usize) * co),
+        ];
+        if pair {
+            match groups {
+                2 => dw_pass::<2, 2>(xb, wt, co, taps, 0, bias, act, yb),
+                _ => dw_pass::<1, 2>(xb, wt, co, taps, 0, bias, act, yb),
+            }
+            i += 2;
+            continue;
+        }
         let mut g = 0;
         while g < groups {
             let k = (groups - g).min(4);
             let c0 = g * 16;
+            let (xb, yb) = ([xb[0]], [yb[0]]);
             match k {
-                4 => dw_pass::<4>(xb, wt, co, taps, c0, bias, act, yb),
-                3 => dw_pass::<3>(xb, wt, co, taps, c0, bias, act, yb),
-                2 => dw_pass::<2>(xb, wt, co, taps, c0, bias, act, yb),
-                _ => dw_pass::<1>(xb, wt, co, taps, c0, bias, act, yb),
+                4 => dw_pass::<4, 1>(xb, wt, co, taps, c0, bias, act, yb),
+                3 => dw_pass::<3, 1>(xb, wt, co, taps, c0, bias, act, yb),
+                2 => dw_pass::<2, 1>(xb, wt, co, taps, c0, bias, act, yb),
+                _ => dw_pass::<1, 1>(xb, wt, co, taps, c0, bias, act, yb),
             }
             g += k;
         }
+        i += 1;
     }
 }
 
-/// `K` groups of 16 channels from `c0` of one output pixel (`xb` its input base, `yb` its
-/// output row); the last group of the layer is masked.
+/// `K` groups of 16 channels from `c0` of `P` output pixels (`xb` their input bases, `yb`
+/// their output rows); the last group of the layer is masked.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn dw_pass<const K: usize>(
-    xb: *const f32,
+unsafe fn dw_pass<const K: usize, const P: usize>(
+    xb: [*const f32; P],
     wt: &[f32],
     co: usize,
     taps: &[(usize, usize)],
     c0: usize,
     bias: Option<&[f32]>,
     act: [f32; 2],
-    yb: *mut f32,
+    yb: [*mut f32; P],
 ) {
     let mut mask = [0 as __mmask16; K];
-    let mut acc = [_mm512_setzero_ps(); K];
+    let mut acc = [[_mm512_setzero_ps(); K]; P];
     for j in 0..K {
         let c = c0 + 16 * j;
         mask[j] = lane_mask((co - c).min(16));
         if let Some(bb) = bias {
-            acc[j] = _mm512_maskz_loadu_ps(mask[j], bb.as_ptr().add(c));
+            let b = _mm512_maskz_loadu_ps(mask[j], bb.as_ptr().add(c));
+            for a in acc.iter_mut() {
+                a[j] = b;
+            }
         }
     }
     for &(xo, t) in taps {
-        let (xp, wp) = (xb.add(xo + c0), wt.as_ptr().add(t * co + c0));
+        let wp = wt.as_ptr().add(t * co + c0);
         for j in 0..K {
-            let xv = _mm512_maskz_loadu_ps(mask[j], xp.add(16 * j));
             let wv = _mm512_maskz_loadu_ps(mask[j], wp.add(16 * j));
-            acc[j] = _mm512_fmadd_ps(xv, wv, acc[j]);
+            for (a, &xbp) in acc.iter_mut().zip(&xb) {
+                let xv = _mm512_maskz_loadu_ps(mask[j], xbp.add(xo + c0 + 16 * j));
+                a[j] = _mm512_fmadd_ps(xv, wv, a[j]);
+            }
         }
     }
     let (lo, hi) = (_mm512_set1_ps(act[0]), _mm512_set1_ps(act[1]));
-    for j in 0..K {
-        // max then min, as the scalar clamp (`v.max(lo).min(hi)`; NaN-free inputs).
-        let v = _mm512_min_ps(_mm512_max_ps(acc[j], lo), hi);
-        _mm512_mask_storeu_ps(yb.add(c0 + 16 * j), mask[j], v);
+    for (a, &ybp) in acc.iter().zip(&yb) {
+        for j in 0..K {
+            // max then min, as the scalar clamp (`v.max(lo).min(hi)`; NaN-free inputs).
+            let v = _mm512_min_ps(_mm512_max_ps(a[j], lo), hi);
+            _mm512_mask_storeu_ps(ybp.add(c0 + 16 * j), mask[j], v);
+        }
     }
 }
