@@ -45,6 +45,12 @@ pub struct PruneOptions {
     /// Fixed fractions of channels to remove, by layer name (a producer of the group); the
     /// other groups share the fraction that reaches `sparsity`.
     pub layers: Vec<(String, f32)>,
+    /// Choose each group's fraction by sensitivity (needs samples): every group is pruned
+    /// alone at 25, 50 and 75% of its channels and the model's output error measured; then
+    /// eighths of channels (up to three quarters of a group) are taken, greedily, from the
+    /// group whose error grows least per weight removed, until the sparsity is reached.
+    /// Groups named in `layers` keep theirs.
+    pub sensitivity: bool,
     /// Remove single weights (the smallest magnitudes of every conv and dense layer) instead
     /// of whole channels: the file shrinks once `kiln quantize` stores the mostly-zero int8
     /// layers sparse. `multiple` and `layers` do not apply.
@@ -530,6 +536,117 @@ fn choose(sal: &[Vec<f64>], frac: f64, fixed: &[Option<f64>], multiple: usize) -
         .collect()
 }
 
+/// Conv and dense weights `keeps` (channels kept per group) removes from `g` (`total` of them).
+fn removed_weights(g: &Graph, grps: &[Group], keeps: &[Vec<usize>], total: usize) -> usize {
+    let mut h = g.clone();
+    for (grp, keep) in grps.iter().zip(keeps) {
+        apply(&mut h, grp, keep);
+    }
+    total - total_weights(&h)
+}
+
+/// `||y' - y|| / ||y||` between two runs' outputs.
+fn output_error(a: &[Vec<Vec<f32>>], b: &[Vec<Vec<f32>>]) -> f64 {
+    let (mut num, mut den) = (0f64, 0f64);
+    for (x, y) in a
+        .iter()
+        .flatten()
+        .flatten()
+        .zip(b.iter().flatten().flatten())
+    {
+        num += (*x as f64 - *y as f64).powi(2);
+        den += (*y as f64).powi(2);
+    }
+    (num / den.max(f64::MIN_POSITIVE)).sqrt()
+}
+
+/// Per group, the fraction of channels to remove chosen by sensitivity (see
+/// [`PruneOptions::sensitivity`]); groups already in `fixed` keep theirs.
+fn sensitivity_fractions(
+    g: &Graph,
+    samples: &[Vec<Vec<f32>>],
+    opts: &PruneOptions,
+    grps: &[Group],
+    sal: &[Vec<f64>],
+    fixed: Vec<Option<f64>>,
+    target: usize,
+) -> Result<Vec<Option<f64>>> {
+    const LEVELS: usize = 8;
+    let total = total_weights(g);
+    let base = crate::verify::run_kiln(&crate::emit::emit(g)?.0, samples)?;
+    // The model's output error with group k alone pruned to 1/4, 2/4, 3/4 of its channels.
+    let mut err = vec![[0f64; 4]; grps.len()];
+    for (k, e) in err.iter_mut().enumerate() {
+        if fixed[k].is_some() {
+            continue;
+        }
+        for q in 1..4 {
+            let mut only = vec![Some(0.0); grps.len()];
+            only[k] = Some(q as f64 / 4.0);
+            let keeps = choose(sal, 0.0, &only, opts.multiple);
+            let mut h = g.clone();
+            apply(&mut h, &grps[k], &keeps[k]);
+            if opts.reconstruct {
+                let orig = reader_io(g, std::slice::from_ref(&grps[k]), samples)?;
+                let now = reader_io(&h, std::slice::from_ref(&grps[k]), samples)?;
+                for &(r, _) in &grps[k].readers {
+                    if let (Some((_, y)), Some((x, _))) = (orig.get(&r), now.get(&r)) {
+                        own(&mut h, r, 1);
+                        own(&mut h, r, 2);
+                        crate::prune_ls::refit(&mut h, r, x, y)?;
+                    }
+                }
+            }
+            let out = crate::verify::run_kiln(&crate::emit::emit(&h)?.0, samples)?;
+            e[q] = output_error(&out, &base);
+        }
+    }
+    // Error at level l (l eighths of the channels), linear between the measured quarters.
+    let at = |k: usize, l: usize| -> f64 {
+        let x = l as f64 / 2.0;
+        let i = (x.floor() as usize).min(2);
+        err[k][i] + (err[k][i + 1] - err[k][i]) * (x - i as f64)
+    };
+    let mut level = vec![0usize; grps.len()];
+    let frac = |level: &[usize]| -> Vec<Option<f64>> {
+        level
+            .iter()
+            .zip(&fixed)
+            .map(|(&l, f)| f.or(Some(l as f64 / LEVELS as f64)))
+            .collect()
+    };
+    let alone = |k: usize, l: usize| -> usize {
+        let mut only = vec![Some(0.0); grps.len()];
+        only[k] = Some(l as f64 / LEVELS as f64);
+        removed_weights(g, grps, &choose(sal, 0.0, &only, opts.multiple), total)
+    };
+    while removed_weights(
+        g,
+        grps,
+        &choose(sal, 0.0, &frac(&level), opts.multiple),
+        total,
+    ) < target
+    {
+        let mut best: Option<(f64, usize)> = None;
+        for k in 0..grps.len() {
+            // At most 3/4 of a group's channels: the last measured point.
+            if fixed[k].is_some() || level[k] + 1 > 3 * LEVELS / 4 {
+                continue;
+            }
+            let dw = alone(k, level[k] + 1)
+                .saturating_sub(alone(k, level[k]))
+                .max(1);
+            let cost = (at(k, level[k] + 1) - at(k, level[k])).max(0.0) / dw as f64;
+            if best.is_none_or(|(c, _)| cost < c) {
+                best = Some((cost, k));
+            }
+        }
+        let Some((_, k)) = best else { break };
+        level[k] += 1;
+    }
+    Ok(frac(&level))
+}
+
 /// The fixed channel fraction of each group from `layers` (name, fraction); refuses names that
 /// are not a layer, layers that cannot be pruned, and fractions outside `[0, 1)`.
 fn fixed_fractions(
@@ -598,7 +715,7 @@ pub fn prune(g: &Graph, samples: &[Vec<Vec<f32>>], opts: &PruneOptions) -> Resul
              depthwise convs or a flatten)"
         );
     }
-    let fixed = fixed_fractions(g, &grps, &opts.layers)?;
+    let mut fixed = fixed_fractions(g, &grps, &opts.layers)?;
     let total = total_weights(g);
     let sal: Vec<Vec<f64>> = grps
         .iter()
@@ -606,15 +723,15 @@ pub fn prune(g: &Graph, samples: &[Vec<Vec<f32>>], opts: &PruneOptions) -> Resul
         .collect();
     // Weights removed by a choice of channels: counted on the graph with the channels taken
     // away (groups overlap where one layer reads one group and feeds the next).
-    let removed_by = |keeps: &[Vec<usize>]| -> usize {
-        let mut h = g.clone();
-        for (grp, keep) in grps.iter().zip(keeps) {
-            apply(&mut h, grp, keep);
-        }
-        total - total_weights(&h)
-    };
-    let removed = |frac: f64| removed_by(&choose(&sal, frac, &fixed, opts.multiple));
+    let removed_by = |keeps: &[Vec<usize>]| -> usize { removed_weights(g, &grps, keeps, total) };
     let target = (opts.sparsity as f64 * total as f64).ceil() as usize;
+    if opts.sensitivity {
+        if samples.is_empty() {
+            bail!("--sensitivity needs calibration inputs (--calib) to measure the model's error");
+        }
+        fixed = sensitivity_fractions(g, samples, opts, &grps, &sal, fixed, target)?;
+    }
+    let removed = |frac: f64| removed_by(&choose(&sal, frac, &fixed, opts.multiple));
     // The smallest channel fraction that removes enough weights (bisection; removal grows with
     // the fraction in steps).
     let (mut lo, mut hi) = (0.0f64, 1.0f64);

@@ -41,6 +41,7 @@ fn opts(sparsity: f32, unstructured: bool) -> PruneOptions {
         multiple: 1,
         layers: vec![],
         unstructured,
+        sensitivity: false,
     }
 }
 

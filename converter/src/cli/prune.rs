@@ -46,6 +46,12 @@ pub struct PruneArgs {
     /// size; `kiln quantize` then stores the mostly-zero int8 layers sparse.
     #[arg(long, conflicts_with_all = ["channel_multiple", "layer"])]
     unstructured: bool,
+    /// Choose each layer's share by sensitivity: every prunable group is pruned alone at 25,
+    /// 50 and 75% of its channels (refit included) and the model's output error on the
+    /// calibration inputs measured; the channels then go where the error grows least per
+    /// weight removed. Needs --calib; --layer pins a layer's fraction.
+    #[arg(long, conflicts_with = "unstructured")]
+    sensitivity: bool,
     /// Remove channels without refitting the next layers.
     #[arg(long)]
     no_reconstruct: bool,
@@ -129,6 +135,7 @@ pub fn run(a: PruneArgs) -> Result<()> {
         multiple: a.channel_multiple as usize,
         layers,
         unstructured: a.unstructured,
+        sensitivity: a.sensitivity,
     };
     if !a.sweep.is_empty() {
         return run_sweep(&a, &g, &samples, &opts, &out);

@@ -106,6 +106,7 @@ fn dead_channels_are_removed_first_and_change_nothing() {
         multiple: 1,
         layers: vec![],
         unstructured: false,
+        sensitivity: false,
     };
     let r = prune(&g, &s, &opts).unwrap();
     assert_eq!(r.groups.len(), 1);
@@ -141,6 +142,7 @@ fn refit_brings_the_outputs_back_closer_than_removal_alone() {
             multiple: 1,
             layers: vec![],
             unstructured: false,
+            sensitivity: false,
         };
         prune(&g, &s, &opts).unwrap()
     };
@@ -177,6 +179,7 @@ fn bad_requests_are_refused_with_the_reason() {
         multiple: 1,
         layers: vec![],
         unstructured: false,
+        sensitivity: false,
     };
     for bad in [1.0, -0.1, f32::NAN] {
         let e = prune(&g, &[], &opts(bad)).unwrap_err().to_string();
@@ -278,6 +281,7 @@ fn residual_branches_lose_the_same_channels() {
         multiple: 1,
         layers: vec![],
         unstructured: false,
+        sensitivity: false,
     };
     let r = prune(&g, &s, &opts).unwrap();
     // A 72 + B1 12 + B2 12 + C 12 weights; a channel of the residual space takes 18 + 3 + 3 + 3.
@@ -343,6 +347,7 @@ fn unstructured_pruning_zeroes_the_smallest_weights_and_the_refit_helps() {
             multiple: 1,
             layers: vec![],
             unstructured: true,
+            sensitivity: false,
         };
         prune(&g, &s, &opts).unwrap()
     };
@@ -381,4 +386,41 @@ fn unstructured_pruning_zeroes_the_smallest_weights_and_the_refit_helps() {
         a.iter().zip(&b).map(|(p, q)| (p - q).powi(2)).sum::<f32>()
     };
     assert!(dist(&refit.graph) < dist(&plain.graph));
+}
+
+#[test]
+fn sensitivity_spends_the_sparsity_where_the_error_stays_low() {
+    // The residual space has a dead channel (free to remove); B1's group has none.
+    let g = residual(1);
+    let s = samples(&g, 8);
+    let opts = PruneOptions {
+        sparsity: 0.25,
+        criterion: Criterion::L1,
+        reconstruct: true,
+        multiple: 1,
+        layers: vec![],
+        unstructured: false,
+        sensitivity: true,
+    };
+    let r = prune(&g, &s, &opts).unwrap();
+    assert!(r.weights.1 * 4 <= r.weights.0 * 3, "{:?}", r.weights);
+    let space = r.groups.iter().find(|grp| grp.layer == "A + B2").unwrap();
+    assert_eq!(space.channels, (4, 3));
+    assert!(
+        r.groups.iter().all(|grp| grp.layer != "B1"),
+        "{:?}",
+        r.groups
+    );
+    let (a, b) = (outputs(&g, &s), outputs(&r.graph, &s));
+    let d = a
+        .iter()
+        .zip(&b)
+        .fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+    assert!(d <= 1e-4, "outputs moved by {d}");
+    // It needs samples to measure anything.
+    let err = prune(&g, &[], &opts).unwrap_err().to_string();
+    assert!(
+        err.contains("--sensitivity needs calibration inputs"),
+        "{err}"
+    );
 }
