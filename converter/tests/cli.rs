@@ -1452,7 +1452,23 @@ fn unstructured_pruning_stores_sparse_int8_that_runs_like_dense() {
         std::fs::read(save).unwrap()
     };
     assert_eq!(run(&sparse, &f.s("a.npy")), run(&dense, &f.s("b.npy")));
-    // A sparse int8 file is not a starting point for pruning or quantizing again.
+    // A sparse int8 file reads back: it loses more single weights on its grid, but not whole
+    // channels, and is not quantized twice.
+    let more = f.s("u90.kiln");
+    let o = kiln(&[
+        "prune",
+        &sparse,
+        "--unstructured",
+        "--sparsity",
+        "0.9",
+        "-o",
+        &more,
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(v["weights_after"].as_f64().unwrap() <= 0.1 * before, "{v}");
+    assert!(size(&more) < size(&sparse));
     fails(
         &kiln(&[
             "prune",
@@ -1462,6 +1478,10 @@ fn unstructured_pruning_stores_sparse_int8_that_runs_like_dense() {
             "-o",
             &f.s("again.kiln"),
         ]),
-        &["sparse int8 weights: start from the float model"],
+        &["int8 activations: whole channels are pruned from the float model"],
+    );
+    fails(
+        &kiln(&["quantize", &sparse, "--calib", &x, "-o", &f.s("twice.kiln")]),
+        &["already quantized", "quantize the float model"],
     );
 }
