@@ -103,8 +103,6 @@ struct Group {
     /// Readers: (node, positions per channel): a conv reads channel `c` at input channel `c`
     /// (`per_channel` 1); a dense after a flatten reads it at every `pos * channels + c`.
     readers: Vec<(usize, usize)>,
-    /// Weights removed per channel taken away.
-    weights_per_channel: usize,
 }
 
 fn is_weighted(g: &Graph, n: usize) -> bool {
@@ -226,7 +224,6 @@ fn space(g: &Graph, p: usize) -> Option<Group> {
         depthwise: Vec::new(),
         channel_consts: Vec::new(),
         readers: Vec::new(),
-        weights_per_channel: 0,
     };
     let mut seen_nodes = std::collections::HashSet::new();
     let mut work = vec![y];
@@ -338,22 +335,6 @@ fn space(g: &Graph, p: usize) -> Option<Group> {
     if grp.readers.iter().any(|(r, _)| grp.producers.contains(r)) {
         return None;
     }
-    let mut per = 0;
-    for &q in &grp.producers {
-        per += weights_of(g, q).map_or(0, |w| w.len() / channels);
-    }
-    for &d in &grp.depthwise {
-        per += weights_of(g, d).map_or(0, |w| w.len() / channels);
-    }
-    for &(r, spread) in &grp.readers {
-        let node = &g.nodes[r];
-        let w_shape = &g.tensors[node.input(1).unwrap_or(0)].shape;
-        per += match node.op {
-            OpParams::Conv2d(_) => weights_of(g, r).map_or(0, |w| w.len() / w_shape[3].max(1)),
-            _ => w_shape[0] * spread,
-        };
-    }
-    grp.weights_per_channel = per;
     grp.producers.sort_unstable();
     Some(grp)
 }
