@@ -29,7 +29,7 @@
 //! cancels) into a stack patch of at most [`MAX_K`] columns, and runs each entry across them.
 
 use super::qs8::rq::Rq;
-use super::reference_i8::QuantParams;
+use super::reference_i8::{QuantParams, Rounding};
 use crate::ops::ConvGeom;
 
 /// Largest `K` (window size `KH·KW·C`) a sparse conv or dense may have: the patch lives on the
@@ -267,7 +267,7 @@ mod x86 {
 
     /// [`super::conv2d_body`] compiled for AVX2.
     pub(super) fn conv2d_part_avx2(c: &SparseConv<'_>, y: &mut [i8], px0: usize) {
-        debug_assert!(std::is_x86_feature_detected!("avx2"));
+        debug_assert!(crate::kernels::isa::Isa::Avx2.supported());
         // SAFETY: the caller checked that the CPU has AVX2; the body is safe code.
         unsafe { body(c, y, px0) }
     }
@@ -298,7 +298,9 @@ fn conv2d_body(c: &SparseConv<'_>, y: &mut [i8], px0: usize) {
     let (gaps, values) = (&blob[g0..], &blob[v0..][..entries]);
     let mut patch = [0i8; MAX_K * PIXELS];
     let total = y.len() / co.max(1);
-    let (fast, single) = (Rq::covers(q, co), Rq::covers_single(q, co));
+    // Rq's fast forms are decided per channel (one odd channel, such as an all-zero row's,
+    // leaves the others vectorized).
+    let zp_ok = q.act[0] <= q.act[1] && (-128..=127).contains(&q.output_zp);
     let mut i = 0;
     while i < total {
         let n = (total - i).min(PIXELS);
@@ -323,19 +325,30 @@ fn conv2d_body(c: &SparseConv<'_>, y: &mut [i8], px0: usize) {
             let end = e + count(blob, r);
             while e < end {
                 col += ((gaps[e >> 1] >> ((e & 1) << 2)) & 15) as usize;
-                let v = values[e] as i8 as i32;
-                let xs = &patch[col * PIXELS..][..PIXELS];
-                for (a, &xv) in acc.iter_mut().zip(xs) {
-                    *a = a.wrapping_add(xv as i32 * v);
+                let v = values[e] as i8 as i16;
+                // A fixed-size window: the widening multiply-add compiles to vector lanes
+                // (i8 × i8 fits i16 exactly; the sum is i32).
+                let xs: &[i8; PIXELS] = patch[col * PIXELS..][..PIXELS]
+                    .try_into()
+                    .unwrap_or(&[0; PIXELS]);
+                for p in 0..PIXELS {
+                    acc[p] = acc[p].wrapping_add((xs[p] as i16 * v) as i32);
                 }
                 col += 1;
                 e += 1;
             }
             let mut out = [0i8; PIXELS];
             let c = if q.multiplier.len() == 1 { 0 } else { r };
+            let (m, sh) = (q.multiplier.get(c), q.shift_of(c));
+            let fast = zp_ok && q.rounding == Rounding::Double && Rq::fast(m, sh);
+            let single = zp_ok && q.rounding == Rounding::Single && (-31..=-1).contains(&sh);
             if fast || single {
                 // The vector-friendly forms of TFLite's requantization (bit-exact with it).
-                let rq = if fast { Rq::of(q, c) } else { Rq::single(q, c) };
+                let rq = if fast {
+                    Rq::with(m, sh)
+                } else {
+                    Rq::single(q, c)
+                };
                 let (zp, lo, hi) = (q.output_zp, q.act[0], q.act[1]);
                 for (o, &a) in out.iter_mut().zip(&acc) {
                     let s = if fast {
