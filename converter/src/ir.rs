@@ -152,9 +152,11 @@ pub struct Graph {
     pub act_quant: std::collections::HashMap<TId, (f32, i32)>,
     /// How the source stored its float weights.
     pub source_weights: SourceWeights,
-    /// Keep every int8 weight matrix dense, even where its sparse form would be smaller
-    /// (`kiln quantize --sparse off`).
-    pub dense_weights: bool,
+    /// Store an int8 conv or dense layer's weights sparse where that makes the file smaller
+    /// (`kiln quantize`, unless `--sparse off`; a pruned int8 model). Off by default: `kiln
+    /// convert` keeps a source's layers dense, since on a host with SIMD the dense kernels are
+    /// faster.
+    pub sparse_weights: bool,
 }
 
 impl Graph {

@@ -972,6 +972,8 @@ fn prune_int8_unstructured(g: &Graph, opts: &PruneOptions) -> Result<PruneResult
         });
     }
     q.check()?;
+    // The int8 file keeps the mostly-zero layers as their non-zero entries.
+    q.sparse_weights = true;
     Ok(PruneResult {
         weights: (total, total - zeros),
         graph: q,

@@ -192,8 +192,10 @@ pub fn sweep(
                 .graph
         };
         let (fbytes, _) = crate::emit::emit(&pruned)?;
-        let int8 = quantize(&pruned, data.calib, ptq, &mut |_, _, _| {})?;
-        let (ibytes, _) = crate::emit::emit(&int8.graph)?;
+        let mut int8 = quantize(&pruned, data.calib, ptq, &mut |_, _, _| {})?.graph;
+        // As `kiln quantize` writes it: mostly-zero layers sparse where that is smaller.
+        int8.sparse_weights = true;
+        let (ibytes, _) = crate::emit::emit(&int8)?;
         let (float, macs) = measure(&fbytes, q, data, &base)?;
         let (int8v, _) = measure(&ibytes, q, data, &base)?;
         let weights = crate::prune::conv_dense_weights(&pruned);

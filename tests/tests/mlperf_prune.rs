@@ -102,8 +102,9 @@ fn unstructured_80_stores_sparse_int8_exactly_like_dense() {
         let mut q = quantize(&r.graph, &s, &ptq, &mut |_, _, _| {})
             .unwrap()
             .graph;
+        q.sparse_weights = true;
         let sparse = emit(&q).unwrap().0;
-        q.dense_weights = true;
+        q.sparse_weights = false;
         let dense = emit(&q).unwrap().0;
         let base = emit(&dense_int8).unwrap().0;
         let ratio = sparse.len() as f64 / base.len() as f64;

@@ -105,12 +105,12 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
         &mut bar,
     )?;
     let mut int8 = res.graph.clone();
-    int8.dense_weights = a.sparse == "off";
+    int8.sparse_weights = a.sparse == "auto";
     let (bytes, plan) = emit::emit(&int8)?;
     // The same model with every layer dense, for the report.
     let sparse_layers = count_sparse(&bytes)?;
     let (dense_len, latency) = if sparse_layers > 0 {
-        int8.dense_weights = true;
+        int8.sparse_weights = false;
         let dense = emit::emit(&int8)?.0;
         // Latency both ways, on this machine, 1 thread (sparse storage saves bytes; on a host
         // with SIMD the dense kernels are faster).

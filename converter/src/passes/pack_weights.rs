@@ -50,7 +50,7 @@ pub fn run(g: &mut Graph) -> usize {
                 continue;
             }
         }
-        if !g.dense_weights && sparsify(g, i, zx) {
+        if g.sparse_weights && sparsify(g, i, zx) {
             packed += 1;
             continue;
         }

@@ -38,7 +38,7 @@ impl<'g> Builder<'g> {
             outputs: Vec::new(),
             act_quant: Default::default(),
             source_weights: Default::default(),
-            dense_weights: g.dense_weights,
+            sparse_weights: g.sparse_weights,
         };
         Builder {
             g,

@@ -72,8 +72,14 @@ pub fn validate(blob: &[u8], m: usize, k: usize) -> bool {
     if k == 0 || k > MAX_K || !(1..=2).contains(&w) || blob.len() < 1 + w * m {
         return false;
     }
-    let entries: usize = (0..m).map(|r| count(blob, r)).sum();
-    if blob_len(m, w, entries) > blob.len() {
+    // Checked sums: on a 32-bit core crafted counts must not wrap into a small length.
+    let Some(entries) = (0..m).try_fold(0usize, |a, r| a.checked_add(count(blob, r))) else {
+        return false;
+    };
+    let need = entries
+        .checked_add(entries.div_ceil(2))
+        .and_then(|v| v.checked_add(1 + w * m));
+    if need.is_none_or(|n| n > blob.len()) {
         return false;
     }
     let gaps = &blob[1 + w * m..];
