@@ -180,16 +180,16 @@ pub fn sweep(
     let mut points = Vec::new();
     let n = sparsities.len() + 1;
     for (k, &s) in std::iter::once(&0.0f32).chain(sparsities).enumerate() {
-        let pruned = if s == 0.0 {
-            g.clone()
+        // The weights that stay: non-zero ones after unstructured pruning.
+        let (pruned, weights) = if s == 0.0 {
+            (g.clone(), total)
         } else {
             let o = PruneOptions {
                 sparsity: s,
                 ..opts.clone()
             };
-            prune(g, data.calib, &o)
-                .map_err(|e| anyhow::anyhow!("sparsity {s}: {e}"))?
-                .graph
+            let r = prune(g, data.calib, &o).map_err(|e| anyhow::anyhow!("sparsity {s}: {e}"))?;
+            (r.graph, r.weights.1)
         };
         let (fbytes, _) = crate::emit::emit(&pruned)?;
         let mut int8 = quantize(&pruned, data.calib, ptq, &mut |_, _, _| {})?.graph;
@@ -198,7 +198,6 @@ pub fn sweep(
         let (ibytes, _) = crate::emit::emit(&int8)?;
         let (float, macs) = measure(&fbytes, q, data, &base)?;
         let (int8v, _) = measure(&ibytes, q, data, &base)?;
-        let weights = crate::prune::conv_dense_weights(&pruned);
         points.push(SweepPoint {
             asked: s,
             weights,

@@ -1388,6 +1388,31 @@ fn prune_sweep_measures_every_point_and_plots_them() {
         r["bytes_after"].as_u64(),
         points[2]["float"]["bytes"].as_u64()
     );
+    // Unstructured: the zeros count as removed, and int8 shrinks as the weights go.
+    let o = kiln(&[
+        "prune",
+        &model,
+        "--sweep",
+        "0.5,0.8",
+        "--unstructured",
+        "--calib",
+        &x,
+        "--iterations",
+        "2",
+        "-o",
+        &png,
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let u: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let up = u["points"].as_array().unwrap();
+    for p in &up[1..] {
+        assert!(num(p, "removed") >= num(p, "asked") - 1e-6, "{u}");
+    }
+    assert!(
+        up[2]["int8"]["bytes"].as_u64() < up[0]["int8"]["bytes"].as_u64(),
+        "{u}"
+    );
     fails(
         &kiln(&["prune", &model, "--sweep", "0.2", "-o", &png]),
         &["--sweep needs --calib"],
