@@ -561,6 +561,12 @@ fn sensitivity_fractions(
         if fixed[k].is_some() {
             continue;
         }
+        // The readers' unpruned outputs, the refit's targets at every fraction.
+        let orig = if opts.reconstruct {
+            reader_io(g, std::slice::from_ref(&grps[k]), samples)?
+        } else {
+            HashMap::new()
+        };
         for q in 1..4 {
             let mut only = vec![Some(0.0); grps.len()];
             only[k] = Some(q as f64 / 4.0);
@@ -568,7 +574,6 @@ fn sensitivity_fractions(
             let mut h = g.clone();
             apply(&mut h, &grps[k], &keeps[k]);
             if opts.reconstruct {
-                let orig = reader_io(g, std::slice::from_ref(&grps[k]), samples)?;
                 let now = reader_io(&h, std::slice::from_ref(&grps[k]), samples)?;
                 for &(r, _) in &grps[k].readers {
                     if let (Some((_, y)), Some((x, _))) = (orig.get(&r), now.get(&r)) {
@@ -596,11 +601,19 @@ fn sensitivity_fractions(
             .map(|(&l, f)| f.or(Some(l as f64 / LEVELS as f64)))
             .collect()
     };
-    let alone = |k: usize, l: usize| -> usize {
-        let mut only = vec![Some(0.0); grps.len()];
-        only[k] = Some(l as f64 / LEVELS as f64);
-        removed_weights(g, grps, &choose(sal, 0.0, &only, opts.multiple), total)
-    };
+    // Weights group k removes alone at each level, counted once.
+    let max_level = 3 * LEVELS / 4;
+    let alone: Vec<Vec<usize>> = (0..grps.len())
+        .map(|k| {
+            (0..=max_level)
+                .map(|l| {
+                    let mut only = vec![Some(0.0); grps.len()];
+                    only[k] = Some(l as f64 / LEVELS as f64);
+                    removed_weights(g, grps, &choose(sal, 0.0, &only, opts.multiple), total)
+                })
+                .collect()
+        })
+        .collect();
     while removed_weights(
         g,
         grps,
@@ -611,11 +624,11 @@ fn sensitivity_fractions(
         let mut best: Option<(f64, usize)> = None;
         for k in 0..grps.len() {
             // At most 3/4 of a group's channels: the last measured point.
-            if fixed[k].is_some() || level[k] + 1 > 3 * LEVELS / 4 {
+            if fixed[k].is_some() || level[k] + 1 > max_level {
                 continue;
             }
-            let dw = alone(k, level[k] + 1)
-                .saturating_sub(alone(k, level[k]))
+            let dw = alone[k][level[k] + 1]
+                .saturating_sub(alone[k][level[k]])
                 .max(1);
             let cost = (at(k, level[k] + 1) - at(k, level[k])).max(0.0) / dw as f64;
             if best.is_none_or(|(c, _)| cost < c) {
@@ -865,6 +878,17 @@ fn node_io(g: &Graph, nodes: &[usize], samples: &[Vec<Vec<f32>>]) -> Result<Read
     Ok(out)
 }
 
+/// The indices of the `ceil(frac · n)` smallest of `mag` (ties by index): the weights
+/// unstructured pruning zeroes.
+fn smallest(mag: &[f32], frac: f64) -> Vec<usize> {
+    let n = mag.len();
+    let drop = ((frac * n as f64).ceil() as usize).min(n);
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| mag[a].total_cmp(&mag[b]).then(a.cmp(&b)));
+    order.truncate(drop);
+    order
+}
+
 /// The real magnitude of each int8 weight of conv or dense `n` (`|q|·scale` of its output
 /// channel), if it has constant int8 weights with zero point 0 (or per-channel scales).
 fn int8_magnitudes(g: &Graph, n: usize) -> Option<Vec<f32>> {
@@ -953,11 +977,8 @@ fn prune_int8_unstructured(g: &Graph, opts: &PruneOptions) -> Result<PruneResult
             continue;
         };
         let n = w.len();
-        let drop = ((frac * n as f64).ceil() as usize).min(n);
-        let mut order: Vec<usize> = (0..n).collect();
-        order.sort_by(|&a, &b| mag[a].total_cmp(&mag[b]).then(a.cmp(&b)));
         let mut w = w.clone();
-        for &i in &order[..drop] {
+        for i in smallest(&mag, frac) {
             w[i] = 0;
         }
         let kept = w.iter().filter(|v| **v != 0).count();
@@ -1023,11 +1044,9 @@ fn prune_unstructured(
         };
         let Some(w) = q.const_f32(wt) else { continue };
         let n = w.len();
-        let drop = ((frac * n as f64).ceil() as usize).min(n);
-        let mut order: Vec<usize> = (0..n).collect();
-        order.sort_by(|&a, &b| w[a].abs().total_cmp(&w[b].abs()).then(a.cmp(&b)));
+        let mag: Vec<f32> = w.iter().map(|v| v.abs()).collect();
         let mut w = w.to_vec();
-        for &i in &order[..drop] {
+        for i in smallest(&mag, frac) {
             w[i] = 0.0;
         }
         let kept = w.iter().filter(|v| **v != 0.0).count();

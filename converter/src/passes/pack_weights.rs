@@ -125,15 +125,9 @@ fn sparsify(g: &mut Graph, i: usize, zx: i32) -> bool {
     let Some(bias) = int32_bias(g, i, o) else {
         return false;
     };
-    // bias - zx·Σw = fold_bias's bias - (zx + 128)·Σw, plus 128·Σw back.
-    let folded: Vec<i32> = (0..o)
-        .map(|c| {
-            let s = wv[c * k..][..k]
-                .iter()
-                .fold(0i32, |a, &v| a.wrapping_add(v as i32));
-            bias.map_or(0, |b| b[c]).wrapping_sub(zx.wrapping_mul(s))
-        })
-        .collect();
+    // Sparse weights fold the input zero point itself (no +128: their kernels read x signed).
+    let mut folded = vec![0i32; o];
+    kiln_runtime::kernels::qs8::fold_zero_point(wv, o, k, bias, zx, &mut folded);
     let name = g.nodes[i].name.clone();
     let nw = g.add_tensor(format!("{name}.weights_sparse"), DType::U8, shape);
     g.tensors[nw].data = Some(Data::Raw(blob));

@@ -125,14 +125,8 @@ fn unpack_int8(g: &mut Graph, i: usize) -> Result<bool> {
         Some(Some(Data::I32(b))) if b.len() == o => b.clone(),
         _ => bail!("'{name}': packed or sparse weights without their folded bias"),
     };
-    let bias: Vec<i32> = (0..o)
-        .map(|c| {
-            let s = nat[c * k..][..k]
-                .iter()
-                .fold(0i32, |a, &v| a.wrapping_add(v as i32));
-            folded[c].wrapping_add(zfold.wrapping_mul(s))
-        })
-        .collect();
+    let mut bias = vec![0i32; o];
+    qs8::fold_zero_point(&nat, o, k, Some(&folded), zfold.wrapping_neg(), &mut bias);
     let quant = if sparse_w {
         Quant::None
     } else {

@@ -203,10 +203,6 @@ impl OpDef for ConvParams {
 }
 
 pub(super) fn validate(c: &Ctx, p: &ConvParams) -> Result<()> {
-    c.check(
-        !(p.packed && p.sparse),
-        "weights are packed or sparse, not both",
-    )?;
     let sparse = super::SPARSE && p.sparse;
     let int8 = c.weighted(4, sparse)?;
     let (x, w, y) = (c.input(0)?, c.input(1)?, c.output(0));

@@ -81,10 +81,6 @@ impl OpDef for DenseParams {
 }
 
 pub(super) fn validate(c: &Ctx, p: &DenseParams) -> Result<()> {
-    c.check(
-        !(p.packed && p.sparse),
-        "weights are packed or sparse, not both",
-    )?;
     let sparse = super::SPARSE && p.sparse;
     let int8 = c.weighted(2, sparse)?;
     if p.packed {

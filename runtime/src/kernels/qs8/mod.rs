@@ -153,12 +153,26 @@ pub fn fold_bias(
     input_zp: i32,
     out: &mut [i32],
 ) {
+    fold_zero_point(w, o, k, bias, input_zp + 128, out);
+}
+
+/// `bias[c] - z·Σ_k w[c, k]`, wrapping (`w` natural `[o, k]`, `bias` absent = zeros): a zero
+/// point folded into a bias. Packed weights fold `input_zp + 128` ([`fold_bias`]), sparse ones
+/// `input_zp` (`kernels::sparse`); folding `-z` undoes a fold of `z`.
+pub fn fold_zero_point(
+    w: &[i8],
+    o: usize,
+    k: usize,
+    bias: Option<&[i32]>,
+    z: i32,
+    out: &mut [i32],
+) {
     for c in 0..o {
         let s = w[c * k..][..k]
             .iter()
             .fold(0i32, |a, &v| a.wrapping_add(v as i32));
         let b = bias.map_or(0, |b| b[c]);
-        out[c] = b.wrapping_sub((input_zp + 128).wrapping_mul(s));
+        out[c] = b.wrapping_sub(z.wrapping_mul(s));
     }
 }
 
