@@ -191,14 +191,15 @@ fn reconstruction_one(
     let buf = load_model_bytes(model)?;
     let m = open_model(&buf, model)?;
     let spec = single_input(&m, model, "kiln eval --reconstruction")?;
-    if a.input.extension().is_some_and(|e| e == "npy")
-        && npy::read(&a.input)?.kind != npy::NpyKind::Float
-    {
-        bail!(
-            "{}: reconstruction error is measured against float inputs; this array is {}",
-            a.input.display(),
-            npy::read(&a.input)?.dtype
-        );
+    if a.input.extension().is_some_and(|e| e == "npy") {
+        let arr = npy::read(&a.input)?;
+        if arr.kind != npy::NpyKind::Float {
+            bail!(
+                "{}: reconstruction error is measured against float inputs; this array is {}",
+                a.input.display(),
+                arr.dtype
+            );
+        }
     }
     if a.image.layout != kiln_converter::input::Layout::AsModel {
         bail!(
