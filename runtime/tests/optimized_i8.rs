@@ -171,6 +171,14 @@ fn conv2d_matches_reference_on_grid() {
                 y_opt.fill(1);
                 qs8::depthwise(&c, &mut y_opt, isa);
                 assert_eq!(y_ref, y_opt, "tap-major depthwise, {what}");
+                // Split as the thread pool splits a layer: at a pixel inside a row too.
+                let pixels = n * oh * ow;
+                let cut = (pixels * 2).div_ceil(5) * co;
+                y_opt.fill(1);
+                let (lo, hi) = y_opt.split_at_mut(cut);
+                qs8::depthwise_part(&c, lo, isa, 0);
+                qs8::depthwise_part(&c, hi, isa, cut / co.max(1));
+                assert_eq!(y_ref, y_opt, "tap-major depthwise in two parts, {what}");
                 dw_checked += 1;
             }
             if groups == 1 && q.weight_zp == 0 {

@@ -25,9 +25,10 @@
 //!   [`PATCH_BYTES`] (im2col; padding = the input zero point; rows padded to a multiple of 4 with
 //!   zeros); larger windows run the portable packed reference.
 //! * **Depthwise** (tap-major weights `[KH·KW, C]`) runs per output pixel, 16 channels per call,
-//!   or, on AVX-512, over the whole layer at once ([`depthwise_layer`]): the pixels walked in
-//!   runs (a row's interior pixels form one), every panel's constants set up once, four pixels
-//!   of a run sharing each input column they read.
+//!   or, on AVX-512, over the whole layer at once ([`depthwise_layer`]): 3- and 5-wide kernels
+//!   row by row over a zero-point-padded copy of the rows they read (`x86::dw_rows`), others
+//!   with the pixels walked in runs (a row's interior pixels form one), every panel's constants
+//!   set up once, four pixels of a run sharing each input column they read.
 
 // On 32-bit targets the stack budgets `PQ_CACHE` and `FLIP_BYTES` are 0: the comparisons with
 // them are constant there by design.

@@ -415,6 +415,19 @@ impl Rq512 {
         }
     }
 
+    /// The same constants with `-z_x·Σ_t w_t` added to the bias (wrapping), for kernels that
+    /// sum `x·w` instead of `(x - z_x)·w`: the same 32-bit sum.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn fold_zero_point(mut self, w: &[__m512i], zx: i32) -> Rq512 {
+        let sum = w
+            .iter()
+            .fold(_mm512_setzero_si512(), |s, v| _mm512_add_epi32(s, *v));
+        let fold = _mm512_mullo_epi32(_mm512_set1_epi32(zx), sum);
+        self.bias = _mm512_sub_epi32(self.bias, fold);
+        self
+    }
+
     /// The int8 outputs (as int32 lanes in -128..=127) of 16 accumulators.
     ///
     /// Double rounding in one step: TFLite computes `t = ⌊(p + 2^30) / 2^31⌋` (the rounding
@@ -853,6 +866,9 @@ pub(super) fn depthwise_avx512(
         "depthwise operands out of shape"
     );
     debug_assert!(Isa::Avx512Vnni.supported());
+    if dw_rows(c, y, px0, pqs) {
+        return;
+    }
     // SAFETY: every load of a run is checked by `taps_fit` and every store against `y` before
     // the run is computed (in the impl). Features checked before this function was handed out.
     unsafe { depthwise_impl(c, y, px0, pqs) }
@@ -1009,6 +1025,353 @@ unsafe fn depthwise_impl(
     });
 }
 
+/// Stack bytes for the zero-point-padded input rows of [`dw_rows`] (host threads have
+/// megabytes of stack; this path is x86-64 only).
+const DW_PAD_BYTES: usize = 32 * 1024;
+
+/// Largest window (taps) [`dw_rows`] takes.
+const DW_ROW_TAPS: usize = 25;
+
+/// Tallest window (kernel rows) [`dw_rows`] takes.
+const DW_ROWS: usize = 8;
+
+/// `qs8_dwconv_3x3s1__avx512` and its 3×3 stride-2 and 5×5 siblings: the output pixels
+/// `px0..px0 + y.len() / C` of a depthwise layer row by row over a copy of the input rows they
+/// read, padded with the input zero point. Padding then needs no special case: every pixel is
+/// an interior one, its padding taps contribute `(z_x - z_x)·w = 0` as in TFLite. The sum is
+/// taken as `Σ x·w` with `-z_x·Σ w` folded into each panel's bias (wrapping, so the same 32-bit
+/// value as `Σ (x - z_x)·w`). Along a row, four pixels at a time (then two, then one) read
+/// each input column of a kernel row once; panels of 16 channels are the outer loop, their
+/// weights widened once per chunk of rows. Layers of 1, 2, 4 or 8 channels at stride 1 put
+/// `16 / C` pixels in one vector instead. Returns `false` (nothing written) for a layer it does
+/// not take: other widths, strides or dilations, windows past [`DW_ROW_TAPS`], or rows too
+/// long for [`DW_PAD_BYTES`].
+pub(super) fn dw_rows(
+    c: &super::Conv<'_, Option<&[i32]>>,
+    y: &mut [i8],
+    px0: usize,
+    pqs: &[PanelQ],
+) -> bool {
+    let [n, h, wd, ci] = c.s.x;
+    let [co, kh, kw, _] = c.s.w;
+    let [_, oh, ow, yc] = c.s.y;
+    let (sy, sx) = (c.geo.stride[0], c.geo.stride[1]);
+    let shape_ok = co >= 1
+        && ci == co
+        && yc == co
+        && c.geo.dilation == [1, 1]
+        && matches!((kw, sx), (3, 1) | (3, 2) | (5, 1) | (5, 2))
+        && (1..=DW_ROW_TAPS).contains(&(kh * kw))
+        && sy >= 1
+        && kh <= DW_ROWS
+        && i8::try_from(c.q.input_zp).is_ok()
+        && c.q.weight_zp == 0
+        && pqs.len() == co.div_ceil(NR)
+        && pqs.len() <= DW_PANELS
+        && c.w.len() >= kh * kw * co
+        && c.x.len() >= n * h * wd * co
+        && y.len().is_multiple_of(co)
+        && px0 + y.len() / co <= n * oh * ow
+        && oh >= 1
+        && ow >= 1;
+    // Padded width: the columns the output row reads.
+    let pw = (ow - 1) * sx + kw;
+    if !shape_ok || kh * pw * co > DW_PAD_BYTES {
+        return false;
+    }
+    debug_assert!(Isa::Avx512Vnni.supported());
+    // SAFETY: shapes checked above; every load of `x` is a copy bounded by the slices, every
+    // other load reads the padded buffer within the rows and columns filled, every store is
+    // inside `y` (see the impl). Features checked before this function was handed out.
+    unsafe { dw_rows_impl(c, y, px0, pqs, pw) };
+    true
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn dw_rows_impl(
+    c: &super::Conv<'_, Option<&[i32]>>,
+    y: &mut [i8],
+    px0: usize,
+    pqs: &[PanelQ],
+    pw: usize,
+) {
+    let super::Conv {
+        x,
+        w: wt,
+        s,
+        geo,
+        q,
+        ..
+    } = *c;
+    let [_, h, wd, _] = s.x;
+    let [co, kh, kw, _] = s.w;
+    let [_, oh, ow, _] = s.y;
+    let (sy, sx) = (geo.stride[0], geo.stride[1]);
+    let (pt, pl) = (geo.pad[0], geo.pad[1]);
+    let zx = q.input_zp as i8;
+    let row_bytes = pw * co;
+    // Output rows per chunk: their input rows must fit the buffer.
+    let cap_rows = DW_PAD_BYTES / row_bytes;
+    let chunk = (cap_rows - kh) / sy + 1;
+    // Only the bytes written below are read (zeroing all of it cost small layers a tenth).
+    let mut buf = core::mem::MaybeUninit::<[i8; DW_PAD_BYTES]>::uninit();
+    let bp = buf.as_mut_ptr() as *mut i8;
+    let total = y.len() / co;
+    let tiled = co < NR && NR.is_multiple_of(co) && sx == 1;
+    let (end, mut pix) = (px0 + total, px0);
+    while pix < end {
+        // One chunk: output rows oy0..oy1 of image b, from pixel `pix` to `stop`.
+        let (b, oy0) = (pix / (oh * ow), pix / ow % oh);
+        let oy1 = (oy0 + chunk).min(oh);
+        let stop = end.min((b * oh + oy1) * ow);
+        let in_rows = (oy1 - oy0 - 1) * sy + kh;
+        // The padded copy: row r is input row oy0·S + r - pad_top, column j input column j - pad_left.
+        let (left, inside) = (pl.min(pw), wd.min(pw.saturating_sub(pl)));
+        for r in 0..in_rows {
+            let dst = bp.add(r * row_bytes);
+            let iy = (oy0 * sy + r) as isize - pt as isize;
+            if iy < 0 || iy >= h as isize {
+                core::ptr::write_bytes(dst, zx as u8, row_bytes);
+                continue;
+            }
+            let src = &x[(b * h + iy as usize) * wd * co..][..inside * co];
+            core::ptr::write_bytes(dst, zx as u8, left * co);
+            core::ptr::copy_nonoverlapping(src.as_ptr(), dst.add(left * co), src.len());
+            let done = (left + inside) * co;
+            core::ptr::write_bytes(dst.add(done), zx as u8, row_bytes - done);
+        }
+        let ctx = RowCtx {
+            buf: bp,
+            row_bytes,
+            co,
+            kh,
+            sy,
+            oy0,
+            pix0: (b * oh + oy0) * ow,
+            first: pix,
+            stop,
+            ow,
+            px0,
+        };
+        let yo = y.as_mut_ptr();
+        if tiled {
+            let pq = tiled_constants(&pqs[0], co);
+            match kw {
+                3 => dw_rows_tiled::<3>(&ctx, wt, &pq, q, yo),
+                _ => dw_rows_tiled::<5>(&ctx, wt, &pq, q, yo),
+            }
+        } else {
+            for (p, pq) in pqs.iter().enumerate() {
+                match (kw, sx) {
+                    (3, 1) => dw_rows_panel::<3, 1, 6, 4, 3>(&ctx, wt, p, pq, q, yo),
+                    (3, 2) => dw_rows_panel::<3, 2, 9, 5, 3>(&ctx, wt, p, pq, q, yo),
+                    (5, 1) => dw_rows_panel::<5, 1, 8, 6, 5>(&ctx, wt, p, pq, q, yo),
+                    _ => dw_rows_panel::<5, 2, 11, 7, 5>(&ctx, wt, p, pq, q, yo),
+                }
+            }
+        }
+        pix = stop;
+    }
+}
+
+/// One chunk of rows of [`dw_rows_impl`]: the padded buffer and the output pixels
+/// `first..stop` (absolute indices) it computes, rows `oy0..` of the image starting at
+/// pixel `pix0`.
+struct RowCtx {
+    buf: *const i8,
+    row_bytes: usize,
+    co: usize,
+    kh: usize,
+    sy: usize,
+    oy0: usize,
+    pix0: usize,
+    first: usize,
+    stop: usize,
+    ow: usize,
+    px0: usize,
+}
+
+impl RowCtx {
+    /// Calls `f(row pointers at column 0, offset in y of pixel ox0, ox0, ox1)` for each output
+    /// row, `ox0..ox1` its pixels in this chunk.
+    #[inline(always)]
+    fn rows(&self, mut f: impl FnMut(&[*const i8], usize, usize, usize)) {
+        let mut rows = [core::ptr::null::<i8>(); DW_ROWS];
+        let mut pix = self.first;
+        while pix < self.stop {
+            let row_pix = self.pix0 + (pix - self.pix0) / self.ow * self.ow;
+            let oy = self.oy0 + (row_pix - self.pix0) / self.ow;
+            let ox_end = (self.stop - row_pix).min(self.ow);
+            let r0 = (oy - self.oy0) * self.sy;
+            for (ky, r) in rows.iter_mut().enumerate().take(self.kh) {
+                *r = self.buf.wrapping_add((r0 + ky) * self.row_bytes);
+            }
+            f(
+                &rows[..self.kh],
+                (pix - self.px0) * self.co,
+                pix - row_pix,
+                ox_end,
+            );
+            pix = row_pix + ox_end;
+        }
+    }
+}
+
+/// The constants of a layer of `C < 16` channels tiled across the 16 lanes (lane `l` holds
+/// channel `l mod C`).
+fn tiled_constants(pq: &PanelQ, co: usize) -> PanelQ {
+    let mut t = PanelQ::ZERO;
+    for l in 0..NR {
+        t.bias[l] = pq.bias[l % co];
+        t.mult[l] = pq.mult[l % co];
+        t.shift[l] = pq.shift[l % co];
+    }
+    t
+}
+
+/// Panel `p` (channels `16p..`) of every row of a chunk, for a kernel `KW` wide at stride `S`
+/// (`N4`, `N2` input columns for 4 and 2 pixels, `N1 = KW`).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn dw_rows_panel<
+    const KW: usize,
+    const S: usize,
+    const N4: usize,
+    const N2: usize,
+    const N1: usize,
+>(
+    ctx: &RowCtx,
+    wt: &[i8],
+    p: usize,
+    pq: &PanelQ,
+    q: &QuantParams<'_>,
+    yo: *mut i8,
+) {
+    let co = ctx.co;
+    let c0 = p * NR;
+    let lanes = (co - c0).min(NR);
+    let mask: __mmask16 = lane_mask(lanes);
+    let taps = ctx.kh * KW;
+    let mut w = [_mm512_setzero_si512(); DW_ROW_TAPS];
+    for (t, v) in w.iter_mut().enumerate().take(taps) {
+        *v = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask, wt.as_ptr().add(t * co + c0)));
+    }
+    let w = &w[..taps];
+    let rq = Rq512::new(pq, q).fold_zero_point(w, q.input_zp);
+    let step = S * co;
+    ctx.rows(|rows, yb, ox0, ox1| {
+        let put = |ox: usize, acc: &[__m512i]| {
+            for (k, a) in acc.iter().enumerate() {
+                store_i8(yo.add(yb + (ox - ox0 + k) * co + c0), mask, rq.apply(*a));
+            }
+        };
+        let at = |ox: usize| c0 + ox * step;
+        let mut ox = ox0;
+        while ox + 4 <= ox1 {
+            put(ox, &dw_cols::<KW, S, N4, 4>(rows, at(ox), co, w, mask));
+            ox += 4;
+        }
+        if ox + 2 <= ox1 {
+            put(ox, &dw_cols::<KW, S, N2, 2>(rows, at(ox), co, w, mask));
+            ox += 2;
+        }
+        if ox < ox1 {
+            put(ox, &dw_cols::<KW, S, N1, 1>(rows, at(ox), co, w, mask));
+        }
+    });
+}
+
+/// `T` pixels of a row: each kernel row's `NC = (T - 1)·S + KW` input columns (from byte `off`
+/// of each padded row, `C` bytes apart) loaded once and multiplied into every pixel reading
+/// them.
+#[inline(always)]
+unsafe fn dw_cols<const KW: usize, const S: usize, const NC: usize, const T: usize>(
+    rows: &[*const i8],
+    off: usize,
+    co: usize,
+    w: &[__m512i],
+    mask: __mmask16,
+) -> [__m512i; T] {
+    const { assert!(NC == (T - 1) * S + KW) };
+    let mut acc = [_mm512_setzero_si512(); T];
+    for (ky, &r) in rows.iter().enumerate() {
+        let base = r.add(off);
+        let col: [__m512i; NC] = core::array::from_fn(|j| {
+            _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask, base.add(j * co)))
+        });
+        let wr = &w[ky * KW..][..KW];
+        for (p, a) in acc.iter_mut().enumerate() {
+            for (kx, wk) in wr.iter().enumerate() {
+                *a = _mm512_add_epi32(*a, _mm512_mullo_epi32(col[p * S + kx], *wk));
+            }
+        }
+    }
+    acc
+}
+
+/// Every row of a chunk of a layer of `C` = 1, 2, 4 or 8 channels at stride 1: each vector
+/// holds `16 / C` consecutive pixels (weights and constants tiled across the lanes), four
+/// vectors at a time.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn dw_rows_tiled<const KW: usize>(
+    ctx: &RowCtx,
+    wt: &[i8],
+    pq: &PanelQ,
+    q: &QuantParams<'_>,
+    yo: *mut i8,
+) {
+    let co = ctx.co;
+    let taps = ctx.kh * KW;
+    let lanes: [i32; NR] = core::array::from_fn(|l| (l % co) as i32);
+    let perm = _mm512_loadu_si512(lanes.as_ptr() as *const _);
+    let cmask: __mmask16 = lane_mask(co);
+    let mut w = [_mm512_setzero_si512(); DW_ROW_TAPS];
+    for (t, v) in w.iter_mut().enumerate().take(taps) {
+        let wv = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(cmask, wt.as_ptr().add(t * co)));
+        *v = _mm512_permutexvar_epi32(perm, wv);
+    }
+    let w = &w[..taps];
+    let rq = Rq512::new(pq, q).fold_zero_point(w, q.input_zp);
+    ctx.rows(|rows, yb, ox0, ox1| {
+        // Output bytes of this row from ox0 to ox1, 16 per vector.
+        let (b0, b1) = (ox0 * co, ox1 * co);
+        let one = |b: usize| {
+            let mask: __mmask16 = lane_mask(b1 - b);
+            let mut acc = _mm512_setzero_si512();
+            for (ky, &r) in rows.iter().enumerate() {
+                for kx in 0..KW {
+                    let v = _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask, r.add(b + kx * co)));
+                    acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(v, w[ky * KW + kx]));
+                }
+            }
+            store_i8(yo.add(yb + b - b0), mask, rq.apply(acc));
+        };
+        let mut b = b0;
+        while b + 4 * NR <= b1 {
+            let mut acc = [_mm512_setzero_si512(); 4];
+            for (ky, &r) in rows.iter().enumerate() {
+                for kx in 0..KW {
+                    let wk = w[ky * KW + kx];
+                    for (v, a) in acc.iter_mut().enumerate() {
+                        let p = r.add(b + v * NR + kx * co) as *const __m128i;
+                        let xv = _mm512_cvtepi8_epi32(_mm_loadu_si128(p));
+                        *a = _mm512_add_epi32(*a, _mm512_mullo_epi32(xv, wk));
+                    }
+                }
+            }
+            for (v, a) in acc.iter().enumerate() {
+                store_i8(yo.add(yb + b - b0 + v * NR), 0xFFFF, rq.apply(*a));
+            }
+            b += 4 * NR;
+        }
+        while b < b1 {
+            one(b);
+            b += NR;
+        }
+    });
+}
+
 /// `T` pixels of a run: `(x at the first pixel, weights, C, taps, z_x, mask) -> accumulators`
 /// (pointers at the panel's first channel).
 type DwTile<const T: usize> =
@@ -1066,5 +1429,5 @@ unsafe fn requantize_rows(
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 unsafe fn store_i8(dst: *mut i8, mask: __mmask16, v: __m512i) {
-    _mm512_mask_cvtepi32_storeu_epi8(dst as *mut _, mask, v)
+    _mm_mask_storeu_epi8(dst as *mut _, mask, _mm512_cvtepi32_epi8(v))
 }
