@@ -221,14 +221,32 @@ fn dense_matches_reference_on_grid() {
     let mut r = Lcg(0x5EED_0001);
     for case in 0..600 {
         let rows = r.pick(&[1, 2, 3]);
-        let k = r.pick(&[1, 2, 7, 15, 16, 17, 31, 32, 33, 64, 100, 257]);
-        let m = r.pick(&[1, 3, 10, 12, 16]);
+        let k = r.pick(&[1, 2, 7, 15, 16, 17, 31, 32, 33, 64, 100, 257, 640]);
+        let m = r.pick(&[1, 3, 10, 12, 16, 33, 40]);
         let x = r.i8s(rows * k);
         let w = r.i8s(m * k);
         let bias: Option<Vec<i32>> =
             (r.below(2) == 0).then(|| (0..m).map(|_| r.next() as i32 % 9_999).collect());
         let (mut mu, mut s) = (Vec::new(), Vec::new());
         let q = quant(&mut r, m, &mut mu, &mut s);
+        // Half the cases with kiln's compact requantization arrays (i16 multipliers, i8 shifts).
+        let (mu16, s8): (Vec<i16>, Vec<i8>) = (
+            (0..q.multiplier.len())
+                .map(|c| (q.multiplier.get(c) >> 16) as i16)
+                .collect(),
+            (0..q.multiplier.len())
+                .map(|c| q.shift_of(c) as i8)
+                .collect(),
+        );
+        let q = if r.below(2) == 0 {
+            QuantParams {
+                multiplier: Multipliers::I16(&mu16),
+                shift: Shifts::I8(&s8),
+                ..q
+            }
+        } else {
+            q
+        };
         let mut y_ref = vec![0i8; rows * m];
         let mut y_opt = vec![1i8; rows * m];
         reference::dense(&x, k, &w, m, bias.as_deref(), &mut y_ref, &q);
@@ -449,6 +467,46 @@ fn int8_add_paths_match_scalar() {
     }
     if Isa::detect() != Isa::Portable && cfg!(target_arch = "x86_64") {
         assert!(vector_runs >= 600, "the vector add ran {vector_runs} times");
+    }
+    // Every input value of both inputs, against multipliers drawn from the whole range TFLite
+    // produces ([2^30, 2^31)) and the shifts its adds use, left shift 20 (the 32-bit path).
+    for case in 0..300 {
+        let a: Vec<i8> = (0..256).map(|v| (v as u8) as i8).collect();
+        let mut b = a.clone();
+        b.rotate_left(r.below(256));
+        // Half with ties: `(v - z)·m·2^20` exactly halfway between two outputs of the right
+        // shift `s` for odd `v - z` when `m = 2^30 + 2^(10 + s)`, or just beside it.
+        let mult = |r: &mut Lcg| {
+            let s = r.below(22) as i32;
+            let m = if r.below(2) == 0 {
+                (1 << 30) + (r.next() as i32 & 0x3FFF_FFFF)
+            } else {
+                // (+1, +2: one and two steps of `d` off the tie.)
+                (1 << 30) + (1 << (10 + s).min(29)) + r.below(3) as i32
+            };
+            (m, -s)
+        };
+        let p = AddParams {
+            zp: [r.i8s(1)[0] as i32, r.i8s(1)[0] as i32, r.i8s(1)[0] as i32],
+            q: AddQuant {
+                left_shift: 20,
+                mult: [mult(&mut r), mult(&mut r), mult(&mut r)],
+            },
+            act: [-128, 127],
+            subtract: r.below(2) == 0,
+        };
+        let want: Vec<i8> = a.iter().zip(&b).map(|(&x, &z)| add_one(x, z, &p)).collect();
+        for isa in Isa::available() {
+            let mut got = vec![0x55i8; 256];
+            if qs8::add_same_shape(&a, &b, &mut got, &p, isa) {
+                assert_eq!(
+                    want,
+                    got,
+                    "all-values case {case}: {p:?} isa {}",
+                    isa.name()
+                );
+            }
+        }
     }
 }
 

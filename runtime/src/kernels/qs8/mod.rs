@@ -868,6 +868,10 @@ pub fn dense(
     if k == 0 || kp > PATCH_BYTES {
         return reference_dense(x, k, w, m, bias, y, q);
     }
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512Vnni && x86::dense_row(x, k, w, m, bias, y, q) {
+        return;
+    }
     // A small row buffer when it does (zeroing 16 KiB per call cost small layers a third).
     if MR * kp <= SMALL_PATCH {
         dense_buf::<SMALL_PATCH>(x, k, w, m, bias, y, q, isa)

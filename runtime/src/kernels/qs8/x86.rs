@@ -374,12 +374,71 @@ impl Rq512 {
     #[target_feature(enable = "avx512f,avx512bw")]
     unsafe fn new(pq: &PanelQ, q: &QuantParams<'_>) -> Rq512 {
         let ld = |a: &[i32; NR]| _mm512_loadu_si512(a.as_ptr() as *const _);
+        Rq512::of(ld(&pq.bias), ld(&pq.mult), ld(&pq.shift), q)
+    }
+
+    /// The constants of channels `c0..c0 + nr` read straight from the layer's bias and
+    /// requantization arrays (per-tensor ones broadcast); lanes past `nr` are 0.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn of_channels(q: &QuantParams<'_>, bias: &[i32], c0: usize, nr: usize) -> Rq512 {
+        assert!(nr <= NR && c0 + nr <= bias.len(), "channels out of range");
+        let mask: __mmask16 = lane_mask(nr);
+        let b = _mm512_maskz_loadu_epi32(mask, bias.as_ptr().add(c0));
+        let (mult, shift) = if q.multiplier.len() == 1 {
+            (
+                _mm512_set1_epi32(q.multiplier.get(0)),
+                _mm512_set1_epi32(q.shift_of(0)),
+            )
+        } else {
+            use crate::kernels::reference_i8::{Multipliers, Shifts};
+            let mult = match q.multiplier {
+                Multipliers::I32(m) => {
+                    assert!(c0 + nr <= m.len(), "multipliers out of range");
+                    _mm512_maskz_loadu_epi32(mask, m.as_ptr().add(c0))
+                }
+                Multipliers::I16(m) => {
+                    assert!(c0 + nr <= m.len(), "multipliers out of range");
+                    let h = _mm256_maskz_loadu_epi16(mask, m.as_ptr().add(c0));
+                    _mm512_slli_epi32(_mm512_cvtepi16_epi32(h), 16)
+                }
+            };
+            let shift = match q.shift {
+                Shifts::I32(v) => {
+                    assert!(c0 + nr <= v.len(), "shifts out of range");
+                    _mm512_maskz_loadu_epi32(mask, v.as_ptr().add(c0))
+                }
+                Shifts::I8(v) => {
+                    assert!(c0 + nr <= v.len(), "shifts out of range");
+                    _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask, v.as_ptr().add(c0)))
+                }
+            };
+            (mult, shift)
+        };
+        Rq512::of(b, mult, shift, q)
+    }
+
+    /// The constants for bias, multiplier and shift vectors.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn of(bias: __m512i, mult: __m512i, shift: __m512i, q: &QuantParams<'_>) -> Rq512 {
+        Rq512::of_parts(bias, mult, shift, q.rounding, q.output_zp, q.act)
+    }
+
+    /// [`Rq512::of`] with the rounding, output zero point and clamp given one by one.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn of_parts(
+        bias: __m512i,
+        mult: __m512i,
+        shift: __m512i,
+        rounding: Rounding,
+        zp: i32,
+        act: [i32; 2],
+    ) -> Rq512 {
         let zero = _mm512_setzero_si512();
-        let shift = ld(&pq.shift);
-        let mult = ld(&pq.mult);
         let right = _mm512_max_epi32(_mm512_sub_epi32(zero, shift), zero);
-        let zp = q.output_zp;
-        let mode = if q.rounding == Rounding::Single {
+        let mode = if rounding == Rounding::Single {
             RqMode::Single
         } else if _mm512_cmpeq_epi32_mask(mult, _mm512_set1_epi32(i32::MIN)) == 0
             && _mm512_cmpgt_epi32_mask(right, _mm512_set1_epi32(31)) == 0
@@ -399,14 +458,14 @@ impl Rq512 {
         let (add_e, sh_e, adj_e) = half(_mm512_and_si512(right, _mm512_set1_epi64(0xFFFF_FFFF)));
         let (add_o, sh_o, adj_o) = half(_mm512_srli_epi64(right, 32));
         Rq512 {
-            bias: ld(&pq.bias),
+            bias,
             mult,
             shift,
             left: _mm512_max_epi32(shift, zero),
             right,
             zp: _mm512_set1_epi32(zp),
-            lo_z: _mm512_set1_epi32(q.act[0] - zp),
-            hi_z: _mm512_set1_epi32(q.act[1] - zp),
+            lo_z: _mm512_set1_epi32(act[0] - zp),
+            hi_z: _mm512_set1_epi32(act[1] - zp),
             mode,
             mult_odd: _mm512_srli_epi64(mult, 32),
             add: [add_e, add_o],
@@ -593,6 +652,99 @@ unsafe fn gemm_rq_vnni_impl<const M: usize>(
         }
     }
     requantize_rows(&acc, pq, q, y.as_mut_ptr().add(base), stride, mask);
+}
+
+/// Largest input row (bytes) [`dense_row`] flips onto its stack.
+const DENSE_ROW_BYTES: usize = 16384;
+
+/// `qs8_gemv_16c4__avx512vnni`: a one-row int8 dense, `y[c] = rq(Σ_k (x_k + 128)·w[c, k] +
+/// bias[c])` over the packed weights and folded bias (the same sum as [`super::reference_dense`]),
+/// for `K` a multiple of 4 up to [`DENSE_ROW_BYTES`]. Per call, only what a one-row layer needs:
+/// the row flipped once onto the stack (no zeroed patch), each panel's constants loaded as
+/// vectors straight from the layer's arrays, four partial sums per panel so consecutive
+/// `vpdpbusd` do not wait for each other. Returns `false` (writing nothing) for other shapes.
+pub(super) fn dense_row(
+    x: &[i8],
+    k: usize,
+    w: &[i8],
+    m: usize,
+    bias: &[i32],
+    y: &mut [i8],
+    q: &QuantParams<'_>,
+) -> bool {
+    let nq = q.multiplier.len();
+    let ok = k >= KR
+        && k.is_multiple_of(KR)
+        && k <= DENSE_ROW_BYTES
+        && x.len() == k
+        && y.len() == m
+        && w.len() >= m * k
+        && bias.len() >= m
+        && (nq == 1 || nq >= m)
+        && Isa::Avx512Vnni.supported();
+    if !ok {
+        return false;
+    }
+    // SAFETY: lengths checked above (every weight load is inside panel `p`'s `nr·k` bytes,
+    // every row load inside the `k` flipped bytes, every store inside `y`); features checked.
+    unsafe { dense_row_impl(x, k, w, m, bias, y, q) };
+    true
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn dense_row_impl(
+    x: &[i8],
+    k: usize,
+    w: &[i8],
+    m: usize,
+    bias: &[i32],
+    y: &mut [i8],
+    q: &QuantParams<'_>,
+) {
+    let mut buf = core::mem::MaybeUninit::<[u8; DENSE_ROW_BYTES]>::uninit();
+    let row = buf.as_mut_ptr() as *mut u8;
+    let flip = _mm512_set1_epi8(i8::MIN);
+    let mut i = 0;
+    while i < k {
+        let mask: __mmask64 = if k - i >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << (k - i)) - 1
+        };
+        let v = _mm512_maskz_loadu_epi8(mask, x.as_ptr().add(i));
+        _mm512_mask_storeu_epi8(row.add(i) as *mut i8, mask, _mm512_xor_si512(v, flip));
+        i += 64;
+    }
+    let groups = k / KR;
+    for p in 0..m.div_ceil(NR) {
+        let c0 = p * NR;
+        let nr = (m - c0).min(NR);
+        let mask: __mmask16 = lane_mask(nr);
+        let wp = w.as_ptr().add(c0 * k);
+        let gs = nr * KR;
+        let mut part = [_mm512_setzero_si512(); 4];
+        let mut g = 0;
+        while g + 4 <= groups {
+            for (j, a) in part.iter_mut().enumerate() {
+                let wv = _mm512_maskz_loadu_epi32(mask, wp.add((g + j) * gs) as *const i32);
+                let xv = (row.add((g + j) * KR) as *const i32).read_unaligned();
+                *a = _mm512_dpbusd_epi32(*a, _mm512_set1_epi32(xv), wv);
+            }
+            g += 4;
+        }
+        while g < groups {
+            let wv = _mm512_maskz_loadu_epi32(mask, wp.add(g * gs) as *const i32);
+            let xv = (row.add(g * KR) as *const i32).read_unaligned();
+            part[0] = _mm512_dpbusd_epi32(part[0], _mm512_set1_epi32(xv), wv);
+            g += 1;
+        }
+        let acc = _mm512_add_epi32(
+            _mm512_add_epi32(part[0], part[1]),
+            _mm512_add_epi32(part[2], part[3]),
+        );
+        let rq = Rq512::of_channels(q, bias, c0, nr);
+        store_i8(y.as_mut_ptr().add(c0), mask, rq.apply(acc));
+    }
 }
 
 /// `qs8_gemm_Mx32c4__avx512vnni`: [`gemm_rq_avx512vnni`] over two panels at once (`p0` full,
@@ -807,8 +959,116 @@ pub(super) fn add_avx512(a: &[i8], b: &[i8], y: &mut [i8], p: &AddParams) {
     }
 }
 
+/// One input of TFLite's int8 add rescaled in 32-bit lanes: `(v - z) << L`, then the rounding
+/// doubling high product with `m` and the rounding right shift by `r`, as
+/// `((v - z)·m_hi + ((v - z)·m_lo + K) >> B) >> r` (both shifts arithmetic, `B = 31 - L`,
+/// `m = m_hi·2^B + m_lo`). Why it is exact: with `p = (v - z)·m·2^L`, TFLite's two roundings
+/// are `⌊(p + 2^30 + 2^(30+r) - [p < -2^30]·2^31) / 2^(31+r)⌋` (`r > 0`; without the last two
+/// terms for `r = 0`; the derivation in [`Rq512::apply`]). Every term is a multiple of `2^L`,
+/// so dividing through leaves `⌊(d·m + K) / 2^(B+r)⌋` with `d = v - z` and `K = 2^(B-1) +
+/// 2^(B-1+r) - [d < 0]·2^B` (`[p < -2^30]` is `[d < 0]` once `m > 2^(B-1)`), and `⌊(d·m_hi·2^B
+/// + d·m_lo + K) / 2^(B+r)⌋ = ⌊(d·m_hi + ⌊(d·m_lo + K) / 2^B⌋) / 2^r⌋`. With `|d| ≤ 255` and
+/// `L ≤ 22` no product or sum leaves 32 bits, and the high product never saturates.
+struct AddInput512 {
+    z: __m512i,
+    hi: __m512i,
+    lo: __m512i,
+    k_pos: __m512i,
+    k_neg: __m512i,
+    b: __m128i,
+    r: __m128i,
+}
+
+impl AddInput512 {
+    /// The constants for zero point `z`, multiplier `m`, shift `s` (TFLite's: `≤ 0`, a right
+    /// shift) and left shift `left`; `None` where the 32-bit form is not exact.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn new(z: i32, m: i32, s: i32, left: i32) -> Option<AddInput512> {
+        let r = -s;
+        let b = 31 - left;
+        if !(9..=22).contains(&left) || !(0..left).contains(&r) || m <= 1 << (b - 1) {
+            return None;
+        }
+        let half = 1i32 << (b - 1);
+        let (k_pos, k_neg) = if r > 0 {
+            let k = half + (half << r);
+            (k, k - (1 << b))
+        } else {
+            (half, half)
+        };
+        Some(AddInput512 {
+            z: _mm512_set1_epi32(z),
+            hi: _mm512_set1_epi32(m >> b),
+            lo: _mm512_set1_epi32(m & ((1 << b) - 1)),
+            k_pos: _mm512_set1_epi32(k_pos),
+            k_neg: _mm512_set1_epi32(k_neg),
+            b: _mm_cvtsi32_si128(b),
+            r: _mm_cvtsi32_si128(r),
+        })
+    }
+
+    /// The rescaled values of 16 int8 inputs (as int32 lanes).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn apply(&self, v: __m512i) -> __m512i {
+        let d = _mm512_sub_epi32(v, self.z);
+        let neg = _mm512_cmplt_epi32_mask(d, _mm512_setzero_si512());
+        let k = _mm512_mask_blend_epi32(neg, self.k_pos, self.k_neg);
+        let low = _mm512_sra_epi32(_mm512_add_epi32(_mm512_mullo_epi32(d, self.lo), k), self.b);
+        _mm512_sra_epi32(
+            _mm512_add_epi32(_mm512_mullo_epi32(d, self.hi), low),
+            self.r,
+        )
+    }
+}
+
+/// [`add512_impl`] in 32-bit lanes for the inputs ([`AddInput512`]) and the one-step double
+/// rounding of [`Rq512`] for the output; `false` (nothing written) where that is not exact.
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn add512_lanes(a: &[i8], b: &[i8], y: &mut [i8], p: &AddParams) -> bool {
+    let left = p.q.left_shift;
+    let [(ma, sa), (mb, sb), (mo, so)] = p.q.mult;
+    let (Some(ia), Some(ib)) = (
+        AddInput512::new(p.zp[0], ma, sa, left),
+        AddInput512::new(p.zp[1], mb, sb, left),
+    ) else {
+        return false;
+    };
+    if so > 0 {
+        return false;
+    }
+    let zero = _mm512_setzero_si512();
+    let out = Rq512::of_parts(
+        zero,
+        _mm512_set1_epi32(mo),
+        _mm512_set1_epi32(so),
+        Rounding::Double,
+        p.zp[2],
+        p.act,
+    );
+    for i in (0..y.len()).step_by(16) {
+        let av = _mm512_cvtepi8_epi32(_mm_loadu_si128(a.as_ptr().add(i) as *const __m128i));
+        let bv = _mm512_cvtepi8_epi32(_mm_loadu_si128(b.as_ptr().add(i) as *const __m128i));
+        let (xa, xb) = (ia.apply(av), ib.apply(bv));
+        let sum = if p.subtract {
+            _mm512_sub_epi32(xa, xb)
+        } else {
+            _mm512_add_epi32(xa, xb)
+        };
+        _mm_storeu_si128(
+            y.as_mut_ptr().add(i) as *mut __m128i,
+            _mm512_cvtepi32_epi8(out.apply(sum)),
+        );
+    }
+    true
+}
+
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn add512_impl(a: &[i8], b: &[i8], y: &mut [i8], p: &AddParams) {
+    if add512_lanes(a, b, y, p) {
+        return;
+    }
     let ls = _mm512_set1_epi32(p.q.left_shift);
     let right = |s: i32| _mm512_set1_epi32((-s).max(0));
     let (ma, ra) = (_mm512_set1_epi32(p.q.mult[0].0), right(p.q.mult[0].1));
@@ -1430,4 +1690,65 @@ unsafe fn requantize_rows(
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 unsafe fn store_i8(dst: *mut i8, mask: __mmask16, v: __m512i) {
     _mm_mask_storeu_epi8(dst as *mut _, mask, _mm512_cvtepi32_epi8(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::reference_i8::add_input;
+    use crate::ops::AddQuant;
+
+    /// [`AddInput512`] equals the scalar rescaling of an add's input for every int8 value,
+    /// over multipliers of the whole range TFLite produces (and the two ends), every right
+    /// shift the 32-bit form takes and every input zero point, ties included: the values its
+    /// results are checked against one by one, not through the add's 8-bit output (which
+    /// hides a last-bit error of the rescaled input).
+    #[test]
+    fn add_input_in_32_bit_lanes_is_exact() {
+        if !Isa::Avx512Vnni.supported() {
+            return;
+        }
+        let mut seed = 0x1234_5678u32;
+        let mut next = || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            seed
+        };
+        let mut checked = 0;
+        for case in 0..4000i32 {
+            let s = case % 20;
+            let m = match case % 4 {
+                0 => (1 << 30) + (next() as i32 & 0x3FFF_FFFF),
+                1 => (1 << 30) + (1 << (10 + s)) + (next() % 5) as i32 - 2,
+                2 => i32::MAX - (next() % 4) as i32,
+                _ => (1 << 30) + (next() % 4) as i32,
+            };
+            let z = (next() >> 24) as i8 as i32;
+            let p = AddParams {
+                zp: [z, 0, 0],
+                q: AddQuant {
+                    left_shift: 20,
+                    mult: [(m, -s), (1 << 30, 0), (1 << 30, 0)],
+                },
+                act: [-128, 127],
+                subtract: false,
+            };
+            // SAFETY: AVX-512 checked above.
+            let got: [[i32; 16]; 16] = unsafe {
+                let c = AddInput512::new(z, m, -s, 20).expect("in the 32-bit form's range");
+                core::array::from_fn(|blk| {
+                    let v: [i32; 16] = core::array::from_fn(|l| (blk * 16 + l) as u8 as i8 as i32);
+                    let r = c.apply(_mm512_loadu_si512(v.as_ptr() as *const _));
+                    let mut out = [0i32; 16];
+                    _mm512_storeu_si512(out.as_mut_ptr() as *mut _, r);
+                    out
+                })
+            };
+            for (i, g) in got.iter().flatten().enumerate() {
+                let want = add_input(i as u8 as i8, 0, &p);
+                assert_eq!(*g, want, "v {} z {z} m {m} s {}", i as u8 as i8, -s);
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 4000 * 256);
+    }
 }
