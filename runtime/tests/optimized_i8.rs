@@ -203,6 +203,13 @@ fn conv2d_matches_reference_on_grid() {
                 y_opt.fill(1);
                 qs8::conv2d(&c, &mut y_opt, isa);
                 assert_eq!(y_ref, y_opt, "packed, {what}");
+                // Split as the thread pool splits a layer: at a pixel inside a row too.
+                let cut = (n * oh * ow * 3).div_ceil(7) * co;
+                y_opt.fill(1);
+                let (lo, hi) = y_opt.split_at_mut(cut);
+                qs8::conv2d_part(&c, lo, isa, 0);
+                qs8::conv2d_part(&c, hi, isa, cut / co);
+                assert_eq!(y_ref, y_opt, "packed in two parts, {what}");
                 packed_checked += 1;
             }
         }

@@ -21,7 +21,9 @@
 //!   into int8 outputs with TFLite's rounding, or the fused form ([`gemm_rq`]) does it in
 //!   registers. One portable twin per microkernel defines the result; every ISA path equals it
 //!   bit for bit.
-//! * **Scratch.** Each conv pixel's window is gathered, flipped, into a stack patch of at most
+//! * **Scratch.** On AVX-512 a conv copies the input rows it reads, flipped and padded with
+//!   the input zero point, onto the stack (`x86::conv_rows`, 48 KiB per chunk of rows);
+//!   elsewhere each conv pixel's window is gathered, flipped, into a stack patch of at most
 //!   [`PATCH_BYTES`] (im2col; padding = the input zero point; rows padded to a multiple of 4 with
 //!   zeros); larger windows run the portable packed reference.
 //! * **Depthwise** (tap-major weights `[KH·KW, C]`) runs per output pixel, 16 channels per call,
@@ -1255,6 +1257,10 @@ pub fn conv2d_part(c: &Conv<'_, &[i32]>, y: &mut [i8], isa: Isa, px0: usize) {
     let kp = padded(k);
     if k == 0 || kp > PATCH_BYTES {
         return reference_part(c, y, px0);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512Vnni && x86::conv_rows(c, y, px0) {
+        return;
     }
     if conv2d_segments(c, y, isa, px0) {
         return;

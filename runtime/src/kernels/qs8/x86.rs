@@ -1292,8 +1292,8 @@ const DW_PAD_BYTES: usize = 32 * 1024;
 /// Largest window (taps) [`dw_rows`] takes.
 const DW_ROW_TAPS: usize = 25;
 
-/// Tallest window (kernel rows) [`dw_rows`] takes.
-const DW_ROWS: usize = 8;
+/// Tallest window (kernel rows) the row kernels ([`dw_rows`], [`conv_rows`]) take.
+const PAD_ROWS: usize = 16;
 
 /// `qs8_dwconv_3x3s1__avx512` and its 3×3 stride-2 and 5×5 siblings: the output pixels
 /// `px0..px0 + y.len() / C` of a depthwise layer row by row over a copy of the input rows they
@@ -1323,7 +1323,7 @@ pub(super) fn dw_rows(
         && matches!((kw, sx), (3, 1) | (3, 2) | (5, 1) | (5, 2))
         && (1..=DW_ROW_TAPS).contains(&(kh * kw))
         && sy >= 1
-        && kh <= DW_ROWS
+        && kh <= PAD_ROWS
         && i8::try_from(c.q.input_zp).is_ok()
         && c.q.weight_zp == 0
         && pqs.len() == co.div_ceil(NR)
@@ -1336,7 +1336,7 @@ pub(super) fn dw_rows(
         && ow >= 1;
     // Padded width: the columns the output row reads.
     let pw = (ow - 1) * sx + kw;
-    if !shape_ok || kh * pw * co > DW_PAD_BYTES {
+    if !shape_ok || kh * pw * co + PAD_SLACK > DW_PAD_BYTES {
         return false;
     }
     debug_assert!(Isa::Avx512Vnni.supported());
@@ -1363,74 +1363,143 @@ unsafe fn dw_rows_impl(
         q,
         ..
     } = *c;
-    let [_, h, wd, _] = s.x;
     let [co, kh, kw, _] = s.w;
-    let [_, oh, ow, _] = s.y;
-    let (sy, sx) = (geo.stride[0], geo.stride[1]);
-    let (pt, pl) = (geo.pad[0], geo.pad[1]);
-    let zx = q.input_zp as i8;
-    let row_bytes = pw * co;
-    // Output rows per chunk: their input rows must fit the buffer.
-    let cap_rows = DW_PAD_BYTES / row_bytes;
-    let chunk = (cap_rows - kh) / sy + 1;
-    // Only the bytes written below are read (zeroing all of it cost small layers a tenth).
-    let mut buf = core::mem::MaybeUninit::<[i8; DW_PAD_BYTES]>::uninit();
-    let bp = buf.as_mut_ptr() as *mut i8;
-    let total = y.len() / co;
+    let sx = geo.stride[1];
+    // Only the bytes written are read (zeroing all of it cost small layers a tenth).
+    let mut buf = core::mem::MaybeUninit::<[u8; DW_PAD_BYTES]>::uninit();
     let tiled = co < NR && NR.is_multiple_of(co) && sx == 1;
-    let (end, mut pix) = (px0 + total, px0);
-    while pix < end {
-        // One chunk: output rows oy0..oy1 of image b, from pixel `pix` to `stop`.
-        let (b, oy0) = (pix / (oh * ow), pix / ow % oh);
-        let oy1 = (oy0 + chunk).min(oh);
-        let stop = end.min((b * oh + oy1) * ow);
-        let in_rows = (oy1 - oy0 - 1) * sy + kh;
-        // The padded copy: row r is input row oy0·S + r - pad_top, column j input column j - pad_left.
-        let (left, inside) = (pl.min(pw), wd.min(pw.saturating_sub(pl)));
-        for r in 0..in_rows {
-            let dst = bp.add(r * row_bytes);
-            let iy = (oy0 * sy + r) as isize - pt as isize;
-            if iy < 0 || iy >= h as isize {
-                core::ptr::write_bytes(dst, zx as u8, row_bytes);
-                continue;
-            }
-            let src = &x[(b * h + iy as usize) * wd * co..][..inside * co];
-            core::ptr::write_bytes(dst, zx as u8, left * co);
-            core::ptr::copy_nonoverlapping(src.as_ptr(), dst.add(left * co), src.len());
-            let done = (left + inside) * co;
-            core::ptr::write_bytes(dst.add(done), zx as u8, row_bytes - done);
-        }
-        let ctx = RowCtx {
-            buf: bp,
-            row_bytes,
-            co,
-            kh,
-            sy,
-            oy0,
-            pix0: (b * oh + oy0) * ow,
-            first: pix,
-            stop,
-            ow,
-            px0,
-        };
-        let yo = y.as_mut_ptr();
-        if tiled {
-            let pq = tiled_constants(&pqs[0], co);
-            match kw {
-                3 => dw_rows_tiled::<3>(&ctx, wt, &pq, q, yo),
-                _ => dw_rows_tiled::<5>(&ctx, wt, &pq, q, yo),
-            }
-        } else {
-            for (p, pq) in pqs.iter().enumerate() {
-                match (kw, sx) {
-                    (3, 1) => dw_rows_panel::<3, 1, 6, 4, 3>(&ctx, wt, p, pq, q, yo),
-                    (3, 2) => dw_rows_panel::<3, 2, 9, 5, 3>(&ctx, wt, p, pq, q, yo),
-                    (5, 1) => dw_rows_panel::<5, 1, 8, 6, 5>(&ctx, wt, p, pq, q, yo),
-                    _ => dw_rows_panel::<5, 2, 11, 7, 5>(&ctx, wt, p, pq, q, yo),
+    let yo = y.as_mut_ptr();
+    let pad = Padded {
+        x,
+        s: &s,
+        geo: &geo,
+        kh,
+        pw,
+        fill: q.input_zp as u8,
+        flip: 0,
+    };
+    pad.chunks(
+        buf.as_mut_ptr() as *mut u8,
+        DW_PAD_BYTES,
+        px0,
+        y.len() / co,
+        |ctx| {
+            if tiled {
+                let pq = tiled_constants(&pqs[0], co);
+                match kw {
+                    3 => dw_rows_tiled::<3>(ctx, wt, &pq, q, yo),
+                    _ => dw_rows_tiled::<5>(ctx, wt, &pq, q, yo),
+                }
+            } else {
+                for (p, pq) in pqs.iter().enumerate() {
+                    match (kw, sx) {
+                        (3, 1) => dw_rows_panel::<3, 1, 6, 4, 3>(ctx, wt, p, pq, q, yo),
+                        (3, 2) => dw_rows_panel::<3, 2, 9, 5, 3>(ctx, wt, p, pq, q, yo),
+                        (5, 1) => dw_rows_panel::<5, 1, 8, 6, 5>(ctx, wt, p, pq, q, yo),
+                        _ => dw_rows_panel::<5, 2, 11, 7, 5>(ctx, wt, p, pq, q, yo),
+                    }
                 }
             }
+        },
+    );
+}
+
+/// Bytes past the last padded row that [`Padded::chunks`] zeroes: reads of whole 4-byte groups
+/// past a window's last column stay inside written memory.
+const PAD_SLACK: usize = 64;
+
+/// A layer's input as zero-point-padded rows: the `pw` columns an output row reads (column `j`
+/// is input column `j - pad_left`), every byte XORed with `flip` (`0x80`: the unsigned bytes
+/// `vpdpbusd` takes), `fill` (the input zero point, flipped alike) outside the input.
+struct Padded<'a> {
+    x: &'a [i8],
+    s: &'a super::ConvShapes,
+    geo: &'a crate::ops::ConvGeom,
+    kh: usize,
+    pw: usize,
+    fill: u8,
+    flip: u8,
+}
+
+impl Padded<'_> {
+    /// Bytes of one padded row.
+    fn row_bytes(&self) -> usize {
+        self.pw * self.s.x[3]
+    }
+
+    /// Whether the rows of one output row fit `cap` bytes with the slack.
+    fn fits(&self, cap: usize) -> bool {
+        self.kh * self.row_bytes() + PAD_SLACK <= cap
+    }
+
+    /// Walks the output pixels `px0..px0 + total` in chunks of output rows whose input rows fit
+    /// `cap` bytes at `bp` ([`Padded::fits`] checked by the caller): copies each chunk's rows
+    /// there, then calls `f` with it.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn chunks(
+        &self,
+        bp: *mut u8,
+        cap: usize,
+        px0: usize,
+        total: usize,
+        mut f: impl FnMut(&RowCtx),
+    ) {
+        let [_, h, wd, ci] = self.s.x;
+        let [_, oh, ow, co] = self.s.y;
+        let (sy, pt, pl) = (self.geo.stride[0], self.geo.pad[0], self.geo.pad[1]);
+        let (kh, row_bytes) = (self.kh, self.row_bytes());
+        debug_assert!(self.fits(cap));
+        // Output rows per chunk: their input rows must fit the buffer.
+        let cap_rows = (cap - PAD_SLACK) / row_bytes;
+        let chunk = (cap_rows - kh) / sy + 1;
+        let (left, inside) = (pl.min(self.pw), wd.min(self.pw.saturating_sub(pl)));
+        let flip = _mm512_set1_epi8(self.flip as i8);
+        let (end, mut pix) = (px0 + total, px0);
+        while pix < end {
+            // One chunk: output rows oy0..oy1 of image b, from pixel `pix` to `stop`.
+            let (b, oy0) = (pix / (oh * ow), pix / ow % oh);
+            let oy1 = (oy0 + chunk).min(oh);
+            let stop = end.min((b * oh + oy1) * ow);
+            let in_rows = (oy1 - oy0 - 1) * sy + kh;
+            // Row r is input row oy0·S + r - pad_top.
+            for r in 0..in_rows {
+                let dst = bp.add(r * row_bytes);
+                let iy = (oy0 * sy + r) as isize - pt as isize;
+                if iy < 0 || iy >= h as isize {
+                    core::ptr::write_bytes(dst, self.fill, row_bytes);
+                    continue;
+                }
+                let src = &self.x[(b * h + iy as usize) * wd * ci..][..inside * ci];
+                core::ptr::write_bytes(dst, self.fill, left * ci);
+                let d = dst.add(left * ci);
+                let mut i = 0;
+                while i < src.len() {
+                    let n = (src.len() - i).min(64);
+                    let m: __mmask64 = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
+                    let v = _mm512_maskz_loadu_epi8(m, src.as_ptr().add(i));
+                    _mm512_mask_storeu_epi8(d.add(i) as *mut i8, m, _mm512_xor_si512(v, flip));
+                    i += 64;
+                }
+                let done = (left + inside) * ci;
+                core::ptr::write_bytes(dst.add(done), self.fill, row_bytes - done);
+            }
+            core::ptr::write_bytes(bp.add(in_rows * row_bytes), 0, PAD_SLACK);
+            f(&RowCtx {
+                buf: bp as *const i8,
+                row_bytes,
+                co,
+                kh,
+                sy,
+                oy0,
+                pix0: (b * oh + oy0) * ow,
+                first: pix,
+                stop,
+                ow,
+                px0,
+            });
+            pix = stop;
         }
-        pix = stop;
     }
 }
 
@@ -1456,7 +1525,7 @@ impl RowCtx {
     /// row, `ox0..ox1` its pixels in this chunk.
     #[inline(always)]
     fn rows(&self, mut f: impl FnMut(&[*const i8], usize, usize, usize)) {
-        let mut rows = [core::ptr::null::<i8>(); DW_ROWS];
+        let mut rows = [core::ptr::null::<i8>(); PAD_ROWS];
         let mut pix = self.first;
         while pix < self.stop {
             let row_pix = self.pix0 + (pix - self.pix0) / self.ow * self.ow;
@@ -1630,6 +1699,241 @@ unsafe fn dw_rows_tiled<const KW: usize>(
             b += NR;
         }
     });
+}
+
+/// Stack bytes for the padded input rows of [`conv_rows`].
+const CONV_PAD_BYTES: usize = 48 * 1024;
+
+/// Largest repacked weights (bytes) [`conv_rows`] builds for kernel rows that are not whole
+/// 4-byte groups.
+const CONV_ROW_WEIGHTS: usize = 4096;
+
+/// `qs8_igemm_{8,4,2,1}x{16,32}c4__avx512vnni` over padded rows: the output pixels `px0..px0 +
+/// y.len() / O` of an int8 conv (one group, packed weights, folded bias) read from a copy of the
+/// input rows they need, flipped to unsigned bytes and padded with the (flipped) input zero
+/// point, so every window is `KH` runs of `KW·C` bytes at a fixed stride and none is gathered.
+/// Kernel rows that are not whole 4-byte groups read whole groups anyway, over weights
+/// repacked (per call, on the stack) with zeros past each row. Panels are taken two at a time
+/// (each broadcast input group feeds both), their requantization constants set up once per
+/// chunk of rows; along a row, eight pixels per call (then four, two, one) keep their
+/// accumulators in registers through the requantization. Returns `false` (nothing written)
+/// for layers it does not take: dilation, rows past [`CONV_PAD_BYTES`], windows taller than
+/// [`PAD_ROWS`] or repacked weights past [`CONV_ROW_WEIGHTS`].
+pub(super) fn conv_rows(c: &super::Conv<'_, &[i32]>, y: &mut [i8], px0: usize) -> bool {
+    // A pointwise conv (1x1, stride 1, no padding) reads consecutive pixels whatever their
+    // row: as one row of every pixel, when that fits, its tiles of eight never stop at a row's
+    // end (keyword spotting's rows are five pixels).
+    let [n, h, wd, ci] = c.s.x;
+    if c.s.w[1..3] == [1, 1]
+        && c.geo.stride == [1, 1]
+        && c.geo.pad == [0; 4]
+        && c.s.y[1..3] == [h, wd]
+        && (n * h * wd * ci) + PAD_SLACK <= CONV_PAD_BYTES
+        && (h, n) != (1, 1)
+    {
+        let flat = super::Conv {
+            s: super::ConvShapes {
+                x: [1, 1, n * h * wd, ci],
+                w: c.s.w,
+                y: [1, 1, n * h * wd, c.s.y[3]],
+            },
+            ..*c
+        };
+        return conv_rows(&flat, y, px0);
+    }
+    let [co, kh, kw, wci] = c.s.w;
+    let [_, oh, ow, yc] = c.s.y;
+    let (run, k) = (kw * ci, kh * kw * ci);
+    let runp = run.div_ceil(KR) * KR;
+    let shape_ok = co >= 1
+        && ci >= 1
+        && wci == ci
+        && yc == co
+        && (1..=PAD_ROWS).contains(&kh)
+        && kw >= 1
+        && c.geo.dilation == [1, 1]
+        && c.geo.stride[0] >= 1
+        && c.geo.stride[1] >= 1
+        && i8::try_from(c.q.input_zp).is_ok()
+        && c.w.len() >= co * k
+        && c.bias.len() >= co
+        && (c.q.multiplier.len() == 1 || c.q.multiplier.len() >= co)
+        && c.x.len() >= n * h * wd * ci
+        && y.len().is_multiple_of(co)
+        && px0 + y.len() / co <= n * oh * ow
+        && oh >= 1
+        && ow >= 1
+        && (runp == run || co * kh * runp <= CONV_ROW_WEIGHTS);
+    if !shape_ok || !Isa::Avx512Vnni.supported() {
+        return false;
+    }
+    let pw = (ow - 1) * c.geo.stride[1] + kw;
+    let pad = Padded {
+        x: c.x,
+        s: &c.s,
+        geo: &c.geo,
+        kh,
+        pw,
+        fill: (c.q.input_zp as u8) ^ 0x80,
+        flip: 0x80,
+    };
+    if !pad.fits(CONV_PAD_BYTES) {
+        return false;
+    }
+    // SAFETY: shapes checked above: every weight group read is inside its panel of the
+    // (repacked) `co·KH·runp` weights, every input read inside the padded rows of the chunk or
+    // its zeroed slack (a window's row is `runp <= run + 3` bytes from inside a padded row),
+    // every store inside `y`. Features checked above.
+    unsafe { conv_rows_impl(c, y, px0, &pad, runp) };
+    true
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn conv_rows_impl(
+    c: &super::Conv<'_, &[i32]>,
+    y: &mut [i8],
+    px0: usize,
+    pad: &Padded<'_>,
+    runp: usize,
+) {
+    let [co, kh, kw, ci] = c.s.w;
+    let run = kw * ci;
+    let k = kh * run;
+    let mut wq = [0i8; CONV_ROW_WEIGHTS];
+    let w = if runp == run {
+        c.w
+    } else {
+        let kq = kh * runp;
+        let wq = &mut wq[..co * kq];
+        for ch in 0..co {
+            for ky in 0..kh {
+                for j in 0..run {
+                    let at = super::packed_offset(co, kq, ch, ky * runp + j);
+                    wq[at] = c.w[super::packed_offset(co, k, ch, ky * run + j)];
+                }
+            }
+        }
+        &*wq
+    };
+    let geo = Geo {
+        kq: kh * runp,
+        groups: runp / KR,
+        step: c.geo.stride[1] * ci,
+        co,
+    };
+    let mut buf = core::mem::MaybeUninit::<[u8; CONV_PAD_BYTES]>::uninit();
+    let yo = y.as_mut_ptr();
+    let (q, bias) = (c.q, c.bias);
+    pad.chunks(
+        buf.as_mut_ptr() as *mut u8,
+        CONV_PAD_BYTES,
+        px0,
+        y.len() / co,
+        |ctx| {
+            let panels = co.div_ceil(NR);
+            let mut p = 0;
+            while p < panels {
+                let two = p + 1 < panels;
+                let c0 = p * NR;
+                let nr0 = (co - c0).min(NR);
+                let rq0 = Rq512::of_channels(q, bias, c0, nr0);
+                let (w0, m0) = (w.as_ptr().add(c0 * geo.kq), lane_mask(nr0));
+                if two {
+                    let nr1 = (co - c0 - NR).min(NR);
+                    let rq1 = Rq512::of_channels(q, bias, c0 + NR, nr1);
+                    let pn = [
+                        (w0, m0, &rq0),
+                        (w.as_ptr().add((c0 + NR) * geo.kq), lane_mask(nr1), &rq1),
+                    ];
+                    conv_row_panels::<2>(ctx, &geo, &pn, c0, yo);
+                    p += 2;
+                } else {
+                    conv_row_panels::<1>(ctx, &geo, &[(w0, m0, &rq0)], c0, yo);
+                    p += 1;
+                }
+            }
+        },
+    );
+}
+
+/// The shape [`conv_row_panels`] reads: `K` as repacked, 4-byte groups per kernel row, bytes
+/// between consecutive windows of a row, output channels.
+struct Geo {
+    kq: usize,
+    groups: usize,
+    step: usize,
+    co: usize,
+}
+
+/// `P` panels (first channel `c0`; each `(weights, lane mask, constants)`) of every output row
+/// of a chunk.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn conv_row_panels<const P: usize>(
+    ctx: &RowCtx,
+    g: &Geo,
+    pn: &[(*const i8, __mmask16, &Rq512); P],
+    c0: usize,
+    yo: *mut i8,
+) {
+    ctx.rows(|rows, yb, ox0, ox1| {
+        let mut ox = ox0;
+        let tile = |m: usize, ox: usize| {
+            let y = yo.add(yb + (ox - ox0) * g.co + c0);
+            match m {
+                8 => conv_tile::<8, P>(rows, ox * g.step, g, pn, y),
+                4 => conv_tile::<4, P>(rows, ox * g.step, g, pn, y),
+                2 => conv_tile::<2, P>(rows, ox * g.step, g, pn, y),
+                _ => conv_tile::<1, P>(rows, ox * g.step, g, pn, y),
+            }
+        };
+        while ox1 - ox >= 8 {
+            tile(8, ox);
+            ox += 8;
+        }
+        for m in [4, 2, 1] {
+            if ox1 - ox >= m {
+                tile(m, ox);
+                ox += m;
+            }
+        }
+    });
+}
+
+/// `M` consecutive pixels of a row times `P` panels: the windows start `off` bytes into each
+/// padded kernel row (`g.step` apart), outputs written from `y` (`g.co` apart).
+#[inline(always)]
+unsafe fn conv_tile<const M: usize, const P: usize>(
+    rows: &[*const i8],
+    off: usize,
+    g: &Geo,
+    pn: &[(*const i8, __mmask16, &Rq512); P],
+    y: *mut i8,
+) {
+    let mut acc = [[_mm512_setzero_si512(); M]; P];
+    for (ky, &r) in rows.iter().enumerate() {
+        let base = r.add(off);
+        for gi in 0..g.groups {
+            let grp = ky * g.groups + gi;
+            let w: [__m512i; P] = core::array::from_fn(|j| {
+                let (wp, mask, _) = pn[j];
+                let nr = (mask as u32).count_ones() as usize;
+                _mm512_maskz_loadu_epi32(mask, wp.add(grp * nr * KR) as *const i32)
+            });
+            for i in 0..M {
+                let xv = (base.add(i * g.step + gi * KR) as *const i32).read_unaligned();
+                let xb = _mm512_set1_epi32(xv);
+                for (a, wj) in acc.iter_mut().zip(&w) {
+                    a[i] = _mm512_dpbusd_epi32(a[i], xb, *wj);
+                }
+            }
+        }
+    }
+    for (j, (a, &(_, mask, rq))) in acc.iter().zip(pn).enumerate() {
+        for (i, v) in a.iter().enumerate() {
+            store_i8(y.add(i * g.co + j * NR), mask, rq.apply(*v));
+        }
+    }
 }
 
 /// `T` pixels of a run: `(x at the first pixel, weights, C, taps, z_x, mask) -> accumulators`
