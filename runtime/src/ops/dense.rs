@@ -125,7 +125,7 @@ pub(super) fn run(v: &View, p: &DenseParams, out: &mut [u8], yt: &TensorInfo) ->
     };
     match xt.dtype {
         DType::I8 => {
-            let o = super::conv::int8_operands(v, yt, p.act, p.rounding)?;
+            let o = super::conv::int8_operands(v, (&xt, &wt), yt, p.act, p.rounding)?;
             let y = bytes_as_i8_mut(out);
             if super::SPARSE && p.sparse {
                 let bias = o.bias.ok_or(v.err("sparse weights need a bias"))?;

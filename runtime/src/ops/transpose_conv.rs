@@ -127,7 +127,8 @@ pub(super) fn run(
     let (xs, ws, ys) = (dims4(&xt), dims4(&wt), dims4(yt));
     match xt.dtype {
         DType::I8 => {
-            let Int8Operands { x, w, bias, q } = int8_operands(v, yt, p.act, p.rounding)?;
+            let Int8Operands { x, w, bias, q } =
+                int8_operands(v, (&xt, &wt), yt, p.act, p.rounding)?;
             ki8::transpose_conv(x, xs, w, ws, bias, bytes_as_i8_mut(out), ys, &p.geom, &q);
             Ok(())
         }
