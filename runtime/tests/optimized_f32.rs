@@ -139,6 +139,21 @@ fn f32_conv_and_depthwise_match_reference_on_grid() {
             }
             close(&want, &got, &mag, k, &what);
             same_bits(&mut simd, &got, isa, &what);
+            // Split as the thread pool splits a layer (at a pixel inside a row too): the same
+            // bits.
+            let co = ws[0];
+            let cut = (len / co.max(1) * 3).div_ceil(7) * co;
+            let mut parts = vec![f32::NAN; len];
+            let (lo, hi) = parts.split_at_mut(cut);
+            if depthwise {
+                f32gemm::depthwise_part(&c, lo, isa, 0);
+                f32gemm::depthwise_part(&c, hi, isa, cut / co.max(1));
+            } else {
+                f32gemm::conv2d_part(&c, lo, isa, 0);
+                f32gemm::conv2d_part(&c, hi, isa, cut / co.max(1));
+            }
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
+            assert_eq!(bits(&got), bits(&parts), "in two parts: {what}");
         }
     }
     assert!(

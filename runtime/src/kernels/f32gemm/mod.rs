@@ -367,6 +367,97 @@ fn igemm<const M: usize>(isa: Isa) -> Option<Igemm> {
     }
 }
 
+/// The segmented kernels of an ISA for 8, 4, 2 and 1 rows.
+#[cfg(target_arch = "x86_64")]
+struct Igemms([Igemm; 4]);
+
+#[cfg(target_arch = "x86_64")]
+impl Igemms {
+    fn of(isa: Isa) -> Option<Igemms> {
+        Some(Igemms([
+            igemm::<SEG_M>(isa)?,
+            igemm::<4>(isa)?,
+            igemm::<2>(isa)?,
+            igemm::<1>(isa)?,
+        ]))
+    }
+
+    /// The most rows (8, 4, 2, 1) that `left` pixels fill, and their kernel: a layer's last
+    /// pixels as few calls as possible (a one-row call is one chain of dependent fused
+    /// multiply-adds, its latency unhidden).
+    fn pick(&self, left: usize) -> (usize, Igemm) {
+        match left {
+            SEG_M.. => (SEG_M, self.0[0]),
+            4.. => (4, self.0[1]),
+            2.. => (2, self.0[2]),
+            _ => (1, self.0[3]),
+        }
+    }
+}
+
+/// One tile of rows for the segmented kernels: `kh` segments of `run` floats per row, segment
+/// `j` of row `i` at `offs[i·kh + j]` in `x` followed by `patch`.
+#[cfg(target_arch = "x86_64")]
+struct Tile<'a> {
+    x: &'a [f32],
+    patch: &'a [f32],
+    offs: &'a [usize],
+    kh: usize,
+    run: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Tile<'_> {
+    /// Every panel of the packed `[co, kh·run]` weights `w` over this tile's rows, row `i`'s
+    /// outputs written from `y[base + i·co]`: two panels per call (`f32_igemm_8x32`) where a
+    /// full tile has two left, else `f` (this tile's row count) one panel at a time.
+    #[allow(clippy::too_many_arguments)]
+    fn panels(
+        &self,
+        w: &[f32],
+        co: usize,
+        bias: Option<&[f32]>,
+        act: [f32; 2],
+        y: &mut [f32],
+        base: usize,
+        f: Igemm,
+    ) {
+        let k = self.kh * self.run;
+        let (panels, m) = (co.div_ceil(NR), self.offs.len() / self.kh.max(1));
+        let mut p = 0;
+        while p < panels {
+            let out = x86::Out {
+                y: &mut *y,
+                base: base + p * NR,
+                stride: co,
+                act,
+            };
+            let panel = Panel::of(w, co, k, p);
+            let bp = bias_panel(bias, p * NR, panel.nr);
+            if m == SEG_M && p + 1 < panels {
+                let next = Panel::of(w, co, k, p + 1);
+                let bq = bias_panel(bias, (p + 1) * NR, next.nr);
+                x86::igemm2_avx512::<SEG_M>(
+                    self.x,
+                    self.patch,
+                    self.offs,
+                    self.kh,
+                    self.run,
+                    [panel, next],
+                    [&bp, &bq],
+                    out,
+                );
+                p += 2;
+            } else {
+                f(
+                    self.x, self.patch, self.offs, self.kh, self.run, panel, &bp, out,
+                );
+                p += 1;
+            }
+        }
+    }
+}
+
 /// Rows per call of [`conv2d_segments`].
 #[cfg(target_arch = "x86_64")]
 const SEG_M: usize = 8;
@@ -410,7 +501,7 @@ fn conv2d_segments_buf<const B: usize>(
     let [co, kh, kw, _] = s.w;
     let run = kw * ci;
     let k = kh * run;
-    let (Some(f8), Some(f1)) = (igemm::<SEG_M>(isa), igemm::<1>(isa)) else {
+    let Some(fs) = Igemms::of(isa) else {
         return false;
     };
     if run == 0 || (kw > 1 && geo.dilation[1] != 1) || kh > SEG_KH || SEG_M * k > B {
@@ -418,12 +509,11 @@ fn conv2d_segments_buf<const B: usize>(
     }
     let mut patch = [0f32; B];
     let pixels = px0 + y.len() / co.max(1);
-    let panels = co.div_ceil(NR);
     let mut offs = [0usize; SEG_M * SEG_KH];
     let mut px = px0;
     let mut cur = Cursor::at(&s, px);
     while px < pixels {
-        let m = if pixels - px >= SEG_M { SEG_M } else { 1 };
+        let (m, f) = fs.pick(pixels - px);
         for (i, o) in offs.chunks_exact_mut(kh).take(m).enumerate() {
             let (at, step) = cur.inside(&s, &geo).unwrap_or_else(|| {
                 let copy = |d: &mut [f32], v: &[f32]| d.copy_from_slice(v);
@@ -435,23 +525,14 @@ fn conv2d_segments_buf<const B: usize>(
             }
             cur.advance(&s);
         }
-        for p in 0..panels {
-            let panel = Panel::of(w, co, k, p);
-            let bp = bias_panel(bias, p * NR, panel.nr);
-            let base = (px - px0) * co + p * NR;
-            let offs = &offs[..m * kh];
-            let out = x86::Out {
-                y: &mut *y,
-                base,
-                stride: co,
-                act,
-            };
-            if m == SEG_M {
-                f8(x, &patch, offs, kh, run, panel, &bp, out);
-            } else {
-                f1(x, &patch, offs, kh, run, panel, &bp, out);
-            }
-        }
+        let t = Tile {
+            x,
+            patch: &patch,
+            offs: &offs[..m * kh],
+            kh,
+            run,
+        };
+        t.panels(w, co, bias, act, &mut *y, (px - px0) * co, f);
         px += m;
     }
     true
@@ -496,8 +577,8 @@ fn conv2d_padded_buf<const B: usize>(c: &ConvF32<'_>, y: &mut [f32], isa: Isa, p
     let [n, h, wd, ci] = s.x;
     let [co, kh, kw, _] = s.w;
     let [_, oh, ow, _] = s.y;
-    let (run, k) = (kw * ci, kh * kw * ci);
-    let (Some(f8), Some(f1)) = (igemm::<SEG_M>(isa), igemm::<1>(isa)) else {
+    let run = kw * ci;
+    let Some(fs) = Igemms::of(isa) else {
         return false;
     };
     let (sy, sx) = (geo.stride[0], geo.stride[1]);
@@ -523,7 +604,6 @@ fn conv2d_padded_buf<const B: usize>(c: &ConvF32<'_>, y: &mut [f32], isa: Isa, p
     let chunk = (B / row - kh) / sy + 1;
     let (pt, pl) = (geo.pad[0], geo.pad[1]);
     let (left, inside) = (pl.min(pw), wd.min(pw.saturating_sub(pl)));
-    let panels = co.div_ceil(NR);
     let mut buf = [0f32; B];
     let mut offs = [0usize; SEG_M * SEG_KH];
     let (end, mut px) = (px0 + y.len() / co.max(1), px0);
@@ -548,25 +628,21 @@ fn conv2d_padded_buf<const B: usize>(c: &ConvF32<'_>, y: &mut [f32], isa: Isa, p
             (oy - oy0) * sy * row + ox * sx * ci
         };
         while px < stop {
-            let m = if stop - px >= SEG_M { SEG_M } else { 1 };
+            let (m, f) = fs.pick(stop - px);
             for (i, o) in offs.chunks_exact_mut(kh).take(m).enumerate() {
                 let base = at(px + i);
                 for (ky, o) in o.iter_mut().enumerate() {
                     *o = base + ky * row;
                 }
             }
-            for p in 0..panels {
-                let panel = Panel::of(w, co, k, p);
-                let bp = bias_panel(bias, p * NR, panel.nr);
-                let out = x86::Out {
-                    y: &mut *y,
-                    base: (px - px0) * co + p * NR,
-                    stride: co,
-                    act,
-                };
-                let f = if m == SEG_M { f8 } else { f1 };
-                f(&[], buf, &offs[..m * kh], kh, run, panel, &bp, out);
-            }
+            let t = Tile {
+                x: &[],
+                patch: buf,
+                offs: &offs[..m * kh],
+                kh,
+                run,
+            };
+            t.panels(w, co, bias, act, &mut *y, (px - px0) * co, f);
             px += m;
         }
     }
@@ -634,6 +710,10 @@ pub fn depthwise_part(c: &ConvF32<'_>, y: &mut [f32], isa: Isa, px0: usize) {
         for (i, out) in y.chunks_exact_mut(co.max(1)).enumerate() {
             reference_dw_pixel(c, out, px0 + i);
         }
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512Vnni && x86::dw_rows_f32(c, y, px0) {
         return;
     }
     let (dw, run) = (dwconv(isa), dwconv_run(isa));

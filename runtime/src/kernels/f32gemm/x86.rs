@@ -418,3 +418,254 @@ unsafe fn dw_pass<const K: usize, const P: usize>(
         }
     }
 }
+
+/// `f32_dwconv_{3x3,5x5}s{1,2}__avx512f`: the output pixels `px0..px0 + y.len() / C` of an f32
+/// depthwise layer row by row, reading the input where it lies. Per output row the kernel rows
+/// inside the input are walked; along the row four pixels (then two, then one) share each
+/// input column they read, the columns left or right of the input masked off: a masked load
+/// touches no memory and a masked fused multiply-add leaves its accumulator as it was, so each
+/// output is the bias then one fused multiply-add per tap inside the input, in tap order, as
+/// the run kernel and every other SIMD path compute it (the same bits). Channels go in panels
+/// of 16 (the last masked), the outer loop, with their weights held in registers. Returns
+/// `false` (nothing written) for layers it does not take: other widths, strides, dilation.
+pub(super) fn dw_rows_f32(c: &super::ConvF32<'_>, y: &mut [f32], px0: usize) -> bool {
+    let [n, h, wd, ci] = c.s.x;
+    let [co, kh, kw, _] = c.s.w;
+    let [_, oh, ow, yc] = c.s.y;
+    let sx = c.geo.stride[1];
+    let ok = co >= 1
+        && ci == co
+        && yc == co
+        && c.geo.dilation == [1, 1]
+        && matches!((kw, sx), (3, 1) | (3, 2) | (5, 1) | (5, 2))
+        && (1..=DW_ROW_TAPS / kw).contains(&kh)
+        && c.geo.stride[0] >= 1
+        && c.w.len() >= kh * kw * co
+        && c.bias.is_none_or(|b| b.len() >= co)
+        && c.x.len() >= n * h * wd * co
+        && y.len().is_multiple_of(co)
+        && px0 + y.len() / co <= n * oh * ow
+        && Isa::Avx512Vnni.supported();
+    if !ok {
+        return false;
+    }
+    // SAFETY: shapes checked above; every load is masked to the input columns and kernel rows
+    // inside the input and to the layer's channels, every store to `y`'s pixels and channels.
+    unsafe {
+        match (kw, sx) {
+            (3, 1) => dw_rows_f32_impl::<3, 1, 6, 4, 3>(c, y, px0),
+            (3, 2) => dw_rows_f32_impl::<3, 2, 9, 5, 3>(c, y, px0),
+            (5, 1) => dw_rows_f32_impl::<5, 1, 8, 6, 5>(c, y, px0),
+            _ => dw_rows_f32_impl::<5, 2, 11, 7, 5>(c, y, px0),
+        }
+    }
+    true
+}
+
+/// Largest window (taps) [`dw_rows_f32`] takes.
+const DW_ROW_TAPS: usize = 25;
+
+#[target_feature(enable = "avx512f")]
+unsafe fn dw_rows_f32_impl<
+    const KW: usize,
+    const S: usize,
+    const N4: usize,
+    const N2: usize,
+    const N1: usize,
+>(
+    c: &super::ConvF32<'_>,
+    y: &mut [f32],
+    px0: usize,
+) {
+    let [_, h, wd, co] = c.s.x;
+    let kh = c.s.w[1];
+    let [_, oh, ow, _] = c.s.y;
+    let (sy, pt, pl) = (c.geo.stride[0], c.geo.pad[0], c.geo.pad[1]);
+    let (lo, hi) = (_mm512_set1_ps(c.act[0]), _mm512_set1_ps(c.act[1]));
+    let end = px0 + y.len() / co;
+    for p in 0..co.div_ceil(16) {
+        let c0 = p * 16;
+        let lanes: __mmask16 = lane_mask(co - c0);
+        let mut w = [_mm512_setzero_ps(); DW_ROW_TAPS];
+        for (t, v) in w.iter_mut().enumerate().take(kh * KW) {
+            *v = _mm512_maskz_loadu_ps(lanes, c.w.as_ptr().add(t * co + c0));
+        }
+        let bias = match c.bias {
+            Some(b) => _mm512_maskz_loadu_ps(lanes, b.as_ptr().add(c0)),
+            None => _mm512_setzero_ps(),
+        };
+        let mut pix = px0;
+        while pix < end {
+            // Output row (b, oy), its pixels ox0..ox1 in this call.
+            let (b, oy, ox0) = (pix / (oh * ow), pix / ow % oh, pix % ow);
+            let ox1 = ow.min(ox0 + (end - pix));
+            // The kernel rows inside the input, and their input rows.
+            let iy0 = (oy * sy) as isize - pt as isize;
+            let ky0 = (-iy0).clamp(0, kh as isize) as usize;
+            let ky1 = (h as isize - iy0).clamp(ky0 as isize, kh as isize) as usize;
+            let row = |ky: usize| {
+                let iy = (iy0 + ky as isize) as usize;
+                c.x.as_ptr().add((b * h + iy) * wd * co + c0)
+            };
+            let rows = RowsF32 {
+                ky0,
+                ky1,
+                row: &row,
+                lanes,
+                co,
+                wd,
+                pl,
+            };
+            let yb = y.as_mut_ptr().add((pix - px0) * co + c0);
+            let put = |ox: usize, acc: &[__m512]| {
+                for (k, a) in acc.iter().enumerate() {
+                    let v = _mm512_min_ps(_mm512_max_ps(*a, lo), hi);
+                    _mm512_mask_storeu_ps(yb.add((ox - ox0 + k) * co), lanes, v);
+                }
+            };
+            let mut ox = ox0;
+            while ox + 4 <= ox1 {
+                put(ox, &rows.tile::<KW, S, N4, 4>(ox, &w, bias));
+                ox += 4;
+            }
+            if ox + 2 <= ox1 {
+                put(ox, &rows.tile::<KW, S, N2, 2>(ox, &w, bias));
+                ox += 2;
+            }
+            if ox < ox1 {
+                put(ox, &rows.tile::<KW, S, N1, 1>(ox, &w, bias));
+            }
+            pix += ox1 - ox0;
+        }
+    }
+}
+
+/// The kernel rows `ky0..ky1` of one output row that lie inside the input (`row(ky)`: the
+/// input row's first pixel at the panel's first channel), for [`dw_rows_f32_impl`].
+struct RowsF32<'a, F: Fn(usize) -> *const f32> {
+    ky0: usize,
+    ky1: usize,
+    row: &'a F,
+    lanes: __mmask16,
+    co: usize,
+    wd: usize,
+    pl: usize,
+}
+
+impl<F: Fn(usize) -> *const f32> RowsF32<'_, F> {
+    /// `T` pixels from `ox`: bias, then per kernel row inside the input the `NC = (T - 1)·S +
+    /// KW` input columns loaded once (those outside the input masked off) and multiplied into
+    /// every pixel that reads them, kernel column by kernel column.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tile<const KW: usize, const S: usize, const NC: usize, const T: usize>(
+        &self,
+        ox: usize,
+        w: &[__m512; DW_ROW_TAPS],
+        bias: __m512,
+    ) -> [__m512; T] {
+        const { assert!(NC == (T - 1) * S + KW) };
+        let ix0 = (ox * S) as isize - self.pl as isize;
+        let m: [__mmask16; NC] = core::array::from_fn(|j| {
+            let ix = ix0 + j as isize;
+            if ix >= 0 && (ix as usize) < self.wd {
+                self.lanes
+            } else {
+                0
+            }
+        });
+        let mut acc = [bias; T];
+        for ky in self.ky0..self.ky1 {
+            let base = (self.row)(ky);
+            let col: [__m512; NC] = core::array::from_fn(|j| {
+                let at = base.wrapping_offset((ix0 + j as isize) * self.co as isize);
+                _mm512_maskz_loadu_ps(m[j], at)
+            });
+            for (p, a) in acc.iter_mut().enumerate() {
+                for kx in 0..KW {
+                    let j = p * S + kx;
+                    *a = _mm512_mask3_fmadd_ps(col[j], w[ky * KW + kx], *a, m[j]);
+                }
+            }
+        }
+        acc
+    }
+}
+
+/// `f32_igemm_Mx32__avx512f`: [`igemm_avx512`] over two panels at once (`p0` full, `p1` any
+/// width), each broadcast input value feeding both: half the loads per multiply-add, so the
+/// fused multiply-adds, not the loads, set the pace. Same multiply-adds in the same order per
+/// output (bias, then `k` ascending): the same bits. Panel `p1`'s outputs go `NR` floats after
+/// `p0`'s.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn igemm2_avx512<const M: usize>(
+    x: &[f32],
+    patch: &[f32],
+    offs: &[usize],
+    kh: usize,
+    run: usize,
+    p: [Panel<'_>; 2],
+    bias: [&[f32; NR]; 2],
+    out: Out<'_>,
+) {
+    let fits = |o: usize| match o.checked_sub(x.len()) {
+        None => x.len() - o >= run,
+        Some(q) => q <= patch.len() && patch.len() - q >= run,
+    };
+    assert!(
+        offs.len() == M * kh
+            && p[0].nr == NR
+            && (1..=NR).contains(&p[1].nr)
+            && p.iter().all(|p| kh * run == p.k && p.w.len() >= p.nr * p.k)
+            && offs.iter().all(|&o| fits(o))
+            && out.base + (M - 1) * out.stride + NR + p[1].nr <= out.y.len(),
+        "f32 igemm operands out of shape"
+    );
+    debug_assert!(Isa::Avx512Vnni.supported());
+    // SAFETY: as in `igemm_avx512`, for both panels.
+    unsafe { igemm2_avx512_impl::<M>(x, patch, offs, kh, run, p, bias, out) }
+}
+
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn igemm2_avx512_impl<const M: usize>(
+    x: &[f32],
+    patch: &[f32],
+    offs: &[usize],
+    kh: usize,
+    run: usize,
+    p: [Panel<'_>; 2],
+    bias: [&[f32; NR]; 2],
+    out: Out<'_>,
+) {
+    let nr1 = p[1].nr;
+    let mask1: __mmask16 = lane_mask(nr1);
+    let mut a0 = [_mm512_loadu_ps(bias[0].as_ptr()); M];
+    let mut a1 = [_mm512_loadu_ps(bias[1].as_ptr()); M];
+    let (mut w0, mut w1) = (p[0].w.as_ptr(), p[1].w.as_ptr());
+    let at = |o: usize| match o.checked_sub(x.len()) {
+        None => x.as_ptr().add(o),
+        Some(q) => patch.as_ptr().add(q),
+    };
+    for ky in 0..kh {
+        let r: [*const f32; M] = core::array::from_fn(|i| at(offs[i * kh + ky]));
+        for j in 0..run {
+            let v0 = _mm512_loadu_ps(w0);
+            let v1 = _mm512_maskz_loadu_ps(mask1, w1);
+            for i in 0..M {
+                let xb = _mm512_set1_ps(*r[i].add(j));
+                a0[i] = _mm512_fmadd_ps(xb, v0, a0[i]);
+                a1[i] = _mm512_fmadd_ps(xb, v1, a1[i]);
+            }
+            w0 = w0.add(NR);
+            w1 = w1.add(nr1);
+        }
+    }
+    let (lo, hi) = (_mm512_set1_ps(out.act[0]), _mm512_set1_ps(out.act[1]));
+    for i in 0..M {
+        let y = out.y.as_mut_ptr().add(out.base + i * out.stride);
+        _mm512_storeu_ps(y, _mm512_min_ps(_mm512_max_ps(a0[i], lo), hi));
+        let v = _mm512_min_ps(_mm512_max_ps(a1[i], lo), hi);
+        _mm512_mask_storeu_ps(y.add(NR), mask1, v);
+    }
+}
