@@ -50,6 +50,19 @@ pub struct TensorInfo<'m> {
     name: &'m [u8],
 }
 
+/// Where a tensor's bytes are ([`Model::tensor_loc`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TensorLoc {
+    /// Element type.
+    pub dtype: DType,
+    /// Arena or constant.
+    pub storage: Storage,
+    /// Byte offset: into the file for constants, into the arena otherwise.
+    pub offset: usize,
+    /// Byte length.
+    pub byte_len: usize,
+}
+
 impl<'m> TensorInfo<'m> {
     /// Name as in the source model (decoded on demand: the session never asks for it).
     pub fn name(&self) -> &'m str {
@@ -614,6 +627,31 @@ impl<'m> Model<'m> {
         t
     }
 
+    /// Where tensor `i`'s bytes are, without the rest of its descriptor (kernels that only
+    /// read a tensor's data: decoding and copying the whole [`TensorInfo`] was a large part of
+    /// a small layer's fixed cost). Panics as [`Model::tensor`] does.
+    #[inline]
+    pub(crate) fn tensor_loc(&self, i: usize) -> TensorLoc {
+        let d = self.desc(i);
+        let rank = (d[tensor::RANK] as usize).min(MAX_RANK);
+        let first = rd_u32(d, tensor::DIMS) as usize;
+        let dtype = DType::from_u8(d[tensor::DTYPE]).unwrap_or(DType::F32);
+        let mut byte_len = dtype.size();
+        for k in 0..rank {
+            byte_len *= self.dim(first + k);
+        }
+        TensorLoc {
+            dtype,
+            storage: if d[tensor::STORAGE] == 1 {
+                Storage::Constant
+            } else {
+                Storage::Arena
+            },
+            offset: rd_u32(d, tensor::OFFSET) as usize,
+            byte_len,
+        }
+    }
+
     /// Checked variant of [`Model::tensor`].
     pub fn get_tensor(&self, i: usize) -> Option<TensorInfo<'m>> {
         (i < self.num_tensors).then(|| self.tensor(i))
@@ -672,8 +710,14 @@ impl<'m> Model<'m> {
 
     /// The raw bytes of a constant tensor (empty for arena tensors).
     pub fn constant_bytes(&self, t: &TensorInfo<'_>) -> &'m [u8] {
-        match t.storage {
-            Storage::Constant => &self.bytes[t.offset..t.offset + t.byte_len],
+        self.constant_at(t.storage, t.offset, t.byte_len)
+    }
+
+    /// The bytes of a constant at `offset` (empty for an arena tensor).
+    #[inline]
+    pub(crate) fn constant_at(&self, storage: Storage, offset: usize, len: usize) -> &'m [u8] {
+        match storage {
+            Storage::Constant => &self.bytes[offset..offset + len],
             Storage::Arena => &[],
         }
     }

@@ -280,7 +280,7 @@ pub(super) fn int8_operands<'v, 'm>(
     use crate::cast::{bytes_as_i16, bytes_as_i32};
     // (The caller's input and weight descriptors: decoding a descriptor is most of an op's
     // fixed cost on the anomaly detector's small layers.)
-    let (mt, st) = (v.info(3)?, v.info(4)?);
+    let ((mb, mdt), (sb, sdt)) = (v.data(3)?, v.data(4)?);
     let q = ki8::QuantParams {
         input_zp: per_tensor(xt).1,
         weight_zp: match wt.quant {
@@ -288,15 +288,15 @@ pub(super) fn int8_operands<'v, 'm>(
             _ => 0,
         },
         output_zp: per_tensor(yt).1,
-        multiplier: if mt.dtype == DType::I16 {
-            ki8::Multipliers::I16(bytes_as_i16(v.bytes(&mt)?))
+        multiplier: if mdt == DType::I16 {
+            ki8::Multipliers::I16(bytes_as_i16(mb))
         } else {
-            ki8::Multipliers::I32(bytes_as_i32(v.bytes(&mt)?))
+            ki8::Multipliers::I32(bytes_as_i32(mb))
         },
-        shift: if st.dtype == DType::I8 {
-            ki8::Shifts::I8(bytes_as_i8(v.bytes(&st)?))
+        shift: if sdt == DType::I8 {
+            ki8::Shifts::I8(bytes_as_i8(sb))
         } else {
-            ki8::Shifts::I32(bytes_as_i32(v.bytes(&st)?))
+            ki8::Shifts::I32(bytes_as_i32(sb))
         },
         act: act.i8_bounds(),
         rounding,

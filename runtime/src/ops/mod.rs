@@ -858,19 +858,43 @@ impl<'m> View<'_, 'm> {
         }
     }
     pub(crate) fn bytes(&self, t: &TensorInfo<'_>) -> Result<&[u8]> {
-        match t.storage {
-            Storage::Constant => Ok(self.m.constant_bytes(t)),
+        self.bytes_at(t.storage, t.offset, t.byte_len)
+    }
+    /// The bytes of a tensor given by where it is ([`Model::tensor_loc`]).
+    #[inline]
+    pub(crate) fn bytes_at(&self, storage: Storage, offset: usize, len: usize) -> Result<&[u8]> {
+        match storage {
+            Storage::Constant => Ok(self.m.constant_at(storage, offset, len)),
             Storage::Arena => {
-                let end = t.offset + t.byte_len;
+                let end = offset + len;
                 if end <= self.left.len() {
-                    Ok(&self.left[t.offset..end])
-                } else if t.offset >= self.right_start {
-                    Ok(&self.right[t.offset - self.right_start..end - self.right_start])
+                    Ok(&self.left[offset..end])
+                } else if offset >= self.right_start {
+                    Ok(&self.right[offset - self.right_start..end - self.right_start])
                 } else {
                     Err(self.err("input overlaps the output slot"))
                 }
             }
         }
+    }
+    /// Input `k`'s data and element type, if the op has that input (without decoding its
+    /// whole descriptor).
+    pub(crate) fn opt_data(&self, k: usize) -> Result<Option<(&[u8], DType)>> {
+        match self.m.op_input(self.op, k) {
+            None => Ok(None),
+            Some(t) => {
+                let l = self.m.tensor_loc(t);
+                Ok(Some((
+                    self.bytes_at(l.storage, l.offset, l.byte_len)?,
+                    l.dtype,
+                )))
+            }
+        }
+    }
+    /// Input `k`'s data and element type (required).
+    pub(crate) fn data(&self, k: usize) -> Result<(&[u8], DType)> {
+        self.opt_data(k)?
+            .ok_or(self.err("a required input is missing"))
     }
     pub(crate) fn num_inputs(&self) -> usize {
         self.op.num_inputs()
@@ -887,20 +911,11 @@ impl<'m> View<'_, 'm> {
             .map(|t| self.m.tensor(t))
             .ok_or(self.err("a required input is missing"))
     }
-    pub(crate) fn opt_info(&self, k: usize) -> Option<TensorInfo<'m>> {
-        self.m.op_input(self.op, k).map(|t| self.m.tensor(t))
-    }
     pub(crate) fn opt_f32(&self, k: usize) -> Result<Option<&[f32]>> {
-        match self.opt_info(k) {
-            None => Ok(None),
-            Some(t) => Ok(Some(crate::cast::bytes_as_f32(self.bytes(&t)?))),
-        }
+        Ok(self.opt_data(k)?.map(|(b, _)| crate::cast::bytes_as_f32(b)))
     }
     pub(crate) fn opt_i32(&self, k: usize) -> Result<Option<&[i32]>> {
-        match self.opt_info(k) {
-            None => Ok(None),
-            Some(t) => Ok(Some(crate::cast::bytes_as_i32(self.bytes(&t)?))),
-        }
+        Ok(self.opt_data(k)?.map(|(b, _)| crate::cast::bytes_as_i32(b)))
     }
 }
 
