@@ -228,3 +228,55 @@ fn f32_dense_rows_do_not_depend_on_their_batch_position() {
         }
     }
 }
+
+#[test]
+fn f32_pooling_paths_match_reference_bit_for_bit() {
+    use kiln_runtime::ops::PoolWindow;
+    let mut r = Lcg(0xF32B_0003);
+    let mut vector_runs = 0;
+    for case in 0..400 {
+        let (n, h, w) = (
+            r.pick(&[1, 2]),
+            r.pick(&[1, 3, 5, 8]),
+            r.pick(&[1, 4, 5, 9]),
+        );
+        let c = r.pick(&[1, 3, 16, 17, 48, 64, 70]);
+        let kernel = [r.pick(&[1, 2, 3]).min(h), r.pick(&[1, 2, 3, 5]).min(w)];
+        let stride = [r.pick(&[1, 2]), r.pick(&[1, 2])];
+        let pad = [r.below(2), r.below(2), r.below(2), r.below(2)];
+        let p = PoolWindow {
+            kernel,
+            stride,
+            pad,
+            ceil_extra: [0, 0],
+            count_include_pad: r.below(2) == 0,
+        };
+        let oh = (h + pad[0] + pad[2] - kernel[0]) / stride[0] + 1;
+        let ow = (w + pad[1] + pad[3] - kernel[1]) / stride[1] + 1;
+        let mut x = r.f32s(n * h * w * c);
+        if case % 5 == 0 {
+            // Max keeps the accumulator against a NaN, as f32::max does (the last pixel: the
+            // last one its window reads).
+            let last = x.len() - 1;
+            x[last] = f32::NAN;
+        }
+        let act = r.pick(&[[f32::NEG_INFINITY, f32::INFINITY], [0.0, 6.0]]);
+        let is_max = r.below(2) == 0;
+        let (xs, ys) = ([n, h, w, c], [n, oh, ow, c]);
+        let mut want = vec![0f32; n * oh * ow * c];
+        reference::pool2d(&x, xs, &mut want, ys, &p, act, is_max);
+        for isa in Isa::available() {
+            let mut got = vec![1f32; want.len()];
+            f32gemm::pool2d(&x, xs, &mut got, ys, &p, act, is_max, isa);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
+            assert_eq!(
+                bits(&want),
+                bits(&got),
+                "case {case}: x {xs:?} {p:?} max {is_max} isa {}",
+                isa.name()
+            );
+            vector_runs += 1;
+        }
+    }
+    assert!(vector_runs >= 400);
+}

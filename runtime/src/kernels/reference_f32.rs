@@ -125,17 +125,9 @@ pub fn pool2d(
     for b in 0..n {
         for oy in 0..oh {
             let (y0, rows) = p.span(0, oy, h);
-            let y1 = y0 + p.kernel[0] as isize;
             for ox in 0..ow {
                 let (x0, cols) = p.span(1, ox, w);
-                let x1 = x0 + p.kernel[1] as isize;
-                let count = if p.count_include_pad {
-                    let ylim = (h + p.pad[2] - p.ceil_extra[0]) as isize;
-                    let xlim = (w + p.pad[3] - p.ceil_extra[1]) as isize;
-                    ((y1.min(ylim) - y0).max(0) * (x1.min(xlim) - x0).max(0)) as usize
-                } else {
-                    rows.len() * cols.len()
-                };
+                let count = p.count((y0, x0), (rows.len(), cols.len()), h, w);
                 // Channels innermost, in chunks (each channel's sum in the same order).
                 const CHUNK: usize = 64;
                 let out = &mut y[((b * oh + oy) * ow + ox) * c..][..c];

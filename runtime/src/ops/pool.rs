@@ -44,6 +44,27 @@ impl PoolWindow {
             start.max(0) as usize..end.min(len as isize).max(0) as usize,
         )
     }
+
+    /// What average pooling divides by for the window that starts at `(y0, x0)` (from
+    /// [`PoolWindow::span`]) and covers `rows × cols` input pixels of an `h × w` input: the
+    /// window's size inside the padding too when `count_include_pad`, else the pixels.
+    #[inline]
+    pub fn count(
+        &self,
+        (y0, x0): (isize, isize),
+        (rows, cols): (usize, usize),
+        h: usize,
+        w: usize,
+    ) -> usize {
+        if self.count_include_pad {
+            let (y1, x1) = (y0 + self.kernel[0] as isize, x0 + self.kernel[1] as isize);
+            let ylim = (h + self.pad[2] - self.ceil_extra[0]) as isize;
+            let xlim = (w + self.pad[3] - self.ceil_extra[1]) as isize;
+            ((y1.min(ylim) - y0).max(0) * (x1.min(xlim) - x0).max(0)) as usize
+        } else {
+            rows * cols
+        }
+    }
 }
 
 /// Parameters of [`OpKind::MaxPool`] and [`OpKind::AvgPool`].
@@ -174,15 +195,13 @@ pub(super) fn run(v: &View, p: &PoolParams, out: &mut [u8], yt: &TensorInfo) -> 
         }
         DType::F32 if cfg!(feature = "float") => {
             let x = bytes_as_f32(v.bytes(&xt)?);
-            kf::pool2d(
-                x,
-                dims4(&xt),
-                bytes_as_f32_mut(out),
-                dims4(yt),
-                &p.window,
-                p.act.f32_bounds(),
-                is_max,
-            );
+            let (xs, ys, act) = (dims4(&xt), dims4(yt), p.act.f32_bounds());
+            let y = bytes_as_f32_mut(out);
+            if v.use_reference() {
+                kf::pool2d(x, xs, y, ys, &p.window, act, is_max);
+            } else {
+                crate::kernels::f32gemm::pool2d(x, xs, y, ys, &p.window, act, is_max, v.isa);
+            }
             Ok(())
         }
         _ => no_kernel(v),

@@ -409,8 +409,9 @@ struct Tile<'a> {
 #[cfg(target_arch = "x86_64")]
 impl Tile<'_> {
     /// Every panel of the packed `[co, kh·run]` weights `w` over this tile's rows, row `i`'s
-    /// outputs written from `y[base + i·co]`: two panels per call (`f32_igemm_8x32`) where a
-    /// full tile has two left, else `f` (this tile's row count) one panel at a time.
+    /// outputs written from `y[base + i·co]`: two or three panels per call
+    /// (`f32_igemm_8x{32,48}`) where a full tile has them, else `f` (this tile's row count)
+    /// one panel at a time.
     #[allow(clippy::too_many_arguments)]
     fn panels(
         &self,
@@ -435,19 +436,21 @@ impl Tile<'_> {
             let panel = Panel::of(w, co, k, p);
             let bp = bias_panel(bias, p * NR, panel.nr);
             if m == SEG_M && p + 1 < panels {
+                // Three panels when exactly three are left (48 channels), else two.
+                let (t, pt, o, kh, run) = (self.x, self.patch, self.offs, self.kh, self.run);
                 let next = Panel::of(w, co, k, p + 1);
                 let bq = bias_panel(bias, (p + 1) * NR, next.nr);
-                x86::igemm2_avx512::<SEG_M>(
-                    self.x,
-                    self.patch,
-                    self.offs,
-                    self.kh,
-                    self.run,
-                    [panel, next],
-                    [&bp, &bq],
-                    out,
-                );
-                p += 2;
+                if panels - p == 3 {
+                    let last = Panel::of(w, co, k, p + 2);
+                    let br = bias_panel(bias, (p + 2) * NR, last.nr);
+                    let (ps, bs) = ([panel, next, last], [&bp, &bq, &br]);
+                    x86::igemmp_avx512::<SEG_M, 3>(t, pt, o, kh, run, ps, bs, out);
+                    p += 3;
+                } else {
+                    let (ps, bs) = ([panel, next], [&bp, &bq]);
+                    x86::igemmp_avx512::<SEG_M, 2>(t, pt, o, kh, run, ps, bs, out);
+                    p += 2;
+                }
             } else {
                 f(
                     self.x, self.patch, self.offs, self.kh, self.run, panel, &bp, out,
@@ -472,13 +475,26 @@ const SEG_KH: usize = 16;
 /// Returns false (writing nothing) otherwise.
 #[cfg(target_arch = "x86_64")]
 fn conv2d_segments(c: &ConvF32<'_>, y: &mut [f32], isa: Isa, px0: usize) -> bool {
-    // The smallest patch that holds a tile of border windows (it is zeroed per call).
+    // The smallest patch that holds a tile of border windows (it is zeroed per call); none
+    // for a pointwise conv, whose windows are the input's pixels.
     let [_, kh, kw, ci] = c.s.w;
-    if SEG_M * kh * kw * ci <= PATCH / 4 {
+    if pointwise(c) {
+        conv2d_segments_buf::<0>(c, y, isa, px0)
+    } else if SEG_M * kh * kw * ci <= PATCH / 4 {
         conv2d_segments_buf::<{ PATCH / 4 }>(c, y, isa, px0)
     } else {
         conv2d_segments_buf::<PATCH>(c, y, isa, px0)
     }
+}
+
+/// Whether `c` is a pointwise conv (1x1, stride 1, no padding): output pixel `p` reads input
+/// pixel `p`.
+#[cfg(target_arch = "x86_64")]
+fn pointwise(c: &ConvF32<'_>) -> bool {
+    c.s.w[1..3] == [1, 1]
+        && c.geo.stride == [1, 1]
+        && c.geo.pad == [0; 4]
+        && c.s.y[..3] == c.s.x[..3]
 }
 
 /// [`conv2d_segments`] with a `B`-float patch.
@@ -504,7 +520,8 @@ fn conv2d_segments_buf<const B: usize>(
     let Some(fs) = Igemms::of(isa) else {
         return false;
     };
-    if run == 0 || (kw > 1 && geo.dilation[1] != 1) || kh > SEG_KH || SEG_M * k > B {
+    let flat = pointwise(c);
+    if run == 0 || (kw > 1 && geo.dilation[1] != 1) || kh > SEG_KH || (SEG_M * k > B && !flat) {
         return false;
     }
     let mut patch = [0f32; B];
@@ -514,7 +531,17 @@ fn conv2d_segments_buf<const B: usize>(
     let mut cur = Cursor::at(&s, px);
     while px < pixels {
         let (m, f) = fs.pick(pixels - px);
-        for (i, o) in offs.chunks_exact_mut(kh).take(m).enumerate() {
+        if flat {
+            // Pixel `p`'s window is its own `C` inputs.
+            for (i, o) in offs.iter_mut().take(m).enumerate() {
+                *o = (px + i) * ci;
+            }
+        }
+        for (i, o) in offs
+            .chunks_exact_mut(kh)
+            .take(if flat { 0 } else { m })
+            .enumerate()
+        {
             let (at, step) = cur.inside(&s, &geo).unwrap_or_else(|| {
                 let copy = |d: &mut [f32], v: &[f32]| d.copy_from_slice(v);
                 gather(x, &s, &geo, px + i, 0.0, copy, &mut patch[i * k..][..k]);
@@ -647,6 +674,27 @@ fn conv2d_padded_buf<const B: usize>(c: &ConvF32<'_>, y: &mut [f32], isa: Isa, p
         }
     }
     true
+}
+
+/// f32 max or average pooling over NHWC on `isa` (the reference's code, compiled for AVX-512
+/// where the CPU has it: the same bits).
+#[allow(clippy::too_many_arguments)]
+pub fn pool2d(
+    x: &[f32],
+    xs: [usize; 4],
+    y: &mut [f32],
+    ys: [usize; 4],
+    p: &crate::ops::PoolWindow,
+    act: [f32; 2],
+    is_max: bool,
+    isa: Isa,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512Vnni && isa.supported() {
+        return x86::pool2d_avx512(x, xs, y, ys, p, act, is_max);
+    }
+    let _ = isa;
+    super::reference_f32::pool2d(x, xs, y, ys, p, act, is_max)
 }
 
 /// The packed conv, one output at a time: the specification of [`conv2d`].

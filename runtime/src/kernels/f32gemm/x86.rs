@@ -592,57 +592,58 @@ impl<F: Fn(usize) -> *const f32> RowsF32<'_, F> {
     }
 }
 
-/// `f32_igemm_Mx32__avx512f`: [`igemm_avx512`] over two panels at once (`p0` full, `p1` any
-/// width), each broadcast input value feeding both: half the loads per multiply-add, so the
-/// fused multiply-adds, not the loads, set the pace. Same multiply-adds in the same order per
-/// output (bias, then `k` ascending): the same bits. Panel `p1`'s outputs go `NR` floats after
-/// `p0`'s.
+/// `f32_igemm_Mx32__avx512f` and `f32_igemm_Mx48__avx512f`: [`igemm_avx512`] over `P` panels
+/// at once (all full but the last, which may be any width), each broadcast input value feeding
+/// every panel: `1/P` of the loads per multiply-add, so the fused multiply-adds, not the loads,
+/// set the pace. Same multiply-adds in the same order per output (bias, then `k` ascending):
+/// the same bits. Panel `j`'s outputs go `j·NR` floats after the first's.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn igemm2_avx512<const M: usize>(
+pub(super) fn igemmp_avx512<const M: usize, const P: usize>(
     x: &[f32],
     patch: &[f32],
     offs: &[usize],
     kh: usize,
     run: usize,
-    p: [Panel<'_>; 2],
-    bias: [&[f32; NR]; 2],
+    p: [Panel<'_>; P],
+    bias: [&[f32; NR]; P],
     out: Out<'_>,
 ) {
     let fits = |o: usize| match o.checked_sub(x.len()) {
         None => x.len() - o >= run,
         Some(q) => q <= patch.len() && patch.len() - q >= run,
     };
+    let last = p[P - 1].nr;
     assert!(
         offs.len() == M * kh
-            && p[0].nr == NR
-            && (1..=NR).contains(&p[1].nr)
+            && p[..P - 1].iter().all(|p| p.nr == NR)
+            && (1..=NR).contains(&last)
             && p.iter().all(|p| kh * run == p.k && p.w.len() >= p.nr * p.k)
             && offs.iter().all(|&o| fits(o))
-            && out.base + (M - 1) * out.stride + NR + p[1].nr <= out.y.len(),
+            && out.base + (M - 1) * out.stride + (P - 1) * NR + last <= out.y.len(),
         "f32 igemm operands out of shape"
     );
     debug_assert!(Isa::Avx512Vnni.supported());
-    // SAFETY: as in `igemm_avx512`, for both panels.
-    unsafe { igemm2_avx512_impl::<M>(x, patch, offs, kh, run, p, bias, out) }
+    // SAFETY: as in `igemm_avx512`, for every panel.
+    unsafe { igemmp_avx512_impl::<M, P>(x, patch, offs, kh, run, p, bias, out) }
 }
 
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn igemm2_avx512_impl<const M: usize>(
+unsafe fn igemmp_avx512_impl<const M: usize, const P: usize>(
     x: &[f32],
     patch: &[f32],
     offs: &[usize],
     kh: usize,
     run: usize,
-    p: [Panel<'_>; 2],
-    bias: [&[f32; NR]; 2],
+    p: [Panel<'_>; P],
+    bias: [&[f32; NR]; P],
     out: Out<'_>,
 ) {
-    let nr1 = p[1].nr;
-    let mask1: __mmask16 = lane_mask(nr1);
-    let mut a0 = [_mm512_loadu_ps(bias[0].as_ptr()); M];
-    let mut a1 = [_mm512_loadu_ps(bias[1].as_ptr()); M];
-    let (mut w0, mut w1) = (p[0].w.as_ptr(), p[1].w.as_ptr());
+    let nr: [usize; P] = core::array::from_fn(|j| p[j].nr);
+    let mask: [__mmask16; P] = core::array::from_fn(|j| lane_mask(nr[j]));
+    let mut acc: [[__m512; M]; P] =
+        core::array::from_fn(|j| [_mm512_loadu_ps(bias[j].as_ptr()); M]);
+    let mut wp: [*const f32; P] = core::array::from_fn(|j| p[j].w.as_ptr());
     let at = |o: usize| match o.checked_sub(x.len()) {
         None => x.as_ptr().add(o),
         Some(q) => patch.as_ptr().add(q),
@@ -650,22 +651,109 @@ unsafe fn igemm2_avx512_impl<const M: usize>(
     for ky in 0..kh {
         let r: [*const f32; M] = core::array::from_fn(|i| at(offs[i * kh + ky]));
         for j in 0..run {
-            let v0 = _mm512_loadu_ps(w0);
-            let v1 = _mm512_maskz_loadu_ps(mask1, w1);
+            let v: [__m512; P] = core::array::from_fn(|q| _mm512_maskz_loadu_ps(mask[q], wp[q]));
             for i in 0..M {
                 let xb = _mm512_set1_ps(*r[i].add(j));
-                a0[i] = _mm512_fmadd_ps(xb, v0, a0[i]);
-                a1[i] = _mm512_fmadd_ps(xb, v1, a1[i]);
+                for (a, vq) in acc.iter_mut().zip(&v) {
+                    a[i] = _mm512_fmadd_ps(xb, *vq, a[i]);
+                }
             }
-            w0 = w0.add(NR);
-            w1 = w1.add(nr1);
+            for (w, n) in wp.iter_mut().zip(&nr) {
+                *w = w.add(*n);
+            }
         }
     }
     let (lo, hi) = (_mm512_set1_ps(out.act[0]), _mm512_set1_ps(out.act[1]));
-    for i in 0..M {
-        let y = out.y.as_mut_ptr().add(out.base + i * out.stride);
-        _mm512_storeu_ps(y, _mm512_min_ps(_mm512_max_ps(a0[i], lo), hi));
-        let v = _mm512_min_ps(_mm512_max_ps(a1[i], lo), hi);
-        _mm512_mask_storeu_ps(y.add(NR), mask1, v);
+    for (q, a) in acc.iter().enumerate() {
+        for (i, v) in a.iter().enumerate() {
+            let y = out.y.as_mut_ptr().add(out.base + i * out.stride + q * NR);
+            _mm512_mask_storeu_ps(y, mask[q], _mm512_min_ps(_mm512_max_ps(*v, lo), hi));
+        }
+    }
+}
+
+/// `f32_pool__avx512f`: max or average pooling over NHWC, 64 channels (four registers, the
+/// last masked) per pass over each window: per channel the same operations in the same order
+/// as [`crate::kernels::reference_f32::pool2d`] (the window's rows then columns, `max(acc, v)`
+/// keeping the accumulator against a NaN input as `f32::max` does; the sum divided by the
+/// count; the clamp as `v.max(lo).min(hi)`), so the same bits.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn pool2d_avx512(
+    x: &[f32],
+    xs: [usize; 4],
+    y: &mut [f32],
+    ys: [usize; 4],
+    p: &crate::ops::PoolWindow,
+    act: [f32; 2],
+    is_max: bool,
+) {
+    let [n, h, w, c] = xs;
+    let [yn, oh, ow, yc] = ys;
+    assert!(
+        x.len() >= n * h * w * c && y.len() >= n * oh * ow * c && yn == n && yc == c,
+        "pool operands out of shape"
+    );
+    debug_assert!(Isa::Avx512Vnni.supported());
+    // SAFETY: every load is inside `x` (rows and columns from `p.span`, inside the input;
+    // channels masked to `c`), every store inside `y` (checked above); features checked
+    // before this function was handed out.
+    unsafe { pool2d_avx512_impl(x, xs, y, ys, p, act, is_max) }
+}
+
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn pool2d_avx512_impl(
+    x: &[f32],
+    xs: [usize; 4],
+    y: &mut [f32],
+    ys: [usize; 4],
+    p: &crate::ops::PoolWindow,
+    act: [f32; 2],
+    is_max: bool,
+) {
+    let [n, h, w, c] = xs;
+    let [_, oh, ow, _] = ys;
+    let (lo, hi) = (_mm512_set1_ps(act[0]), _mm512_set1_ps(act[1]));
+    let init = _mm512_set1_ps(if is_max { f32::NEG_INFINITY } else { 0.0 });
+    for b in 0..n {
+        for oy in 0..oh {
+            let (y0, rows) = p.span(0, oy, h);
+            for ox in 0..ow {
+                let (x0, cols) = p.span(1, ox, w);
+                let count = p.count((y0, x0), (rows.len(), cols.len()), h, w);
+                let out = y.as_mut_ptr().add(((b * oh + oy) * ow + ox) * c);
+                let mut c0 = 0;
+                while c0 < c {
+                    let m: [__mmask16; 4] =
+                        core::array::from_fn(|j| lane_mask(c.saturating_sub(c0 + 16 * j)));
+                    let mut acc = [init; 4];
+                    for iy in rows.clone() {
+                        for ix in cols.clone() {
+                            let src = x.as_ptr().add(((b * h + iy) * w + ix) * c + c0);
+                            for (j, a) in acc.iter_mut().enumerate() {
+                                let v = _mm512_maskz_loadu_ps(m[j], src.add(16 * j));
+                                *a = if is_max {
+                                    // `maxps` returns its second operand when one is NaN:
+                                    // the accumulator, as `acc.max(v)` does.
+                                    _mm512_max_ps(v, *a)
+                                } else {
+                                    _mm512_add_ps(*a, v)
+                                };
+                            }
+                        }
+                    }
+                    for (j, a) in acc.iter().enumerate() {
+                        let v = match (is_max, count > 0) {
+                            (true, _) => *a,
+                            (false, true) => _mm512_div_ps(*a, _mm512_set1_ps(count as f32)),
+                            (false, false) => _mm512_setzero_ps(),
+                        };
+                        let v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+                        _mm512_mask_storeu_ps(out.add(c0 + 16 * j), m[j], v);
+                    }
+                    c0 += 64;
+                }
+            }
+        }
     }
 }
