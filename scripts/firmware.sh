@@ -106,6 +106,35 @@ for m in digits_cnn digits_cnn_int8; do
   if [ "$host" != "$arm" ]; then echo "raspberry pi ($m): output differs from the host build"; fail=1; fi
 done
 echo "raspberry pi: aarch64 build $(stat -c %s "$pi/target/aarch64-unknown-linux-gnu/release/raspberry-pi-digits") B; outputs identical to the host build"
+# The MLPerf Tiny models on aarch64 (pi-bench, the same crate): each model's output on a fixed
+# input from the aarch64 build under qemu-aarch64 must equal the host build's byte for byte,
+# on a CPU with the dot-product extension (QEMU's default `max`: `sdot` kernels, a Raspberry
+# Pi 5) and on a Cortex-A72 (a Pi 4: NEON only); instructions per inference counted with the
+# qemu-insncount plugin as the difference between runs of 3 and 1 inferences, over 2.
+aa=build/firmware/aarch64.md
+{
+  echo "| model | path | instructions / inference | output |"
+  echo "|---|---|---:|---|"
+} > "$aa"
+for m in kws_ref_model vww_96_int8 pretrainedResnet_quant ad01_int8 \
+         kws_ref_model_float32_dequant vww_96_float pretrainedResnet ad01_fp32; do
+  [ -f "build/firmware/$m.kiln" ] || "$kiln" convert "$assets/mlperf-tiny/$m.tflite" -o "build/firmware/$m.kiln" > /dev/null
+  host=$("$pi/target/release/pi-bench" "build/firmware/$m.kiln" 1 | cut -d' ' -f2)
+  for cpu in max cortex-a72; do
+    counts=()
+    for n in 1 3; do
+      out=$(qemu-aarch64 -cpu "$cpu" -L /usr/aarch64-linux-gnu ${plugin:+-plugin "$plugin"} \
+        "$pi/target/aarch64-unknown-linux-gnu/release/pi-bench" "build/firmware/$m.kiln" "$n" 2>&1)
+      path=$(echo "$out" | awk '$1 != "INSN" {print $1}')
+      got=$(echo "$out" | awk '$1 != "INSN" {print $2}')
+      counts+=("$(echo "$out" | awk '$1 == "INSN" && $2 == "total" {print $3}')")
+      if [ "$got" != "$host" ]; then echo "aarch64 ($m, $cpu, $n runs): output differs from the host build"; fail=1; fi
+    done
+    per=$([ -n "$plugin" ] && awk -v a="${counts[0]}" -v b="${counts[1]}" 'BEGIN {printf "%d", (b - a) / 2}' || echo n/a)
+    echo "| $m | $path ($cpu) | $per | identical to the host |" >> "$aa"
+    echo "aarch64: $m on $cpu: kernels $path, $per instructions per inference, output identical to the host build"
+  done
+done
 # On-device fine-tuning (Cortex-M4F, mps2-an386): the int8 digits model's head adapted to
 # digits turned 90 degrees, one sample at a time, from samples compiled into the firmware;
 # saved to a RAM-backed NOR flash, reloaded after a reset. Its transcript must equal the host's

@@ -178,7 +178,9 @@ impl<'m, 'a> Session<'m, 'a> {
         Ok(())
     }
 
-    /// Runs every op in order on the inputs already in the arena.
+    /// Runs every op in order on the inputs already in the arena. The planner lets later
+    /// tensors reuse an input's arena slot once no op reads it, so after a run the inputs may
+    /// hold other data: set them again before every run.
     pub fn invoke(&mut self) -> Result<()> {
         for i in 0..self.model.num_ops() {
             self.exec(&self.model.op(i))?;

@@ -11,8 +11,13 @@ pub enum Isa {
     Avx2,
     /// x86-64 AVX-512 (F, BW, VL) with VNNI (`vpdpbusd`) and FMA.
     Avx512Vnni,
-    /// aarch64 NEON (`smull`/`sadalp`-class widening multiplies), the aarch64 baseline.
+    /// aarch64 NEON (`smull`/`sadalp`-class widening multiplies), the aarch64 baseline
+    /// (Raspberry Pi 4, Cortex-A72).
     Neon,
+    /// aarch64 NEON with the dot-product extension (ARMv8.2 DotProd: `sdot`, four int8
+    /// products summed into each 32-bit lane; Raspberry Pi 5, Cortex-A76). Detected at run time
+    /// with `std`.
+    NeonDot,
     /// Cortex-M4/M7/M33 DSP extension (`smlad`, `sxtb16`).
     CortexMDsp,
 }
@@ -66,9 +71,22 @@ impl Isa {
             }
             Isa::Portable
         }
-        #[cfg(target_arch = "aarch64")]
+        #[cfg(all(target_arch = "aarch64", feature = "std"))]
         {
-            Isa::Neon
+            // (std caches the feature bits: one load.)
+            if std::arch::is_aarch64_feature_detected!("dotprod") {
+                Isa::NeonDot
+            } else {
+                Isa::Neon
+            }
+        }
+        #[cfg(all(target_arch = "aarch64", not(feature = "std")))]
+        {
+            if cfg!(target_feature = "dotprod") {
+                Isa::NeonDot
+            } else {
+                Isa::Neon
+            }
         }
         #[cfg(kiln_dsp)]
         {
@@ -87,6 +105,7 @@ impl Isa {
         [
             Isa::Avx512Vnni,
             Isa::Avx2,
+            Isa::NeonDot,
             Isa::Neon,
             Isa::CortexMDsp,
             Isa::Portable,
@@ -102,7 +121,9 @@ impl Isa {
 
     /// Whether this path runs on a CPU whose best path is `best`.
     fn runs_under(self, best: Isa) -> bool {
-        self == best || (self == Isa::Avx2 && best == Isa::Avx512Vnni)
+        self == best
+            || (self == Isa::Avx2 && best == Isa::Avx512Vnni)
+            || (self == Isa::Neon && best == Isa::NeonDot)
     }
 
     /// The path called `name` (as [`Isa::name`] spells it), if there is one.
@@ -112,6 +133,7 @@ impl Isa {
             Isa::Avx2,
             Isa::Avx512Vnni,
             Isa::Neon,
+            Isa::NeonDot,
             Isa::CortexMDsp,
         ]
         .into_iter()
@@ -125,6 +147,7 @@ impl Isa {
             Isa::Avx2 => "avx2",
             Isa::Avx512Vnni => "avx512vnni",
             Isa::Neon => "neon",
+            Isa::NeonDot => "neon-sdot",
             Isa::CortexMDsp => "cortex-m dsp",
         }
     }

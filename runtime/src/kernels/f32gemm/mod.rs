@@ -123,7 +123,7 @@ pub fn ukernel<const M: usize>(isa: Isa) -> Ukernel<M> {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => x86::gemm_avx2::<M, false>,
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => neon::gemm::<M, false>,
+        Isa::Neon | Isa::NeonDot => neon::gemm::<M, false>,
         _ => gemm_portable::<M>,
     }
 }
@@ -142,7 +142,7 @@ pub fn ukernel_row(isa: Isa) -> Ukernel<1> {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => x86::gemm_avx2::<1, true>,
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => neon::gemm::<1, true>,
+        Isa::Neon | Isa::NeonDot => neon::gemm::<1, true>,
         _ => ukernel::<1>(isa),
     }
 }
@@ -180,7 +180,7 @@ pub fn dwconv(isa: Isa) -> DwFn {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 | Isa::Avx512Vnni => x86::dwconv_avx2,
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => neon::dwconv,
+        Isa::Neon | Isa::NeonDot => neon::dwconv,
         _ => dwconv_portable,
     }
 }

@@ -323,6 +323,8 @@ pub fn ukernel<const M: usize>(isa: Isa) -> Ukernel<M> {
         Isa::Avx2 => x86::gemm_avx2::<M>,
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => neon::gemm::<M>,
+        #[cfg(target_arch = "aarch64")]
+        Isa::NeonDot => neon::gemm_sdot::<M>,
         #[cfg(kiln_v6m)]
         _ => v6m::gemm::<M>,
         #[cfg(not(kiln_v6m))]

@@ -1,12 +1,27 @@
 //! aarch64 `qs8_gemm_{1,4}x16c4__neon`: each 4-byte group widened to 16 bits, multiplied by the
 //! unsigned input (products fit 16 bits: 255·128 < 2^15) and pairwise accumulated with `sadalp`;
 //! adjacent pair sums are added at the end. The panel is done in two halves of 8 channels so the
-//! 4-row tile's accumulators stay in registers.
+//! 4-row tile's accumulators stay in registers. `qs8_gemm_{1,4}x16c4__neonsdot`: one `sdot`
+//! per 4 channels of a group (the packed group is four registers of four channels' four
+//! bytes each, as `sdot` reads them).
 #![allow(unsafe_code)]
 
 use core::arch::aarch64::*;
 
 use super::{Panel, KR, NR};
+
+/// Group `g` of panel `p` as 16 channels' 4 bytes: in place for a full panel, else copied
+/// into `grp` after the channels past `nr` (zero weights).
+#[inline(always)]
+fn group(p: Panel<'_>, g: usize, grp: &mut [i8; NR * KR]) -> *const i8 {
+    let src = &p.w[g * p.nr * KR..][..p.nr * KR];
+    if p.nr == NR {
+        src.as_ptr()
+    } else {
+        grp[..p.nr * KR].copy_from_slice(src);
+        grp.as_ptr()
+    }
+}
 
 /// `qs8_gemm_Mx16c4__neon`.
 pub(super) fn gemm<const M: usize>(rows: &[&[u8]; M], p: Panel<'_>) -> [[i32; NR]; M] {
@@ -29,14 +44,7 @@ unsafe fn gemm_impl<const M: usize>(rows: &[&[u8]; M], p: Panel<'_>) -> [[i32; N
         }
         let mut acc = [[vdupq_n_s32(0); 4]; M];
         for g in 0..k / KR {
-            let src = &p.w[g * nr * KR..][..nr * KR];
-            let gp = if nr == NR {
-                src.as_ptr()
-            } else {
-                // A partial panel: its group padded with zero weights.
-                grp[..nr * KR].copy_from_slice(src);
-                grp.as_ptr()
-            };
+            let gp = group(p, g, &mut grp);
             let wa = vld1q_s8(gp.add(h * 32));
             let wb = vld1q_s8(gp.add(h * 32 + 16));
             let w = [
@@ -57,6 +65,70 @@ unsafe fn gemm_impl<const M: usize>(rows: &[&[u8]; M], p: Panel<'_>) -> [[i32; N
         for (o, a) in out.iter_mut().zip(&acc) {
             vst1q_s32(o.as_mut_ptr().add(h * 8), vpaddq_s32(a[0], a[1]));
             vst1q_s32(o.as_mut_ptr().add(h * 8 + 4), vpaddq_s32(a[2], a[3]));
+        }
+    }
+    // Channels past `nr` summed zero weights: already 0.
+    super::tail(rows, p, &mut out);
+    out
+}
+
+/// `qs8_gemm_Mx16c4__neonsdot` (ARMv8.2 DotProd): the same sums as [`gemm`]. `sdot` multiplies
+/// signed bytes, so each input group is flipped back to signed (`u - 128 = x`) and the panel's
+/// `-128·Σw` (one more `sdot` per group, of the weights with `-128`s, shared by the tile's rows)
+/// taken off: `Σ (x + 128)·w = Σ x·w - Σ (-128)·w`, exactly, in wrapping 32-bit arithmetic.
+pub(super) fn gemm_sdot<const M: usize>(rows: &[&[u8]; M], p: Panel<'_>) -> [[i32; NR]; M] {
+    assert!(
+        (1..=NR).contains(&p.nr) && p.w.len() >= p.nr * p.k && rows.iter().all(|r| r.len() >= p.k),
+        "qs8 microkernel operands out of shape"
+    );
+    debug_assert!(crate::kernels::isa::Isa::NeonDot.supported());
+    // SAFETY: lengths checked above; the dot-product extension was checked before this
+    // function was handed out (`super::ukernel` only returns it where `Isa::NeonDot` is
+    // supported).
+    unsafe { gemm_sdot_impl(rows, p) }
+}
+
+/// `acc + Σ` of the four products of each lane's four bytes of `a` and `b` (`sdot`; the
+/// intrinsic is not stable Rust yet).
+#[inline]
+#[target_feature(enable = "dotprod")]
+unsafe fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    let mut r = acc;
+    core::arch::asm!(
+        "sdot {r:v}.4s, {a:v}.16b, {b:v}.16b",
+        r = inout(vreg) r,
+        a = in(vreg) a,
+        b = in(vreg) b,
+        options(pure, nomem, nostack)
+    );
+    r
+}
+
+#[target_feature(enable = "dotprod")]
+unsafe fn gemm_sdot_impl<const M: usize>(rows: &[&[u8]; M], p: Panel<'_>) -> [[i32; NR]; M] {
+    let k = p.k;
+    let mut acc = [[vdupq_n_s32(0); 4]; M];
+    let mut corr = [vdupq_n_s32(0); 4];
+    let minus128 = vdupq_n_s8(i8::MIN);
+    let mut grp = [0i8; NR * KR];
+    for g in 0..k / KR {
+        let gp = group(p, g, &mut grp);
+        let w: [int8x16_t; 4] = core::array::from_fn(|j| vld1q_s8(gp.add(16 * j)));
+        for (c, wj) in corr.iter_mut().zip(&w) {
+            *c = sdot(*c, *wj, minus128);
+        }
+        for (a, row) in acc.iter_mut().zip(rows) {
+            let u = (row.as_ptr().add(g * KR) as *const u32).read_unaligned();
+            let xb = vreinterpretq_s8_u32(vdupq_n_u32(u ^ 0x8080_8080));
+            for (aj, wj) in a.iter_mut().zip(&w) {
+                *aj = sdot(*aj, *wj, xb);
+            }
+        }
+    }
+    let mut out = [[0i32; NR]; M];
+    for (o, a) in out.iter_mut().zip(&acc) {
+        for (j, (aj, cj)) in a.iter().zip(&corr).enumerate() {
+            vst1q_s32(o.as_mut_ptr().add(4 * j), vsubq_s32(*aj, *cj));
         }
     }
     // Channels past `nr` summed zero weights: already 0.
