@@ -577,6 +577,8 @@ pub fn requantize_vector(isa: Isa) -> Option<RequantFn> {
         Isa::Avx512Vnni => Some(x86::requantize_avx512),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => Some(x86::requantize_avx2),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon | Isa::NeonDot => Some(neon::requantize),
         _ => None,
     }
 }
@@ -768,6 +770,9 @@ pub fn depthwise_part(c: &Conv<'_, Option<&[i32]>>, y: &mut [i8], isa: Isa, px0:
     }
     let dw = dwconv16(isa).filter(|_| q.weight_zp == 0);
     let rq = requantize(isa);
+    // The vector requantization for the portable loop's chunks too (NEON), 16 channels (one
+    // panel) at a time: it adds the panel's bias itself.
+    let vrq = requantize_vector(isa);
     dw_runs(&s, &geo, px0, total, false, |i, count, taps| {
         let out = &mut y[i * co..(i + count) * co];
         // One pixel (`count == 1`): 16- and 8-channel blocks on the vector kernel, then the
@@ -786,7 +791,7 @@ pub fn depthwise_part(c: &Conv<'_, Option<&[i32]>>, y: &mut [i8], isa: Isa, px0:
         while c0 < co {
             let nc = (co - c0).min(DW_CHUNK);
             let mut acc = [0i32; DW_CHUNK];
-            if let Some(bb) = bias {
+            if let (Some(bb), None) = (bias, vrq) {
                 acc[..nc].copy_from_slice(&bb[c0..c0 + nc]);
             }
             for &(xo, t) in taps {
@@ -795,8 +800,26 @@ pub fn depthwise_part(c: &Conv<'_, Option<&[i32]>>, y: &mut [i8], isa: Isa, px0:
                     *a = a.wrapping_add((xv as i32 - q.input_zp) * (wv as i32 - q.weight_zp));
                 }
             }
-            for (k, o) in out[c0..c0 + nc].iter_mut().enumerate() {
-                *o = q.requantize(acc[k], c0 + k);
+            match vrq {
+                // Chunks start at multiples of 64 (after whole 16-channel blocks): each block
+                // is one panel.
+                Some(f) if c0.is_multiple_of(NR) => {
+                    for b0 in (0..nc).step_by(NR) {
+                        let a: &[i32; NR] = acc[b0..b0 + NR].try_into().expect("16 lanes");
+                        let n = (nc - b0).min(NR);
+                        f(a, pqs.get((c0 + b0) / NR), q, &mut out[c0 + b0..][..n]);
+                    }
+                }
+                _ => {
+                    if let (Some(bb), Some(_)) = (bias, vrq) {
+                        for (a, &b) in acc.iter_mut().zip(&bb[c0..c0 + nc]) {
+                            *a = a.wrapping_add(b);
+                        }
+                    }
+                    for (k, o) in out[c0..c0 + nc].iter_mut().enumerate() {
+                        *o = q.requantize(acc[k], c0 + k);
+                    }
+                }
             }
             c0 += nc;
         }

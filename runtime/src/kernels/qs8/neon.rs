@@ -135,3 +135,51 @@ unsafe fn gemm_sdot_impl<const M: usize>(rows: &[&[u8]; M], p: Panel<'_>) -> [[i
     super::tail(rows, p, &mut out);
     out
 }
+
+/// `qs8_requantize_16__neon`: [`super::requantize_portable`] four lanes at a time with
+/// TFLite's double rounding as its NEON kernels compute it: `sqrdmulh` is gemmlowp's
+/// saturating rounding doubling high product exactly (both are `⌊(a·b + 2^30) / 2^31⌋`,
+/// saturated), and the rounding right shift is `srshl` after taking 1 off negative values, which
+/// turns its round-half-up into gemmlowp's round-half-away-from-zero. The single rounding takes
+/// the portable form.
+pub(super) fn requantize(
+    acc: &[i32; NR],
+    pq: &super::PanelQ,
+    q: &crate::kernels::reference_i8::QuantParams<'_>,
+    out: &mut [i8],
+) {
+    if q.rounding != crate::kernels::reference_i8::Rounding::Double {
+        return super::requantize_portable(acc, pq, q, out);
+    }
+    let mut v = [0i8; NR];
+    // SAFETY: every load reads 4 lanes of a 16-element array, at 0, 4, 8, 12; NEON is part of
+    // the aarch64 baseline.
+    unsafe {
+        let (zp, lo, hi) = (
+            vdupq_n_s32(q.output_zp),
+            vdupq_n_s32(q.act[0]),
+            vdupq_n_s32(q.act[1]),
+        );
+        let zero = vdupq_n_s32(0);
+        let mut lanes = [vdupq_n_s32(0); 4];
+        for (j, l) in lanes.iter_mut().enumerate() {
+            let a = vaddq_s32(
+                vld1q_s32(acc.as_ptr().add(4 * j)),
+                vld1q_s32(pq.bias.as_ptr().add(4 * j)),
+            );
+            let sh = vld1q_s32(pq.shift.as_ptr().add(4 * j));
+            // `x << left` wrapping, as the scalar form's `wrapping_mul(1 << left)`.
+            let x = vshlq_s32(a, vmaxq_s32(sh, zero));
+            let x = vqrdmulhq_s32(x, vld1q_s32(pq.mult.as_ptr().add(4 * j)));
+            let right = vminq_s32(sh, zero);
+            let fixup = vshrq_n_s32::<31>(vandq_s32(x, right));
+            let r = vrshlq_s32(vqaddq_s32(x, fixup), right);
+            *l = vmaxq_s32(vminq_s32(vqaddq_s32(r, zp), hi), lo);
+        }
+        let h0 = vcombine_s16(vmovn_s32(lanes[0]), vmovn_s32(lanes[1]));
+        let h1 = vcombine_s16(vmovn_s32(lanes[2]), vmovn_s32(lanes[3]));
+        vst1q_s8(v.as_mut_ptr(), vcombine_s8(vmovn_s16(h0), vmovn_s16(h1)));
+    }
+    let n = out.len().min(NR);
+    out[..n].copy_from_slice(&v[..n]);
+}
