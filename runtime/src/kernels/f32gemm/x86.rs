@@ -1,6 +1,8 @@
 //! x86-64 f32 microkernels: `f32_gemm_{1,4}x16__avx512f`, `f32_gemm_{1,4}x16__avx2_fma`,
-//! `f32_dwconv_16__avx512f`, `f32_dwconv_16__avx2_fma`. Reachable only through
-//! [`super::ukernel`] / [`super::dwconv`], which check [`Isa::supported`] first.
+//! `f32_igemm_{8,4,2,1}x16__avx512f`, `f32_igemm_8x{32,48}__avx512f`, `f32_dwconv_16__avx512f`
+//! (runs), `f32_dwconv_{3x3,5x5}s{1,2}__avx512f` (rows), `f32_dwconv_16__avx2_fma`,
+//! `f32_pool__avx512f`. Reachable only through the dispatchers of [`super`], which check
+//! [`Isa::supported`] first.
 #![allow(unsafe_code)]
 
 use core::arch::x86_64::*;

@@ -1,7 +1,9 @@
 //! x86-64 qs8 microkernels: `qs8_gemm_{1,4}x16c4__avx512vnni` (`vpdpbusd` on the unsigned
 //! input rows, one broadcast per group, and signed packed weights), `qs8_gemm_{1,4}x16c4__avx2` (the same 4-byte groups split
 //! into even/odd 16-bit pairs for `vpmaddwd`) and `qs8_requantize_16__avx2` (both TFLite
-//! roundings, bit-exact with the scalar form).
+//! roundings, bit-exact with the scalar form); on AVX-512 also the fused, in-place and
+//! padded-row conv kernels (`conv_rows`), the one-row dense (`dense_row`), the depthwise row
+//! and run kernels (`dw_rows`, `depthwise_avx512`) and the int8 add.
 //!
 //! The safe wrappers are reachable only through [`super::ukernel`] / [`super::requantize`],
 //! which hand them out only after [`Isa::supported`] confirmed the CPU has the features.
