@@ -33,7 +33,7 @@ pub struct BenchArgs {
     #[arg(long)]
     reference: bool,
     /// Run the optimized kernels on this instruction set instead of the detected one (kiln:
-    /// portable, avx2, avx512vnni, neon; refused if this CPU lacks it).
+    /// portable, avx2, avx512vnni, neon, neon-sdot; refused if this CPU lacks it).
     #[arg(long)]
     isa: Option<String>,
     /// Split each large conv layer over this many threads (kiln; same outputs as 1 thread).
@@ -83,7 +83,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             None => None,
             Some(name) => {
                 let Some(isa) = Isa::from_name(name) else {
-                    bail!("--isa {name}: not an instruction set kiln has kernels for (portable, avx2, avx512vnni, neon)");
+                    bail!("--isa {name}: not an instruction set kiln has kernels for (portable, avx2, avx512vnni, neon, neon-sdot)");
                 };
                 if !isa.supported() {
                     bail!(
