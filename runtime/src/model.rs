@@ -585,9 +585,9 @@ impl<'m> Model<'m> {
     /// lookup.
     pub fn tensor(&self, i: usize) -> TensorInfo<'m> {
         let d = self.desc(i);
+        let loc = self.tensor_loc(i);
         let rank = d[tensor::RANK] as usize;
         let first = rd_u32(d, tensor::DIMS) as usize;
-        let dtype = DType::from_u8(d[tensor::DTYPE]).unwrap_or(DType::F32);
         let quant = match d[tensor::QUANT] {
             1 => Quant::PerTensor {
                 scale: f32::from_bits(rd_u32(d, tensor::SCALE)),
@@ -603,16 +603,12 @@ impl<'m> Model<'m> {
         // copied out, the copy's 16-byte loads of 8-byte stores stalled store forwarding, a
         // third of this function's time (the anomaly detector's small layers felt it).
         let mut t = TensorInfo {
-            dtype,
+            dtype: loc.dtype,
             rank,
             dims: [1; MAX_RANK],
-            storage: if d[tensor::STORAGE] == 1 {
-                Storage::Constant
-            } else {
-                Storage::Arena
-            },
-            offset: rd_u32(d, tensor::OFFSET) as usize,
-            byte_len: dtype.size(),
+            storage: loc.storage,
+            offset: loc.offset,
+            byte_len: loc.byte_len,
             name: self.string_bytes(
                 rd_u32(d, tensor::NAME_OFF) as usize,
                 rd_u16(d, tensor::NAME_LEN) as usize,
@@ -620,9 +616,7 @@ impl<'m> Model<'m> {
             quant,
         };
         for k in 0..rank.min(MAX_RANK) {
-            let v = self.dim(first + k);
-            t.dims[k] = v;
-            t.byte_len *= v;
+            t.dims[k] = self.dim(first + k);
         }
         t
     }

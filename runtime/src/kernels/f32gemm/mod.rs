@@ -18,7 +18,7 @@
 use super::isa::Isa;
 use super::qs8::{dw_runs, layout_offset, window, ConvShapes, DW_TAPS};
 #[cfg(target_arch = "x86_64")]
-use super::qs8::{gather, Cursor};
+use super::qs8::{gather, pointwise, Cursor, PadRows};
 use super::reference_f32::clamp;
 use crate::ops::ConvGeom;
 
@@ -478,23 +478,13 @@ fn conv2d_segments(c: &ConvF32<'_>, y: &mut [f32], isa: Isa, px0: usize) -> bool
     // The smallest patch that holds a tile of border windows (it is zeroed per call); none
     // for a pointwise conv, whose windows are the input's pixels.
     let [_, kh, kw, ci] = c.s.w;
-    if pointwise(c) {
+    if pointwise(&c.s, &c.geo) {
         conv2d_segments_buf::<0>(c, y, isa, px0)
     } else if SEG_M * kh * kw * ci <= PATCH / 4 {
         conv2d_segments_buf::<{ PATCH / 4 }>(c, y, isa, px0)
     } else {
         conv2d_segments_buf::<PATCH>(c, y, isa, px0)
     }
-}
-
-/// Whether `c` is a pointwise conv (1x1, stride 1, no padding): output pixel `p` reads input
-/// pixel `p`.
-#[cfg(target_arch = "x86_64")]
-fn pointwise(c: &ConvF32<'_>) -> bool {
-    c.s.w[1..3] == [1, 1]
-        && c.geo.stride == [1, 1]
-        && c.geo.pad == [0; 4]
-        && c.s.y[..3] == c.s.x[..3]
 }
 
 /// [`conv2d_segments`] with a `B`-float patch.
@@ -520,7 +510,7 @@ fn conv2d_segments_buf<const B: usize>(
     let Some(fs) = Igemms::of(isa) else {
         return false;
     };
-    let flat = pointwise(c);
+    let flat = pointwise(&c.s, &c.geo);
     if run == 0 || (kw > 1 && geo.dilation[1] != 1) || kh > SEG_KH || (SEG_M * k > B && !flat) {
         return false;
     }
@@ -603,59 +593,42 @@ fn conv2d_padded_buf<const B: usize>(c: &ConvF32<'_>, y: &mut [f32], isa: Isa, p
     } = *c;
     let [n, h, wd, ci] = s.x;
     let [co, kh, kw, _] = s.w;
-    let [_, oh, ow, _] = s.y;
     let run = kw * ci;
     let Some(fs) = Igemms::of(isa) else {
         return false;
     };
-    let (sy, sx) = (geo.stride[0], geo.stride[1]);
     // (A pointwise conv's windows all lie inside the input: the segments read them in place.)
-    if run == 0
-        || kh * kw == 1
-        || geo.dilation != [1, 1]
-        || kh > SEG_KH
-        || sy == 0
-        || sx == 0
-        || oh == 0
-        || ow == 0
-        || x.len() < n * h * wd * ci
-    {
+    let ok = run > 0
+        && kh * kw > 1
+        && geo.dilation == [1, 1]
+        && kh <= SEG_KH
+        && x.len() >= n * h * wd * ci;
+    let Some(plan) = PadRows::new(&s, &geo).filter(|_| ok) else {
         return false;
-    }
-    // Padded width: the columns an output row reads.
-    let pw = (ow - 1) * sx + kw;
-    let row = pw * ci;
+    };
+    let row = plan.row_len();
     if kh * row > B {
         return false;
     }
-    let chunk = (B / row - kh) / sy + 1;
-    let (pt, pl) = (geo.pad[0], geo.pad[1]);
-    let (left, inside) = (pl.min(pw), wd.min(pw.saturating_sub(pl)));
+    let (sx, ow) = (geo.stride[1], plan.ow);
+    let (left, inside) = (plan.left * ci, plan.inside * ci);
     let mut buf = [0f32; B];
     let mut offs = [0usize; SEG_M * SEG_KH];
-    let (end, mut px) = (px0 + y.len() / co.max(1), px0);
-    while px < end {
-        // Output rows oy0..oy1 of image b: their input rows, row r = input row oy0·S + r - pad.
-        let (b, oy0) = (px / (oh * ow), px / ow % oh);
-        let oy1 = (oy0 + chunk).min(oh);
-        let stop = end.min((b * oh + oy1) * ow);
-        let rows = (oy1 - oy0 - 1) * sy + kh;
-        for r in 0..rows {
+    plan.chunks(B / row, px0, y.len() / co.max(1), |ch| {
+        for r in 0..ch.rows {
             let dst = &mut buf[r * row..][..row];
-            let iy = (oy0 * sy + r) as isize - pt as isize;
             dst.fill(0.0);
-            if iy >= 0 && (iy as usize) < h {
-                let src = &x[(b * h + iy as usize) * wd * ci..][..inside * ci];
-                dst[left * ci..][..src.len()].copy_from_slice(src);
+            if let Some(at) = plan.source(ch, r) {
+                dst[left..][..inside].copy_from_slice(&x[at..][..inside]);
             }
         }
-        let buf = &buf[..rows * row];
-        let at = |p: usize| {
-            let (oy, ox) = (p / ow % oh, p % ow);
-            (oy - oy0) * sy * row + ox * sx * ci
-        };
-        while px < stop {
-            let (m, f) = fs.pick(stop - px);
+        let buf = &buf[..ch.rows * row];
+        // Pixel `p`'s window starts at its output row's first padded row, its column·S.
+        let oy0 = ch.first / ow;
+        let at = |p: usize| (p / ow - oy0) * plan.sy * row + p % ow * sx * ci;
+        let mut px = ch.first;
+        while px < ch.stop {
+            let (m, f) = fs.pick(ch.stop - px);
             for (i, o) in offs.chunks_exact_mut(kh).take(m).enumerate() {
                 let base = at(px + i);
                 for (ky, o) in o.iter_mut().enumerate() {
@@ -672,7 +645,7 @@ fn conv2d_padded_buf<const B: usize>(c: &ConvF32<'_>, y: &mut [f32], isa: Isa, p
             t.panels(w, co, bias, act, &mut *y, (px - px0) * co, f);
             px += m;
         }
-    }
+    });
     true
 }
 

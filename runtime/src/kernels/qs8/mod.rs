@@ -724,6 +724,116 @@ pub(crate) fn taps_fit(
             .all(|&(xo, t)| xo + last + c0 + n <= x_len && t * co + c0 + n <= wt_len)
 }
 
+/// How chunks of output rows read a zero-padded copy of the input rows they need: the plan the
+/// padded-row kernels share (int8 convs and depthwise on AVX-512, `x86::Padded`; f32 convs,
+/// `f32gemm::conv2d_padded`). Padded row `r` of a chunk is input row `oy0·S + r - pad_top` (all
+/// padding outside the input); column `j` of a padded row is input column `j - pad_left`, of
+/// the `pw` columns an output row reads: `left` of padding, then `inside` from the input.
+#[derive(Clone, Copy, Debug)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) struct PadRows {
+    h: usize,
+    wd: usize,
+    c: usize,
+    oh: usize,
+    /// Output columns.
+    pub(crate) ow: usize,
+    /// Vertical stride.
+    pub(crate) sy: usize,
+    pt: usize,
+    /// Kernel rows.
+    pub(crate) kh: usize,
+    /// Columns of a padded row.
+    pub(crate) pw: usize,
+    /// Columns of padding before the input's.
+    pub(crate) left: usize,
+    /// Columns from the input.
+    pub(crate) inside: usize,
+}
+
+/// One chunk of [`PadRows::chunks`]: output rows from `oy0` of image `b`, its output pixels
+/// `first..stop` (absolute indices), reading `rows` padded rows.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) struct PadChunk {
+    pub(crate) b: usize,
+    pub(crate) oy0: usize,
+    pub(crate) first: usize,
+    pub(crate) stop: usize,
+    pub(crate) rows: usize,
+}
+
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+impl PadRows {
+    /// The plan of a layer with shapes `s` (window `KH × KW` from `s.w`) and window `geo`;
+    /// `None` for an empty output or a zero stride.
+    pub(crate) fn new(s: &ConvShapes, geo: &ConvGeom) -> Option<PadRows> {
+        let [_, h, wd, c] = s.x;
+        let [_, kh, kw, _] = s.w;
+        let [_, oh, ow, _] = s.y;
+        let [sy, sx] = geo.stride;
+        if oh == 0 || ow == 0 || sy == 0 || sx == 0 || kh == 0 || kw == 0 {
+            return None;
+        }
+        let (pw, pl) = ((ow - 1) * sx + kw, geo.pad[1]);
+        Some(PadRows {
+            h,
+            wd,
+            c,
+            oh,
+            ow,
+            sy,
+            pt: geo.pad[0],
+            kh,
+            pw,
+            left: pl.min(pw),
+            inside: wd.min(pw.saturating_sub(pl)),
+        })
+    }
+
+    /// Elements of one padded row.
+    pub(crate) fn row_len(&self) -> usize {
+        self.pw * self.c
+    }
+
+    /// Walks the output pixels `px0..px0 + total` in chunks of whole output rows (but the first
+    /// and last) of one image whose padded rows number at most `cap_rows` (at least `kh`).
+    pub(crate) fn chunks(
+        &self,
+        cap_rows: usize,
+        px0: usize,
+        total: usize,
+        mut f: impl FnMut(&PadChunk),
+    ) {
+        assert!(
+            cap_rows >= self.kh,
+            "a buffer smaller than one output row's input rows"
+        );
+        let per = (cap_rows - self.kh) / self.sy + 1;
+        let (end, mut first) = (px0 + total, px0);
+        while first < end {
+            let (b, oy0) = (first / (self.oh * self.ow), first / self.ow % self.oh);
+            let oy1 = (oy0 + per).min(self.oh);
+            let stop = end.min((b * self.oh + oy1) * self.ow);
+            let rows = (oy1 - oy0 - 1) * self.sy + self.kh;
+            f(&PadChunk {
+                b,
+                oy0,
+                first,
+                stop,
+                rows,
+            });
+            first = stop;
+        }
+    }
+
+    /// Where padded row `r` of `ch` takes its `inside·C` input elements from (the index in the
+    /// NHWC input of input column 0), or `None` for a row of padding.
+    pub(crate) fn source(&self, ch: &PadChunk, r: usize) -> Option<usize> {
+        let iy = (ch.oy0 * self.sy + r).checked_sub(self.pt)?;
+        (iy < self.h).then(|| (ch.b * self.h + iy) * self.wd * self.c)
+    }
+}
+
 /// Largest depthwise kernel window (taps) the tap list holds; larger run the reference.
 pub(crate) const DW_TAPS: usize = 64;
 
@@ -1318,7 +1428,7 @@ const FLIP_BYTES: usize = 0;
 const SEG_KH: usize = 16;
 /// Largest repacked weights (bytes) [`conv2d_segments`] builds for kernel rows that are not
 /// whole 4-byte groups (first convs: few input channels, so few weights).
-const SEG_WEIGHTS: usize = 4096;
+pub(crate) const SEG_WEIGHTS: usize = 4096;
 /// Bytes of border windows [`conv2d_segments`] gathers per tile (so the largest window it
 /// takes is an eighth of this).
 const SEG_TILE: usize = 16384;
@@ -1343,6 +1453,42 @@ fn conv2d_segments(c: &Conv<'_, &[i32]>, y: &mut [i8], isa: Isa, px0: usize) -> 
     } else {
         conv2d_segments_buf::<{ FLIP_BYTES + SEG_TILE }>(c, y, isa, px0)
     }
+}
+
+/// The packed weights of a conv whose kernel rows are `run` bytes read as `runp` (`run`
+/// rounded up to whole 4-byte groups): `w` itself when they are equal, else repacked into `buf`
+/// with zeros for the `runp - run` bytes past each kernel row, which then read the next input
+/// bytes to no effect. The caller checks that `co·kh·runp` fits `buf`.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) fn repack_rows<'a>(
+    w: &'a [i8],
+    co: usize,
+    kh: usize,
+    run: usize,
+    runp: usize,
+    buf: &'a mut [i8; SEG_WEIGHTS],
+) -> &'a [i8] {
+    if runp == run {
+        return w;
+    }
+    let (k, kq) = (kh * run, kh * runp);
+    let wq = &mut buf[..co * kq];
+    for ch in 0..co {
+        for ky in 0..kh {
+            for j in 0..run {
+                wq[packed_offset(co, kq, ch, ky * runp + j)] =
+                    w[packed_offset(co, k, ch, ky * run + j)];
+            }
+        }
+    }
+    wq
+}
+
+/// Whether a conv is pointwise (1x1, stride 1, no padding): output pixel `p` reads input pixel
+/// `p`'s channels.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) fn pointwise(s: &ConvShapes, geo: &ConvGeom) -> bool {
+    s.w[1..3] == [1, 1] && geo.stride == [1, 1] && geo.pad == [0; 4] && s.y[..3] == s.x[..3]
 }
 
 /// [`conv2d_segments`] with a `B`-byte buffer: the flipped input, then the patch.
@@ -1384,21 +1530,7 @@ fn conv2d_segments_buf<const B: usize>(
         return false;
     }
     let mut wq = [0i8; SEG_WEIGHTS];
-    let (w, kq) = if runp == run {
-        (w, k)
-    } else {
-        let wq = &mut wq[..co * kh * runp];
-        let kq = kh * runp;
-        for ch in 0..co {
-            for ky in 0..kh {
-                for j in 0..run {
-                    let kk = ky * run + j;
-                    wq[packed_offset(co, kq, ch, ky * runp + j)] = w[packed_offset(co, k, ch, kk)];
-                }
-            }
-        }
-        (&*wq, kq)
-    };
+    let (w, kq) = (repack_rows(w, co, kh, run, runp, &mut wq), kh * runp);
     // One buffer: the flipped input, then the patch for border windows (row `i` at
     // `x.len() + i·K`).
     let mut buf = [0u8; B];

@@ -1362,19 +1362,24 @@ pub(super) fn dw_rows(
         && c.w.len() >= kh * kw * co
         && c.x.len() >= n * h * wd * co
         && y.len().is_multiple_of(co)
-        && px0 + y.len() / co <= n * oh * ow
-        && oh >= 1
-        && ow >= 1;
-    // Padded width: the columns the output row reads.
-    let pw = (ow - 1) * sx + kw;
-    if !shape_ok || kh * pw * co + PAD_SLACK > DW_PAD_BYTES {
+        && px0 + y.len() / co <= n * oh * ow;
+    let Some(plan) = super::PadRows::new(&c.s, &c.geo).filter(|_| shape_ok) else {
+        return false;
+    };
+    let pad = Padded {
+        x: c.x,
+        plan,
+        fill: c.q.input_zp as u8,
+        flip: 0,
+    };
+    if !pad.fits(DW_PAD_BYTES) {
         return false;
     }
     debug_assert!(Isa::Avx512Vnni.supported());
     // SAFETY: shapes checked above; every load of `x` is a copy bounded by the slices, every
     // other load reads the padded buffer within the rows and columns filled, every store is
     // inside `y` (see the impl). Features checked before this function was handed out.
-    unsafe { dw_rows_impl(c, y, px0, pqs, pw) };
+    unsafe { dw_rows_impl(c, y, px0, pqs, &pad) };
     true
 }
 
@@ -1384,36 +1389,23 @@ unsafe fn dw_rows_impl(
     y: &mut [i8],
     px0: usize,
     pqs: &[PanelQ],
-    pw: usize,
+    pad: &Padded<'_>,
 ) {
     let super::Conv {
-        x,
-        w: wt,
-        s,
-        geo,
-        q,
-        ..
+        w: wt, s, geo, q, ..
     } = *c;
-    let [co, kh, kw, _] = s.w;
+    let [co, _, kw, _] = s.w;
     let sx = geo.stride[1];
     // Only the bytes written are read (zeroing all of it cost small layers a tenth).
     let mut buf = core::mem::MaybeUninit::<[u8; DW_PAD_BYTES]>::uninit();
     let tiled = co < NR && NR.is_multiple_of(co) && sx == 1;
     let yo = y.as_mut_ptr();
-    let pad = Padded {
-        x,
-        s: &s,
-        geo: &geo,
-        kh,
-        pw,
-        fill: q.input_zp as u8,
-        flip: 0,
-    };
     pad.chunks(
         buf.as_mut_ptr() as *mut u8,
         DW_PAD_BYTES,
         px0,
         y.len() / co,
+        co,
         |ctx| {
             if tiled {
                 let pq = tiled_constants(&pqs[0], co);
@@ -1439,33 +1431,25 @@ unsafe fn dw_rows_impl(
 /// past a window's last column stay inside written memory.
 const PAD_SLACK: usize = 64;
 
-/// A layer's input as zero-point-padded rows: the `pw` columns an output row reads (column `j`
-/// is input column `j - pad_left`), every byte XORed with `flip` (`0x80`: the unsigned bytes
-/// `vpdpbusd` takes), `fill` (the input zero point, flipped alike) outside the input.
+/// A layer's input as zero-point-padded rows ([`super::PadRows`]), every byte XORed with
+/// `flip` (`0x80`: the unsigned bytes `vpdpbusd` takes), `fill` (the input zero point, flipped
+/// alike) outside the input.
 struct Padded<'a> {
     x: &'a [i8],
-    s: &'a super::ConvShapes,
-    geo: &'a crate::ops::ConvGeom,
-    kh: usize,
-    pw: usize,
+    plan: super::PadRows,
     fill: u8,
     flip: u8,
 }
 
 impl Padded<'_> {
-    /// Bytes of one padded row.
-    fn row_bytes(&self) -> usize {
-        self.pw * self.s.x[3]
-    }
-
     /// Whether the rows of one output row fit `cap` bytes with the slack.
     fn fits(&self, cap: usize) -> bool {
-        self.kh * self.row_bytes() + PAD_SLACK <= cap
+        self.plan.kh * self.plan.row_len() + PAD_SLACK <= cap
     }
 
     /// Walks the output pixels `px0..px0 + total` in chunks of output rows whose input rows fit
     /// `cap` bytes at `bp` ([`Padded::fits`] checked by the caller): copies each chunk's rows
-    /// there, then calls `f` with it.
+    /// there, then calls `f` with it (outputs of `co` channels).
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     unsafe fn chunks(
@@ -1474,36 +1458,25 @@ impl Padded<'_> {
         cap: usize,
         px0: usize,
         total: usize,
+        co: usize,
         mut f: impl FnMut(&RowCtx),
     ) {
-        let [_, h, wd, ci] = self.s.x;
-        let [_, oh, ow, co] = self.s.y;
-        let (sy, pt, pl) = (self.geo.stride[0], self.geo.pad[0], self.geo.pad[1]);
-        let (kh, row_bytes) = (self.kh, self.row_bytes());
+        let plan = &self.plan;
+        let (kh, row_bytes) = (plan.kh, plan.row_len());
         debug_assert!(self.fits(cap));
-        // Output rows per chunk: their input rows must fit the buffer.
-        let cap_rows = (cap - PAD_SLACK) / row_bytes;
-        let chunk = (cap_rows - kh) / sy + 1;
-        let (left, inside) = (pl.min(self.pw), wd.min(self.pw.saturating_sub(pl)));
+        let c = row_bytes / plan.pw;
+        let (left, inside) = (plan.left * c, plan.inside * c);
         let flip = _mm512_set1_epi8(self.flip as i8);
-        let (end, mut pix) = (px0 + total, px0);
-        while pix < end {
-            // One chunk: output rows oy0..oy1 of image b, from pixel `pix` to `stop`.
-            let (b, oy0) = (pix / (oh * ow), pix / ow % oh);
-            let oy1 = (oy0 + chunk).min(oh);
-            let stop = end.min((b * oh + oy1) * ow);
-            let in_rows = (oy1 - oy0 - 1) * sy + kh;
-            // Row r is input row oy0·S + r - pad_top.
-            for r in 0..in_rows {
+        plan.chunks((cap - PAD_SLACK) / row_bytes, px0, total, |ch| {
+            for r in 0..ch.rows {
                 let dst = bp.add(r * row_bytes);
-                let iy = (oy0 * sy + r) as isize - pt as isize;
-                if iy < 0 || iy >= h as isize {
+                let Some(at) = plan.source(ch, r) else {
                     core::ptr::write_bytes(dst, self.fill, row_bytes);
                     continue;
-                }
-                let src = &self.x[(b * h + iy as usize) * wd * ci..][..inside * ci];
-                core::ptr::write_bytes(dst, self.fill, left * ci);
-                let d = dst.add(left * ci);
+                };
+                let src = &self.x[at..][..inside];
+                core::ptr::write_bytes(dst, self.fill, left);
+                let d = dst.add(left);
                 let mut i = 0;
                 while i < src.len() {
                     let n = (src.len() - i).min(64);
@@ -1512,25 +1485,28 @@ impl Padded<'_> {
                     _mm512_mask_storeu_epi8(d.add(i) as *mut i8, m, _mm512_xor_si512(v, flip));
                     i += 64;
                 }
-                let done = (left + inside) * ci;
-                core::ptr::write_bytes(dst.add(done), self.fill, row_bytes - done);
+                core::ptr::write_bytes(
+                    dst.add(left + inside),
+                    self.fill,
+                    row_bytes - left - inside,
+                );
             }
-            core::ptr::write_bytes(bp.add(in_rows * row_bytes), 0, PAD_SLACK);
+            core::ptr::write_bytes(bp.add(ch.rows * row_bytes), 0, PAD_SLACK);
             f(&RowCtx {
                 buf: bp as *const i8,
                 row_bytes,
                 co,
                 kh,
-                sy,
-                oy0,
-                pix0: (b * oh + oy0) * ow,
-                first: pix,
-                stop,
-                ow,
+                sy: plan.sy,
+                oy0: ch.oy0,
+                // The chunk starts in output row `oy0`.
+                pix0: ch.first - ch.first % plan.ow,
+                first: ch.first,
+                stop: ch.stop,
+                ow: plan.ow,
                 px0,
             });
-            pix = stop;
-        }
+        });
     }
 }
 
@@ -1735,10 +1711,6 @@ unsafe fn dw_rows_tiled<const KW: usize>(
 /// Stack bytes for the padded input rows of [`conv_rows`].
 const CONV_PAD_BYTES: usize = 48 * 1024;
 
-/// Largest repacked weights (bytes) [`conv_rows`] builds for kernel rows that are not whole
-/// 4-byte groups.
-const CONV_ROW_WEIGHTS: usize = 4096;
-
 /// `qs8_igemm_{8,4,2,1}x{16,32}c4__avx512vnni` over padded rows: the output pixels `px0..px0 +
 /// y.len() / O` of an int8 conv (one group, packed weights, folded bias) read from a copy of the
 /// input rows they need, flipped to unsigned bytes and padded with the (flipped) input zero
@@ -1749,16 +1721,13 @@ const CONV_ROW_WEIGHTS: usize = 4096;
 /// chunk of rows; along a row, eight pixels per call (then four, two, one) keep their
 /// accumulators in registers through the requantization. Returns `false` (nothing written)
 /// for layers it does not take: dilation, rows past [`CONV_PAD_BYTES`], windows taller than
-/// [`PAD_ROWS`] or repacked weights past [`CONV_ROW_WEIGHTS`].
+/// [`PAD_ROWS`] or repacked weights past `qs8::SEG_WEIGHTS`.
 pub(super) fn conv_rows(c: &super::Conv<'_, &[i32]>, y: &mut [i8], px0: usize) -> bool {
     // A pointwise conv (1x1, stride 1, no padding) reads consecutive pixels whatever their
     // row: as one row of every pixel, when that fits, its tiles of eight never stop at a row's
     // end (keyword spotting's rows are five pixels).
     let [n, h, wd, ci] = c.s.x;
-    if c.s.w[1..3] == [1, 1]
-        && c.geo.stride == [1, 1]
-        && c.geo.pad == [0; 4]
-        && c.s.y[1..3] == [h, wd]
+    if super::pointwise(&c.s, &c.geo)
         && (n * h * wd * ci) + PAD_SLACK <= CONV_PAD_BYTES
         && (h, n) != (1, 1)
     {
@@ -1792,19 +1761,14 @@ pub(super) fn conv_rows(c: &super::Conv<'_, &[i32]>, y: &mut [i8], px0: usize) -
         && c.x.len() >= n * h * wd * ci
         && y.len().is_multiple_of(co)
         && px0 + y.len() / co <= n * oh * ow
-        && oh >= 1
-        && ow >= 1
-        && (runp == run || co * kh * runp <= CONV_ROW_WEIGHTS);
-    if !shape_ok || !Isa::Avx512Vnni.supported() {
+        && (runp == run || co * kh * runp <= super::SEG_WEIGHTS);
+    let plan = super::PadRows::new(&c.s, &c.geo);
+    let Some(plan) = plan.filter(|_| shape_ok && Isa::Avx512Vnni.supported()) else {
         return false;
-    }
-    let pw = (ow - 1) * c.geo.stride[1] + kw;
+    };
     let pad = Padded {
         x: c.x,
-        s: &c.s,
-        geo: &c.geo,
-        kh,
-        pw,
+        plan,
         fill: (c.q.input_zp as u8) ^ 0x80,
         flip: 0x80,
     };
@@ -1828,24 +1792,8 @@ unsafe fn conv_rows_impl(
     runp: usize,
 ) {
     let [co, kh, kw, ci] = c.s.w;
-    let run = kw * ci;
-    let k = kh * run;
-    let mut wq = [0i8; CONV_ROW_WEIGHTS];
-    let w = if runp == run {
-        c.w
-    } else {
-        let kq = kh * runp;
-        let wq = &mut wq[..co * kq];
-        for ch in 0..co {
-            for ky in 0..kh {
-                for j in 0..run {
-                    let at = super::packed_offset(co, kq, ch, ky * runp + j);
-                    wq[at] = c.w[super::packed_offset(co, k, ch, ky * run + j)];
-                }
-            }
-        }
-        &*wq
-    };
+    let mut wq = [0i8; super::SEG_WEIGHTS];
+    let w = super::repack_rows(c.w, co, kh, kw * ci, runp, &mut wq);
     let geo = Geo {
         kq: kh * runp,
         groups: runp / KR,
@@ -1860,6 +1808,7 @@ unsafe fn conv_rows_impl(
         CONV_PAD_BYTES,
         px0,
         y.len() / co,
+        co,
         |ctx| {
             let panels = co.div_ceil(NR);
             let mut p = 0;
